@@ -1,0 +1,81 @@
+"""Webhook receiver behind API Gateway: ``POST /webhooks/{source}/{tenant}``."""
+
+from __future__ import annotations
+
+import base64
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.adapters.aws import S3Archive, SecretReader, SqsQueue
+from shared.adapters.idempotency import IdempotentOnce
+from shared.errors import WebhookRejected
+from shared.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
+from shared.models import utcnow
+from shared.observability import logger, metrics, tracer
+from shared.settings import IngestSettings
+from shared.sources.base import Headers
+
+app = APIGatewayRestResolver()
+
+
+@cache
+def settings() -> IngestSettings:
+    return IngestSettings.from_env()
+
+
+@cache
+def ports() -> IngestPorts:
+    s = settings()
+    return IngestPorts(
+        secrets=SecretReader(max_age=s.secrets_max_age_seconds),
+        archive=S3Archive(s.archive_bucket),
+        inbox=SqsQueue(s.inbox_queue_url),
+        once=IdempotentOnce(s.idempotency_table, s.idempotency_ttl_seconds),
+    )
+
+
+@app.post("/webhooks/<source>/<tenant>")
+def receive(source: str, tenant: str) -> Response[str]:
+    event = app.current_event
+    raw = event.body or ""
+    # API Gateway is configured with binary media type */*, so the body arrives base64-encoded and
+    # the signature is checked over the exact bytes the platform signed.
+    body = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
+    s = settings()
+    outcome = accept_webhook(
+        WebhookRequest(source=source, tenant=tenant, headers=Headers(event.headers), body=body, received_at=utcnow()),
+        IngestPolicy(s.enabled_sources, s.max_body_bytes, s.secrets_prefix),
+        ports(),
+    )
+    logger.append_keys(source=source, tenant=tenant, dedupe_key=outcome.message.dedupe_key)
+    logger.info("webhook accepted", extra={"topic": outcome.message.topic, "duplicate": outcome.duplicate})
+    metrics.add_metric(
+        name="WebhookDuplicate" if outcome.duplicate else "WebhookAccepted", unit=MetricUnit.Count, value=1
+    )
+    return Response(status_code=outcome.ack.status_code, content_type="application/json", body=json.dumps(outcome.ack.body))
+
+
+@app.exception_handler(WebhookRejected)
+def rejected(exc: WebhookRejected) -> Response[str]:
+    logger.warning("webhook rejected", extra={"reason": exc.reason, "detail": str(exc)})
+    metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+    return Response(
+        status_code=exc.status_code,
+        content_type="application/json",
+        body=json.dumps({"error": exc.reason, "message": str(exc)}),
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings()  # fail fast on a missing variable, before any request is handled
+    ports().once.register_context(context)
+    return app.resolve(event, context)

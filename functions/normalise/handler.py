@@ -1,0 +1,69 @@
+"""Inbox consumer: raw envelope -> canonical observations on the event bus; unusable -> quarantine."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
+
+from shared.adapters.aws import EventBus, S3Archive, SqsQueue
+from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE
+from shared.errors import NormalisationError
+from shared.models import InboxMessage
+from shared.normalise import normalise_message
+from shared.observability import logger, metrics, tracer
+from shared.settings import NormaliseSettings
+
+processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
+
+
+@cache
+def settings() -> NormaliseSettings:
+    return NormaliseSettings.from_env()
+
+
+@cache
+def adapters() -> tuple[S3Archive, EventBus, SqsQueue]:
+    s = settings()
+    return S3Archive(s.archive_bucket), EventBus(s.event_bus), SqsQueue(s.quarantine_queue_url)
+
+
+def quarantine(record: SQSRecord, source: str, reason: str) -> None:
+    """Park a delivery that verified but cannot be normalised, with its reason; never retried blindly."""
+    _, _, queue = adapters()
+    queue.send(
+        json.dumps({"reason": reason, "source": source, "inbox_message_id": record.message_id, "envelope": record.body}),
+        {"source": source, "reason": reason[:256]},
+    )
+    logger.warning("quarantined", extra={"source": source, "reason": reason})
+    metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
+
+
+def record_handler(record: SQSRecord) -> None:
+    archive, bus, _ = adapters()
+    try:
+        message = InboxMessage.model_validate_json(record.body)
+    except ValidationError as exc:
+        quarantine(record, "unknown", f"not an inbox envelope: {exc.errors()[0]['msg']}")
+        return
+    try:
+        events = normalise_message(message, archive)
+    except NormalisationError as exc:
+        quarantine(record, exc.source, exc.reason)
+        return
+    bus.put(EVENT_SOURCE, [(DETAIL_OBSERVED.format(entity_type=e.entity_type), e.model_dump_json()) for e in events])
+    metrics.add_metric(name="EventNormalised", unit=MetricUnit.Count, value=len(events))
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings()
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

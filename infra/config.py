@@ -1,0 +1,98 @@
+"""Typed per-environment configuration, read from ``cdk.json`` context ``aftersync:environments``.
+
+The stack, the local sandbox and the infra tests all build from this one model, so resource names,
+thresholds and targets cannot drift between them. A malformed config fails synth or sandbox start
+with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from shared.constants import delivery_queue_purpose, resource_name, secrets_prefix
+from shared.errors import ConfigurationError
+from shared.sources import SOURCES
+from shared.targets import TargetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTEXT_KEY = "aftersync:environments"
+
+
+class ApiThrottle(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    rate_limit: Annotated[float, Field(gt=0)]
+    burst_limit: Annotated[int, Field(gt=0)]
+
+
+class EnvironmentConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{1,11}$")]
+    account: str | None = None
+    region: str
+    sources: tuple[str, ...]
+    targets: tuple[TargetConfig, ...] = ()
+    success_rate_threshold: Annotated[float, Field(gt=0, le=1)]
+    api_throttle: ApiThrottle
+    max_body_bytes: Annotated[int, Field(gt=0, le=6 * 1024 * 1024)] = 256 * 1024
+    idempotency_ttl_hours: Annotated[int, Field(gt=0, le=24 * 30)] = 72
+    secrets_max_age_seconds: Annotated[int, Field(ge=0, le=3600)] = 300
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653]
+    removal_policy: Literal["destroy", "retain"]
+    max_receive_count: Annotated[int, Field(ge=5)] = 5
+    consumer_timeout_seconds: Annotated[int, Field(gt=0, le=900)] = 30
+    powertools_layer_version: str = "3.37.0"
+
+    @model_validator(mode="after")
+    def _known_sources(self) -> EnvironmentConfig:
+        unknown = sorted(set(self.sources) - set(SOURCES))
+        if unknown:
+            raise ValueError(f"sources: {unknown} have no adapter (known: {sorted(SOURCES)})")
+        names = [t.name for t in self.targets]
+        if len(names) != len(set(names)):
+            raise ValueError(f"targets: names must be unique, got {names}")
+        return self
+
+    # ---- names shared by the stack, the sandbox and the tests --------------------------------
+    def resource(self, purpose: str) -> str:
+        return resource_name(self.name, purpose)
+
+    @property
+    def secrets_prefix(self) -> str:
+        return secrets_prefix(self.name)
+
+    def delivery_queue(self, target: str) -> str:
+        return self.resource(delivery_queue_purpose(target))
+
+    @property
+    def stack_name(self) -> str:
+        return f"Aftersync-{self.name}"
+
+    def archive_bucket(self, account: str) -> str:
+        return f"{self.resource('archive')}-{account}-{self.region}"
+
+
+def load_environments(cdk_json: Path = ROOT / "cdk.json") -> dict[str, EnvironmentConfig]:
+    context = json.loads(cdk_json.read_text(encoding="utf-8")).get("context", {})
+    raw = context.get(CONTEXT_KEY)
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigurationError(f"cdk.json: context.{CONTEXT_KEY!r} must map environment names to settings")
+    configs = {}
+    for name, values in raw.items():
+        try:
+            configs[name] = EnvironmentConfig.model_validate({"name": name, **values})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigurationError(f"cdk.json environment {name!r}: {problems}") from exc
+    return configs
+
+
+def load_environment(name: str, cdk_json: Path = ROOT / "cdk.json") -> EnvironmentConfig:
+    environments = load_environments(cdk_json)
+    if name not in environments:
+        raise ConfigurationError(f"no environment {name!r} in cdk.json (have {sorted(environments)})")
+    return environments[name]

@@ -1,0 +1,124 @@
+"""``aftersync``: run the local sandbox, the demo, and inspect entities (sandbox or deployed)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from infra.config import load_environment
+from infra.sandbox.runtime import DEFAULT_SECRETS, STATE_FILE
+
+
+def _sandbox(args: argparse.Namespace) -> Any:
+    from infra.sandbox.runtime import Sandbox
+
+    try:
+        return Sandbox(args.env, args.port, Path(args.secrets), verbose=args.verbose).start()
+    except OSError as exc:
+        sys.exit(f"aftersync: cannot start the sandbox on port {args.port}: {exc.strerror} (try --port)")
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    sandbox = _sandbox(args)
+    print(json.dumps(sandbox.describe(), indent=2))
+    print(f"sandbox running: POST webhooks to http://127.0.0.1:{sandbox.api_port}/webhooks/<source>/<tenant>; "
+          "Ctrl-C stops it", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    sandbox.stop()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from infra.sandbox.demo import run_demo
+
+    sandbox = _sandbox(args)
+    try:
+        return run_demo(sandbox)
+    finally:
+        sandbox.stop()
+
+
+def cmd_entity_show(args: argparse.Namespace) -> int:
+    from shared.adapters.state_store import DynamoStateStore
+    from shared.state.audit import verify_chain
+
+    if args.aws:
+        table = load_environment(args.env).resource("state")
+    else:
+        if not STATE_FILE.exists():
+            sys.exit("aftersync: no sandbox is running (start `aftersync local`, or pass --aws for a deployed stack)")
+        info = json.loads(STATE_FILE.read_text(encoding="utf-8"))
+        os.environ.update(
+            {"AWS_ENDPOINT_URL": info["aws_endpoint_url"], "AWS_DEFAULT_REGION": info["region"],
+             "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}  # noqa: S106
+        )
+        table = info["state_table"]
+    store = DynamoStateStore(table)
+    state, head = store.load(args.tenant, args.entity_type, args.entity_id)
+    if state is None:
+        print(f"aftersync: no {args.entity_type} {args.entity_id!r} for tenant {args.tenant!r}", file=sys.stderr)
+        return 2
+    trail = store.audit_trail(args.tenant, args.entity_type, args.entity_id)
+    document = {
+        "state": state.model_dump(mode="json"),
+        "audit_head": head,
+        "audit": [r.model_dump(mode="json") for r in trail],
+        "audit_problems": verify_chain(trail),
+    }
+    if args.json:
+        print(json.dumps(document, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{state.entity_type} {state.entity_id} (tenant {state.tenant}) version {state.version}")
+    for name, value in sorted(state.fields.items()):
+        clock = state.clocks[name]
+        print(f"  {name:<20} {json.dumps(value, ensure_ascii=False)[:80]:<82} {clock.source} @ {clock.at}")
+    print("audit:")
+    for record in trail:
+        fields = ", ".join(c["field"] for c in record.changes)
+        print(f"  v{record.version} {record.source} {record.source_event_id} {record.occurred_at}: {fields}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="aftersync", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+    for name, help_text, func in (
+        ("local", "run the sandbox until interrupted", cmd_local),
+        ("demo", "run the sandbox, replay the samples, print a summary", cmd_demo),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--port", type=int, default=3000, help="API port (default 3000; 0 picks a free one)")
+        p.add_argument("--env", default="dev", help="environment from cdk.json whose config to run (default dev)")
+        p.add_argument("--secrets", default=str(DEFAULT_SECRETS), help="JSON file of source and target secrets")
+        p.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs")
+        p.set_defaults(func=func)
+    entity = sub.add_parser("entity", help="inspect entities").add_subparsers(dest="action", required=True)
+    show = entity.add_parser("show", help="an entity's state and audit trail")
+    show.add_argument("entity_type", choices=["order"])
+    show.add_argument("entity_id")
+    show.add_argument("--tenant", default="demo")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--env", default="dev")
+    show.add_argument("--aws", action="store_true", help="read the deployed stack of --env instead of the sandbox")
+    show.set_defaults(func=cmd_entity_show)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

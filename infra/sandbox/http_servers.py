@@ -1,0 +1,131 @@
+"""Two small local HTTP servers: the API Gateway stand-in and the recording fake target."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+def api_gateway_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """A REST API (v1) Lambda proxy event for ``/webhooks/{source}/{tenant}``. The stack sets binary
+    media type ``*/*``, so the body always arrives base64-encoded, as here."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    path_parameters = (
+        {"source": parts[1], "tenant": parts[2]} if len(parts) == 3 and parts[0] == "webhooks" else None
+    )
+    return {
+        "resource": "/webhooks/{source}/{tenant}",
+        "path": path.split("?", 1)[0],
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/webhooks/{source}/{tenant}",
+            "httpMethod": method,
+            "path": f"/local{path}",
+            "stage": "local",
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+class _Quiet(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {"Content-Type": "application/json"}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+
+def serve(server: ThreadingHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, name=f"http-{server.server_port}", daemon=True)
+    thread.start()
+    return thread
+
+
+def gateway(host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, Any]]) -> ThreadingHTTPServer:
+    class Gateway(_Quiet):
+        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+            self._handle("POST")
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._handle("GET")
+
+        def _handle(self, method: str) -> None:
+            event = api_gateway_event(method, self.path, dict(self.headers.items()), self._body())
+            result = invoke(event)
+            body = result.get("body") or ""
+            raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
+            headers = {k: v for k, v in (result.get("headers") or {}).items()}
+            headers.setdefault("Content-Type", "application/json")
+            self._reply(result["statusCode"], raw, headers)
+
+    return ThreadingHTTPServer((host, port), Gateway)
+
+
+class FakeTarget:
+    """Records every POST; ``GET /_received`` lists them; ``POST /_control/<target>`` sets the status
+    code it answers with (e.g. 503 to simulate an outage)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.status: dict[str, int] = {}
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(_Quiet):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self._body()
+                name = self.path.strip("/").split("/")[-1]
+                if self.path.startswith("/_control/"):
+                    outer.status[name] = int(json.loads(body)["status"])
+                    self._reply(200, b"{}")
+                    return
+                status = outer.status.get(name, 200)
+                with outer.lock:
+                    outer.received.append(
+                        {
+                            "target": name,
+                            "at": time.time(),
+                            "status": status,
+                            "headers": {k.lower(): v for k, v in self.headers.items()},
+                            "body": json.loads(body),
+                        }
+                    )
+                self._reply(status, json.dumps({"ok": status < 300}).encode())
+
+            def do_GET(self) -> None:  # noqa: N802
+                with outer.lock:
+                    self._reply(200, json.dumps(outer.received).encode())
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def accepted(self, target: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for r in self.received if r["status"] < 300 and (target is None or r["target"] == target)]

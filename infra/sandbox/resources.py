@@ -1,0 +1,100 @@
+"""Create the stack's resources in the AWS stand-in, from the same config and names as the CDK stack."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from infra.config import EnvironmentConfig
+from infra.wiring import ResourceRefs, queues, routes
+from shared.constants import source_secret_name, target_secret_name
+
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class SandboxResources:
+    refs: ResourceRefs
+    queue_urls: dict[str, str] = field(default_factory=dict)  # purpose -> url (incl. "<purpose>-dlq")
+    queue_arns: dict[str, str] = field(default_factory=dict)
+    stream_arn: str = ""
+
+
+def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility_timeout: int) -> SandboxResources:
+    dynamodb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
+    events, sm = boto3.client("events"), boto3.client("secretsmanager")
+
+    state = dynamodb.create_table(
+        TableName=cfg.resource("state"),
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )
+    dynamodb.create_table(
+        TableName=cfg.resource("idempotency"),
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=cfg.resource("idempotency"), TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+    )
+    bucket = cfg.archive_bucket(ACCOUNT)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": cfg.region})
+
+    result = SandboxResources(
+        refs=ResourceRefs(
+            idempotency_table=cfg.resource("idempotency"),
+            state_table=cfg.resource("state"),
+            archive_bucket=bucket,
+            inbox_queue_url="",
+            quarantine_queue_url="",
+            event_bus=cfg.resource("bus"),
+        ),
+        stream_arn=state["TableDescription"]["LatestStreamArn"],
+    )
+    for spec in queues(cfg):
+        dlq_url = sqs.create_queue(QueueName=cfg.resource(f"{spec.purpose}-dlq"))["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        attributes = {"VisibilityTimeout": str(visibility_timeout)}
+        if spec.consumer:
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": cfg.max_receive_count}
+            )
+        url = sqs.create_queue(QueueName=cfg.resource(spec.purpose), Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        result.queue_urls[spec.purpose], result.queue_arns[spec.purpose] = url, arn
+        result.queue_urls[f"{spec.purpose}-dlq"], result.queue_arns[f"{spec.purpose}-dlq"] = dlq_url, dlq_arn
+    result.refs = ResourceRefs(
+        **{
+            **result.refs.__dict__,
+            "inbox_queue_url": result.queue_urls["inbox"],
+            "quarantine_queue_url": result.queue_urls["quarantine"],
+        }
+    )
+
+    events.create_event_bus(Name=result.refs.event_bus)
+    for route in routes(cfg):
+        rule = cfg.resource(route.purpose)
+        events.put_rule(Name=rule, EventBusName=result.refs.event_bus, EventPattern=json.dumps(route.pattern))
+        events.put_targets(
+            Rule=rule,
+            EventBusName=result.refs.event_bus,
+            Targets=[{"Id": "queue", "Arn": result.queue_arns[route.queue_purpose]}],
+        )
+
+    for source, tenants in secrets.get("sources", {}).items():
+        for tenant, values in tenants.items():
+            sm.create_secret(
+                Name=source_secret_name(cfg.secrets_prefix, source, tenant), SecretString=json.dumps({"secrets": values})
+            )
+    for target, credentials in secrets.get("targets", {}).items():
+        sm.create_secret(Name=target_secret_name(cfg.secrets_prefix, target), SecretString=json.dumps(credentials))
+    return result

@@ -1,0 +1,172 @@
+"""The local sandbox: moto in server mode as the AWS stand-in, the real handlers, local HTTP.
+
+Nothing in the handlers knows about it: they read the same environment variables as in Lambda, and
+boto3 reaches the stand-in through the standard ``AWS_ENDPOINT_URL`` setting.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in's request log is noise here
+
+from infra.config import ROOT, EnvironmentConfig, load_environment
+from infra.sandbox import moto_fidelity
+from infra.sandbox.http_servers import FakeTarget, gateway, serve
+from infra.sandbox.lambda_runtime import Functions
+from infra.sandbox.pollers import SqsPoller, StreamPoller
+from infra.sandbox.resources import SandboxResources, create_resources
+from infra.wiring import FUNCTIONS, function_environment, queues
+
+DEFAULT_SECRETS = ROOT / "infra" / "sandbox" / "secrets.local.json"
+STATE_FILE = ROOT / ".aftersync" / "sandbox.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Sandbox:
+    def __init__(
+        self,
+        environment: str = "dev",
+        api_port: int = 3000,
+        secrets_file: Path = DEFAULT_SECRETS,
+        verbose: bool = False,
+    ) -> None:
+        self.environment = environment
+        self.api_port = api_port
+        self.secrets = json.loads(Path(secrets_file).read_text(encoding="utf-8"))
+        self.verbose = verbose
+        self.pollers: list[Any] = []
+
+    # ------------------------------------------------------------------------------------------
+    def start(self) -> Sandbox:
+        base = load_environment(self.environment)
+        moto_fidelity.apply()
+        self.moto_port = free_port()
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self.moto.start()
+        self.endpoint = f"http://127.0.0.1:{self.moto_port}"
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_ACCESS_KEY_ID": "sandbox",
+                "AWS_SECRET_ACCESS_KEY": "sandbox",  # noqa: S105 - the stand-in accepts any key
+                "AWS_DEFAULT_REGION": base.region,
+                "AWS_REGION": base.region,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": "INFO" if self.verbose else "ERROR",
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+
+        self.target = FakeTarget()
+        serve(self.target.server)
+        # Same config as the stack, but targets point at the local fake target.
+        self.cfg: EnvironmentConfig = base.model_copy(
+            update={
+                "targets": tuple(
+                    type(t).model_validate({**t.model_dump(), "url": f"{self.target.url}/{t.name}"})
+                    for t in base.targets
+                )
+            }
+        )
+        self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
+        self._create_stream_failure_queue()
+        for name in FUNCTIONS:
+            os.environ.update(function_environment(name, self.cfg, self.resources.refs, allow_http_targets=True))
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = self.cfg.resource("ingest")
+        self.functions = Functions(self.cfg.region, self.cfg.resource("fn"))
+
+        self.api = gateway("127.0.0.1", self.api_port, lambda event: self.functions.invoke("ingest", event))
+        self.api_port = self.api.server_port
+        serve(self.api)
+        for spec in queues(self.cfg):
+            if spec.consumer:
+                self.pollers.append(
+                    SqsPoller(
+                        self.functions, spec.consumer, self.resources.queue_urls[spec.purpose],
+                        self.resources.queue_arns[spec.purpose], self.cfg.region,
+                    )
+                )
+        self.pollers.append(
+            StreamPoller(
+                self.functions, "publish", self.resources.stream_arn,
+                self.resources.queue_urls["publish-dlq"], self.cfg.region,
+            )
+        )
+        for poller in self.pollers:
+            poller.start()
+        self._write_state_file()
+        return self
+
+    def _create_stream_failure_queue(self) -> None:
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName=self.cfg.resource("publish-dlq"))["QueueUrl"]
+        self.resources.queue_urls["publish-dlq"] = url
+
+    def _write_state_file(self) -> None:
+        STATE_FILE.parent.mkdir(exist_ok=True)
+        STATE_FILE.write_text(json.dumps(self.describe(), indent=2), encoding="utf-8")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "aws_endpoint_url": self.endpoint,
+            "region": self.cfg.region,
+            "api": f"http://127.0.0.1:{self.api_port}",
+            "fake_target": self.target.url,
+            "state_table": self.resources.refs.state_table,
+            "queues": self.resources.queue_urls,
+        }
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stopping.set()
+        for poller in self.pollers:
+            poller.join(timeout=5)
+        self.api.shutdown()
+        self.target.server.shutdown()
+        self.moto.stop()
+        if STATE_FILE.exists() and json.loads(STATE_FILE.read_text()).get("aws_endpoint_url") == self.endpoint:
+            STATE_FILE.unlink()
+
+    # ------------------------------------------------------------------------------------------
+    def queue_depths(self) -> dict[str, int]:
+        sqs = boto3.client("sqs")
+        depths = {}
+        for purpose, url in self.resources.queue_urls.items():
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            depths[purpose] = int(attrs["ApproximateNumberOfMessages"]) + int(
+                attrs["ApproximateNumberOfMessagesNotVisible"]
+            )
+        return depths
+
+    def drain(self, timeout: float = 60.0, settle: int = 3) -> bool:
+        """Wait until every working queue is empty, the stream is consumed and no poller is busy."""
+        deadline, quiet = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            depths = self.queue_depths()
+            working = {k: v for k, v in depths.items() if not k.endswith("-dlq") and k != "quarantine"}
+            idle = not any(p.busy for p in self.pollers)
+            quiet = quiet + 1 if idle and not any(working.values()) else 0
+            if quiet >= settle:
+                return True
+            time.sleep(0.15)
+        return False

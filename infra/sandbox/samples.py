@@ -1,0 +1,40 @@
+"""Sample webhooks from ``events/``: loaded relative to this file, signed like the platform would."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.sources import shopify
+
+EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
+
+SIGNERS = {"shopify": lambda secret, body, headers: {shopify.SIGNATURE_HEADER: shopify.sign(secret, body)}}
+
+
+@dataclass(frozen=True)
+class SignedWebhook:
+    name: str
+    source: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def load_sample(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / f"{name}.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+
+
+def body_bytes(sample: dict[str, Any]) -> bytes:
+    """Compact JSON, as the platforms send it."""
+    return json.dumps(sample["body"], separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signed(name: str, secret: str, body: bytes | None = None, **header_overrides: str) -> SignedWebhook:
+    sample = load_sample(name)
+    source = name.split("_", 1)[0]
+    raw = body_bytes(sample) if body is None else body
+    headers = {**sample["headers"], **header_overrides}
+    headers.update(SIGNERS[source](secret, raw, headers))
+    return SignedWebhook(name=name, source=source, headers=headers, body=raw)

@@ -1,0 +1,128 @@
+"""Which functions exist, what each consumes and the environment each needs.
+
+Used by the CDK functions construct and by the local sandbox, so the handlers see the same
+variables in both.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from infra.config import EnvironmentConfig
+from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env
+
+
+@dataclass(frozen=True)
+class ResourceRefs:
+    """Physical names/URLs (plain strings locally, CDK tokens in the stack)."""
+
+    idempotency_table: str
+    state_table: str
+    archive_bucket: str
+    inbox_queue_url: str
+    quarantine_queue_url: str
+    event_bus: str
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    handler: str  # module:attribute, importable from the code asset root
+    description: str
+
+
+FUNCTIONS: dict[str, FunctionSpec] = {
+    spec.name: spec
+    for spec in (
+        FunctionSpec("ingest", "functions/ingest/handler.lambda_handler", "Verify, dedupe, archive and enqueue webhooks"),
+        FunctionSpec("normalise", "functions/normalise/handler.lambda_handler", "Raw envelopes to canonical events"),
+        FunctionSpec("order-sync", "functions/order_sync/handler.lambda_handler", "Merge orders into per-entity state"),
+        FunctionSpec("publish", "functions/publish/handler.lambda_handler", "Audit inserts to entity.changed events"),
+        FunctionSpec("deliver", "functions/deliver/handler.lambda_handler", "Push unacknowledged changes to targets"),
+    )
+}
+
+
+def function_environment(
+    function: str, cfg: EnvironmentConfig, refs: ResourceRefs, allow_http_targets: bool = False
+) -> dict[str, str]:
+    common = {Env.ENVIRONMENT: cfg.name}
+    per_function: dict[str, dict[str, str]] = {
+        "ingest": {
+            Env.IDEMPOTENCY_TABLE: refs.idempotency_table,
+            Env.ARCHIVE_BUCKET: refs.archive_bucket,
+            Env.INBOX_QUEUE_URL: refs.inbox_queue_url,
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.ENABLED_SOURCES: ",".join(cfg.sources),
+            Env.MAX_BODY_BYTES: str(cfg.max_body_bytes),
+            Env.IDEMPOTENCY_TTL_SECONDS: str(cfg.idempotency_ttl_hours * 3600),
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+        },
+        "normalise": {
+            Env.ARCHIVE_BUCKET: refs.archive_bucket,
+            Env.EVENT_BUS: refs.event_bus,
+            Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
+        },
+        "order-sync": {Env.STATE_TABLE: refs.state_table},
+        "publish": {Env.EVENT_BUS: refs.event_bus},
+        "deliver": {
+            Env.STATE_TABLE: refs.state_table,
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.TARGETS: json.dumps([t.model_dump(mode="json") for t in cfg.targets], separators=(",", ":")),
+            Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+        },
+    }
+    return {**common, **per_function[function]}
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    purpose: str  # physical name: cfg.resource(purpose); its DLQ: cfg.resource(purpose + "-dlq")
+    consumer: str | None  # function that consumes it; None for the quarantine (operators read it)
+
+
+@dataclass(frozen=True)
+class Route:
+    """An EventBridge rule from the bus to a queue."""
+
+    purpose: str
+    pattern: dict[str, object]
+    queue_purpose: str
+
+
+def queues(cfg: EnvironmentConfig) -> list[QueueSpec]:
+    return [
+        QueueSpec("inbox", "normalise"),
+        QueueSpec("orders", "order-sync"),
+        QueueSpec("quarantine", None),
+        *(QueueSpec(f"deliver-{t.name}", "deliver") for t in cfg.targets),
+    ]
+
+
+def routes(cfg: EnvironmentConfig) -> list[Route]:
+    result = [
+        Route(
+            "orders",
+            {"source": [EVENT_SOURCE], "detail-type": [DETAIL_OBSERVED.format(entity_type="order")]},
+            "orders",
+        )
+    ]
+    for target in cfg.targets:
+        result.append(
+            Route(
+                f"deliver-{target.name}",
+                {
+                    "source": [EVENT_SOURCE],
+                    "detail-type": [DETAIL_ENTITY_CHANGED],
+                    # No echo: a change that came from this target is not routed back to it.
+                    "detail": {
+                        "entity_type": list(target.entity_types),
+                        "origin_source": [{"anything-but": [target.name]}],
+                    },
+                },
+                f"deliver-{target.name}",
+            )
+        )
+    return result

@@ -1,0 +1,1 @@
+"""Aftersync domain: canonical models, sources, state, delivery — everything the Lambdas share."""

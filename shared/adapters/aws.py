@@ -1,0 +1,104 @@
+"""Thin boto3 adapters: archive (S3), queues (SQS), bus (EventBridge), secrets (Secrets Manager)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
+
+from shared.errors import ConfigurationError
+
+
+class S3Archive:
+    def __init__(self, bucket: str, client: Any = None) -> None:
+        self.bucket = bucket
+        self._client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("s3")
+
+    def put(self, key: str, body: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+
+
+class SqsQueue:
+    def __init__(self, url: str, client: Any = None) -> None:
+        self.url = url
+        self._client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("sqs")
+
+    def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
+        kwargs: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": body}
+        if attributes:
+            kwargs["MessageAttributes"] = {
+                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
+            }
+        return self.client.send_message(**kwargs)["MessageId"]  # type: ignore[no-any-return]
+
+
+class EventBus:
+    """PutEvents in chunks of 10; any failed entry raises so the caller's message is retried."""
+
+    def __init__(self, name: str, client: Any = None) -> None:
+        self.name = name
+        self._client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("events")
+
+    def put(self, source: str, entries: Sequence[tuple[str, str]]) -> None:
+        """``entries`` are ``(detail_type, detail_json)`` pairs."""
+        for start in range(0, len(entries), 10):
+            chunk = entries[start : start + 10]
+            result = self.client.put_events(
+                Entries=[
+                    {"EventBusName": self.name, "Source": source, "DetailType": dt, "Detail": detail}
+                    for dt, detail in chunk
+                ]
+            )
+            if result.get("FailedEntryCount"):
+                errors = {e.get("ErrorCode") for e in result["Entries"] if e.get("ErrorCode")}
+                raise RuntimeError(f"EventBridge rejected {result['FailedEntryCount']} entries: {sorted(errors)}")
+
+
+class SecretReader:
+    """JSON secrets through Powertools parameters, cached for ``max_age`` seconds."""
+
+    def __init__(self, max_age: int, client: Any = None) -> None:
+        self.max_age = max_age
+        self._client = client
+
+    @cached_property
+    def provider(self) -> SecretsProvider:
+        return SecretsProvider(boto3_client=self._client or boto3.client("secretsmanager"))
+
+    def get_json(self, name: str) -> dict[str, Any] | None:
+        """The secret's JSON object, or ``None`` when no such secret exists."""
+        try:
+            value = self.provider.get(name, max_age=self.max_age, transform="json")
+        except GetParameterError as exc:
+            cause = exc.__cause__ or exc.__context__  # Powertools re-raises without `from`
+            if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"secret {name!r} must hold a JSON object")
+        return value
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,167 @@
+"""DynamoDB state store: one table, one item collection per (tenant, entity).
+
+``pk = {tenant}#{entity_type}#{entity_id}``; ``sk`` is ``STATE``, ``AUDIT#{version:012d}`` or
+``ACK#{target}``. State and audit share a partition so one transaction writes both; the table's
+stream (NEW_IMAGE) carries every audit insert to the publisher — a transactional outbox.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from shared.constants import ACK_SK_PREFIX, AUDIT_SK_PREFIX, STATE_SK
+from shared.state.audit import AuditRecord
+from shared.state.merge import EntityState
+from shared.sync import StaleState
+from shared.targets import canonical_json
+
+
+def entity_pk(tenant: str, entity_type: str, entity_id: str) -> str:
+    return f"{tenant}#{entity_type}#{entity_id}"
+
+
+def audit_sk(version: int) -> str:
+    return f"{AUDIT_SK_PREFIX}{version:012d}"
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def audit_from_item(item: dict[str, Any]) -> AuditRecord:
+    return AuditRecord.model_validate_json(item["record"]["S"])
+
+
+class DynamoStateStore:
+    def __init__(self, table: str, client: Any = None) -> None:
+        self.table = table
+        self._client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("dynamodb")
+
+    # --- sync ---------------------------------------------------------------------------------
+    def load(self, tenant: str, entity_type: str, entity_id: str) -> tuple[EntityState | None, str]:
+        item = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": _s(entity_pk(tenant, entity_type, entity_id)), "sk": _s(STATE_SK)},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item:
+            return None, ""
+        return EntityState.model_validate_json(item["doc"]["S"]), item.get("audit_head", {}).get("S", "")
+
+    def commit(self, state: EntityState, expected_revision: int, audit: AuditRecord | None, head: str) -> None:
+        pk = entity_pk(state.tenant, state.entity_type, state.entity_id)
+        state_put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": {
+                "pk": _s(pk),
+                "sk": _s(STATE_SK),
+                "entity_type": _s(state.entity_type),
+                "version": _n(state.version),
+                "revision": _n(state.revision),
+                "doc": _s(canonical_json(state.model_dump(mode="json"))),
+                "audit_head": _s(head),
+            },
+        }
+        if expected_revision == 0:
+            state_put["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            state_put["ConditionExpression"] = "revision = :expected"
+            state_put["ExpressionAttributeValues"] = {":expected": _n(expected_revision)}
+        try:
+            if audit is None:
+                self.client.put_item(**state_put)
+                return
+            audit_put = {
+                "TableName": self.table,
+                "Item": {
+                    "pk": _s(pk),
+                    "sk": _s(audit_sk(audit.version)),
+                    "tenant": _s(audit.tenant),
+                    "entity_type": _s(audit.entity_type),
+                    "entity_id": _s(audit.entity_id),
+                    "version": _n(audit.version),
+                    "record": _s(audit.model_dump_json()),
+                },
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }
+            self.client.transact_write_items(TransactItems=[{"Put": state_put}, {"Put": audit_put}])
+        except ClientError as exc:
+            code = exc.response["Error"]["Code"]
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if code == "ConditionalCheckFailedException" or (
+                code == "TransactionCanceledException" and "ConditionalCheckFailed" in reasons
+            ):
+                raise StaleState(f"{pk} changed since it was read") from exc
+            raise
+
+    # --- reads for operators ---------------------------------------------------------------------
+    def audit_trail(self, tenant: str, entity_type: str, entity_id: str) -> list[AuditRecord]:
+        records: list[AuditRecord] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {
+                ":pk": _s(entity_pk(tenant, entity_type, entity_id)),
+                ":prefix": _s(AUDIT_SK_PREFIX),
+            },
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            records.extend(audit_from_item(item) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return records
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- delivery acks ---------------------------------------------------------------------------
+    def load_for_delivery(
+        self, tenant: str, entity_type: str, entity_id: str, target: str
+    ) -> tuple[EntityState | None, dict[str, Any]]:
+        pk = entity_pk(tenant, entity_type, entity_id)
+        keys = [{"pk": _s(pk), "sk": _s(STATE_SK)}, {"pk": _s(pk), "sk": _s(f"{ACK_SK_PREFIX}{target}")}]
+        response = self.client.batch_get_item(
+            RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
+        )
+        if response.get("UnprocessedKeys"):
+            raise RuntimeError("DynamoDB left keys unprocessed; the message will be retried")
+        state: EntityState | None = None
+        ack: dict[str, Any] = {"version": 0, "hashes": {}}
+        for item in response["Responses"].get(self.table, []):
+            if item["sk"]["S"] == STATE_SK:
+                state = EntityState.model_validate_json(item["doc"]["S"])
+            else:
+                ack = json.loads(item["ack"]["S"])
+        return state, ack
+
+    def record_ack(self, state: EntityState, target: str, ack: dict[str, Any]) -> bool:
+        """Store the target's ack unless a newer version was acknowledged meanwhile."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": _s(entity_pk(state.tenant, state.entity_type, state.entity_id)),
+                    "sk": _s(f"{ACK_SK_PREFIX}{target}"),
+                    "version": _n(ack["version"]),
+                    "ack": _s(canonical_json(ack)),
+                },
+                ConditionExpression="attribute_not_exists(pk) OR version < :v",
+                ExpressionAttributeValues={":v": _n(ack["version"])},
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise

@@ -1,0 +1,74 @@
+"""Names shared by the CDK stack, the handlers, the local sandbox and the tests.
+
+Everything that must agree between infrastructure and code (resource names, environment variable
+names, event detail types) lives here, so nothing can drift.
+"""
+
+from __future__ import annotations
+
+APP = "aftersync"
+EVENT_SOURCE = "aftersync"  # EventBridge `source` of every event we put on the bus
+
+# EventBridge detail types
+DETAIL_OBSERVED = "{entity_type}.observed"  # normalise -> sync: a source reported an entity
+DETAIL_ENTITY_CHANGED = "entity.changed"  # publish -> delivery: state changed, with the changed fields
+
+# State table item layout: one item collection per (tenant, entity): the state, its audit trail and
+# one delivery acknowledgement per target. State and audit share a partition so one transaction
+# writes both, and partitions spread by tenant and entity id (no hot key in a promotion peak).
+STATE_SK = "STATE"
+AUDIT_SK_PREFIX = "AUDIT#"
+ACK_SK_PREFIX = "ACK#"
+
+# Messages kept inline in SQS up to this size; larger bodies travel by their archive key
+# (SQS caps messages at 256 KiB, the envelope adds metadata).
+INLINE_BODY_MAX_BYTES = 192 * 1024
+
+
+class Env:
+    """Environment variable names read by the handlers' settings models."""
+
+    ENVIRONMENT = "AFTERSYNC_ENV"
+    IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"
+    STATE_TABLE = "STATE_TABLE"
+    ARCHIVE_BUCKET = "ARCHIVE_BUCKET"
+    INBOX_QUEUE_URL = "INBOX_QUEUE_URL"
+    QUARANTINE_QUEUE_URL = "QUARANTINE_QUEUE_URL"
+    EVENT_BUS = "EVENT_BUS_NAME"
+    SECRETS_PREFIX = "SECRETS_PREFIX"
+    ENABLED_SOURCES = "ENABLED_SOURCES"
+    MAX_BODY_BYTES = "MAX_BODY_BYTES"
+    IDEMPOTENCY_TTL_SECONDS = "IDEMPOTENCY_TTL_SECONDS"
+    TARGETS = "TARGETS_JSON"
+    ALLOW_HTTP_TARGETS = "ALLOW_HTTP_TARGETS"
+    SECRETS_MAX_AGE_SECONDS = "SECRETS_MAX_AGE_SECONDS"
+
+
+def resource_name(environment: str, purpose: str) -> str:
+    """Physical name of a resource, e.g. ``aftersync-dev-inbox``."""
+    return f"{APP}-{environment}-{purpose}"
+
+
+def delivery_queue_purpose(target: str) -> str:
+    return f"deliver-{target}"
+
+
+def target_from_queue_name(queue_name: str, environment: str) -> str:
+    prefix = resource_name(environment, delivery_queue_purpose(""))
+    if not queue_name.startswith(prefix):
+        raise ValueError(f"queue {queue_name!r} is not a delivery queue of environment {environment!r}")
+    return queue_name[len(prefix) :]
+
+
+def secrets_prefix(environment: str) -> str:
+    return f"{APP}/{environment}"
+
+
+def source_secret_name(prefix: str, source: str, tenant: str) -> str:
+    """Secret holding a source's signing secrets for one tenant: ``{"secrets": [newest, older…]}``."""
+    return f"{prefix}/sources/{source}/{tenant}"
+
+
+def target_secret_name(prefix: str, target: str) -> str:
+    """Secret holding a target's credentials: ``{"header": "X-Api-Key", "value": "…"}``."""
+    return f"{prefix}/targets/{target}"

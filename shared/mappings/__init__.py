@@ -1,0 +1,43 @@
+"""Status-code maps kept as data (one JSON file per source), validated on load."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import get_args
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from shared.models import FulfillmentStatus, PaymentStatus
+
+_HERE = Path(__file__).parent
+
+_ALLOWED = {
+    "payment_status": set(get_args(PaymentStatus)),
+    "fulfillment_status": set(get_args(FulfillmentStatus)),
+}
+
+
+class StatusMaps(BaseModel):
+    """Per canonical field, platform code -> canonical code. ``null`` keys the JSON null value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    payment_status: dict[str, str]
+    fulfillment_status: dict[str, str]
+
+    @model_validator(mode="after")
+    def _targets_are_canonical(self) -> StatusMaps:
+        for field_name, allowed in _ALLOWED.items():
+            for code, canonical in getattr(self, field_name).items():
+                if canonical not in allowed:
+                    raise ValueError(f"{field_name}: {code!r} maps to {canonical!r}, not one of {sorted(allowed)}")
+        return self
+
+    def lookup(self, field_name: str, code: str | None) -> str | None:
+        return getattr(self, field_name).get("null" if code is None else code)
+
+
+@cache
+def status_maps(source: str) -> StatusMaps:
+    return StatusMaps.model_validate(json.loads((_HERE / f"{source}.json").read_text(encoding="utf-8")))

@@ -1,0 +1,31 @@
+"""Normalise: raw envelope from the inbox -> canonical observations (0..n per delivery)."""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+from shared.errors import NormalisationError
+from shared.models import InboxMessage, ObservedEntity
+from shared.sources import SOURCES
+
+
+class ArchiveReader(Protocol):
+    def get(self, key: str) -> bytes: ...
+
+
+def normalise_message(message: InboxMessage, archive: ArchiveReader) -> list[ObservedEntity]:
+    source = SOURCES.get(message.source)
+    if source is None:
+        raise NormalisationError(message.source, "no adapter for this source")
+    body = message.body
+    if body is None:  # too large to travel inline: read the archived envelope
+        body = InboxMessage.model_validate_json(archive.get(message.archive_key)).body
+    try:
+        payload = json.loads(body or "")
+    except json.JSONDecodeError as exc:
+        raise NormalisationError(message.source, f"body is not JSON: {exc.msg}") from exc
+    events = source.normalise(message, payload)
+    if not events:
+        raise NormalisationError(message.source, f"{message.topic} produced no canonical event")
+    return events

@@ -1,0 +1,86 @@
+"""Per-function settings, validated from the environment once per cold start.
+
+A missing or malformed variable fails the first invocation with a message naming the variable;
+there are no silent defaults for anything that names a resource.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Annotated, Self
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from shared.constants import Env
+from shared.errors import ConfigurationError
+from shared.targets import TargetConfig
+
+
+def _csv(value: object) -> object:
+    return frozenset(x.strip() for x in value.split(",") if x.strip()) if isinstance(value, str) else value
+
+
+def _json(value: object) -> object:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    environment: str = Field(alias=Env.ENVIRONMENT)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        try:
+            return cls.model_validate(dict(os.environ if environ is None else environ))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigurationError(f"{cls.__name__} cannot start: {problems}") from exc
+
+
+class IngestSettings(_Settings):
+    idempotency_table: str = Field(alias=Env.IDEMPOTENCY_TABLE)
+    archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
+    inbox_queue_url: str = Field(alias=Env.INBOX_QUEUE_URL)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    enabled_sources: Annotated[frozenset[str], BeforeValidator(_csv)] = Field(alias=Env.ENABLED_SOURCES)
+    max_body_bytes: int = Field(alias=Env.MAX_BODY_BYTES, gt=0)
+    idempotency_ttl_seconds: int = Field(alias=Env.IDEMPOTENCY_TTL_SECONDS, gt=0)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+
+
+class NormaliseSettings(_Settings):
+    archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
+    event_bus: str = Field(alias=Env.EVENT_BUS)
+    quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
+
+
+class SyncSettings(_Settings):
+    state_table: str = Field(alias=Env.STATE_TABLE)
+
+
+class PublishSettings(_Settings):
+    event_bus: str = Field(alias=Env.EVENT_BUS)
+
+
+class DeliverSettings(_Settings):
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_json)] = Field(alias=Env.TARGETS)
+    allow_http_targets: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+
+    @model_validator(mode="after")
+    def _https_only(self) -> DeliverSettings:
+        for target in self.targets:
+            if target.url.scheme != "https" and not self.allow_http_targets:
+                raise ValueError(f"target {target.name!r}: url must use https (got {target.url.scheme})")
+        return self
+
+    def target(self, name: str) -> TargetConfig:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise ConfigurationError(f"no target named {name!r} in {Env.TARGETS}")

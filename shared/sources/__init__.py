@@ -1,0 +1,15 @@
+"""Registry of source adapters by the name used in ``/webhooks/{source}/{tenant}``."""
+
+from __future__ import annotations
+
+from shared.errors import UnknownSource
+from shared.sources.base import Source
+from shared.sources.shopify import Shopify
+
+SOURCES: dict[str, Source] = {s.name: s for s in (Shopify(),)}
+
+
+def get_source(name: str, enabled: frozenset[str]) -> Source:
+    if name not in enabled or name not in SOURCES:
+        raise UnknownSource(f"no webhook source named {name!r} is enabled here")
+    return SOURCES[name]

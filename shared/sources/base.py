@@ -1,0 +1,68 @@
+"""What a source adapter is: verify on raw bytes, identify the delivery, acknowledge, normalise."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from shared.models import InboxMessage, ObservedEntity
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only view of request headers (HTTP header names are case-insensitive)."""
+
+    def __init__(self, raw: Mapping[str, str] | None) -> None:
+        self._items = {k.lower(): v for k, v in (raw or {}).items()}
+
+    def __getitem__(self, key: str) -> str:
+        return self._items[key.lower()]
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def subset(self, names: Sequence[str]) -> dict[str, str]:
+        return {n: self._items[n] for n in (x.lower() for x in names) if n in self._items}
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a verified request identifies itself: the platform's event id (dedupe key) and topic."""
+
+    source_event_id: str
+    topic: str
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The answer a platform expects for an accepted delivery."""
+
+    status_code: int = 200
+    body: Mapping[str, Any] = field(default_factory=lambda: {"status": "accepted"})
+
+
+class Source(Protocol):
+    name: ClassVar[str]
+    kept_headers: ClassVar[tuple[str, ...]]
+
+    def verify(self, headers: Headers, body: bytes, secrets: Sequence[str], now: datetime) -> None:
+        """Raise ``SignatureInvalid`` unless one of ``secrets`` signed exactly these bytes."""
+
+    def identify(self, headers: Headers, payload: Any) -> Delivery:
+        """The delivery's dedupe id and topic; raise ``MalformedPayload`` if they are missing."""
+
+    def ack(self, delivery: Delivery, duplicate: bool) -> Ack:
+        """The acknowledgement body the platform expects."""
+
+    def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
+        """Canonical observations in this delivery; raise ``NormalisationError`` when it has none."""
+
+
+def event_id_for(dedupe_key: str, entity_type: str, entity_id: str) -> str:
+    """Deterministic canonical event id: replays and duplicates of a delivery carry the same id."""
+    return hashlib.sha256(f"{dedupe_key}|{entity_type}|{entity_id}".encode()).hexdigest()[:32]

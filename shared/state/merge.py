@@ -1,0 +1,115 @@
+"""Pure, deterministic merge of one observation into an entity's state.
+
+Every field carries the clock of the observation that set it: (authority rank, source time,
+event id). An incoming value replaces the current one only when its clock is greater (immutable
+fields: earlier), so the final state is the same for any order and duplication of the same events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.models import ObservedEntity
+from shared.state.policy import EntityPolicy
+
+
+class FieldClock(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    rank: int
+    at: str  # UTC, fixed-width ISO-8601 with microseconds: orders lexicographically
+    event_id: str
+    source: str
+
+    def newer_key(self) -> tuple[int, str, str]:
+        return (self.rank, self.at, self.event_id)
+
+    def first_key(self) -> tuple[str, str]:
+        return (self.at, self.event_id)
+
+
+class EntityState(BaseModel):
+    """The merged state. ``version`` counts value changes (one audit record each); ``revision``
+    counts every write and is the optimistic-concurrency token."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    tenant: str
+    entity_type: str
+    entity_id: str
+    version: int = 0
+    revision: int = 0
+    fields: dict[str, Any] = {}
+    clocks: dict[str, FieldClock] = {}
+
+
+@dataclass(frozen=True)
+class Change:
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class Discarded:
+    field: str
+    offered: Any
+    kept: Any
+    reason: Literal["older", "lower_authority", "immutable"]
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    state: EntityState
+    changes: tuple[Change, ...]
+    discarded: tuple[Discarded, ...]
+    clocks_moved: bool
+
+    @property
+    def needs_write(self) -> bool:
+        return bool(self.changes) or self.clocks_moved
+
+
+def clock_time(event: ObservedEntity) -> str:
+    return event.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPolicy) -> MergeOutcome:
+    state = current or EntityState(tenant=event.tenant, entity_type=event.entity_type, entity_id=event.entity_id)
+    incoming_clock = FieldClock(
+        rank=policy.rank(event.source), at=clock_time(event), event_id=event.event_id, source=event.source
+    )
+    fields = dict(state.fields)
+    clocks = dict(state.clocks)
+    changes: list[Change] = []
+    discarded: list[Discarded] = []
+    clocks_moved = False
+
+    for name, value in sorted(event.entity.model_dump(mode="json", exclude_unset=True).items()):
+        current_clock = clocks.get(name)
+        if current_clock is None:
+            wins, reason = True, None
+        elif name in policy.immutable:
+            wins, reason = incoming_clock.first_key() < current_clock.first_key(), "immutable"
+        else:
+            wins = incoming_clock.newer_key() > current_clock.newer_key()
+            reason = "lower_authority" if incoming_clock.rank < current_clock.rank else "older"
+        if wins:
+            if name not in fields or fields[name] != value:
+                changes.append(Change(name, fields.get(name), value))
+            fields[name] = value
+            clocks_moved |= current_clock != incoming_clock
+            clocks[name] = incoming_clock
+        elif fields.get(name) != value and reason is not None:
+            discarded.append(Discarded(name, value, fields.get(name), reason))  # type: ignore[arg-type]
+
+    new_state = state.model_copy(
+        update={
+            "fields": fields,
+            "clocks": clocks,
+            "version": state.version + (1 if changes else 0),
+            "revision": state.revision + (1 if changes or clocks_moved else 0),
+        }
+    )
+    return MergeOutcome(new_state, tuple(changes), tuple(discarded), clocks_moved)
