@@ -46,6 +46,7 @@ class EnvironmentConfig(BaseModel):
     max_receive_count: Annotated[int, Field(ge=5)] = 5
     consumer_timeout_seconds: Annotated[int, Field(gt=0, le=900)] = 30
     powertools_layer_version: str = "3.37.0"
+    waf: bool = False
 
     @model_validator(mode="after")
     def _known_sources(self) -> EnvironmentConfig:

@@ -28,18 +28,18 @@ class ResourceRefs:
 @dataclass(frozen=True)
 class FunctionSpec:
     name: str
-    handler: str  # module:attribute, importable from the code asset root
+    handler: str  # dotted module.attribute, importable from the code asset root
     description: str
 
 
 FUNCTIONS: dict[str, FunctionSpec] = {
     spec.name: spec
     for spec in (
-        FunctionSpec("ingest", "functions/ingest/handler.lambda_handler", "Verify, dedupe, archive and enqueue webhooks"),
-        FunctionSpec("normalise", "functions/normalise/handler.lambda_handler", "Raw envelopes to canonical events"),
-        FunctionSpec("order-sync", "functions/order_sync/handler.lambda_handler", "Merge orders into per-entity state"),
-        FunctionSpec("publish", "functions/publish/handler.lambda_handler", "Audit inserts to entity.changed events"),
-        FunctionSpec("deliver", "functions/deliver/handler.lambda_handler", "Push unacknowledged changes to targets"),
+        FunctionSpec("ingest", "functions.ingest.handler.lambda_handler", "Verify, dedupe, archive and enqueue webhooks"),
+        FunctionSpec("normalise", "functions.normalise.handler.lambda_handler", "Raw envelopes to canonical events"),
+        FunctionSpec("order-sync", "functions.order_sync.handler.lambda_handler", "Merge orders into per-entity state"),
+        FunctionSpec("publish", "functions.publish.handler.lambda_handler", "Audit inserts to entity.changed events"),
+        FunctionSpec("deliver", "functions.deliver.handler.lambda_handler", "Push unacknowledged changes to targets"),
     )
 }
 

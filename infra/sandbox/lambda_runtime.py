@@ -51,7 +51,7 @@ class Functions:
 
     def handler(self, name: str) -> Handler:
         if name not in self._handlers:
-            module, attribute = FUNCTIONS[name].handler.replace("/", ".").rsplit(".", 1)
+            module, attribute = FUNCTIONS[name].handler.rsplit(".", 1)
             self._handlers[name] = getattr(importlib.import_module(module), attribute)
         return self._handlers[name]
 

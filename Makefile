@@ -1,0 +1,58 @@
+# The one interface: every target installs what it needs on a fresh machine.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ENV ?= dev
+export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+.PHONY: help install demo local test lint format bench synth deploy clean
+
+help:
+	@echo "make demo | local | test | lint | format | bench | synth | deploy ENV=dev|staging|prod | clean"
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(BIN)/.installed node_modules/.installed
+
+demo: $(BIN)/.installed  ## the whole pipeline on the local AWS stand-in, with a summary
+	$(BIN)/aftersync demo
+
+local: $(BIN)/.installed  ## keep the sandbox running on http://127.0.0.1:3000
+	$(BIN)/aftersync local
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(BIN)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: install lint  ## lint + unit, integration (moto), infra (synth, cdk-nag, cfn-lint), e2e (sandbox)
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed  ## writes bench/RESULTS.md
+	$(BIN)/python -m bench.run
+
+synth: install  ## cdk.out for every environment; cdk-nag fails the synth on any unacknowledged finding
+	cdk synth --all --quiet --output cdk.out
+	$(BIN)/cfn-lint --config-file .cfnlintrc.yaml -- cdk.out/*.template.json
+
+deploy: install  ## needs AWS credentials for the target account; see README "Deploying"
+	cdk deploy -c env=$(ENV) Aftersync-$(ENV) --require-approval broadening
+
+clean:
+	rm -rf cdk.out .aftersync .pytest_cache .mypy_cache .ruff_cache

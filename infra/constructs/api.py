@@ -1,0 +1,133 @@
+"""The webhook API: ``POST /webhooks/{source}/{tenant}`` -> ingest, throttled, access-logged."""
+
+from __future__ import annotations
+
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from infra.config import EnvironmentConfig
+from infra.constructs.nag import acknowledge
+
+
+class WebhookApi(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, cfg: EnvironmentConfig, ingest: lambda_.IFunction) -> None:
+        super().__init__(scope, construct_id)
+        access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR)
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=cfg.resource("webhooks"),
+            description="Aftersync webhook receiver",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Every body arrives base64-encoded, so signatures are checked over the exact bytes sent.
+            binary_media_types=["*/*"],
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=cfg.name,
+                throttling_rate_limit=cfg.api_throttle.rate_limit,
+                throttling_burst_limit=cfg.api_throttle.burst_limit,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=False, http_method=True, ip=True, protocol=True, request_time=True,
+                    resource_path=True, response_length=True, status=True, user=False,
+                ),
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,  # request bodies carry PII; never log them
+                metrics_enabled=True,
+                tracing_enabled=True,
+            ),
+        )
+        validator = self.api.add_request_validator("PathValidator", validate_request_parameters=True)
+        route = self.api.root.add_resource("webhooks").add_resource("{source}").add_resource("{tenant}")
+        method = route.add_method(
+            "POST",
+            apigw.LambdaIntegration(ingest, proxy=True),
+            request_parameters={"method.request.path.source": True, "method.request.path.tenant": True},
+            request_validator=validator,
+            authorization_type=apigw.AuthorizationType.NONE,
+        )
+        reason = (
+            "Webhook senders (Shopify and the other platforms) cannot present IAM or Cognito credentials; "
+            "each request is authenticated by its platform HMAC signature, verified over the raw body in the "
+            "ingest function before anything is stored."
+        )
+        acknowledge(method, "AwsSolutions-APIG4", reason)
+        acknowledge(method, "AwsSolutions-COG4", reason)
+        acknowledge(
+            self.api,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]",
+            "The account-level role API Gateway needs to write access logs; AWS-managed and scoped to logging.",
+        )
+        acknowledge(
+            self.api,
+            "AwsSolutions-APIG2",
+            "Path parameters are validated by API Gateway; bodies cannot be: the signature must be checked over "
+            "the exact raw bytes first, then the ingest function answers 400 with the reason for malformed bodies.",
+        )
+        if cfg.waf:
+            self._attach_waf(cfg)
+        else:
+            acknowledge(
+                self.api.deployment_stage,
+                "AwsSolutions-APIG3",
+                f"WAF is off in {cfg.name} (cdk.json `waf`); the stage is throttled and every request signature-checked.",
+            )
+        self.url = self.api.url_for_path("/webhooks")
+
+    def _attach_waf(self, cfg: EnvironmentConfig) -> None:
+        def managed(name: str, priority: int, overrides: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS",
+                        name=name,
+                        rule_action_overrides=[
+                            wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+                            )
+                            for rule in overrides
+                        ]
+                        or None,
+                    )
+                ),
+                visibility_config=_visibility(name),
+            )
+
+        acl = wafv2.CfnWebACL(
+            self,
+            "Waf",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=_visibility(cfg.resource("waf")),
+            rules=[
+                managed("AWSManagedRulesAmazonIpReputationList", 0),
+                # Order payloads routinely exceed the common set's 8 KB body limit: count, don't block.
+                managed("AWSManagedRulesCommonRuleSet", 1, ("SizeRestrictions_BODY",)),
+                wafv2.CfnWebACL.RuleProperty(
+                    name="RatePerIp",
+                    priority=2,
+                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        rate_based_statement=wafv2.CfnWebACL.RateBasedStatementProperty(
+                            aggregate_key_type="IP", limit=int(cfg.api_throttle.rate_limit * 300)
+                        )
+                    ),
+                    visibility_config=_visibility("RatePerIp"),
+                ),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self, "WafAssociation", resource_arn=self.api.deployment_stage.stage_arn, web_acl_arn=acl.attr_arn
+        )
+
+
+def _visibility(name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
+    return wafv2.CfnWebACL.VisibilityConfigProperty(
+        cloud_watch_metrics_enabled=True, metric_name=name.replace("-", ""), sampled_requests_enabled=True
+    )

@@ -1,0 +1,211 @@
+"""The Lambda functions: shared defaults in one place, each function with only the grants it uses."""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.config import ROOT, EnvironmentConfig
+from infra.constructs.messaging import Messaging
+from infra.constructs.nag import acknowledge
+from infra.constructs.storage import Storage
+from infra.wiring import FUNCTIONS, ResourceRefs, function_environment
+from shared.constants import AUDIT_SK_PREFIX
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+# Only the project's own code ships in the asset; Powertools (with pydantic and the X-Ray SDK)
+# comes from the official layer, boto3 from the runtime.
+CODE_EXCLUDES = ["**", ".*", "**/.*", "!shared", "!shared/**", "!functions", "!functions/**", "**/__pycache__", "**/*.pyc"]
+
+
+class Compute(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cfg: EnvironmentConfig,
+        key: kms.IKey,
+        storage: Storage,
+        messaging: Messaging,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.cfg = cfg
+        refs = ResourceRefs(
+            idempotency_table=storage.idempotency_table.table_name,
+            state_table=storage.state_table.table_name,
+            archive_bucket=storage.archive.bucket_name,
+            inbox_queue_url=messaging.queues["inbox"].queue_url,
+            quarantine_queue_url=messaging.queues["quarantine"].queue_url,
+            event_bus=messaging.bus.event_bus_name,
+        )
+        layer_arn = ssm.StringParameter.value_for_string_parameter(
+            self,
+            f"/aws/service/powertools/python/arm64/{RUNTIME.name}/{cfg.powertools_layer_version}",
+        )
+        self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", layer_arn)
+        self.code = lambda_.Code.from_asset(str(ROOT), exclude=CODE_EXCLUDES)
+        self.functions: dict[str, lambda_.Function] = {
+            name: self._function(name, function_environment(name, cfg, refs), key) for name in FUNCTIONS
+        }
+        fn = self.functions
+
+        # ingest: dedupe records, archive, inbox, the sources' signing secrets
+        storage.idempotency_table.grant(fn["ingest"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+        self._archive_objects(fn["ingest"], storage, "s3:PutObject")
+        messaging.queues["inbox"].grant_send_messages(fn["ingest"])
+        self._secrets(fn["ingest"], f"{cfg.secrets_prefix}/sources/*")
+
+        # normalise: inbox -> bus; reads large bodies back from the archive; quarantines failures
+        self._consume(fn["normalise"], messaging, "inbox")
+        self._archive_objects(fn["normalise"], storage, "s3:GetObject")
+        messaging.bus.grant_put_events_to(fn["normalise"])
+        messaging.queues["quarantine"].grant_send_messages(fn["normalise"])
+
+        # order-sync: conditional state + audit writes
+        self._consume(fn["order-sync"], messaging, "orders")
+        storage.state_table.grant(fn["order-sync"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem")
+
+        # publish: the state table's stream, audit inserts only
+        fn["publish"].add_event_source(
+            sources.DynamoEventSource(
+                storage.state_table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                bisect_batch_on_error=True,
+                retry_attempts=10,
+                max_record_age=Duration.hours(24),
+                report_batch_item_failures=True,
+                on_failure=sources.SqsDlq(messaging.stream_dlq),
+                filters=[
+                    lambda_.FilterCriteria.filter(
+                        {
+                            "eventName": lambda_.FilterRule.is_equal("INSERT"),
+                            "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with(AUDIT_SK_PREFIX)}}},
+                        }
+                    )
+                ],
+            )
+        )
+        messaging.bus.grant_put_events_to(fn["publish"])
+
+        # deliver: one queue per target; reads state and acks, writes acks, reads target credentials
+        for target in cfg.targets:
+            self._consume(fn["deliver"], messaging, f"deliver-{target.name}")
+        storage.state_table.grant(fn["deliver"], "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem")
+        self._secrets(fn["deliver"], f"{cfg.secrets_prefix}/targets/*")
+        key.grant_encrypt_decrypt(fn["deliver"])
+        key.grant_encrypt_decrypt(fn["order-sync"])
+        key.grant_encrypt_decrypt(fn["ingest"])
+
+    def _function(self, name: str, environment: dict[str, str], key: kms.IKey) -> lambda_.Function:
+        spec = FUNCTIONS[name]
+        log_group = logs.LogGroup(
+            self,
+            f"Logs-{name}",
+            log_group_name=f"/aws/lambda/{self.cfg.resource(name)}",
+            retention=_retention(self.cfg.log_retention_days),
+        )
+        function = lambda_.Function(
+            self,
+            f"Fn-{name}",
+            function_name=self.cfg.resource(name),
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=spec.handler,
+            code=self.code,
+            layers=[self.powertools],
+            memory_size=512 if name == "ingest" else 256,
+            timeout=Duration.seconds(10 if name == "ingest" else self.cfg.consumer_timeout_seconds),
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            environment={
+                **environment,
+                "POWERTOOLS_SERVICE_NAME": "aftersync",
+                "POWERTOOLS_METRICS_NAMESPACE": "Aftersync",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            environment_encryption=key,
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray trace writes (xray:PutTraceSegments/PutTelemetryRecords) and dynamodb:ListStreams "
+            "have no resource-level permissions.",
+        )
+        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
+            acknowledge(
+                function,
+                f"AwsSolutions-IAM5[Action::{action}]",
+                "CDK's KMS grant on the environment's own key (the only resource in the statement); the "
+                "wildcard covers the variants SSE needs for this key.",
+            )
+        acknowledge(
+            function,
+            "Serverless-LambdaDLQ",
+            "Not invoked asynchronously: API Gateway invokes it synchronously or an event source mapping "
+            "polls it; failed records go to the source queue's DLQ or the stream's on-failure queue.",
+        )
+        acknowledge(
+            function,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+            "The AWS-managed basic execution role only allows writing this function's logs.",
+        )
+        return function
+
+    def _consume(self, function: lambda_.Function, messaging: Messaging, purpose: str) -> None:
+        source = sources.SqsEventSource(
+            messaging.queues[purpose],
+            batch_size=10,
+            max_batching_window=Duration.seconds(1),
+            report_batch_item_failures=True,
+        )
+        function.add_event_source(source)
+        acknowledge(
+            function,
+            "Serverless-LambdaEventSourceMappingDestination",
+            "SQS event source mappings take no on-failure destination; the source queue's redrive policy "
+            f"moves a record to its DLQ after {self.cfg.max_receive_count} receives.",
+        )
+
+    def _secrets(self, function: lambda_.Function, name_pattern: str) -> None:
+        stack = Stack.of(self)
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[stack.format_arn(service="secretsmanager", resource="secret", resource_name=name_pattern, arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+            )
+        )
+        acknowledge(
+            function,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:{stack.region}:<AWS::AccountId>:secret:{name_pattern}]",
+            f"Secrets are per source/target and tenant; adding a tenant adds a secret under {name_pattern} "
+            "without a deploy. Read-only, and only this environment's prefix.",
+        )
+
+    def _archive_objects(self, function: lambda_.Function, storage: Storage, action: str) -> None:
+        function.add_to_role_policy(iam.PolicyStatement(actions=[action], resources=[storage.archive.arn_for_objects("raw/*")]))
+        acknowledge(
+            function,
+            f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(storage.archive.node.default_child)}.Arn>/raw/*]",  # type: ignore[arg-type]
+            "Raw envelopes are keyed by source/tenant/time under raw/; the function reads or writes only that prefix.",
+        )
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    by_days = {
+        1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+        60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+        365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS",
+        1827: "FIVE_YEARS", 3653: "TEN_YEARS",
+    }
+    return getattr(logs.RetentionDays, by_days[days])  # type: ignore[no-any-return]

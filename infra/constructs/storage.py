@@ -1,0 +1,87 @@
+"""State, idempotency and raw-archive storage, encrypted with the environment's KMS key."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from infra.config import EnvironmentConfig
+from infra.constructs.nag import acknowledge
+
+
+class Storage(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, cfg: EnvironmentConfig, key: kms.IKey) -> None:
+        super().__init__(scope, construct_id)
+        removal = RemovalPolicy.RETAIN if cfg.removal_policy == "retain" else RemovalPolicy.DESTROY
+
+        # One table for state, audit and delivery acks: state and its audit record share an item
+        # collection so one transaction writes both; the stream is the outbox for entity.changed.
+        self.state_table = dynamodb.Table(
+            self,
+            "State",
+            table_name=cfg.resource("state"),
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            stream=dynamodb.StreamViewType.NEW_IMAGE,
+            time_to_live_attribute="expires_at",
+            removal_policy=removal,
+        )
+        # Powertools idempotency records; the TTL attribute is Powertools' "expiration".
+        self.idempotency_table = dynamodb.Table(
+            self,
+            "Idempotency",
+            table_name=cfg.resource("idempotency"),
+            partition_key=dynamodb.Attribute(name="id", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute="expiration",
+            removal_policy=removal,
+        )
+
+        self.access_logs = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,  # S3 server access logging cannot write to SSE-KMS buckets
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+            removal_policy=removal,
+            auto_delete_objects=False,
+        )
+        acknowledge(self.access_logs, "AwsSolutions-S1", "This is the access-log bucket itself; logging it to itself would loop.")
+        self.archive = s3.Bucket(
+            self,
+            "Archive",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="archive/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    transitions=[
+                        s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=Duration.days(30)),
+                        s3.Transition(storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transition_after=Duration.days(90)),
+                    ],
+                    noncurrent_version_expiration=Duration.days(30),
+                )
+            ],
+            removal_policy=removal,
+        )

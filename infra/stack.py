@@ -1,0 +1,38 @@
+"""One stack per environment; it only composes the constructs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from infra.config import EnvironmentConfig
+from infra.constructs.api import WebhookApi
+from infra.constructs.compute import Compute
+from infra.constructs.messaging import Messaging
+from infra.constructs.storage import Storage
+
+
+class AftersyncStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, cfg: EnvironmentConfig, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, description=f"Aftersync after-sales sync hub ({cfg.name})", **kwargs)
+        key = kms.Key(
+            self,
+            "Key",
+            alias=f"alias/{cfg.resource('key')}",
+            enable_key_rotation=True,
+            description="Encrypts Aftersync tables, queues, archive and function environments",
+            removal_policy=RemovalPolicy.RETAIN if cfg.removal_policy == "retain" else RemovalPolicy.DESTROY,
+        )
+        storage = Storage(self, "Storage", cfg=cfg, key=key)
+        messaging = Messaging(self, "Messaging", cfg=cfg, key=key)
+        compute = Compute(self, "Compute", cfg=cfg, key=key, storage=storage, messaging=messaging)
+        api = WebhookApi(self, "Webhooks", cfg=cfg, ingest=compute.functions["ingest"])
+
+        CfnOutput(self, "WebhookUrl", value=api.url, description="POST /webhooks/{source}/{tenant}")
+        CfnOutput(self, "StateTable", value=storage.state_table.table_name)
+        CfnOutput(self, "ArchiveBucket", value=storage.archive.bucket_name)
+        for purpose, queue in {**messaging.queues, **{f"{k}-dlq": v for k, v in messaging.dlqs.items()}}.items():
+            CfnOutput(self, f"Queue{purpose.title().replace('-', '')}", value=queue.queue_url)
