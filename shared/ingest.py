@@ -126,7 +126,7 @@ def _signing_secrets(secret: dict[str, Any] | None, name: str) -> list[str] | No
 
 def _parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        return json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259); no guessing
     except UnicodeDecodeError as exc:
         raise MalformedPayload(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
     except json.JSONDecodeError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -18,8 +19,12 @@ from infra.sandbox.lambda_runtime import Functions, sqs_record
 
 
 class SqsPoller(threading.Thread):
-    def __init__(self, functions: Functions, function: str, queue_url: str, queue_arn: str, region: str) -> None:
+    def __init__(
+        self, functions: Functions, function: str, queue_url: str, queue_arn: str, region: str,
+        retry_delay: Callable[[int], int] = lambda receives: min(receives, 3),
+    ) -> None:
         super().__init__(name=f"poll-{function}-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
+        self.retry_delay = retry_delay
         self.functions, self.function = functions, function
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
         self.stopping = threading.Event()
@@ -37,7 +42,7 @@ class SqsPoller(threading.Thread):
             finally:
                 self.busy = False
 
-    def poll_once(self) -> None:
+    def poll_once(self) -> int:
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
@@ -47,8 +52,9 @@ class SqsPoller(threading.Thread):
         ).get("Messages", [])
         if not messages:
             self.busy = False
-            time.sleep(0.05)
-            return
+            if self.is_alive():
+                time.sleep(0.05)
+            return 0
         event = {"Records": [sqs_record(m, self.queue_arn, self.region) for m in messages]}
         self.invocations += 1
         try:
@@ -60,10 +66,12 @@ class SqsPoller(threading.Thread):
             if message["MessageId"] in failed:
                 receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
                 self.sqs.change_message_visibility(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=min(receives, 3)
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self.retry_delay(receives),
                 )
             else:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
 
 
 class StreamPoller(threading.Thread):

@@ -43,6 +43,11 @@ class EntityState(BaseModel):
     fields: dict[str, Any] = {}
     clocks: dict[str, FieldClock] = {}
 
+    def snapshot(self) -> dict[str, Any]:
+        """The merged content: what must be identical for any order of the same events. (``version``
+        and ``revision`` count writes, and the number of writes depends on arrival order.)"""
+        return self.model_dump(mode="json", exclude={"version", "revision"})
+
 
 @dataclass(frozen=True)
 class Change:

@@ -1,0 +1,106 @@
+"""Integration fixtures: the stack's resources on in-process moto, the real handlers, a fake target."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra.config import EnvironmentConfig, load_environment
+from infra.sandbox import moto_fidelity
+from infra.sandbox.http_servers import FakeTarget, api_gateway_event, serve
+from infra.sandbox.lambda_runtime import Functions, LambdaContext
+from infra.sandbox.pollers import SqsPoller, StreamPoller
+from infra.sandbox.resources import SandboxResources, create_resources
+from infra.sandbox.samples import SignedWebhook
+from infra.wiring import FUNCTIONS, function_environment, queues
+
+
+@dataclass
+class Stack:
+    cfg: EnvironmentConfig
+    resources: SandboxResources
+    target: FakeTarget
+    functions: Functions
+
+    def post(self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None) -> dict[str, Any]:
+        event = api_gateway_event("POST", f"/webhooks/{source or webhook.source}/{tenant}", webhook.headers, webhook.body)
+        return self.functions.invoke("ingest", event)  # type: ignore[no-any-return]
+
+    def depth(self, purpose: str) -> int:
+        """Messages in a queue (visible or in flight), read from its attributes: no receive is counted."""
+        attributes = boto3.client("sqs").get_queue_attributes(
+            QueueUrl=self.resources.queue_urls[purpose],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+    def messages(self, purpose: str) -> list[dict[str, Any]]:
+        """The messages in a queue. Each peek counts as a receive, so on a queue with a redrive policy
+        use it only where nothing consumes the queue afterwards; ``depth`` counts without receiving."""
+        sqs = boto3.client("sqs")
+        found: dict[str, dict[str, Any]] = {}
+        for _ in range(5):
+            for message in sqs.receive_message(
+                QueueUrl=self.resources.queue_urls[purpose], MaxNumberOfMessages=10, VisibilityTimeout=0,
+                MessageAttributeNames=["All"],
+            ).get("Messages", []):
+                found[message["MessageId"]] = message
+        return list(found.values())
+
+    def archived_keys(self) -> list[str]:
+        page = boto3.client("s3").list_objects_v2(Bucket=self.resources.refs.archive_bucket)
+        return [o["Key"] for o in page.get("Contents", [])]
+
+    def idempotency_items(self) -> int:
+        return int(boto3.client("dynamodb").scan(TableName=self.resources.refs.idempotency_table, Select="COUNT")["Count"])
+
+    def run_until_quiet(self, max_rounds: int = 50, must_settle: bool = True) -> None:
+        """Poll every queue and the stream, invoking the real handlers, until nothing moves."""
+        pollers: list[Any] = [
+            SqsPoller(self.functions, spec.consumer, self.resources.queue_urls[spec.purpose],
+                      self.resources.queue_arns[spec.purpose], self.cfg.region, retry_delay=lambda _: 0)
+            for spec in queues(self.cfg) if spec.consumer
+        ]
+        pollers.append(StreamPoller(self.functions, "publish", self.resources.stream_arn,
+                                    self.resources.queue_urls["publish-dlq"], self.cfg.region))
+        quiet = 0
+        for _ in range(max_rounds):
+            moved = sum(p.poll_once() for p in pollers)
+            quiet = quiet + 1 if moved == 0 else 0
+            if quiet >= 2:
+                return
+        if must_settle:
+            raise AssertionError("pipeline did not go quiet")
+
+
+@pytest.fixture
+def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
+    moto_fidelity.apply()
+    target = FakeTarget()
+    serve(target.server)
+    base = load_environment("dev")
+    cfg = base.model_copy(
+        update={"targets": tuple(type(t).model_validate({**t.model_dump(), "url": f"{target.url}/{t.name}"}) for t in base.targets)}
+    )
+    saved = dict(os.environ)
+    with mock_aws():
+        resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)
+        resources.queue_urls["publish-dlq"] = boto3.client("sqs").create_queue(QueueName=cfg.resource("publish-dlq"))["QueueUrl"]
+        for name in FUNCTIONS:
+            os.environ.update(function_environment(name, cfg, resources.refs, allow_http_targets=True))
+        os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
+        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")))
+    os.environ.clear()
+    os.environ.update(saved)
+    target.server.shutdown()
+
+
+@pytest.fixture
+def context() -> LambdaContext:
+    return LambdaContext("aftersync-dev-test", "eu-west-1")

@@ -1,0 +1,61 @@
+"""Config and settings fail fast with a message that names the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.config import load_environments
+from shared.constants import Env
+from shared.errors import ConfigurationError
+from shared.settings import DeliverSettings, IngestSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_cdk_json_is_valid() -> None:
+    environments = load_environments()
+    assert set(environments) == {"dev", "staging", "prod"}
+    assert environments["prod"].success_rate_threshold == 0.999
+    assert environments["prod"].waf and not environments["dev"].waf
+
+
+def write_cdk_json(tmp_path: Path, mutate: dict[str, object]) -> Path:
+    document = json.loads((ROOT / "cdk.json").read_text())
+    document["context"]["aftersync:environments"]["dev"].update(mutate)
+    path = tmp_path / "cdk.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutation", "message"),
+    [
+        ({"sources": ["shopify", "ebay"]}, "sources: \\['ebay'\\] have no adapter"),
+        ({"max_receive_count": 2}, "max_receive_count: Input should be greater than or equal to 5"),
+        ({"targets": [{"name": "crm", "url": "not a url", "entity_types": ["order"]}]}, "targets.0.url"),
+        ({"success_rate_threshold": 1.5}, "success_rate_threshold"),
+        ({"log_retention_days": 13}, "log_retention_days"),
+        ({"unexpected": True}, "unexpected: Extra inputs are not permitted"),
+    ],
+)
+def test_a_malformed_environment_names_the_field(tmp_path: Path, mutation: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"cdk.json environment 'dev': .*{message}"):
+        load_environments(write_cdk_json(tmp_path, mutation))
+
+
+def test_missing_settings_variable_is_named() -> None:
+    with pytest.raises(ConfigurationError, match=f"IngestSettings cannot start: {Env.IDEMPOTENCY_TABLE}: Field required"):
+        IngestSettings.from_env({Env.ENVIRONMENT: "dev"})
+
+
+def test_http_targets_are_refused_unless_the_sandbox_allows_them() -> None:
+    environ = {
+        Env.ENVIRONMENT: "dev", Env.STATE_TABLE: "t", Env.SECRETS_PREFIX: "p", Env.SECRETS_MAX_AGE_SECONDS: "0",
+        Env.TARGETS: json.dumps([{"name": "crm", "url": "http://10.0.0.1/x", "entity_types": ["order"]}]),
+    }
+    with pytest.raises(ConfigurationError, match="target 'crm': url must use https"):
+        DeliverSettings.from_env({**environ, Env.ALLOW_HTTP_TARGETS: "false"})
+    assert DeliverSettings.from_env({**environ, Env.ALLOW_HTTP_TARGETS: "true"}).targets[0].name == "crm"
