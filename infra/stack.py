@@ -34,5 +34,8 @@ class AftersyncStack(Stack):
         CfnOutput(self, "WebhookUrl", value=api.url, description="POST /webhooks/{source}/{tenant}")
         CfnOutput(self, "StateTable", value=storage.state_table.table_name)
         CfnOutput(self, "ArchiveBucket", value=storage.archive.bucket_name)
-        for purpose, queue in {**messaging.queues, **{f"{k}-dlq": v for k, v in messaging.dlqs.items()}}.items():
+        for purpose, queue in {
+            **messaging.queues,
+            **{f"{k}-dlq": v for k, v in messaging.dlqs.items()},
+        }.items():
             CfnOutput(self, f"Queue{purpose.title().replace('-', '')}", value=queue.queue_url)

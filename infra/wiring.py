@@ -35,7 +35,11 @@ class FunctionSpec:
 FUNCTIONS: dict[str, FunctionSpec] = {
     spec.name: spec
     for spec in (
-        FunctionSpec("ingest", "functions.ingest.handler.lambda_handler", "Verify, dedupe, archive and enqueue webhooks"),
+        FunctionSpec(
+            "ingest",
+            "functions.ingest.handler.lambda_handler",
+            "Verify, dedupe, archive and enqueue webhooks",
+        ),
         FunctionSpec("normalise", "functions.normalise.handler.lambda_handler", "Raw envelopes to canonical events"),
         FunctionSpec("order-sync", "functions.order_sync.handler.lambda_handler", "Merge orders into per-entity state"),
         FunctionSpec("publish", "functions.publish.handler.lambda_handler", "Audit inserts to entity.changed events"),

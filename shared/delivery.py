@@ -74,7 +74,10 @@ def deliver_change(
     payload_hash = value_hash(payload["changes"])
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     status, text = http.post(
-        str(target.url), body, {"Content-Type": "application/json", **_auth_headers(credentials)}, target.timeout_seconds
+        str(target.url),
+        body,
+        {"Content-Type": "application/json", **_auth_headers(credentials)},
+        target.timeout_seconds,
     )
     if not 200 <= status < 300:
         raise DeliveryFailed(f"target {target.name} answered HTTP {status}: {text[:200]}")

@@ -102,9 +102,7 @@ def accept_webhook(request: WebhookRequest, policy: IngestPolicy, ports: IngestP
         ports.inbox.send(inline.model_dump_json(), {"source": source.name, "tenant": request.tenant})
         return {"archive_key": message.archive_key}
 
-    _, duplicate = ports.once.run(
-        {"dedupe_key": dedupe_key, "body_sha256": message.body_sha256}, store
-    )
+    _, duplicate = ports.once.run({"dedupe_key": dedupe_key, "body_sha256": message.body_sha256}, store)
     return IngestOutcome(ack=source.ack(delivery, duplicate), message=message, duplicate=duplicate)
 
 

@@ -30,9 +30,7 @@ class Money(Frozen):
     currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 
 
-PaymentStatus = Literal[
-    "pending", "authorized", "partially_paid", "paid", "partially_refunded", "refunded", "voided"
-]
+PaymentStatus = Literal["pending", "authorized", "partially_paid", "paid", "partially_refunded", "refunded", "voided"]
 FulfillmentStatus = Literal["unfulfilled", "partially_fulfilled", "fulfilled", "restocked"]
 OrderStatus = Literal["open", "closed", "cancelled"]
 

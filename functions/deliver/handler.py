@@ -7,8 +7,9 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parser import envelopes, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.aws import SecretReader
@@ -39,7 +40,7 @@ def record_handler(record: SQSRecord) -> None:
     s = settings()
     store, http, secrets = adapters()
     target = s.target(target_from_queue_name(record.event_source_arn.rsplit(":", 1)[-1], s.environment))
-    changed: EntityChanged = parse(event=record.json_body, model=EntityChanged, envelope=envelopes.EventBridgeEnvelope)
+    changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
     secret_name = target_secret_name(s.secrets_prefix, target.name)
     credentials = secrets.get_json(secret_name)
     if credentials is None:
@@ -47,7 +48,12 @@ def record_handler(record: SQSRecord) -> None:
     result = deliver_change(changed, target, store, http, credentials)
     logger.info(
         "delivery",
-        extra={"target": target.name, "entity_id": changed.entity_id, "outcome": result.outcome, "version": result.version},
+        extra={
+            "target": target.name,
+            "entity_id": changed.entity_id,
+            "outcome": result.outcome,
+            "version": result.version,
+        },
     )
     if result.outcome == "sent":
         metrics.add_metric(name="DeliverySucceeded", unit=MetricUnit.Count, value=1)
@@ -57,6 +63,6 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -58,7 +58,11 @@ def receive(source: str, tenant: str) -> Response[str]:
     metrics.add_metric(
         name="WebhookDuplicate" if outcome.duplicate else "WebhookAccepted", unit=MetricUnit.Count, value=1
     )
-    return Response(status_code=outcome.ack.status_code, content_type="application/json", body=json.dumps(outcome.ack.body))
+    return Response(
+        status_code=outcome.ack.status_code,
+        content_type="application/json",
+        body=json.dumps(outcome.ack.body),
+    )
 
 
 @app.exception_handler(WebhookRejected)

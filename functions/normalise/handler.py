@@ -8,6 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
@@ -38,7 +39,14 @@ def quarantine(record: SQSRecord, source: str, reason: str) -> None:
     """Park a delivery that verified but cannot be normalised, with its reason; never retried blindly."""
     _, _, queue = adapters()
     queue.send(
-        json.dumps({"reason": reason, "source": source, "inbox_message_id": record.message_id, "envelope": record.body}),
+        json.dumps(
+            {
+                "reason": reason,
+                "source": source,
+                "inbox_message_id": record.message_id,
+                "envelope": record.body,
+            }
+        ),
         {"source": source, "reason": reason[:256]},
     )
     logger.warning("quarantined", extra={"source": source, "reason": reason})
@@ -57,13 +65,16 @@ def record_handler(record: SQSRecord) -> None:
     except NormalisationError as exc:
         quarantine(record, exc.source, exc.reason)
         return
-    bus.put(EVENT_SOURCE, [(DETAIL_OBSERVED.format(entity_type=e.entity_type), e.model_dump_json()) for e in events])
+    bus.put(
+        EVENT_SOURCE,
+        [(DETAIL_OBSERVED.format(entity_type=e.entity_type), e.model_dump_json()) for e in events],
+    )
     metrics.add_metric(name="EventNormalised", unit=MetricUnit.Count, value=len(events))
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -7,8 +7,9 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.parser import envelopes, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.state_store import DynamoStateStore
@@ -32,7 +33,7 @@ def store() -> DynamoStateStore:
 
 
 def record_handler(record: SQSRecord) -> None:
-    event: ObservedEntity = parse(event=record.json_body, model=ObservedEntity, envelope=envelopes.EventBridgeEnvelope)
+    event = ObservedEntity.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
     result = apply_observation(event, store(), default_policy())
     logger.info(
         "order merged",
@@ -46,7 +47,9 @@ def record_handler(record: SQSRecord) -> None:
         },
     )
     metrics.add_metric(
-        name="StateChanged" if result.outcome == "changed" else "StateUnchanged", unit=MetricUnit.Count, value=1
+        name="StateChanged" if result.outcome == "changed" else "StateUnchanged",
+        unit=MetricUnit.Count,
+        value=1,
     )
     if result.attempts > 1:
         metrics.add_metric(name="StateConflictRetry", unit=MetricUnit.Count, value=result.attempts - 1)
@@ -55,6 +58,6 @@ def record_handler(record: SQSRecord) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -11,6 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -43,12 +44,12 @@ def record_handler(record: DynamoDBRecord) -> None:
     audit = audit_from_item(image)
     changed = EntityChanged(
         tenant=audit.tenant,
-        entity_type=audit.entity_type,  # type: ignore[arg-type]
+        entity_type=audit.entity_type,
         entity_id=audit.entity_id,
         version=audit.version,
         event_id=audit.event_id,
         origin_source=audit.source,
-        occurred_at=audit.occurred_at,  # type: ignore[arg-type]
+        occurred_at=audit.occurred_at,
         changed={c["field"]: c["after"] for c in audit.changes},
     )
     bus().put(EVENT_SOURCE, [(DETAIL_ENTITY_CHANGED, changed.model_dump_json())])
@@ -58,6 +59,6 @@ def record_handler(record: DynamoDBRecord) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -13,7 +13,9 @@ from infra.constructs.nag import acknowledge
 
 
 class WebhookApi(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, cfg: EnvironmentConfig, ingest: lambda_.IFunction) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, cfg: EnvironmentConfig, ingest: lambda_.IFunction
+    ) -> None:
         super().__init__(scope, construct_id)
         access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR)
         self.api = apigw.RestApi(
@@ -31,8 +33,15 @@ class WebhookApi(Construct):
                 throttling_burst_limit=cfg.api_throttle.burst_limit,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False, http_method=True, ip=True, protocol=True, request_time=True,
-                    resource_path=True, response_length=True, status=True, user=False,
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=False,
                 ),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,  # request bodies carry PII; never log them
@@ -73,7 +82,8 @@ class WebhookApi(Construct):
             acknowledge(
                 self.api.deployment_stage,
                 "AwsSolutions-APIG3",
-                f"WAF is off in {cfg.name} (cdk.json `waf`); the stage is throttled and every request signature-checked.",
+                f"WAF is off in {cfg.name} (cdk.json `waf`); the stage is throttled and every request "
+                "signature-checked.",
             )
         self.url = self.api.url_for_path("/webhooks")
 

@@ -22,7 +22,17 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 # Only the project's own code ships in the asset; Powertools (with pydantic and the X-Ray SDK)
 # comes from the official layer, boto3 from the runtime.
-CODE_EXCLUDES = ["**", ".*", "**/.*", "!shared", "!shared/**", "!functions", "!functions/**", "**/__pycache__", "**/*.pyc"]
+CODE_EXCLUDES = [
+    "**",
+    ".*",
+    "**/.*",
+    "!shared",
+    "!shared/**",
+    "!functions",
+    "!functions/**",
+    "**/__pycache__",
+    "**/*.pyc",
+]
 
 
 class Compute(Construct):
@@ -58,7 +68,9 @@ class Compute(Construct):
         fn = self.functions
 
         # ingest: dedupe records, archive, inbox, the sources' signing secrets
-        storage.idempotency_table.grant(fn["ingest"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+        storage.idempotency_table.grant(
+            fn["ingest"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
+        )
         self._archive_objects(fn["ingest"], storage, "s3:PutObject")
         messaging.queues["inbox"].grant_send_messages(fn["ingest"])
         self._secrets(fn["ingest"], f"{cfg.secrets_prefix}/sources/*")
@@ -71,7 +83,9 @@ class Compute(Construct):
 
         # order-sync: conditional state + audit writes
         self._consume(fn["order-sync"], messaging, "orders")
-        storage.state_table.grant(fn["order-sync"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem")
+        storage.state_table.grant(
+            fn["order-sync"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"
+        )
 
         # publish: the state table's stream, audit inserts only
         fn["publish"].add_event_source(
@@ -182,7 +196,14 @@ class Compute(Construct):
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue"],
-                resources=[stack.format_arn(service="secretsmanager", resource="secret", resource_name=name_pattern, arn_format=ArnFormat.COLON_RESOURCE_NAME)],
+                resources=[
+                    stack.format_arn(
+                        service="secretsmanager",
+                        resource="secret",
+                        resource_name=name_pattern,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
             )
         )
         acknowledge(
@@ -193,7 +214,9 @@ class Compute(Construct):
         )
 
     def _archive_objects(self, function: lambda_.Function, storage: Storage, action: str) -> None:
-        function.add_to_role_policy(iam.PolicyStatement(actions=[action], resources=[storage.archive.arn_for_objects("raw/*")]))
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=[action], resources=[storage.archive.arn_for_objects("raw/*")])
+        )
         acknowledge(
             function,
             f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(storage.archive.node.default_child)}.Arn>/raw/*]",  # type: ignore[arg-type]
@@ -203,9 +226,22 @@ class Compute(Construct):
 
 def _retention(days: int) -> logs.RetentionDays:
     by_days = {
-        1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
-        60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
-        365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS",
-        1827: "FIVE_YEARS", 3653: "TEN_YEARS",
+        1: "ONE_DAY",
+        3: "THREE_DAYS",
+        5: "FIVE_DAYS",
+        7: "ONE_WEEK",
+        14: "TWO_WEEKS",
+        30: "ONE_MONTH",
+        60: "TWO_MONTHS",
+        90: "THREE_MONTHS",
+        120: "FOUR_MONTHS",
+        150: "FIVE_MONTHS",
+        180: "SIX_MONTHS",
+        365: "ONE_YEAR",
+        400: "THIRTEEN_MONTHS",
+        545: "EIGHTEEN_MONTHS",
+        731: "TWO_YEARS",
+        1827: "FIVE_YEARS",
+        3653: "TEN_YEARS",
     }
     return getattr(logs.RetentionDays, by_days[days])  # type: ignore[no-any-return]

@@ -42,15 +42,22 @@ class Messaging(Construct):
                 enforce_ssl=True,
                 retention_period=RETENTION,
                 visibility_timeout=visibility,
-                dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=cfg.max_receive_count) if dlq else None,
+                dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=cfg.max_receive_count)
+                if dlq
+                else None,
             )
             if not spec.consumer:
                 acknowledge(
                     queue,
                     "AwsSolutions-SQS3",
-                    "The quarantine is itself a dead-letter store: operators inspect and replay it; nothing consumes it.",
+                    "The quarantine is itself a dead-letter store: operators inspect and replay it; "
+                    "nothing consumes it.",
                 )
-                acknowledge(queue, "Serverless-SQSRedrivePolicy", "Quarantine is a terminal store read by operators, not consumed.")
+                acknowledge(
+                    queue,
+                    "Serverless-SQSRedrivePolicy",
+                    "Quarantine is a terminal store read by operators, not consumed.",
+                )
             self.queues[spec.purpose] = queue
 
         # Stream failures (publish) and undeliverable rule targets land here.
@@ -91,8 +98,16 @@ class Messaging(Construct):
             enforce_ssl=True,
             retention_period=RETENTION,
         )
-        acknowledge(queue, "AwsSolutions-SQS3", "This queue is a dead-letter queue; a DLQ of a DLQ would hide failures.")
-        acknowledge(queue, "Serverless-SQSRedrivePolicy", "This queue is a dead-letter queue; alarms watch it instead.")
+        acknowledge(
+            queue,
+            "AwsSolutions-SQS3",
+            "This queue is a dead-letter queue; a DLQ of a DLQ would hide failures.",
+        )
+        acknowledge(
+            queue,
+            "Serverless-SQSRedrivePolicy",
+            "This queue is a dead-letter queue; alarms watch it instead.",
+        )
         return queue
 
 

@@ -62,7 +62,11 @@ class Storage(Construct):
             removal_policy=removal,
             auto_delete_objects=False,
         )
-        acknowledge(self.access_logs, "AwsSolutions-S1", "This is the access-log bucket itself; logging it to itself would loop.")
+        acknowledge(
+            self.access_logs,
+            "AwsSolutions-S1",
+            "This is the access-log bucket itself; logging it to itself would loop.",
+        )
         self.archive = s3.Bucket(
             self,
             "Archive",
@@ -77,8 +81,14 @@ class Storage(Construct):
             lifecycle_rules=[
                 s3.LifecycleRule(
                     transitions=[
-                        s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=Duration.days(30)),
-                        s3.Transition(storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL, transition_after=Duration.days(90)),
+                        s3.Transition(
+                            storage_class=s3.StorageClass.INFREQUENT_ACCESS,
+                            transition_after=Duration.days(30),
+                        ),
+                        s3.Transition(
+                            storage_class=s3.StorageClass.GLACIER_INSTANT_RETRIEVAL,
+                            transition_after=Duration.days(90),
+                        ),
                     ],
                     noncurrent_version_expiration=Duration.days(30),
                 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -27,14 +28,15 @@ def _sandbox(args: argparse.Namespace) -> Any:
 def cmd_local(args: argparse.Namespace) -> int:
     sandbox = _sandbox(args)
     print(json.dumps(sandbox.describe(), indent=2))
-    print(f"sandbox running: POST webhooks to http://127.0.0.1:{sandbox.api_port}/webhooks/<source>/<tenant>; "
-          "Ctrl-C stops it", flush=True)
+    print(
+        f"sandbox running: POST webhooks to http://127.0.0.1:{sandbox.api_port}/webhooks/<source>/<tenant>; "
+        "Ctrl-C stops it",
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     sandbox.stop()
     return 0
 
@@ -60,8 +62,12 @@ def cmd_entity_show(args: argparse.Namespace) -> int:
             sys.exit("aftersync: no sandbox is running (start `aftersync local`, or pass --aws for a deployed stack)")
         info = json.loads(STATE_FILE.read_text(encoding="utf-8"))
         os.environ.update(
-            {"AWS_ENDPOINT_URL": info["aws_endpoint_url"], "AWS_DEFAULT_REGION": info["region"],
-             "AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}  # noqa: S106
+            {
+                "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
+                "AWS_DEFAULT_REGION": info["region"],
+                "AWS_ACCESS_KEY_ID": "sandbox",
+                "AWS_SECRET_ACCESS_KEY": "sandbox",
+            }
         )
         table = info["state_table"]
     store = DynamoStateStore(table)

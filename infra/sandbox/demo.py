@@ -33,11 +33,11 @@ class Sent:
 
 
 def post(api: str, tenant: str, webhook: SignedWebhook) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - the API is the local sandbox (http://127.0.0.1)
         f"{api}/webhooks/{webhook.source}/{tenant}", data=webhook.body, headers=webhook.headers, method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local sandbox URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - see above
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
@@ -73,13 +73,20 @@ def scenario(secret: str, previous_secret: str) -> tuple[list[tuple[str, SignedW
     stream: list[tuple[str, SignedWebhook]] = [
         ("orders/create", create),
         *[("duplicate of orders/create", create)] * 4,
-        ("orders/updated (signed with the previous secret: rotation)", signed("shopify_orders_updated", previous_secret)),
+        (
+            "orders/updated (signed with the previous secret: rotation)",
+            signed("shopify_orders_updated", previous_secret),
+        ),
         ("orders/updated, older, arriving late", signed("shopify_orders_updated_older", secret)),
         ("tampered body", tampered),
     ]
     updated = load_sample("shopify_orders_updated")["body"]
     expected = {
-        f"shopify:{updated['id']}": {"fulfillment_status": "fulfilled", "note": updated["note"], "tags": ["shipped", "vip", "warranty"]}
+        f"shopify:{updated['id']}": {
+            "fulfillment_status": "fulfilled",
+            "note": updated["note"],
+            "tags": ["shipped", "vip", "warranty"],
+        }
     }
     for n in range(GENERATED_ORDERS):
         first, second, fields = generated_order(n, secret)
@@ -109,7 +116,9 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     elapsed = time.monotonic() - started
 
     store = DynamoStateStore(sandbox.resources.refs.state_table)
-    send_time = {s.webhook.headers.get(shopify.EVENT_ID_HEADER): s.at for s in sent if s.answer.get("status") == "accepted"}
+    send_time = {
+        s.webhook.headers.get(shopify.EVENT_ID_HEADER): s.at for s in sent if s.answer.get("status") == "accepted"
+    }
     deliveries = sandbox.target.accepted()
     depths = sandbox.queue_depths()
     problems: list[str] = [] if drained else ["the pipeline did not drain in time"]
@@ -137,7 +146,10 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
             problems.append(f"{depth} message(s) in {name}")
 
     statuses = Counter(
-        "accepted" if s.answer.get("status") == "accepted" else "duplicate" if s.answer.get("status") == "duplicate"
+        "accepted"
+        if s.answer.get("status") == "accepted"
+        else "duplicate"
+        if s.answer.get("status") == "duplicate"
         else f"rejected {s.status} {s.answer.get('error')}"
         for s in sent
     )
@@ -155,21 +167,32 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     changed = [s for s in states.values() if s is not None]
     print(f"entities changed: {len(changed)} orders, {sum(s.version for s in changed)} versions in total")
     print(f"deliveries made:  {len(deliveries)} to crm ({sum(len(json.dumps(d['body'])) for d in deliveries)} bytes)")
-    print(f"DLQ messages:     {sum(v for k, v in depths.items() if k.endswith('-dlq'))}"
-          f"   quarantined: {depths.get('quarantine', 0)}")
-    print(f"latency webhook -> delivery: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
-          f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms over {len(latencies)} deliveries"
-          f" (mean {statistics.fmean(latencies) * 1000 if latencies else float('nan'):.0f} ms); run took {elapsed:.1f} s")
+    print(
+        f"DLQ messages:     {sum(v for k, v in depths.items() if k.endswith('-dlq'))}"
+        f"   quarantined: {depths.get('quarantine', 0)}"
+    )
+    print(
+        f"latency webhook -> delivery: p50 {percentile(latencies, 0.5) * 1000:.0f} ms, "
+        f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms over {len(latencies)} deliveries"
+        f" (mean {statistics.fmean(latencies) * 1000 if latencies else float('nan'):.0f} ms); run took {elapsed:.1f} s"
+    )
     if sample_state is not None:
-        print(f"order {sample_id}: version {sample_state.version}, "
-              f"fulfillment {sample_state.fields.get('fulfillment_status')}, note {sample_state.fields.get('note')!r}")
-        print(f"  (inspect with: aftersync entity show order {sample_id} --tenant {TENANT} --json, while `aftersync local` runs)")
+        print(
+            f"order {sample_id}: version {sample_state.version}, "
+            f"fulfillment {sample_state.fields.get('fulfillment_status')}, note {sample_state.fields.get('note')!r}"
+        )
+        print(
+            f"  (inspect with: aftersync entity show order {sample_id} --tenant {TENANT} --json, "
+            "while `aftersync local` runs)"
+        )
     print()
     if problems:
         print("FAILED: some accepted webhooks did not reach their end state:")
         for problem in problems:
             print(f"  - {problem}")
         return 1
-    print("OK: every accepted webhook reached its end state; duplicates, the late older update and the "
-          "tampered body changed nothing.")
+    print(
+        "OK: every accepted webhook reached its end state; duplicates, the late older update and the "
+        "tampered body changed nothing."
+    )
     return 0

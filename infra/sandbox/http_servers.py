@@ -16,9 +16,7 @@ def api_gateway_event(method: str, path: str, headers: dict[str, str], body: byt
     """A REST API (v1) Lambda proxy event for ``/webhooks/{source}/{tenant}``. The stack sets binary
     media type ``*/*``, so the body always arrives base64-encoded, as here."""
     parts = path.split("?", 1)[0].strip("/").split("/")
-    path_parameters = (
-        {"source": parts[1], "tenant": parts[2]} if len(parts) == 3 and parts[0] == "webhooks" else None
-    )
+    path_parameters = {"source": parts[1], "tenant": parts[2]} if len(parts) == 3 and parts[0] == "webhooks" else None
     return {
         "resource": "/webhooks/{source}/{tenant}",
         "path": path.split("?", 1)[0],
@@ -44,7 +42,7 @@ def api_gateway_event(method: str, path: str, headers: dict[str, str], body: byt
 
 
 class _Quiet(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -67,10 +65,10 @@ def serve(server: ThreadingHTTPServer) -> threading.Thread:
 
 def gateway(host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, Any]]) -> ThreadingHTTPServer:
     class Gateway(_Quiet):
-        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        def do_POST(self) -> None:
             self._handle("POST")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._handle("GET")
 
         def _handle(self, method: str) -> None:
@@ -96,7 +94,7 @@ class FakeTarget:
         outer = self
 
         class Handler(_Quiet):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self._body()
                 name = self.path.strip("/").split("/")[-1]
                 if self.path.startswith("/_control/"):
@@ -116,7 +114,7 @@ class FakeTarget:
                     )
                 self._reply(status, json.dumps({"ok": status < 300}).encode())
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 with outer.lock:
                     self._reply(200, json.dumps(outer.received).encode())
 

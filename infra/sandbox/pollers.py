@@ -20,7 +20,12 @@ from infra.sandbox.lambda_runtime import Functions, sqs_record
 
 class SqsPoller(threading.Thread):
     def __init__(
-        self, functions: Functions, function: str, queue_url: str, queue_arn: str, region: str,
+        self,
+        functions: Functions,
+        function: str,
+        queue_url: str,
+        queue_arn: str,
+        region: str,
         retry_delay: Callable[[int], int] = lambda receives: min(receives, 3),
     ) -> None:
         super().__init__(name=f"poll-{function}-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
@@ -37,7 +42,7 @@ class SqsPoller(threading.Thread):
             self.busy = True
             try:
                 self.poll_once()
-            except Exception:  # noqa: BLE001 - a poller must survive a stand-in hiccup, like the real ESM
+            except Exception:
                 time.sleep(0.2)
             finally:
                 self.busy = False
@@ -60,13 +65,14 @@ class SqsPoller(threading.Thread):
         try:
             response = self.functions.invoke(self.function, event) or {}
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-        except Exception:  # noqa: BLE001 - an invocation error fails the whole batch, as on AWS
+        except Exception:
             failed = {m["MessageId"] for m in messages}
         for message in messages:
             if message["MessageId"] in failed:
                 receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
                 self.sqs.change_message_visibility(
-                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"],
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=self.retry_delay(receives),
                 )
             else:
@@ -78,7 +84,12 @@ class StreamPoller(threading.Thread):
     """DynamoDB stream -> function, with bisect-free retries and an on-failure SQS destination."""
 
     def __init__(
-        self, functions: Functions, function: str, stream_arn: str, failure_queue_url: str, region: str,
+        self,
+        functions: Functions,
+        function: str,
+        stream_arn: str,
+        failure_queue_url: str,
+        region: str,
         max_retries: int = 3,
     ) -> None:
         super().__init__(name=f"poll-{function}-stream", daemon=True)
@@ -95,7 +106,7 @@ class StreamPoller(threading.Thread):
             self.busy = True
             try:
                 got = self.poll_once()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 got = 0
                 time.sleep(0.2)
             self.busy = False
@@ -125,7 +136,7 @@ class StreamPoller(threading.Thread):
             try:
                 response = self.functions.invoke(self.function, {"Records": pending}) or {}
                 failures = [f["itemIdentifier"] for f in response.get("batchItemFailures", [])]
-            except Exception:  # noqa: BLE001
+            except Exception:
                 failures = [pending[0]["dynamodb"]["SequenceNumber"]]
             if not failures:
                 return
@@ -136,7 +147,8 @@ class StreamPoller(threading.Thread):
                 self.sqs.send_message(
                     QueueUrl=self.failure_queue_url,
                     MessageBody=json.dumps(
-                        {"reason": "retries exhausted", "stream": self.stream_arn, "records": pending}, default=str
+                        {"reason": "retries exhausted", "stream": self.stream_arn, "records": pending},
+                        default=str,
                     ),
                 )
                 return

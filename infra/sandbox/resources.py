@@ -44,7 +44,8 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(
-        TableName=cfg.resource("idempotency"), TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"}
+        TableName=cfg.resource("idempotency"),
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expiration"},
     )
     bucket = cfg.archive_bucket(ACCOUNT)
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": cfg.region})
@@ -93,7 +94,8 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
     for source, tenants in secrets.get("sources", {}).items():
         for tenant, values in tenants.items():
             sm.create_secret(
-                Name=source_secret_name(cfg.secrets_prefix, source, tenant), SecretString=json.dumps({"secrets": values})
+                Name=source_secret_name(cfg.secrets_prefix, source, tenant),
+                SecretString=json.dumps({"secrets": values}),
             )
     for target, credentials in secrets.get("targets", {}).items():
         sm.create_secret(Name=target_secret_name(cfg.secrets_prefix, target), SecretString=json.dumps(credentials))

@@ -17,8 +17,6 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in's request log is noise here
-
 from infra.config import ROOT, EnvironmentConfig, load_environment
 from infra.sandbox import moto_fidelity
 from infra.sandbox.http_servers import FakeTarget, gateway, serve
@@ -26,6 +24,8 @@ from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
 from infra.sandbox.resources import SandboxResources, create_resources
 from infra.wiring import FUNCTIONS, function_environment, queues
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in's request log is noise here
 
 DEFAULT_SECRETS = ROOT / "infra" / "sandbox" / "secrets.local.json"
 STATE_FILE = ROOT / ".aftersync" / "sandbox.json"
@@ -63,7 +63,7 @@ class Sandbox:
             {
                 "AWS_ENDPOINT_URL": self.endpoint,
                 "AWS_ACCESS_KEY_ID": "sandbox",
-                "AWS_SECRET_ACCESS_KEY": "sandbox",  # noqa: S105 - the stand-in accepts any key
+                "AWS_SECRET_ACCESS_KEY": "sandbox",
                 "AWS_DEFAULT_REGION": base.region,
                 "AWS_REGION": base.region,
                 "POWERTOOLS_TRACE_DISABLED": "true",
@@ -98,14 +98,20 @@ class Sandbox:
             if spec.consumer:
                 self.pollers.append(
                     SqsPoller(
-                        self.functions, spec.consumer, self.resources.queue_urls[spec.purpose],
-                        self.resources.queue_arns[spec.purpose], self.cfg.region,
+                        self.functions,
+                        spec.consumer,
+                        self.resources.queue_urls[spec.purpose],
+                        self.resources.queue_arns[spec.purpose],
+                        self.cfg.region,
                     )
                 )
         self.pollers.append(
             StreamPoller(
-                self.functions, "publish", self.resources.stream_arn,
-                self.resources.queue_urls["publish-dlq"], self.cfg.region,
+                self.functions,
+                "publish",
+                self.resources.stream_arn,
+                self.resources.queue_urls["publish-dlq"],
+                self.cfg.region,
             )
         )
         for poller in self.pollers:

@@ -28,7 +28,7 @@ class S3Archive:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType="application/json")
 
     def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
 
 class SqsQueue:
@@ -43,10 +43,8 @@ class SqsQueue:
     def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
         kwargs: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": body}
         if attributes:
-            kwargs["MessageAttributes"] = {
-                k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()
-            }
-        return self.client.send_message(**kwargs)["MessageId"]  # type: ignore[no-any-return]
+            kwargs["MessageAttributes"] = {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
+        return self.client.send_message(**kwargs)["MessageId"]
 
 
 class EventBus:

@@ -15,7 +15,12 @@ class Urllib3Http:
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, str]:
         try:
             response = self.pool.request(
-                "POST", url, body=body, headers=headers, timeout=urllib3.Timeout(total=timeout), redirect=False
+                "POST",
+                url,
+                body=body,
+                headers=headers,
+                timeout=urllib3.Timeout(total=timeout),
+                redirect=False,
             )
         except urllib3.exceptions.HTTPError as exc:
             return 599, f"connection failed: {type(exc).__name__}"

@@ -28,7 +28,7 @@ from shared.errors import DuplicateConflict
 DUPLICATE_FLAG = "duplicate"
 
 
-def _mark_duplicate(response: Any, _: DataRecord) -> Any:
+def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
     return {**response, DUPLICATE_FLAG: True}
 
 

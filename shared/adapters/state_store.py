@@ -132,9 +132,7 @@ class DynamoStateStore:
     ) -> tuple[EntityState | None, dict[str, Any]]:
         pk = entity_pk(tenant, entity_type, entity_id)
         keys = [{"pk": _s(pk), "sk": _s(STATE_SK)}, {"pk": _s(pk), "sk": _s(f"{ACK_SK_PREFIX}{target}")}]
-        response = self.client.batch_get_item(
-            RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}}
-        )
+        response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
         if response.get("UnprocessedKeys"):
             raise RuntimeError("DynamoDB left keys unprocessed; the message will be retried")
         state: EntityState | None = None

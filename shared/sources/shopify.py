@@ -120,8 +120,8 @@ def _order(p: dict[str, Any]) -> Order:
         order_number=str(p.get("name") or p["order_number"]),
         channel="shopify",
         status=status,
-        payment_status=payment,  # type: ignore[arg-type]
-        fulfillment_status=fulfillment,  # type: ignore[arg-type]
+        payment_status=payment,
+        fulfillment_status=fulfillment,
         total=Money(amount=Decimal(str(p["total_price"])), currency=currency),
         customer_email=p.get("email") or customer.get("email"),
         customer_phone=p.get("phone") or customer.get("phone"),

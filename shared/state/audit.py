@@ -37,7 +37,11 @@ class AuditRecord(BaseModel):
 
 
 def audit_record(
-    event: ObservedEntity, version: int, changes: Sequence[Change], discarded: Sequence[Discarded], prev_hash: str
+    event: ObservedEntity,
+    version: int,
+    changes: Sequence[Change],
+    discarded: Sequence[Discarded],
+    prev_hash: str,
 ) -> AuditRecord:
     record = AuditRecord(
         tenant=event.tenant,
@@ -50,9 +54,7 @@ def audit_record(
         origin=event.origin,
         occurred_at=event.occurred_at.isoformat(),
         changes=[{"field": c.field, "before": c.before, "after": c.after} for c in changes],
-        discarded=[
-            {"field": d.field, "offered": d.offered, "kept": d.kept, "reason": d.reason} for d in discarded
-        ],
+        discarded=[{"field": d.field, "offered": d.offered, "kept": d.kept, "reason": d.reason} for d in discarded],
         prev_hash=prev_hash,
     )
     return record.model_copy(update={"hash": record.computed_hash()})

@@ -29,7 +29,9 @@ class Stack:
     functions: Functions
 
     def post(self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None) -> dict[str, Any]:
-        event = api_gateway_event("POST", f"/webhooks/{source or webhook.source}/{tenant}", webhook.headers, webhook.body)
+        event = api_gateway_event(
+            "POST", f"/webhooks/{source or webhook.source}/{tenant}", webhook.headers, webhook.body
+        )
         return self.functions.invoke("ingest", event)  # type: ignore[no-any-return]
 
     def depth(self, purpose: str) -> int:
@@ -47,7 +49,9 @@ class Stack:
         found: dict[str, dict[str, Any]] = {}
         for _ in range(5):
             for message in sqs.receive_message(
-                QueueUrl=self.resources.queue_urls[purpose], MaxNumberOfMessages=10, VisibilityTimeout=0,
+                QueueUrl=self.resources.queue_urls[purpose],
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=0,
                 MessageAttributeNames=["All"],
             ).get("Messages", []):
                 found[message["MessageId"]] = message
@@ -58,17 +62,33 @@ class Stack:
         return [o["Key"] for o in page.get("Contents", [])]
 
     def idempotency_items(self) -> int:
-        return int(boto3.client("dynamodb").scan(TableName=self.resources.refs.idempotency_table, Select="COUNT")["Count"])
+        return int(
+            boto3.client("dynamodb").scan(TableName=self.resources.refs.idempotency_table, Select="COUNT")["Count"]
+        )
 
     def run_until_quiet(self, max_rounds: int = 50, must_settle: bool = True) -> None:
         """Poll every queue and the stream, invoking the real handlers, until nothing moves."""
         pollers: list[Any] = [
-            SqsPoller(self.functions, spec.consumer, self.resources.queue_urls[spec.purpose],
-                      self.resources.queue_arns[spec.purpose], self.cfg.region, retry_delay=lambda _: 0)
-            for spec in queues(self.cfg) if spec.consumer
+            SqsPoller(
+                self.functions,
+                spec.consumer,
+                self.resources.queue_urls[spec.purpose],
+                self.resources.queue_arns[spec.purpose],
+                self.cfg.region,
+                retry_delay=lambda _: 0,
+            )
+            for spec in queues(self.cfg)
+            if spec.consumer
         ]
-        pollers.append(StreamPoller(self.functions, "publish", self.resources.stream_arn,
-                                    self.resources.queue_urls["publish-dlq"], self.cfg.region))
+        pollers.append(
+            StreamPoller(
+                self.functions,
+                "publish",
+                self.resources.stream_arn,
+                self.resources.queue_urls["publish-dlq"],
+                self.cfg.region,
+            )
+        )
         quiet = 0
         for _ in range(max_rounds):
             moved = sum(p.poll_once() for p in pollers)
@@ -86,12 +106,18 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     serve(target.server)
     base = load_environment("dev")
     cfg = base.model_copy(
-        update={"targets": tuple(type(t).model_validate({**t.model_dump(), "url": f"{target.url}/{t.name}"}) for t in base.targets)}
+        update={
+            "targets": tuple(
+                type(t).model_validate({**t.model_dump(), "url": f"{target.url}/{t.name}"}) for t in base.targets
+            )
+        }
     )
     saved = dict(os.environ)
     with mock_aws():
         resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)
-        resources.queue_urls["publish-dlq"] = boto3.client("sqs").create_queue(QueueName=cfg.resource("publish-dlq"))["QueueUrl"]
+        resources.queue_urls["publish-dlq"] = boto3.client("sqs").create_queue(QueueName=cfg.resource("publish-dlq"))[
+            "QueueUrl"
+        ]
         for name in FUNCTIONS:
             os.environ.update(function_environment(name, cfg, resources.refs, allow_http_targets=True))
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")

@@ -43,7 +43,8 @@ def test_the_same_event_id_with_another_body_is_409(stack: Stack, shopify_secret
     assert response["statusCode"] == 409
     assert body_of(response) == {
         "error": "duplicate_conflict",
-        "message": "event 'shopify:demo:98880550-7158-44d4-b7cd-2c97c8a091b5' was already received with a different body",
+        "message": "event 'shopify:demo:98880550-7158-44d4-b7cd-2c97c8a091b5' was already received "
+        "with a different body",
     }
     assert stack.depth("inbox") == 1
 
@@ -78,7 +79,13 @@ def _malformed(secret: str) -> SignedWebhook:
     ],
 )
 def test_rejected_requests_leave_nothing_in_any_queue_table_or_bucket(
-    stack: Stack, shopify_secret: str, make, tenant: str, source: str | None, status: int, error: str  # type: ignore[no-untyped-def]
+    stack: Stack,
+    shopify_secret: str,
+    make,
+    tenant: str,
+    source: str | None,
+    status: int,
+    error: str,  # type: ignore[no-untyped-def]
 ) -> None:
     response = stack.post(make(shopify_secret), tenant=tenant, source=source)
     assert response["statusCode"] == status

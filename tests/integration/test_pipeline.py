@@ -18,7 +18,9 @@ def store(stack: Stack) -> DynamoStateStore:
     return DynamoStateStore(stack.resources.refs.state_table)
 
 
-def test_one_webhook_delivered_five_times_is_one_change_one_audit_record_one_delivery(stack: Stack, shopify_secret: str) -> None:
+def test_one_webhook_delivered_five_times_is_one_change_one_audit_record_one_delivery(
+    stack: Stack, shopify_secret: str
+) -> None:
     hook = signed("shopify_orders_create", shopify_secret)
     for _ in range(5):
         stack.post(hook)
@@ -28,7 +30,11 @@ def test_one_webhook_delivered_five_times_is_one_change_one_audit_record_one_del
     assert len(store(stack).audit_trail("demo", "order", ORDER)) == 1
     [delivery] = stack.target.accepted("crm")
     assert delivery["body"]["version"] == 1
-    assert delivery["body"]["identifiers"] == {"order_id": "820982911946154508", "order_number": "#9999", "channel": "shopify"}
+    assert delivery["body"]["identifiers"] == {
+        "order_id": "820982911946154508",
+        "order_number": "#9999",
+        "channel": "shopify",
+    }
     assert delivery["headers"]["x-api-key"] == "sandbox-crm-key"
 
 
@@ -60,8 +66,14 @@ def test_only_changed_fields_travel_after_the_first_delivery(stack: Stack, shopi
     assert sorted(second["body"]["changes"]) == ["fulfillment_status", "note", "tags"]
 
 
-def test_a_verified_payload_that_cannot_be_normalised_is_quarantined_with_its_reason(stack: Stack, shopify_secret: str) -> None:
-    hook = signed("shopify_orders_create", shopify_secret, **{"X-Shopify-Topic": "products/update", "X-Shopify-Event-Id": "p-1"})
+def test_a_verified_payload_that_cannot_be_normalised_is_quarantined_with_its_reason(
+    stack: Stack, shopify_secret: str
+) -> None:
+    hook = signed(
+        "shopify_orders_create",
+        shopify_secret,
+        **{"X-Shopify-Topic": "products/update", "X-Shopify-Event-Id": "p-1"},
+    )
     assert stack.post(hook)["statusCode"] == 200
     stack.run_until_quiet()
     [parked] = stack.messages("quarantine")
@@ -71,17 +83,23 @@ def test_a_verified_payload_that_cannot_be_normalised_is_quarantined_with_its_re
     assert stack.messages("inbox-dlq") == []
 
 
-def test_a_poison_record_fails_alone_and_the_rest_of_its_batch_succeeds(stack: Stack, shopify_secret: str, context) -> None:  # type: ignore[no-untyped-def]
+def test_a_poison_record_fails_alone_and_the_rest_of_its_batch_succeeds(
+    stack: Stack, shopify_secret: str, context
+) -> None:  # type: ignore[no-untyped-def]
     stack.post(signed("shopify_orders_create", shopify_secret))
     sqs = boto3.client("sqs")
     sqs.send_message(QueueUrl=stack.resources.queue_urls["orders"], MessageBody='{"detail-type": "order.observed"}')
     inbox = sqs.receive_message(QueueUrl=stack.resources.queue_urls["inbox"], MaxNumberOfMessages=10)["Messages"]
-    stack.functions.invoke("normalise", {"Records": [sqs_record(m, stack.resources.queue_arns["inbox"], "eu-west-1") for m in inbox]})
+    stack.functions.invoke(
+        "normalise",
+        {"Records": [sqs_record(m, stack.resources.queue_arns["inbox"], "eu-west-1") for m in inbox]},
+    )
     messages = sqs.receive_message(QueueUrl=stack.resources.queue_urls["orders"], MaxNumberOfMessages=10)["Messages"]
     assert len(messages) == 2
     poison = next(m for m in messages if "detail" not in json.loads(m["Body"]))
     response = stack.functions.invoke(
-        "order-sync", {"Records": [sqs_record(m, stack.resources.queue_arns["orders"], "eu-west-1") for m in messages]}
+        "order-sync",
+        {"Records": [sqs_record(m, stack.resources.queue_arns["orders"], "eu-west-1") for m in messages]},
     )
     assert response == {"batchItemFailures": [{"itemIdentifier": poison["MessageId"]}]}
     state, _ = store(stack).load("demo", "order", ORDER)

@@ -84,7 +84,9 @@ class FakeStateStore:
             self.audit.setdefault(key, []).append(audit)
         self.commits += 1
 
-    def load_for_delivery(self, tenant: str, entity_type: str, entity_id: str, target: str) -> tuple[EntityState | None, dict[str, Any]]:
+    def load_for_delivery(
+        self, tenant: str, entity_type: str, entity_id: str, target: str
+    ) -> tuple[EntityState | None, dict[str, Any]]:
         state, _ = self.load(tenant, entity_type, entity_id)
         return state, self.acks.get((tenant, entity_type, entity_id, target), {"version": 0, "hashes": {}})
 

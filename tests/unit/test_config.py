@@ -47,13 +47,18 @@ def test_a_malformed_environment_names_the_field(tmp_path: Path, mutation: dict[
 
 
 def test_missing_settings_variable_is_named() -> None:
-    with pytest.raises(ConfigurationError, match=f"IngestSettings cannot start: {Env.IDEMPOTENCY_TABLE}: Field required"):
+    with pytest.raises(
+        ConfigurationError, match=f"IngestSettings cannot start: {Env.IDEMPOTENCY_TABLE}: Field required"
+    ):
         IngestSettings.from_env({Env.ENVIRONMENT: "dev"})
 
 
 def test_http_targets_are_refused_unless_the_sandbox_allows_them() -> None:
     environ = {
-        Env.ENVIRONMENT: "dev", Env.STATE_TABLE: "t", Env.SECRETS_PREFIX: "p", Env.SECRETS_MAX_AGE_SECONDS: "0",
+        Env.ENVIRONMENT: "dev",
+        Env.STATE_TABLE: "t",
+        Env.SECRETS_PREFIX: "p",
+        Env.SECRETS_MAX_AGE_SECONDS: "0",
         Env.TARGETS: json.dumps([{"name": "crm", "url": "http://10.0.0.1/x", "entity_types": ["order"]}]),
     }
     with pytest.raises(ConfigurationError, match="target 'crm': url must use https"):

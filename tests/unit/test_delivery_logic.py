@@ -22,8 +22,14 @@ CREDENTIALS = {"header": "X-Api-Key", "value": "k"}
 
 def changed(version: int) -> EntityChanged:
     return EntityChanged(
-        tenant="t", entity_type="order", entity_id="shopify:1", version=version, event_id="e", origin_source="shopify",
-        occurred_at=datetime(2026, 11, 20, tzinfo=UTC), changed={},
+        tenant="t",
+        entity_type="order",
+        entity_id="shopify:1",
+        version=version,
+        event_id="e",
+        origin_source="shopify",
+        occurred_at=datetime(2026, 11, 20, tzinfo=UTC),
+        changed={},
     )
 
 
@@ -39,7 +45,10 @@ def test_first_delivery_sends_everything_then_only_what_changed() -> None:
     payload = json.loads(body)
     assert (second.outcome, second.fields) == ("sent", ("note",))
     assert payload == {
-        "tenant": "t", "entity_type": "order", "entity_id": "shopify:1", "version": 2,
+        "tenant": "t",
+        "entity_type": "order",
+        "entity_id": "shopify:1",
+        "version": 2,
         "identifiers": {"order_id": "1", "order_number": "#1", "channel": "shopify"},
         "changes": {"note": "ring twice"},
     }
@@ -73,7 +82,9 @@ def test_a_failing_target_raises_and_records_no_ack() -> None:
 
 
 def test_a_value_that_came_from_the_target_is_not_echoed_back() -> None:
-    to_send, hashes = pending_changes(CRM, {"note": "from crm", "status": "open"}, {"note": "crm", "status": "shopify"}, {})
+    to_send, hashes = pending_changes(
+        CRM, {"note": "from crm", "status": "open"}, {"note": "crm", "status": "shopify"}, {}
+    )
     assert to_send == {"status": "open"}
     assert set(hashes) == {"note", "status"}
 

@@ -26,9 +26,15 @@ POLICY = default_policy()
 
 def order(**changes: Any) -> Order:
     base: dict[str, Any] = dict(
-        order_id="1", order_number="#1", channel="shopify", status="open", payment_status="paid",
-        fulfillment_status="unfulfilled", total=Money(amount=Decimal("10.00"), currency="CNY"),
-        purchased_at=T0, note=None,
+        order_id="1",
+        order_number="#1",
+        channel="shopify",
+        status="open",
+        payment_status="paid",
+        fulfillment_status="unfulfilled",
+        total=Money(amount=Decimal("10.00"), currency="CNY"),
+        purchased_at=T0,
+        note=None,
     )
     base.update(changes)
     return Order(**base)
@@ -36,9 +42,17 @@ def order(**changes: Any) -> Order:
 
 def observed(event_id: str, minutes: int, source: str = "shopify", **changes: Any) -> ObservedEntity:
     return ObservedEntity(
-        event_id=event_id, tenant="t", source=source, source_event_id=event_id, topic="orders/updated",
-        entity_type="order", entity_id="shopify:1", occurred_at=T0 + timedelta(minutes=minutes),
-        received_at=T0 + timedelta(hours=1), origin="webhook", entity=order(**changes),
+        event_id=event_id,
+        tenant="t",
+        source=source,
+        source_event_id=event_id,
+        topic="orders/updated",
+        entity_type="order",
+        entity_id="shopify:1",
+        occurred_at=T0 + timedelta(minutes=minutes),
+        received_at=T0 + timedelta(hours=1),
+        origin="webhook",
+        entity=order(**changes),
     )
 
 
@@ -120,7 +134,10 @@ def test_an_edited_audit_record_is_detected() -> None:
     trail = store.audit[("t", "order", "shopify:1")]
     edited = [trail[0], trail[1].model_copy(update={"source": "crm"})]
     assert verify_chain(edited) == ["version 2: content does not match its hash"]
-    assert verify_chain([trail[1]]) == ["version 1 is missing (found 2)", "version 2: previous-hash link broken"]
+    assert verify_chain([trail[1]]) == [
+        "version 1 is missing (found 2)",
+        "version 2: previous-hash link broken",
+    ]
 
 
 EVENTS = st.lists(
@@ -139,7 +156,9 @@ EVENTS = st.lists(
 
 @settings(max_examples=300, deadline=None)
 @given(specs=EVENTS, data=st.data())
-def test_any_order_and_duplication_converges_to_byte_identical_state(specs: list[tuple[Any, ...]], data: st.DataObject) -> None:
+def test_any_order_and_duplication_converges_to_byte_identical_state(
+    specs: list[tuple[Any, ...]], data: st.DataObject
+) -> None:
     events = [
         observed(f"e{i}", m, source=src, status=status, fulfillment_status=ful, note=note, order_number=num)
         for i, (m, src, status, ful, note, num) in enumerate(specs)
@@ -159,7 +178,12 @@ def test_any_order_and_duplication_converges_to_byte_identical_state(specs: list
 
 
 def test_three_orders_with_duplicates_give_identical_states() -> None:
-    events = [observed("a", 0), observed("b", 5, note="x"), observed("c", 3, note="y"), observed("d", 5, status="closed", note="x")]
+    events = [
+        observed("a", 0),
+        observed("b", 5, note="x"),
+        observed("c", 3, note="y"),
+        observed("d", 5, status="closed", note="x"),
+    ]
     results = set()
     for permutation in itertools.permutations(events):
         store = FakeStateStore()

@@ -1,0 +1,120 @@
+"""Start ``aftersync local`` as its own process and talk to it over HTTP, like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from infra.sandbox.samples import SignedWebhook
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).parent / "aftersync")
+
+
+class RunningSandbox:
+    def __init__(self, info: dict[str, Any]) -> None:
+        self.info = info
+        self.session = boto3.session.Session(
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",
+            region_name=info["region"],
+        )
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.info["aws_endpoint_url"])
+
+    def post(
+        self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            f"{self.info['api']}/webhooks/{source or webhook.source}/{tenant}",
+            data=webhook.body,
+            headers=webhook.headers,
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(self.info["fake_target"] + "/_received", timeout=10) as response:
+            return [d for d in json.loads(response.read()) if d["status"] < 300]
+
+    def depths(self) -> dict[str, int]:
+        sqs = self.client("sqs")
+        result = {}
+        for name, url in self.info["queues"].items():
+            a = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            result[name] = int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+        return result
+
+    def wait_drained(self, timeout: float = 60) -> None:
+        deadline, quiet = time.monotonic() + timeout, 0
+        while time.monotonic() < deadline:
+            working = {k: v for k, v in self.depths().items() if not k.endswith("-dlq") and k != "quarantine"}
+            quiet = quiet + 1 if not any(working.values()) else 0
+            if quiet >= 4:
+                return
+            time.sleep(0.25)
+        raise AssertionError(f"sandbox did not drain: {self.depths()}")
+
+    def entity(self, entity_id: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [CLI, "entity", "show", "order", entity_id, "--tenant", "demo", "--json"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[RunningSandbox]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    process = subprocess.Popen(
+        [CLI, "local", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.rstrip() == "}":
+            break
+    try:
+        info = json.loads("".join(lines))
+    except json.JSONDecodeError:
+        process.kill()
+        raise AssertionError(
+            f"sandbox did not start: {''.join(lines)} {process.stderr.read() if process.stderr else ''}"
+        ) from None
+    yield RunningSandbox(info)
+    process.terminate()
+    process.wait(timeout=30)

@@ -1,0 +1,211 @@
+"""Properties of the synthesized templates that matter, per environment."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_sqs as sqs
+
+from app import build_app
+from infra.config import load_environment
+from shared.settings import DeliverSettings, IngestSettings, NormaliseSettings, PublishSettings, SyncSettings
+from tests.infra.conftest import ROOT, resources
+
+ENVS = ("dev", "staging", "prod")
+
+
+def by_name(template: dict[str, Any], kind: str, prop: str) -> dict[str, dict[str, Any]]:
+    return {v["Properties"][prop]: v for v in resources(template, kind).values()}
+
+
+def function_for(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
+    return template["Resources"][logical_id]
+
+
+def queue_logical_id(template: dict[str, Any], name: str) -> str:
+    return next(k for k, v in resources(template, "AWS::SQS::Queue").items() if v["Properties"]["QueueName"] == name)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_consumer_queue_has_a_dlq_and_a_visibility_of_six_consumer_timeouts(
+    templates: dict[str, Any], env: str
+) -> None:
+    template = templates[env]
+    cfg = load_environment(env)
+    mappings = [
+        m
+        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+        if "Fn::GetAtt" in m["Properties"]["EventSourceArn"]
+    ]
+    sqs_mappings = [
+        m
+        for m in mappings
+        if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in resources(template, "AWS::SQS::Queue")
+    ]
+    consumed = {m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m for m in sqs_mappings}
+    expected = {cfg.resource(p) for p in ("inbox", "orders", *(f"deliver-{t.name}" for t in cfg.targets))}
+    names = {template["Resources"][q]["Properties"]["QueueName"] for q in consumed}
+    assert names == expected
+    for queue_id, mapping in consumed.items():
+        queue = template["Resources"][queue_id]["Properties"]
+        assert queue["RedrivePolicy"]["maxReceiveCount"] >= 5
+        function = function_for(template, mapping["Properties"]["FunctionName"]["Ref"])
+        assert queue["VisibilityTimeout"] >= 6 * function["Properties"]["Timeout"]
+        assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert queue["KmsMasterKeyId"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_stream_publisher_sees_only_audit_inserts_and_has_a_failure_queue(
+    templates: dict[str, Any], env: str
+) -> None:
+    template = templates[env]
+    [mapping] = [
+        m["Properties"]
+        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+        if "StartingPosition" in m["Properties"]
+    ]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert json.loads(mapping["FilterCriteria"]["Filters"][0]["Pattern"]) == {
+        "eventName": ["INSERT"],
+        "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "AUDIT#"}]}}},
+    }
+    assert "OnFailure" in mapping["DestinationConfig"]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_api_is_throttled_access_logged_and_binary_safe(templates: dict[str, Any], env: str) -> None:
+    template = templates[env]
+    cfg = load_environment(env)
+    [api] = resources(template, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["BinaryMediaTypes"] == ["*/*"]
+    [stage] = resources(template, "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["AccessLogSetting"]["DestinationArn"]
+    assert props["TracingEnabled"] is True
+    [settings] = props["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (
+        cfg.api_throttle.rate_limit,
+        cfg.api_throttle.burst_limit,
+    )
+    assert settings["DataTraceEnabled"] is False
+    [method] = [
+        m for m in resources(template, "AWS::ApiGateway::Method").values() if m["Properties"]["HttpMethod"] == "POST"
+    ]
+    assert method["Properties"]["Integration"]["Type"] == "AWS_PROXY"
+
+
+def test_only_prod_has_a_waf(templates: dict[str, Any]) -> None:
+    assert len(resources(templates["prod"], "AWS::WAFv2::WebACLAssociation")) == 1
+    assert resources(templates["dev"], "AWS::WAFv2::WebACLAssociation") == {}
+
+
+SETTINGS = {
+    "ingest": IngestSettings,
+    "normalise": NormaliseSettings,
+    "order-sync": SyncSettings,
+    "publish": PublishSettings,
+    "deliver": DeliverSettings,
+}
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_each_function_gets_exactly_the_variables_its_settings_require(templates: dict[str, Any], env: str) -> None:
+    functions = by_name(templates[env], "AWS::Lambda::Function", "FunctionName")
+    cfg = load_environment(env)
+    for name, model in SETTINGS.items():
+        variables = set(functions[cfg.resource(name)]["Properties"]["Environment"]["Variables"])
+        required = {f.alias for f in model.model_fields.values() if f.is_required()}
+        assert required <= variables, f"{name} misses {required - variables}"
+        ours = {v for v in variables if not v.startswith("POWERTOOLS_")}
+        assert ours == required, f"{name} gets variables it does not read: {ours - required}"
+
+
+def policy_actions(template: dict[str, Any], function: str, cfg_env: str) -> set[str]:
+    cfg = load_environment(cfg_env)
+    functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    role = functions[cfg.resource(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+    actions: set[str] = set()
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                found = statement["Action"]
+                actions |= {found} if isinstance(found, str) else set(found)
+    return actions
+
+
+def test_least_privilege_per_function(templates: dict[str, Any]) -> None:
+    template = templates["prod"]
+    ingest = policy_actions(template, "ingest", "prod")
+    sync = policy_actions(template, "order-sync", "prod")
+    deliver = policy_actions(template, "deliver", "prod")
+    assert {"s3:PutObject", "sqs:SendMessage", "secretsmanager:GetSecretValue", "dynamodb:PutItem"} <= ingest
+    assert not any(a.startswith("events:") or a == "dynamodb:Scan" or a.endswith(":*") for a in ingest)
+    assert "secretsmanager:GetSecretValue" not in sync
+    assert not any(a.startswith(("s3:", "events:")) for a in sync)
+    assert "events:PutEvents" not in deliver
+    for actions in (ingest, sync, deliver):
+        assert "dynamodb:DeleteTable" not in actions and "*" not in actions
+
+
+def test_state_is_encrypted_recoverable_and_retained_in_prod(templates: dict[str, Any]) -> None:
+    for env in ENVS:
+        for table in resources(templates[env], "AWS::DynamoDB::Table").values():
+            props = table["Properties"]
+            assert props["SSESpecification"]["SSEEnabled"] is True
+            assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+            assert table["DeletionPolicy"] == ("Retain" if env == "prod" else "Delete")
+    state = by_name(templates["prod"], "AWS::DynamoDB::Table", "TableName")["aftersync-prod-state"]["Properties"]
+    assert state["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE"
+    idem = by_name(templates["prod"], "AWS::DynamoDB::Table", "TableName")["aftersync-prod-idempotency"]["Properties"]
+    assert idem["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_every_acknowledgement_carries_a_reason(templates: dict[str, Any]) -> None:
+    count = 0
+    for template in templates.values():
+        for resource in template["Resources"].values():
+            for rule in resource.get("Metadata", {}).get("cdk_nag", {}).get("rules_to_suppress", []):
+                count += 1
+                assert len(rule["reason"]) >= 30, rule
+    assert count > 0
+
+
+def test_cfn_lint_passes_on_every_template(cdk_out: Path) -> None:
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "cfn-lint"),
+            "--config-file",
+            str(ROOT / ".cfnlintrc.yaml"),
+            "--",
+            *map(str, sorted(cdk_out.glob("*.template.json"))),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cdk_nag_fails_the_synth_on_an_unacknowledged_finding(tmp_path: Path) -> None:
+    app = build_app("dev", outdir=str(tmp_path))
+    stack = next(c for c in app.node.children if isinstance(c, cdk.Stack))
+    sqs.Queue(stack, "PlainQueue")  # no DLQ, no SSL enforcement: AwsSolutions-SQS3/SQS4 must fire
+    with pytest.raises(RuntimeError, match="ValidationFailed"):
+        app.synth()
+    report = json.loads((tmp_path / "validation-report.json").read_text())
+    rules = {v["ruleName"] for plugin in report["pluginReports"] for v in plugin["violations"]}
+    assert {"AwsSolutions-SQS3", "AwsSolutions-SQS4"} <= rules
+
+
+def test_the_function_asset_holds_only_the_project_code(cdk_out: Path) -> None:
+    [asset] = [p for p in cdk_out.glob("asset.*") if p.is_dir() and (p / "functions").exists()]
+    assert sorted(p.name for p in asset.iterdir()) == ["functions", "shared"]
