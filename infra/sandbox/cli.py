@@ -107,7 +107,11 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, default=3000, help="API port (default 3000; 0 picks a free one)")
         p.add_argument("--env", default="dev", help="environment from cdk.json whose config to run (default dev)")
         p.add_argument("--secrets", default=str(DEFAULT_SECRETS), help="JSON file of source and target secrets")
-        p.add_argument("--verbose", action="store_true", help="show the handlers' INFO logs")
+        p.add_argument(
+            "--verbose",
+            action="store_true",
+            help="echo the handlers' logs to stderr (always in .aftersync/sandbox.log)",
+        )
         p.set_defaults(func=func)
     entity = sub.add_parser("entity", help="inspect entities").add_subparsers(dest="action", required=True)
     show = entity.add_parser("show", help="an entity's state and audit trail")

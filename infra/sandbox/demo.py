@@ -176,6 +176,8 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms over {len(latencies)} deliveries"
         f" (mean {statistics.fmean(latencies) * 1000 if latencies else float('nan'):.0f} ms); run took {elapsed:.1f} s"
     )
+    totals = sandbox.functions.metric_totals()
+    print("metrics emitted:  " + ", ".join(f"{name} {value:g}" for name, value in sorted(totals.items())))
     if sample_state is not None:
         print(
             f"order {sample_id}: version {sample_state.version}, "

@@ -4,11 +4,17 @@ events in the exact shape an event source mapping builds."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
+import json
+import logging
+import sys
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from infra.wiring import FUNCTIONS
@@ -40,25 +46,75 @@ class LambdaContext:
         return 30_000
 
 
-class Functions:
-    """The handlers, imported after the environment is set (settings are read on first use)."""
+class _CurrentStdout:
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
 
-    def __init__(self, region: str, name_prefix: str) -> None:
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+class Functions:
+    """The handlers, imported after the environment is set (settings are read on first use).
+
+    What an invocation prints to stdout is captured as CloudWatch would: embedded-metric-format
+    lines become metric records in ``emf``, anything else goes to ``output`` (or a log file).
+    """
+
+    def __init__(self, region: str, name_prefix: str, log_file: Path | None = None) -> None:
         self.region = region
         self.name_prefix = name_prefix
         self.lock = threading.Lock()
         self._handlers: dict[str, Handler] = {}
+        self.emf: list[dict[str, Any]] = []
+        self.log_file = log_file
+        self.echo = False
 
     def handler(self, name: str) -> Handler:
         if name not in self._handlers:
             module, attribute = FUNCTIONS[name].handler.rsplit(".", 1)
             self._handlers[name] = getattr(importlib.import_module(module), attribute)
+            # Powertools' Logger binds sys.stdout when created; point it at whatever stdout is
+            # current, so each invocation's log lines are captured with its output.
+            for log_handler in logging.getLogger("aftersync").handlers:
+                if isinstance(log_handler, logging.StreamHandler):
+                    log_handler.setStream(_CurrentStdout())  # type: ignore[arg-type]
         return self._handlers[name]
 
     def invoke(self, name: str, event: dict[str, Any]) -> Any:
         handler = self.handler(name)
+        captured = io.StringIO()
         with self.lock:
-            return handler(event, LambdaContext(f"{self.name_prefix}-{name}", self.region))
+            try:
+                with contextlib.redirect_stdout(captured):
+                    return handler(event, LambdaContext(f"{self.name_prefix}-{name}", self.region))
+            finally:
+                self._collect(name, captured.getvalue())
+
+    def _collect(self, function: str, output: str) -> None:
+        other = []
+        for line in output.splitlines():
+            if line.startswith('{"_aws"'):
+                self.emf.append({"function": function, **json.loads(line)})
+            elif line:
+                other.append(line)
+        if other and self.log_file is not None:
+            with self.log_file.open("a", encoding="utf-8") as log:
+                log.write("\n".join(other) + "\n")
+        if other and self.echo:
+            print("\n".join(other), file=sys.stderr)
+
+    def metric_totals(self) -> dict[str, float]:
+        """Sum of every metric value emitted so far, by metric name."""
+        totals: dict[str, float] = {}
+        for record in self.emf:
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    values = record[metric["Name"]]
+                    totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + sum(
+                        values if isinstance(values, list) else [values]
+                    )
+        return totals
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:

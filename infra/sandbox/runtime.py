@@ -67,8 +67,9 @@ class Sandbox:
                 "AWS_DEFAULT_REGION": base.region,
                 "AWS_REGION": base.region,
                 "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_DISABLED": "true",
-                "POWERTOOLS_LOG_LEVEL": "INFO" if self.verbose else "ERROR",
+                "POWERTOOLS_METRICS_NAMESPACE": "Aftersync",
+                "POWERTOOLS_SERVICE_NAME": "aftersync",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
             }
         )
         os.environ.pop("AWS_PROFILE", None)
@@ -89,7 +90,11 @@ class Sandbox:
         for name in FUNCTIONS:
             os.environ.update(function_environment(name, self.cfg, self.resources.refs, allow_http_targets=True))
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = self.cfg.resource("ingest")
-        self.functions = Functions(self.cfg.region, self.cfg.resource("fn"))
+        STATE_FILE.parent.mkdir(exist_ok=True)
+        self.log_file = STATE_FILE.parent / "sandbox.log"
+        self.log_file.write_text("", encoding="utf-8")
+        self.functions = Functions(self.cfg.region, self.cfg.resource("fn"), self.log_file)
+        self.functions.echo = self.verbose
 
         self.api = gateway("127.0.0.1", self.api_port, lambda event: self.functions.invoke("ingest", event))
         self.api_port = self.api.server_port
@@ -135,6 +140,7 @@ class Sandbox:
             "region": self.cfg.region,
             "api": f"http://127.0.0.1:{self.api_port}",
             "fake_target": self.target.url,
+            "handler_logs": str(self.log_file),
             "state_table": self.resources.refs.state_table,
             "queues": self.resources.queue_urls,
         }
