@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 WEBHOOKS = int(os.environ.get("BENCH_WEBHOOKS", "300"))
 IMPORT_RUNS = int(os.environ.get("BENCH_IMPORT_RUNS", "7"))
-HANDLERS = ("ingest", "normalise", "order_sync", "publish", "deliver")
+HANDLERS = ("ingest", "normalise", "sync", "publish", "deliver")
 
 
 def free_port() -> int:
@@ -167,7 +167,7 @@ def measure_pipeline() -> dict[str, Any]:
 
         floor_cpu = min(cpu_per_call(floor, 20_000) for _ in range(3))
 
-        # Sync path: normalise the inbox into the orders queue, then time order-sync per change.
+        # Sync path: normalise the inbox into the orders queue, then count sync's calls per change.
         sqs = boto3.client("sqs")
 
         def drain(queue: str, function: str) -> int:
@@ -197,9 +197,7 @@ def measure_pipeline() -> dict[str, Any]:
             if not messages:
                 break
             counter.take()
-            functions.invoke(
-                "order-sync", {"Records": [sqs_record(messages[0], resources.queue_arns["orders"], cfg.region)]}
-            )
+            functions.invoke("sync", {"Records": [sqs_record(messages[0], resources.queue_arns["orders"], cfg.region)]})
             sync_calls += counter.take()
             sqs.delete_message(QueueUrl=resources.queue_urls["orders"], ReceiptHandle=messages[0]["ReceiptHandle"])
             changes += 1
@@ -317,7 +315,7 @@ def report(pipeline: dict[str, Any], imports: dict[str, tuple[float, float]]) ->
         "|---|---|",
         f"| ingest, per new webhook | {calls(pipeline['ingest_calls'])} |",
         f"| ingest, per duplicate webhook | {calls(pipeline['duplicate_calls'])} |",
-        f"| order-sync, per state change ({pipeline['changes']} changes, one record per invocation) | "
+        f"| sync, per state change ({pipeline['changes']} changes, one record per invocation) | "
         f"{calls(pipeline['sync_calls'])} |",
         "",
         "The secret read is cached (Powertools parameters, 300 s), so it does not appear per webhook after the "

@@ -41,9 +41,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "Verify, dedupe, archive and enqueue webhooks",
         ),
         FunctionSpec("normalise", "functions.normalise.handler.lambda_handler", "Raw envelopes to canonical events"),
-        FunctionSpec("order-sync", "functions.order_sync.handler.lambda_handler", "Merge orders into per-entity state"),
+        FunctionSpec("sync", "functions.sync.handler.lambda_handler", "Merge observations into per-entity state"),
         FunctionSpec("publish", "functions.publish.handler.lambda_handler", "Audit inserts to entity.changed events"),
         FunctionSpec("deliver", "functions.deliver.handler.lambda_handler", "Push unacknowledged changes to targets"),
+        FunctionSpec(
+            "audit-archive", "functions.audit_archive.handler.lambda_handler", "Archive expiring audit records"
+        ),
     )
 }
 
@@ -68,8 +71,9 @@ def function_environment(
             Env.EVENT_BUS: refs.event_bus,
             Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
         },
-        "order-sync": {Env.STATE_TABLE: refs.state_table},
+        "sync": {Env.STATE_TABLE: refs.state_table, Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url},
         "publish": {Env.EVENT_BUS: refs.event_bus},
+        "audit-archive": {Env.ARCHIVE_BUCKET: refs.archive_bucket},
         "deliver": {
             Env.STATE_TABLE: refs.state_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
@@ -96,10 +100,19 @@ class Route:
     queue_purpose: str
 
 
+# Observations are routed by domain, so a promotion peak of orders cannot starve after-sales work.
+DOMAINS: dict[str, tuple[str, ...]] = {
+    "orders": ("order", "customer"),
+    "after-sales": ("after_sales_case", "stock"),
+    "logistics": ("shipment",),
+    "tickets": ("ticket",),
+}
+
+
 def queues(cfg: EnvironmentConfig) -> list[QueueSpec]:
     return [
         QueueSpec("inbox", "normalise"),
-        QueueSpec("orders", "order-sync"),
+        *(QueueSpec(domain, "sync") for domain in DOMAINS),
         QueueSpec("quarantine", None),
         *(QueueSpec(f"deliver-{t.name}", "deliver") for t in cfg.targets),
     ]
@@ -108,10 +121,11 @@ def queues(cfg: EnvironmentConfig) -> list[QueueSpec]:
 def routes(cfg: EnvironmentConfig) -> list[Route]:
     result = [
         Route(
-            "orders",
-            {"source": [EVENT_SOURCE], "detail-type": [DETAIL_OBSERVED.format(entity_type="order")]},
-            "orders",
+            domain,
+            {"source": [EVENT_SOURCE], "detail-type": [DETAIL_OBSERVED.format(entity_type=t) for t in types]},
+            domain,
         )
+        for domain, types in DOMAINS.items()
     ]
     for target in cfg.targets:
         result.append(

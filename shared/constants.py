@@ -19,10 +19,24 @@ DETAIL_ENTITY_CHANGED = "entity.changed"  # publish -> delivery: state changed, 
 STATE_SK = "STATE"
 AUDIT_SK_PREFIX = "AUDIT#"
 ACK_SK_PREFIX = "ACK#"
+DECISION_SK_PREFIX = "DECISION#"  # values an event offered that the policy discarded, when nothing changed
+AUDIT_RETENTION_DAYS = 90  # audit records then leave the hot table (TTL) for the archive bucket
 
 # Messages kept inline in SQS up to this size; larger bodies travel by their archive key
 # (SQS caps messages at 256 KiB, the envelope adds metadata).
 INLINE_BODY_MAX_BYTES = 192 * 1024
+
+
+AUDIT_ARCHIVE_PREFIX = "audit/"  # archive bucket: audit/<tenant>/<entity_type>/<entity_id>/<sort key>.json
+
+
+def audit_archive_prefix(pk: str) -> str:
+    tenant, entity_type, entity_id = pk.split("#", 2)
+    return f"{AUDIT_ARCHIVE_PREFIX}{tenant}/{entity_type}/{entity_id}/"
+
+
+def audit_archive_key(pk: str, sk: str) -> str:
+    return f"{audit_archive_prefix(pk)}{sk}.json"
 
 
 class Env:

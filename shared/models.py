@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -18,7 +18,7 @@ def _to_utc(value: datetime) -> datetime:
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 Origin = Literal["webhook", "reconcile", "backfill", "replay"]
-EntityType = Literal["order"]
+EntityType = Literal["order", "after_sales_case", "shipment", "ticket", "customer", "stock"]
 
 
 class Frozen(BaseModel):
@@ -63,6 +63,141 @@ class Order(Frozen):
     note: str | None = None
 
 
+CaseKind = Literal["refund", "return", "exchange", "repair"]
+CaseStatus = Literal[
+    "requested",
+    "approved",
+    "rejected",
+    "received",
+    "inspected",
+    "refunded",
+    "exchanged",
+    "repaired",
+    "closed",
+    "cancelled",
+]
+RefundScenario = Literal[
+    "normal_return",
+    "refund_without_restock",
+    "cancel_before_fulfilment",
+    "appeasement",
+    "shipping_refund",
+    "lost_in_shipment",
+    "gift_card",
+    "exchange",
+]
+TrackingStatus = Literal[
+    "info_received",
+    "in_transit",
+    "out_for_delivery",
+    "ready_for_pickup",
+    "failed_attempt",
+    "delivered",
+    "exception",
+    "expired",
+]
+TicketStatus = Literal["new", "open", "pending", "on_hold", "solved", "closed"]
+
+
+class CaseItem(Frozen):
+    sku: str
+    quantity: Annotated[int, Field(gt=0)]
+    serial_number: str | None = None
+    restock: bool = True
+
+
+class AfterSalesCase(Frozen):
+    """A refund, return, exchange or repair. ``status`` follows the after-sales state machine."""
+
+    case_id: str
+    kind: CaseKind
+    status: CaseStatus
+    order_id: str | None = None
+    scenario: RefundScenario | None = None
+    amount: Money | None = None
+    items: tuple[CaseItem, ...] = ()
+    reason: str | None = None
+    customer_ref: str | None = None
+
+
+class Checkpoint(Frozen):
+    at: UtcDatetime
+    status: TrackingStatus
+    location: str | None = None
+    message: str | None = None
+
+
+class Shipment(Frozen):
+    shipment_id: str  # "<carrier>:<tracking number>"
+    carrier: str
+    tracking_number: str
+    status: TrackingStatus
+    order_id: str | None = None
+    checkpoints: tuple[Checkpoint, ...] = ()
+
+
+class TicketLogEntry(Frozen):
+    at: UtcDatetime
+    actor: str
+    action: str
+    note: str | None = None
+
+
+class TicketCost(Frozen):
+    kind: str
+    amount: Money
+
+
+class Ticket(Frozen):
+    """A customer-service work order."""
+
+    ticket_id: str
+    status: TicketStatus
+    priority: Literal["low", "normal", "high", "urgent"] | None = None
+    assignee: str | None = None
+    subject: str | None = None
+    requester_ref: str | None = None
+    order_id: str | None = None
+    tags: tuple[str, ...] = ()
+    operation_log: tuple[TicketLogEntry, ...] = ()
+    costs: tuple[TicketCost, ...] = ()
+
+
+class Customer(Frozen):
+    """A person as one source knows them; identity keys are resolved to one customer id."""
+
+    source_customer_id: str
+    name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    wecom_external_user_id: str | None = None
+    openid: str | None = None
+    member_card_no: str | None = None
+
+
+class InventoryAdjustment(Frozen):
+    """A stock movement. Merged into the ``stock`` entity ``<sku>@<location>`` as an immutable entry."""
+
+    adjustment_id: str
+    sku: str
+    location: str
+    delta: int
+    reason: Literal["return_restock", "exchange_out", "sale", "count", "damage", "other"]
+    reference: str | None = None
+
+
+Entity = Order | AfterSalesCase | Shipment | Ticket | Customer | InventoryAdjustment
+
+ENTITY_MODELS: dict[str, type[BaseModel]] = {
+    "order": Order,
+    "after_sales_case": AfterSalesCase,
+    "shipment": Shipment,
+    "ticket": Ticket,
+    "customer": Customer,
+    "stock": InventoryAdjustment,
+}
+
+
 class ObservedEntity(Frozen):
     """A source reported the state of one entity at ``occurred_at`` (the source's own clock).
 
@@ -79,7 +214,23 @@ class ObservedEntity(Frozen):
     occurred_at: UtcDatetime  # the source's updated_at: the clock that orders field values
     received_at: UtcDatetime
     origin: Origin
-    entity: Order
+    entity: Entity
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entity_matches_type(cls, data: Any) -> Any:
+        """Validate ``entity`` with the model its ``entity_type`` names (no guessing between models)."""
+        if isinstance(data, dict) and "entity_type" in data and isinstance(data.get("entity"), dict):
+            model = ENTITY_MODELS.get(data["entity_type"])
+            if model is not None:
+                data = {**data, "entity": model.model_validate(data["entity"])}
+        return data
+
+    @model_validator(mode="after")
+    def _entity_type_consistent(self) -> ObservedEntity:
+        if not isinstance(self.entity, ENTITY_MODELS[self.entity_type]):
+            raise ValueError(f"entity is a {type(self.entity).__name__}, not a {self.entity_type}")
+        return self
 
 
 class InboxMessage(Frozen):

@@ -59,10 +59,15 @@ class NormaliseSettings(_Settings):
 
 class SyncSettings(_Settings):
     state_table: str = Field(alias=Env.STATE_TABLE)
+    quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
 
 
 class PublishSettings(_Settings):
     event_bus: str = Field(alias=Env.EVENT_BUS)
+
+
+class AuditArchiveSettings(_Settings):
+    archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
 
 
 class DeliverSettings(_Settings):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from shared.models import ObservedEntity
 from shared.state.audit import GENESIS, AuditRecord, audit_record
-from shared.state.merge import EntityState, merge
+from shared.state.merge import Discarded, EntityState, merge
 from shared.state.policy import ConflictPolicy
 
 
@@ -26,6 +27,8 @@ class StatePort(Protocol):
     def load(self, tenant: str, entity_type: str, entity_id: str) -> tuple[EntityState | None, str]: ...
 
     def commit(self, state: EntityState, expected_revision: int, audit: AuditRecord | None, head: str) -> None: ...
+
+    def record_decisions(self, event: ObservedEntity, discarded: Sequence[Discarded]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,9 @@ def apply_observation(
             discarded_fields=tuple(d.field for d in outcome.discarded),
             attempts=attempt,
         )
+        if not outcome.changes and outcome.discarded:
+            # Nothing changed, so no audit record carries these decisions: record them on their own.
+            store.record_decisions(event, outcome.discarded)
         if not outcome.needs_write:
             return result
         audit = (

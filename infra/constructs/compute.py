@@ -15,8 +15,8 @@ from infra.config import ROOT, EnvironmentConfig
 from infra.constructs.messaging import Messaging
 from infra.constructs.nag import acknowledge
 from infra.constructs.storage import Storage
-from infra.wiring import FUNCTIONS, ResourceRefs, function_environment
-from shared.constants import AUDIT_SK_PREFIX
+from infra.wiring import DOMAINS, FUNCTIONS, ResourceRefs, function_environment
+from shared.constants import AUDIT_ARCHIVE_PREFIX, AUDIT_SK_PREFIX
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -71,21 +71,21 @@ class Compute(Construct):
         storage.idempotency_table.grant(
             fn["ingest"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
         )
-        self._archive_objects(fn["ingest"], storage, "s3:PutObject")
+        self._archive_objects(fn["ingest"], storage, "s3:PutObject", "raw/")
         messaging.queues["inbox"].grant_send_messages(fn["ingest"])
         self._secrets(fn["ingest"], f"{cfg.secrets_prefix}/sources/*")
 
         # normalise: inbox -> bus; reads large bodies back from the archive; quarantines failures
         self._consume(fn["normalise"], messaging, "inbox")
-        self._archive_objects(fn["normalise"], storage, "s3:GetObject")
+        self._archive_objects(fn["normalise"], storage, "s3:GetObject", "raw/")
         messaging.bus.grant_put_events_to(fn["normalise"])
         messaging.queues["quarantine"].grant_send_messages(fn["normalise"])
 
-        # order-sync: conditional state + audit writes
-        self._consume(fn["order-sync"], messaging, "orders")
-        storage.state_table.grant(
-            fn["order-sync"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem"
-        )
+        # sync: one event source per domain queue; conditional state + audit writes; quarantine
+        for domain in DOMAINS:
+            self._consume(fn["sync"], messaging, domain)
+        messaging.queues["quarantine"].grant_send_messages(fn["sync"])
+        storage.state_table.grant(fn["sync"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem")
 
         # publish: the state table's stream, audit inserts only
         fn["publish"].add_event_source(
@@ -110,13 +110,40 @@ class Compute(Construct):
         )
         messaging.bus.grant_put_events_to(fn["publish"])
 
+        # audit-archive: TTL removals of audit and decision records -> archive bucket (audit/ prefix)
+        fn["audit-archive"].add_event_source(
+            sources.DynamoEventSource(
+                storage.state_table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                bisect_batch_on_error=True,
+                retry_attempts=10,
+                max_record_age=Duration.hours(24),
+                report_batch_item_failures=True,
+                on_failure=sources.SqsDlq(messaging.stream_dlq),
+                filters=[
+                    lambda_.FilterCriteria.filter(
+                        {
+                            "eventName": lambda_.FilterRule.is_equal("REMOVE"),
+                            "userIdentity": {
+                                "type": lambda_.FilterRule.is_equal("Service"),
+                                "principalId": lambda_.FilterRule.is_equal("dynamodb.amazonaws.com"),
+                            },
+                        }
+                    )
+                ],
+            )
+        )
+        self._archive_objects(fn["audit-archive"], storage, "s3:PutObject", AUDIT_ARCHIVE_PREFIX)
+        key.grant_encrypt_decrypt(fn["audit-archive"])
+
         # deliver: one queue per target; reads state and acks, writes acks, reads target credentials
         for target in cfg.targets:
             self._consume(fn["deliver"], messaging, f"deliver-{target.name}")
         storage.state_table.grant(fn["deliver"], "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem")
         self._secrets(fn["deliver"], f"{cfg.secrets_prefix}/targets/*")
         key.grant_encrypt_decrypt(fn["deliver"])
-        key.grant_encrypt_decrypt(fn["order-sync"])
+        key.grant_encrypt_decrypt(fn["sync"])
         key.grant_encrypt_decrypt(fn["ingest"])
 
     def _function(self, name: str, environment: dict[str, str], key: kms.IKey) -> lambda_.Function:
@@ -213,14 +240,16 @@ class Compute(Construct):
             "without a deploy. Read-only, and only this environment's prefix.",
         )
 
-    def _archive_objects(self, function: lambda_.Function, storage: Storage, action: str) -> None:
+    def _archive_objects(self, function: lambda_.Function, storage: Storage, action: str, prefix: str) -> None:
         function.add_to_role_policy(
-            iam.PolicyStatement(actions=[action], resources=[storage.archive.arn_for_objects("raw/*")])
+            iam.PolicyStatement(actions=[action], resources=[storage.archive.arn_for_objects(f"{prefix}*")])
         )
+        logical_id = Stack.of(self).get_logical_id(storage.archive.node.default_child)  # type: ignore[arg-type]
         acknowledge(
             function,
-            f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(storage.archive.node.default_child)}.Arn>/raw/*]",  # type: ignore[arg-type]
-            "Raw envelopes are keyed by source/tenant/time under raw/; the function reads or writes only that prefix.",
+            f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}*]",
+            f"Objects are keyed by tenant/entity or source/tenant/time under {prefix}; "
+            "the function uses only that prefix.",
         )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from infra.config import load_environment
 from infra.sandbox.runtime import DEFAULT_SECRETS, STATE_FILE
+from shared.models import ENTITY_MODELS
 
 
 def _sandbox(args: argparse.Namespace) -> Any:
@@ -51,49 +52,99 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sandbox.stop()
 
 
-def cmd_entity_show(args: argparse.Namespace) -> int:
+def _stores(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The state store and archive of the sandbox (default) or of a deployed stack (``--aws``)."""
+    from shared.adapters.aws import S3Archive
     from shared.adapters.state_store import DynamoStateStore
-    from shared.state.audit import verify_chain
 
     if args.aws:
-        table = load_environment(args.env).resource("state")
-    else:
-        if not STATE_FILE.exists():
-            sys.exit("aftersync: no sandbox is running (start `aftersync local`, or pass --aws for a deployed stack)")
-        info = json.loads(STATE_FILE.read_text(encoding="utf-8"))
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
-                "AWS_DEFAULT_REGION": info["region"],
-                "AWS_ACCESS_KEY_ID": "sandbox",
-                "AWS_SECRET_ACCESS_KEY": "sandbox",
-            }
-        )
-        table = info["state_table"]
-    store = DynamoStateStore(table)
-    state, head = store.load(args.tenant, args.entity_type, args.entity_id)
+        import boto3
+
+        cfg = load_environment(args.env)
+        outputs = boto3.client("cloudformation").describe_stacks(StackName=cfg.stack_name)["Stacks"][0]["Outputs"]
+        values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
+        return DynamoStateStore(values["StateTable"]), S3Archive(values["ArchiveBucket"])
+    if not STATE_FILE.exists():
+        sys.exit("aftersync: no sandbox is running (start `aftersync local`, or pass --aws for a deployed stack)")
+    info = json.loads(STATE_FILE.read_text(encoding="utf-8"))
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
+            "AWS_DEFAULT_REGION": info["region"],
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
+        }
+    )
+    return DynamoStateStore(info["state_table"]), S3Archive(info["archive_bucket"])
+
+
+def cmd_entity_show(args: argparse.Namespace) -> int:
+    from shared.trail import full_trail
+
+    store, archive = _stores(args)
+    trail = full_trail(store, archive, args.tenant, args.entity_type, args.entity_id)
+    state = trail.state
     if state is None:
         print(f"aftersync: no {args.entity_type} {args.entity_id!r} for tenant {args.tenant!r}", file=sys.stderr)
         return 2
-    trail = store.audit_trail(args.tenant, args.entity_type, args.entity_id)
     document = {
         "state": state.model_dump(mode="json"),
-        "audit_head": head,
-        "audit": [r.model_dump(mode="json") for r in trail],
-        "audit_problems": verify_chain(trail),
+        "audit_head": trail.head,
+        "audit": [r.model_dump(mode="json") for r in trail.records],
+        "archived_versions": trail.archived_versions,
+        "decisions": store.decisions(args.tenant, args.entity_type, args.entity_id),
+        "audit_problems": trail.problems(),
     }
     if args.json:
         print(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
     print(f"{state.entity_type} {state.entity_id} (tenant {state.tenant}) version {state.version}")
     for name, value in sorted(state.fields.items()):
-        clock = state.clocks[name]
-        print(f"  {name:<20} {json.dumps(value, ensure_ascii=False)[:80]:<82} {clock.source} @ {clock.at}")
+        clock = state.clocks.get(name)
+        origin = f"{clock.source} @ {clock.at}" if clock else ""
+        print(f"  {name:<28} {json.dumps(value, ensure_ascii=False)[:72]:<74} {origin}")
     print("audit:")
-    for record in trail:
+    for record in trail.records:
         fields = ", ".join(c["field"] for c in record.changes)
         print(f"  v{record.version} {record.source} {record.source_event_id} {record.occurred_at}: {fields}")
+    for decision in document["decisions"]:
+        dropped = ", ".join(f"{d['field']} ({d['reason']})" for d in decision["discarded"])
+        print(f"  discarded from {decision['source']} {decision['source_event_id']}: {dropped}")
+    print("audit chain: " + ("intact" if not document["audit_problems"] else "; ".join(document["audit_problems"])))
     return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from shared.trail import full_trail
+
+    store, archive = _stores(args)
+    if args.entity:
+        entity_type, _, entity_id = args.entity.partition(":")
+        entities = [(args.tenant, entity_type, entity_id)]
+    else:
+        entities = store.entities(args.tenant)
+    report = []
+    for tenant, entity_type, entity_id in entities:
+        trail = full_trail(store, archive, tenant, entity_type, entity_id)
+        report.append(
+            {
+                "tenant": tenant,
+                "entity_type": entity_type,
+                "entity_id": entity_id,
+                "records": len(trail.records),
+                "problems": trail.problems(),
+            }
+        )
+    broken = [r for r in report if r["problems"]]
+    if args.json:
+        print(json.dumps({"verified": len(report), "broken": broken}, indent=2, ensure_ascii=False))
+    else:
+        for r in broken:
+            print(f"BROKEN {r['tenant']} {r['entity_type']} {r['entity_id']}: {'; '.join(r['problems'])}")
+        print(
+            f"{len(report)} audit trail(s) verified, {sum(r['records'] for r in report)} records, {len(broken)} broken"
+        )
+    return 1 if broken else 0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -115,13 +166,21 @@ def parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     entity = sub.add_parser("entity", help="inspect entities").add_subparsers(dest="action", required=True)
     show = entity.add_parser("show", help="an entity's state and audit trail")
-    show.add_argument("entity_type", choices=["order"])
+    show.add_argument("entity_type", choices=sorted(ENTITY_MODELS))
     show.add_argument("entity_id")
     show.add_argument("--tenant", default="demo")
     show.add_argument("--json", action="store_true")
     show.add_argument("--env", default="dev")
     show.add_argument("--aws", action="store_true", help="read the deployed stack of --env instead of the sandbox")
     show.set_defaults(func=cmd_entity_show)
+    audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="action", required=True)
+    verify = audit.add_parser("verify", help="check every audit chain (hot and archived); exit 1 if any is broken")
+    verify.add_argument("--tenant", default=None, help="only this tenant (default: all)")
+    verify.add_argument("--entity", help="only this entity, as TYPE:ID (needs --tenant)")
+    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--env", default="dev")
+    verify.add_argument("--aws", action="store_true", help="verify the deployed stack of --env")
+    verify.set_defaults(func=cmd_audit_verify)
     return root
 
 

@@ -39,27 +39,24 @@ class SqsPoller(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            self.busy = True
             try:
-                self.poll_once()
-            except Exception:
+                self.poll_once(wait_seconds=1)  # long polling, as the Lambda service does
+            except Exception:  # a poller survives a stand-in hiccup, like the real event source mapping
                 time.sleep(0.2)
             finally:
                 self.busy = False
 
-    def poll_once(self) -> int:
+    def poll_once(self, wait_seconds: int = 0) -> int:
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
         if not messages:
-            self.busy = False
-            if self.is_alive():
-                time.sleep(0.05)
             return 0
+        self.busy = True  # holding messages: drain() waits for this batch
         event = {"Records": [sqs_record(m, self.queue_arn, self.region) for m in messages]}
         self.invocations += 1
         try:
@@ -111,7 +108,7 @@ class StreamPoller(threading.Thread):
                 time.sleep(0.2)
             self.busy = False
             if not got:
-                time.sleep(0.05)
+                time.sleep(0.25)  # the Lambda service polls a stream shard about four times a second
 
     def poll_once(self) -> int:
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]

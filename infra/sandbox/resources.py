@@ -35,7 +35,7 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             {"AttributeName": "sk", "AttributeType": "S"},
         ],
         BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
     dynamodb.create_table(
         TableName=cfg.resource("idempotency"),

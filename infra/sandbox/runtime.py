@@ -110,15 +110,16 @@ class Sandbox:
                         self.cfg.region,
                     )
                 )
-        self.pollers.append(
-            StreamPoller(
-                self.functions,
-                "publish",
-                self.resources.stream_arn,
-                self.resources.queue_urls["publish-dlq"],
-                self.cfg.region,
+        for function in ("publish", "audit-archive"):  # two readers of the table stream, as deployed
+            self.pollers.append(
+                StreamPoller(
+                    self.functions,
+                    function,
+                    self.resources.stream_arn,
+                    self.resources.queue_urls["publish-dlq"],
+                    self.cfg.region,
+                )
             )
-        )
         for poller in self.pollers:
             poller.start()
         self._write_state_file()
@@ -142,6 +143,7 @@ class Sandbox:
             "fake_target": self.target.url,
             "handler_logs": str(self.log_file),
             "state_table": self.resources.refs.state_table,
+            "archive_bucket": self.resources.refs.archive_bucket,
             "queues": self.resources.queue_urls,
         }
 

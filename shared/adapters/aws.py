@@ -30,6 +30,12 @@ class S3Archive:
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
+    def keys(self, prefix: str) -> list[str]:
+        found: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            found.extend(o["Key"] for o in page.get("Contents", []))
+        return found
+
 
 class SqsQueue:
     def __init__(self, url: str, client: Any = None) -> None:

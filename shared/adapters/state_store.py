@@ -8,15 +8,18 @@ stream (NEW_IMAGE) carries every audit insert to the publisher — a transaction
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
-from shared.constants import ACK_SK_PREFIX, AUDIT_SK_PREFIX, STATE_SK
+from shared.constants import ACK_SK_PREFIX, AUDIT_RETENTION_DAYS, AUDIT_SK_PREFIX, DECISION_SK_PREFIX, STATE_SK
+from shared.models import ObservedEntity
 from shared.state.audit import AuditRecord
-from shared.state.merge import EntityState
+from shared.state.merge import Discarded, EntityState
 from shared.sync import StaleState
 from shared.targets import canonical_json
 
@@ -94,6 +97,7 @@ class DynamoStateStore:
                     "entity_id": _s(audit.entity_id),
                     "version": _n(audit.version),
                     "record": _s(audit.model_dump_json()),
+                    "expires_at": _n(int(time.time()) + AUDIT_RETENTION_DAYS * 86400),
                 },
                 "ConditionExpression": "attribute_not_exists(pk)",
             }
@@ -107,23 +111,73 @@ class DynamoStateStore:
                 raise StaleState(f"{pk} changed since it was read") from exc
             raise
 
+    def record_decisions(self, event: ObservedEntity, discarded: Sequence[Discarded]) -> None:
+        """Once per event (a replay finds the item and changes nothing)."""
+        item = {
+            "pk": _s(entity_pk(event.tenant, event.entity_type, event.entity_id)),
+            "sk": _s(f"{DECISION_SK_PREFIX}{event.event_id}"),
+            "record": _s(
+                canonical_json(
+                    {
+                        "event_id": event.event_id,
+                        "source": event.source,
+                        "source_event_id": event.source_event_id,
+                        "occurred_at": event.occurred_at.isoformat(),
+                        "discarded": [
+                            {"field": d.field, "offered": d.offered, "kept": d.kept, "reason": d.reason}
+                            for d in discarded
+                        ],
+                    }
+                )
+            ),
+            "expires_at": _n(int(time.time()) + AUDIT_RETENTION_DAYS * 86400),
+        }
+        try:
+            self.client.put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
     # --- reads for operators ---------------------------------------------------------------------
-    def audit_trail(self, tenant: str, entity_type: str, entity_id: str) -> list[AuditRecord]:
-        records: list[AuditRecord] = []
+    def _query(self, pk: str, prefix: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {
-                ":pk": _s(entity_pk(tenant, entity_type, entity_id)),
-                ":prefix": _s(AUDIT_SK_PREFIX),
-            },
+            "ExpressionAttributeValues": {":pk": _s(pk), ":prefix": _s(prefix)},
             "ConsistentRead": True,
         }
         while True:
             page = self.client.query(**kwargs)
-            records.extend(audit_from_item(item) for item in page.get("Items", []))
+            items.extend(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
-                return records
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def audit_trail(self, tenant: str, entity_type: str, entity_id: str) -> list[AuditRecord]:
+        return [audit_from_item(i) for i in self._query(entity_pk(tenant, entity_type, entity_id), AUDIT_SK_PREFIX)]
+
+    def decisions(self, tenant: str, entity_type: str, entity_id: str) -> list[dict[str, Any]]:
+        items = self._query(entity_pk(tenant, entity_type, entity_id), DECISION_SK_PREFIX)
+        return sorted((json.loads(i["record"]["S"]) for i in items), key=lambda d: (d["occurred_at"], d["event_id"]))
+
+    def entities(self, tenant: str | None = None) -> list[tuple[str, str, str]]:
+        """Every (tenant, entity_type, entity_id) with state: an operator's scan, never on a hot path."""
+        found: list[tuple[str, str, str]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "sk = :state",
+            "ExpressionAttributeValues": {":state": _s(STATE_SK)},
+            "ProjectionExpression": "pk",
+        }
+        while True:
+            page = self.client.scan(**kwargs)
+            for item in page.get("Items", []):
+                t, entity_type, entity_id = item["pk"]["S"].split("#", 2)
+                if tenant is None or t == tenant:
+                    found.append((t, entity_type, entity_id))
+            if "LastEvaluatedKey" not in page:
+                return sorted(found)
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- delivery acks ---------------------------------------------------------------------------

@@ -60,8 +60,12 @@ def audit_record(
     return record.model_copy(update={"hash": record.computed_hash()})
 
 
-def verify_chain(records: Sequence[AuditRecord]) -> list[str]:
-    """Problems found in an entity's trail (ordered by version); empty when intact."""
+def verify_chain(records: Sequence[AuditRecord], head: str | None = None) -> list[str]:
+    """Problems found in an entity's trail (ordered by version); empty when intact.
+
+    ``head`` is the hash the entity's state says its latest record has: with it, a deleted or
+    replaced latest record is caught too.
+    """
     problems = []
     prev = GENESIS
     for expected_version, record in enumerate(records, start=1):
@@ -72,4 +76,6 @@ def verify_chain(records: Sequence[AuditRecord]) -> list[str]:
         if record.computed_hash() != record.hash:
             problems.append(f"version {record.version}: content does not match its hash")
         prev = record.hash
+    if head is not None and prev != (head or GENESIS):
+        problems.append("the latest record does not match the state's audit head (deleted or replaced)")
     return problems

@@ -80,6 +80,61 @@ def clock_time(event: ObservedEntity) -> str:
     return event.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+LOG_SUFFIX = "_log."  # state-machine observations: "<field>_log.<time>|<event id>"
+
+
+def observation_fields(event: ObservedEntity, policy: EntityPolicy, clock: FieldClock) -> dict[str, Any]:
+    """The fields an observation offers, as the merge sees them.
+
+    Plain fields as they are; a state-machine field becomes an immutable log entry keyed by its
+    clock; an accumulated entity (stock) becomes one immutable entry keyed by its own id.
+    """
+    values = event.entity.model_dump(mode="json", exclude_unset=True)
+    if policy.accumulate:
+        entry_id = values.pop("adjustment_id")
+        entry = {k: values.pop(k) for k in ("delta", "reason", "reference") if k in values}
+        values[f"{policy.accumulate}.{entry_id}"] = entry
+    machine = policy.state_machine
+    if machine and machine.field in values:
+        values[f"{machine.field}{LOG_SUFFIX}{clock.at}|{clock.event_id}"] = {
+            "value": values.pop(machine.field),
+            "source": clock.source,
+        }
+    return values
+
+
+def _is_entry(name: str, policy: EntityPolicy) -> bool:
+    return (policy.accumulate is not None and name.startswith(f"{policy.accumulate}.")) or (
+        policy.state_machine is not None and name.startswith(f"{policy.state_machine.field}{LOG_SUFFIX}")
+    )
+
+
+def derive(fields: dict[str, Any], clocks: dict[str, FieldClock], policy: EntityPolicy) -> dict[str, Any]:
+    """Values computed from the merged entries; a pure function of the set of entries."""
+    derived: dict[str, Any] = {}
+    if policy.accumulate:
+        prefix = f"{policy.accumulate}."
+        derived["quantity_delta"] = sum(v["delta"] for k, v in fields.items() if k.startswith(prefix))
+    machine = policy.state_machine
+    if machine:
+        prefix = f"{machine.field}{LOG_SUFFIX}"
+        current: str | None = None
+        rejected = []
+        for key in sorted(k for k in fields if k.startswith(prefix)):
+            entry = fields[key]
+            value, source = entry["value"], entry["source"]
+            if machine.allows(current, value) or source in machine.authoritative_sources:
+                current = value
+            else:
+                rejected.append(
+                    {"at": key[len(prefix) :].split("|")[0], "from": current, "to": value, "source": source}
+                )
+        if current is not None:
+            derived[machine.field] = current
+        derived["rejected_transitions"] = rejected
+    return derived
+
+
 def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPolicy) -> MergeOutcome:
     state = current or EntityState(tenant=event.tenant, entity_type=event.entity_type, entity_id=event.entity_id)
     incoming_clock = FieldClock(
@@ -91,11 +146,11 @@ def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPoli
     discarded: list[Discarded] = []
     clocks_moved = False
 
-    for name, value in sorted(event.entity.model_dump(mode="json", exclude_unset=True).items()):
+    for name, value in sorted(observation_fields(event, policy, incoming_clock).items()):
         current_clock = clocks.get(name)
         if current_clock is None:
             wins, reason = True, None
-        elif name in policy.immutable:
+        elif name in policy.immutable or _is_entry(name, policy):
             wins, reason = incoming_clock.first_key() < current_clock.first_key(), "immutable"
         else:
             wins = incoming_clock.newer_key() > current_clock.newer_key()
@@ -109,6 +164,15 @@ def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPoli
         elif fields.get(name) != value and reason is not None:
             discarded.append(Discarded(name, value, fields.get(name), reason))  # type: ignore[arg-type]
 
+    if changes:
+        derived_clock = max((clocks[n] for n in clocks if _is_entry(n, policy)), key=FieldClock.newer_key, default=None)
+        for name, value in sorted(derive(fields, clocks, policy).items()):
+            if fields.get(name, _MISSING) != value:
+                changes.append(Change(name, fields.get(name), value))
+                fields[name] = value
+            if derived_clock is not None:
+                clocks[name] = derived_clock.model_copy(update={"source": "derived"})
+
     new_state = state.model_copy(
         update={
             "fields": fields,
@@ -118,3 +182,6 @@ def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPoli
         }
     )
     return MergeOutcome(new_state, tuple(changes), tuple(discarded), clocks_moved)
+
+
+_MISSING = object()

@@ -14,7 +14,15 @@ from aws_cdk import aws_sqs as sqs
 
 from app import build_app
 from infra.config import load_environment
-from shared.settings import DeliverSettings, IngestSettings, NormaliseSettings, PublishSettings, SyncSettings
+from infra.wiring import DOMAINS
+from shared.settings import (
+    AuditArchiveSettings,
+    DeliverSettings,
+    IngestSettings,
+    NormaliseSettings,
+    PublishSettings,
+    SyncSettings,
+)
 from tests.infra.conftest import ROOT, resources
 
 ENVS = ("dev", "staging", "prod")
@@ -49,7 +57,7 @@ def test_every_consumer_queue_has_a_dlq_and_a_visibility_of_six_consumer_timeout
         if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in resources(template, "AWS::SQS::Queue")
     ]
     consumed = {m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m for m in sqs_mappings}
-    expected = {cfg.resource(p) for p in ("inbox", "orders", *(f"deliver-{t.name}" for t in cfg.targets))}
+    expected = {cfg.resource(p) for p in ("inbox", *DOMAINS, *(f"deliver-{t.name}" for t in cfg.targets))}
     names = {template["Resources"][q]["Properties"]["QueueName"] for q in consumed}
     assert names == expected
     for queue_id, mapping in consumed.items():
@@ -66,11 +74,18 @@ def test_the_stream_publisher_sees_only_audit_inserts_and_has_a_failure_queue(
     templates: dict[str, Any], env: str
 ) -> None:
     template = templates[env]
-    [mapping] = [
-        m["Properties"]
+    stream_mappings = {
+        json.dumps(m["Properties"]["FilterCriteria"]): m["Properties"]
         for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
         if "StartingPosition" in m["Properties"]
-    ]
+    }
+    [mapping] = [m for key, m in stream_mappings.items() if "INSERT" in key]
+    [archiver] = [m for key, m in stream_mappings.items() if "REMOVE" in key]
+    assert json.loads(archiver["FilterCriteria"]["Filters"][0]["Pattern"]) == {
+        "eventName": ["REMOVE"],
+        "userIdentity": {"type": ["Service"], "principalId": ["dynamodb.amazonaws.com"]},
+    }
+    assert "OnFailure" in archiver["DestinationConfig"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
     assert json.loads(mapping["FilterCriteria"]["Filters"][0]["Pattern"]) == {
@@ -110,8 +125,9 @@ def test_only_prod_has_a_waf(templates: dict[str, Any]) -> None:
 SETTINGS = {
     "ingest": IngestSettings,
     "normalise": NormaliseSettings,
-    "order-sync": SyncSettings,
+    "sync": SyncSettings,
     "publish": PublishSettings,
+    "audit-archive": AuditArchiveSettings,
     "deliver": DeliverSettings,
 }
 
@@ -144,7 +160,7 @@ def policy_actions(template: dict[str, Any], function: str, cfg_env: str) -> set
 def test_least_privilege_per_function(templates: dict[str, Any]) -> None:
     template = templates["prod"]
     ingest = policy_actions(template, "ingest", "prod")
-    sync = policy_actions(template, "order-sync", "prod")
+    sync = policy_actions(template, "sync", "prod")
     deliver = policy_actions(template, "deliver", "prod")
     assert {"s3:PutObject", "sqs:SendMessage", "secretsmanager:GetSecretValue", "dynamodb:PutItem"} <= ingest
     assert not any(a.startswith("events:") or a == "dynamodb:Scan" or a.endswith(":*") for a in ingest)

@@ -80,15 +80,16 @@ class Stack:
             for spec in queues(self.cfg)
             if spec.consumer
         ]
-        pollers.append(
+        pollers += [
             StreamPoller(
                 self.functions,
-                "publish",
+                function,
                 self.resources.stream_arn,
                 self.resources.queue_urls["publish-dlq"],
                 self.cfg.region,
             )
-        )
+            for function in ("publish", "audit-archive")
+        ]
         quiet = 0
         for _ in range(max_rounds):
             moved = sum(p.poll_once() for p in pollers)

@@ -98,7 +98,7 @@ def test_a_poison_record_fails_alone_and_the_rest_of_its_batch_succeeds(
     assert len(messages) == 2
     poison = next(m for m in messages if "detail" not in json.loads(m["Body"]))
     response = stack.functions.invoke(
-        "order-sync",
+        "sync",
         {"Records": [sqs_record(m, stack.resources.queue_arns["orders"], "eu-west-1") for m in messages]},
     )
     assert response == {"batchItemFailures": [{"itemIdentifier": poison["MessageId"]}]}

@@ -65,6 +65,7 @@ class FakeStateStore:
         self.audit: dict[tuple[str, str, str], list[AuditRecord]] = {}
         self.acks: dict[tuple[str, str, str, str], dict[str, Any]] = {}
         self.commits = 0
+        self.decisions: dict[str, list[Any]] = {}
         self.conflicts_to_inject = 0
 
     def load(self, tenant: str, entity_type: str, entity_id: str) -> tuple[EntityState | None, str]:
@@ -83,6 +84,9 @@ class FakeStateStore:
         if audit is not None:
             self.audit.setdefault(key, []).append(audit)
         self.commits += 1
+
+    def record_decisions(self, event: Any, discarded: Any) -> None:
+        self.decisions.setdefault(event.event_id, list(discarded))
 
     def load_for_delivery(
         self, tenant: str, entity_type: str, entity_id: str, target: str

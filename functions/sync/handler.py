@@ -1,7 +1,12 @@
-"""Orders queue consumer: merge each observed order into its per-entity state."""
+"""Domain queue consumer: merge each observed entity into its per-entity state.
+
+One function serves the orders, after-sales, logistics and tickets queues; each queue has its own
+event source mapping, so a backlog in one domain does not hold up another.
+"""
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 
@@ -11,7 +16,9 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
+from shared.adapters.aws import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
 from shared.models import ObservedEntity
 from shared.observability import logger, metrics, tracer
@@ -28,16 +35,37 @@ def settings() -> SyncSettings:
 
 
 @cache
-def store() -> DynamoStateStore:
-    return DynamoStateStore(settings().state_table)
+def adapters() -> tuple[DynamoStateStore, SqsQueue]:
+    s = settings()
+    return DynamoStateStore(s.state_table), SqsQueue(s.quarantine_queue_url)
+
+
+def quarantine(record: SQSRecord, reason: str) -> None:
+    """An observation that can never merge (unknown entity type, a field no policy knows): parked
+    with its reason instead of being retried into the DLQ."""
+    _, queue = adapters()
+    queue.send(
+        json.dumps({"reason": reason, "source": "sync", "message_id": record.message_id, "envelope": record.body}),
+        {"source": "sync", "reason": reason[:256]},
+    )
+    logger.warning("quarantined", extra={"reason": reason})
+    metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
 
 
 def record_handler(record: SQSRecord) -> None:
-    event = ObservedEntity.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
-    result = apply_observation(event, store(), default_policy())
+    envelope = EventBridgeModel.model_validate(record.json_body)  # not an EventBridge event: retry, then DLQ
+    try:
+        event = ObservedEntity.model_validate(envelope.detail)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        quarantine(record, f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}")
+        return
+    store, _ = adapters()
+    result = apply_observation(event, store, default_policy())
     logger.info(
-        "order merged",
+        "merged",
         extra={
+            "entity_type": event.entity_type,
             "entity_id": event.entity_id,
             "event_id": event.event_id,
             "outcome": result.outcome,
@@ -47,10 +75,10 @@ def record_handler(record: SQSRecord) -> None:
         },
     )
     metrics.add_metric(
-        name="StateChanged" if result.outcome == "changed" else "StateUnchanged",
-        unit=MetricUnit.Count,
-        value=1,
+        name="StateChanged" if result.outcome == "changed" else "StateUnchanged", unit=MetricUnit.Count, value=1
     )
+    if result.discarded_fields:
+        metrics.add_metric(name="ValuesDiscarded", unit=MetricUnit.Count, value=len(result.discarded_fields))
     if result.attempts > 1:
         metrics.add_metric(name="StateConflictRetry", unit=MetricUnit.Count, value=result.attempts - 1)
 
