@@ -47,6 +47,7 @@ class EnvironmentConfig(BaseModel):
     consumer_timeout_seconds: Annotated[int, Field(gt=0, le=900)] = 30
     powertools_layer_version: str = "3.37.0"
     waf: bool = False
+    default_phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"  # for numbers without +<country>
 
     @model_validator(mode="after")
     def _known_sources(self) -> EnvironmentConfig:

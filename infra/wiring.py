@@ -71,7 +71,13 @@ def function_environment(
             Env.EVENT_BUS: refs.event_bus,
             Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
         },
-        "sync": {Env.STATE_TABLE: refs.state_table, Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url},
+        "sync": {
+            Env.STATE_TABLE: refs.state_table,
+            Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+            Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
+        },
         "publish": {Env.EVENT_BUS: refs.event_bus},
         "audit-archive": {Env.ARCHIVE_BUCKET: refs.archive_bucket},
         "deliver": {

@@ -56,6 +56,7 @@ class Env:
     TARGETS = "TARGETS_JSON"
     ALLOW_HTTP_TARGETS = "ALLOW_HTTP_TARGETS"
     SECRETS_MAX_AGE_SECONDS = "SECRETS_MAX_AGE_SECONDS"
+    DEFAULT_PHONE_REGION = "DEFAULT_PHONE_REGION"
 
 
 def resource_name(environment: str, purpose: str) -> str:
@@ -81,6 +82,11 @@ def secrets_prefix(environment: str) -> str:
 def source_secret_name(prefix: str, source: str, tenant: str) -> str:
     """Secret holding a source's signing secrets for one tenant: ``{"secrets": [newest, older…]}``."""
     return f"{prefix}/sources/{source}/{tenant}"
+
+
+def tenant_salt_secret_name(prefix: str, tenant: str) -> str:
+    """The tenant's identity salt: ``{"salt": "<random, at least 32 characters>"}``."""
+    return f"{prefix}/tenants/{tenant}/identity"
 
 
 def target_secret_name(prefix: str, target: str) -> str:

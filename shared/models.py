@@ -57,6 +57,9 @@ class Order(Frozen):
     total: Money
     customer_email: str | None = None
     customer_phone: str | None = None
+    customer_name: str | None = None
+    customer_source_id: str | None = None  # the source's own customer id, for identity resolution
+    customer_id: str | None = None  # set by sync: the resolved Aftersync customer id
     purchased_at: UtcDatetime
     lines: tuple[OrderLine, ...] = ()
     tags: tuple[str, ...] = ()

@@ -60,6 +60,9 @@ class NormaliseSettings(_Settings):
 class SyncSettings(_Settings):
     state_table: str = Field(alias=Env.STATE_TABLE)
     quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+    default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
 
 
 class PublishSettings(_Settings):

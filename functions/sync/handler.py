@@ -18,8 +18,12 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.adapters.aws import SqsQueue
+from shared.adapters.aws import SecretReader, SqsQueue
+from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
+from shared.constants import tenant_salt_secret_name
+from shared.customer_link import link_customers
+from shared.errors import ConfigurationError
 from shared.models import ObservedEntity
 from shared.observability import logger, metrics, tracer
 from shared.settings import SyncSettings
@@ -35,15 +39,28 @@ def settings() -> SyncSettings:
 
 
 @cache
-def adapters() -> tuple[DynamoStateStore, SqsQueue]:
+def adapters() -> tuple[DynamoStateStore, SqsQueue, SecretReader]:
     s = settings()
-    return DynamoStateStore(s.state_table), SqsQueue(s.quarantine_queue_url)
+    return DynamoStateStore(s.state_table), SqsQueue(s.quarantine_queue_url), SecretReader(s.secrets_max_age_seconds)
+
+
+def identity_index(tenant: str) -> DynamoIdentityIndex:
+    return DynamoIdentityIndex(settings().state_table, tenant, adapters()[0].client)
+
+
+def tenant_salt(tenant: str) -> bytes:
+    name = tenant_salt_secret_name(settings().secrets_prefix, tenant)
+    secret = adapters()[2].get_json(name)
+    salt = (secret or {}).get("salt")
+    if not isinstance(salt, str) or len(salt) < 32:
+        raise ConfigurationError(f'secret {name!r} must be {{"salt": "<at least 32 characters>"}}')
+    return salt.encode()
 
 
 def quarantine(record: SQSRecord, reason: str) -> None:
     """An observation that can never merge (unknown entity type, a field no policy knows): parked
     with its reason instead of being retried into the DLQ."""
-    _, queue = adapters()
+    _, queue, _ = adapters()
     queue.send(
         json.dumps({"reason": reason, "source": "sync", "message_id": record.message_id, "envelope": record.body}),
         {"source": "sync", "reason": reason[:256]},
@@ -60,27 +77,28 @@ def record_handler(record: SQSRecord) -> None:
         problem = exc.errors()[0]
         quarantine(record, f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}")
         return
-    store, _ = adapters()
-    result = apply_observation(event, store, default_policy())
-    logger.info(
-        "merged",
-        extra={
-            "entity_type": event.entity_type,
-            "entity_id": event.entity_id,
-            "event_id": event.event_id,
-            "outcome": result.outcome,
-            "version": result.version,
-            "changed": result.changed_fields,
-            "discarded": result.discarded_fields,
-        },
-    )
-    metrics.add_metric(
-        name="StateChanged" if result.outcome == "changed" else "StateUnchanged", unit=MetricUnit.Count, value=1
-    )
-    if result.discarded_fields:
-        metrics.add_metric(name="ValuesDiscarded", unit=MetricUnit.Count, value=len(result.discarded_fields))
-    if result.attempts > 1:
-        metrics.add_metric(name="StateConflictRetry", unit=MetricUnit.Count, value=result.attempts - 1)
+    store = adapters()[0]
+    for observation in link_customers(event, identity_index, tenant_salt, settings().default_phone_region):
+        result = apply_observation(observation, store, default_policy())
+        logger.info(
+            "merged",
+            extra={
+                "entity_type": observation.entity_type,
+                "entity_id": observation.entity_id,
+                "event_id": observation.event_id,
+                "outcome": result.outcome,
+                "version": result.version,
+                "changed": result.changed_fields,
+                "discarded": result.discarded_fields,
+            },
+        )
+        metrics.add_metric(
+            name="StateChanged" if result.outcome == "changed" else "StateUnchanged", unit=MetricUnit.Count, value=1
+        )
+        if result.discarded_fields:
+            metrics.add_metric(name="ValuesDiscarded", unit=MetricUnit.Count, value=len(result.discarded_fields))
+        if result.attempts > 1:
+            metrics.add_metric(name="StateConflictRetry", unit=MetricUnit.Count, value=result.attempts - 1)
 
 
 @logger.inject_lambda_context

@@ -85,7 +85,15 @@ class Compute(Construct):
         for domain in DOMAINS:
             self._consume(fn["sync"], messaging, domain)
         messaging.queues["quarantine"].grant_send_messages(fn["sync"])
-        storage.state_table.grant(fn["sync"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:ConditionCheckItem")
+        self._secrets(fn["sync"], f"{cfg.secrets_prefix}/tenants/*")
+        storage.state_table.grant(
+            fn["sync"],
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:ConditionCheckItem",
+            "dynamodb:BatchGetItem",  # identity index lookups
+            "dynamodb:UpdateItem",  # identity key claims and customer profiles
+        )
 
         # publish: the state table's stream, audit inserts only
         fn["publish"].add_event_source(

@@ -47,7 +47,23 @@ def generated_order(n: int, secret: str) -> tuple[SignedWebhook, SignedWebhook, 
     """A create and a later update for a synthetic order; returns the fields the update must leave."""
     create = copy.deepcopy(load_sample("shopify_orders_create"))
     order_id = 700000000000000000 + n
-    create["body"].update({"id": order_id, "name": f"#D{n:04d}", "order_number": 10000 + n})
+    buyer = {
+        "id": 800000 + n,
+        "first_name": "Buyer",
+        "last_name": f"No{n}",
+        "email": f"buyer{n}@example.com",
+        "phone": f"+86 139 {n:04d} 0000",
+    }
+    create["body"].update(
+        {
+            "id": order_id,
+            "name": f"#D{n:04d}",
+            "order_number": 10000 + n,
+            "customer": buyer,
+            "email": buyer["email"],
+            "phone": buyer["phone"],
+        }
+    )
     update = copy.deepcopy(create)
     update["body"].update(
         {"updated_at": "2026-11-20T11:00:00+08:00", "fulfillment_status": "fulfilled", "note": f"batch {n}"}

@@ -10,7 +10,7 @@ import boto3
 
 from infra.config import EnvironmentConfig
 from infra.wiring import ResourceRefs, queues, routes
-from shared.constants import source_secret_name, target_secret_name
+from shared.constants import source_secret_name, target_secret_name, tenant_salt_secret_name
 
 ACCOUNT = "123456789012"
 
@@ -97,6 +97,11 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
                 Name=source_secret_name(cfg.secrets_prefix, source, tenant),
                 SecretString=json.dumps({"secrets": values}),
             )
+    for tenant, values in secrets.get("tenants", {}).items():
+        sm.create_secret(
+            Name=tenant_salt_secret_name(cfg.secrets_prefix, tenant),
+            SecretString=json.dumps({"salt": values["identity_salt"]}),
+        )
     for target, credentials in secrets.get("targets", {}).items():
         sm.create_secret(Name=target_secret_name(cfg.secrets_prefix, target), SecretString=json.dumps(credentials))
     return result

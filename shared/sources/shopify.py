@@ -125,6 +125,8 @@ def _order(p: dict[str, Any]) -> Order:
         total=Money(amount=Decimal(str(p["total_price"])), currency=currency),
         customer_email=p.get("email") or customer.get("email"),
         customer_phone=p.get("phone") or customer.get("phone"),
+        customer_name=" ".join(x for x in (customer.get("first_name"), customer.get("last_name")) if x) or None,
+        customer_source_id=str(customer["id"]) if customer.get("id") else None,
         purchased_at=p.get("processed_at") or p["created_at"],
         lines=tuple(
             OrderLine(

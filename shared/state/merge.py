@@ -90,6 +90,8 @@ def observation_fields(event: ObservedEntity, policy: EntityPolicy, clock: Field
     clock; an accumulated entity (stock) becomes one immutable entry keyed by its own id.
     """
     values = event.entity.model_dump(mode="json", exclude_unset=True)
+    for name in policy.per_source & set(values):
+        values[f"{name}.{event.source}"] = values.pop(name)
     if policy.accumulate:
         entry_id = values.pop("adjustment_id")
         entry = {k: values.pop(k) for k in ("delta", "reason", "reference") if k in values}

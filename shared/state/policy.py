@@ -50,6 +50,7 @@ class EntityPolicy(BaseModel):
     immutable: frozenset[str] = frozenset()
     state_machine: StateMachine | None = None
     accumulate: str | None = None
+    per_source: frozenset[str] = frozenset()  # kept once per source: "<field>.<source>"
 
     def rank(self, source: str) -> int:
         return self.authority.get(source, self.default_rank)

@@ -157,6 +157,20 @@ def policy_actions(template: dict[str, Any], function: str, cfg_env: str) -> set
     return actions
 
 
+def secret_patterns(template: dict[str, Any], function: str, cfg_env: str) -> list[str]:
+    cfg = load_environment(cfg_env)
+    functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    role = functions[cfg.resource(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+    patterns = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} in policy["Properties"]["Roles"]:
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                if statement["Action"] == "secretsmanager:GetSecretValue":
+                    joined = "".join(p if isinstance(p, str) else "" for p in statement["Resource"]["Fn::Join"][1])
+                    patterns.append(joined.split(":secret:")[1])
+    return patterns
+
+
 def test_least_privilege_per_function(templates: dict[str, Any]) -> None:
     template = templates["prod"]
     ingest = policy_actions(template, "ingest", "prod")
@@ -164,7 +178,9 @@ def test_least_privilege_per_function(templates: dict[str, Any]) -> None:
     deliver = policy_actions(template, "deliver", "prod")
     assert {"s3:PutObject", "sqs:SendMessage", "secretsmanager:GetSecretValue", "dynamodb:PutItem"} <= ingest
     assert not any(a.startswith("events:") or a == "dynamodb:Scan" or a.endswith(":*") for a in ingest)
-    assert "secretsmanager:GetSecretValue" not in sync
+    assert secret_patterns(template, "sync", "prod") == ["aftersync/prod/tenants/*"]  # identity salts only
+    assert secret_patterns(template, "ingest", "prod") == ["aftersync/prod/sources/*"]
+    assert secret_patterns(template, "deliver", "prod") == ["aftersync/prod/targets/*"]
     assert not any(a.startswith(("s3:", "events:")) for a in sync)
     assert "events:PutEvents" not in deliver
     for actions in (ingest, sync, deliver):
@@ -179,7 +195,7 @@ def test_state_is_encrypted_recoverable_and_retained_in_prod(templates: dict[str
             assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
             assert table["DeletionPolicy"] == ("Retain" if env == "prod" else "Delete")
     state = by_name(templates["prod"], "AWS::DynamoDB::Table", "TableName")["aftersync-prod-state"]["Properties"]
-    assert state["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE"
+    assert state["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES"  # outbox + audit archive
     idem = by_name(templates["prod"], "AWS::DynamoDB::Table", "TableName")["aftersync-prod-idempotency"]["Properties"]
     assert idem["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
 

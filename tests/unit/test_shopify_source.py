@@ -110,6 +110,8 @@ def test_orders_create_normalises_to_the_exact_canonical_order() -> None:
         total=Money(amount=Decimal("598.00"), currency="CNY"),
         customer_email="jon@example.com",
         customer_phone="+8613800138000",
+        customer_name="Jon Snow",
+        customer_source_id="115310627314723954",
         purchased_at=datetime(2026, 11, 20, 2, 0, tzinfo=UTC),
         lines=(
             OrderLine(

@@ -1,0 +1,142 @@
+"""The identity index in the state table (same table, its own item types, partitioned by tenant).
+
+- ``{tenant}#idkey#{hash}`` / ``KEY``: the customers holding a key (one for a strong key, a family
+  for a phone); claimed with a condition so two writers cannot give one strong key to two customers;
+- ``{tenant}#idprofile#{id}`` / ``PROFILE``: normalised names and strong-key hashes by kind, and
+  ``alias_of`` once the customer was absorbed into another;
+- ``{tenant}#merge#{a}|{b}`` / ``CANDIDATE``: a possible merge for a person to decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from shared.identity import STRONG, CustomerProfile, KeyKind
+
+
+class DynamoIdentityIndex:
+    def __init__(self, table: str, tenant: str, client: Any = None) -> None:
+        self.table = table
+        self.tenant = tenant
+        self._client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("dynamodb")
+
+    def _key(self, h: str) -> dict[str, Any]:
+        return {"pk": {"S": f"{self.tenant}#idkey#{h}"}, "sk": {"S": "KEY"}}
+
+    def _profile_key(self, customer_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"{self.tenant}#idprofile#{customer_id}"}, "sk": {"S": "PROFILE"}}
+
+    def canonical(self, customer_id: str) -> str:
+        for _ in range(10):  # alias chains are short; the bound guards against a cycle
+            item = self.client.get_item(
+                TableName=self.table,
+                Key=self._profile_key(customer_id),
+                ProjectionExpression="alias_of",
+                ConsistentRead=True,
+            ).get("Item", {})
+            if "alias_of" not in item:
+                return customer_id
+            customer_id = item["alias_of"]["S"]
+        return customer_id
+
+    def owners(self, hashes: Sequence[str]) -> dict[str, set[str]]:
+        found: dict[str, set[str]] = {}
+        for start in range(0, len(hashes), 100):
+            keys = [self._key(h) for h in hashes[start : start + 100]]
+            response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
+            if response.get("UnprocessedKeys"):
+                raise RuntimeError("identity lookup throttled; the message will be retried")
+            for item in response["Responses"].get(self.table, []):
+                h = item["pk"]["S"].rsplit("#", 1)[1]
+                found[h] = {self.canonical(c) for c in item.get("customers", {}).get("SS", [])}
+        return found
+
+    def profile(self, customer_id: str) -> CustomerProfile:
+        item = self.client.get_item(
+            TableName=self.table, Key=self._profile_key(self.canonical(customer_id)), ConsistentRead=True
+        ).get("Item", {})
+        profile = CustomerProfile(names=set(item.get("names", {}).get("SS", [])))
+        for attribute, value in item.items():
+            if attribute.startswith("kind_"):
+                profile.strong_kinds[attribute[5:]] = set(value["SS"])
+        return profile
+
+    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], name: str | None) -> None:
+        customer_id = self.canonical(customer_id)
+        won: list[tuple[str, KeyKind]] = []
+        for h, kind in keys:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table,
+                "Key": self._key(h),
+                "UpdateExpression": "ADD customers :c",
+                "ExpressionAttributeValues": {":c": {"SS": [customer_id]}, ":id": {"S": customer_id}},
+            }
+            if kind in STRONG:
+                kwargs["ConditionExpression"] = "attribute_not_exists(customers) OR contains(customers, :id)"
+            else:
+                kwargs["ExpressionAttributeValues"].pop(":id")
+            try:
+                self.client.update_item(**kwargs)
+                won.append((h, kind))
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise  # lost a race for a strong key: it stays with the other customer
+        self._add_to_profile(customer_id, won, {name} if name else set())
+
+    def _add_to_profile(self, customer_id: str, keys: Iterable[tuple[str, str]], names: set[str]) -> None:
+        additions: dict[str, set[str]] = {}
+        for h, kind in keys:
+            if kind in STRONG:
+                additions.setdefault(f"kind_{kind}", set()).add(h)
+        if names:
+            additions["names"] = names
+        if not additions:
+            return
+        self.client.update_item(
+            TableName=self.table,
+            Key=self._profile_key(customer_id),
+            UpdateExpression="ADD " + ", ".join(f"#a{i} :v{i}" for i in range(len(additions))),
+            ExpressionAttributeNames={f"#a{i}": name for i, name in enumerate(additions)},
+            ExpressionAttributeValues={f":v{i}": {"SS": sorted(v)} for i, v in enumerate(additions.values())},
+        )
+
+    def absorb(self, alias: str, customer_id: str) -> None:
+        alias, customer_id = self.canonical(alias), self.canonical(customer_id)
+        if alias == customer_id:
+            return
+        gone = self.profile(alias)
+        self._add_to_profile(
+            customer_id, [(h, kind) for kind, hashes in gone.strong_kinds.items() for h in hashes], gone.names
+        )
+        self.client.update_item(
+            TableName=self.table,
+            Key=self._profile_key(alias),
+            UpdateExpression="SET alias_of = :c",
+            ExpressionAttributeValues={":c": {"S": customer_id}},
+        )
+
+    def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
+        ids = sorted(customer_ids)
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": f"{self.tenant}#merge#{'|'.join(ids)}"},
+                    "sk": {"S": "CANDIDATE"},
+                    "customers": {"SS": ids},
+                    "evidence": {"SS": sorted(set(evidence)) or ["unknown"]},
+                },
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise

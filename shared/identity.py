@@ -1,0 +1,263 @@
+"""Unified customer identity: normalise identity keys, hash them with a tenant salt, and resolve every
+incoming customer to one customer id without ever merging two people on weak evidence.
+
+Key strength:
+- strong: the source's own customer id, e-mail, WeCom external user id, WeChat OpenID/UnionID,
+  member card number — each identifies one person;
+- weak: phone (families share one). A phone alone links a record to an existing customer only when
+  exactly one customer with that phone also has the same name and no conflicting strong key.
+
+When strong keys point at two different customers, nothing is merged: a merge candidate is recorded
+for a person to decide, and the record stays with the customer its own source id points to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import phonenumbers
+
+from shared.models import Customer
+
+KeyKind = Literal["source_id", "email", "wecom", "openid", "card", "phone"]
+STRONG: frozenset[str] = frozenset({"source_id", "email", "wecom", "openid", "card"})
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class IdentityKey:
+    kind: KeyKind
+    value: str
+
+    @property
+    def strong(self) -> bool:
+        return self.kind in STRONG
+
+
+def normalise_phone(raw: str | None, default_region: str) -> str | None:
+    if not raw or not raw.strip():
+        return None
+    try:
+        number = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(raw: str | None) -> str | None:
+    value = (raw or "").strip().lower()
+    return value if EMAIL.match(value) else None
+
+
+def normalise_name(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    value = unicodedata.normalize("NFKC", raw).casefold()
+    value = re.sub(r"\s+", " ", value).strip()
+    return value or None
+
+
+def identity_keys(customer: Customer, source: str, default_region: str) -> list[IdentityKey]:
+    keys = [IdentityKey("source_id", f"{source}:{customer.source_customer_id}")]
+    if email := normalise_email(customer.email):
+        keys.append(IdentityKey("email", email))
+    for kind, value in (
+        ("wecom", customer.wecom_external_user_id),
+        ("openid", customer.openid),
+        ("card", customer.member_card_no),
+    ):
+        if value and value.strip():
+            keys.append(IdentityKey(kind, value.strip()))  # type: ignore[arg-type]
+    if phone := normalise_phone(customer.phone, default_region):
+        keys.append(IdentityKey("phone", phone))
+    return keys
+
+
+def hash_key(salt: bytes, key: IdentityKey) -> str:
+    """Keys are stored only as tenant-salted HMACs: the index never holds a phone or an address."""
+    return hmac.new(salt, f"{key.kind}:{key.value}".encode(), hashlib.sha256).hexdigest()
+
+
+class IdentityIndex(Protocol):
+    def owners(self, hashes: Sequence[str]) -> dict[str, set[str]]:
+        """hash -> customer ids that hold it (strong keys: one at most; phones: a family)."""
+
+    def profile(self, customer_id: str) -> CustomerProfile: ...
+
+    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], name: str | None) -> None:
+        """Attach ``(hash, kind)`` keys and the name to a customer; a strong key goes to one customer only
+        (a claim that lost a race to another customer is dropped, never moved)."""
+
+    def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None: ...
+
+    def absorb(self, alias: str, customer_id: str) -> None:
+        """``alias`` was the same person all along: its keys and name now answer to ``customer_id``."""
+
+
+@dataclass
+class CustomerProfile:
+    names: set[str] = field(default_factory=set)
+    strong_kinds: dict[str, set[str]] = field(default_factory=dict)  # kind -> hashes
+
+
+@dataclass(frozen=True)
+class Resolution:
+    customer_id: str
+    created: bool
+    merge_candidates: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+
+
+def resolve(
+    customer: Customer, source: str, index: IdentityIndex, salt: bytes, default_region: str = "CN"
+) -> Resolution:
+    keys = identity_keys(customer, source, default_region)
+    hashed = {hash_key(salt, k): k for k in keys}
+    owners = index.owners(list(hashed))
+    name = normalise_name(customer.name)
+    own_id_hash = next(h for h, k in hashed.items() if k.kind == "source_id")
+
+    strong_owners: dict[str, list[str]] = {}
+    for h, ids in owners.items():
+        if hashed[h].strong:
+            for cid in ids:
+                strong_owners.setdefault(cid, []).append(hashed[h].kind)
+
+    if len(strong_owners) > 1:
+        # Two people's strong keys in one record: never merge on our own. Keep the record with the
+        # customer its own source id points to (or the one with most evidence) and flag the pair.
+        chosen = next(iter(owners.get(own_id_hash, ())), None) or max(
+            sorted(strong_owners), key=lambda c: len(strong_owners[c])
+        )
+        evidence = tuple(sorted({kind for kinds in strong_owners.values() for kind in kinds}))
+        index.merge_candidate(sorted(strong_owners), evidence)
+        _claim_unowned(index, chosen, hashed, owners, name)
+        return Resolution(chosen, False, tuple(sorted(set(strong_owners) - {chosen})), evidence)
+
+    if len(strong_owners) == 1:
+        [chosen] = strong_owners
+        # A customer created earlier from a phone-only record may be this same person: absorb it when
+        # it passes the same test a record must pass to link by phone (same name, no conflicting key).
+        profile = index.profile(chosen)
+        for h, key in hashed.items():
+            if key.kind != "phone":
+                continue
+            for other in sorted(owners.get(h, set()) - {chosen}):
+                if name and name in index.profile(other).names and _profiles_compatible(profile, index.profile(other)):
+                    index.absorb(other, chosen)
+        _claim_unowned(index, chosen, hashed, owners, name)
+        return Resolution(chosen, False, (), tuple(sorted(set(strong_owners[chosen]))))
+
+    # No strong key known: a phone may link to an existing customer, on strict conditions.
+    phone_hashes = [h for h, k in hashed.items() if k.kind == "phone"]
+    candidates = sorted({cid for h in phone_hashes for cid in owners.get(h, set())})
+    compatible = [cid for cid in candidates if _compatible(index.profile(cid), name, hashed)]
+    if len(compatible) > 1 and all(
+        _profiles_compatible(index.profile(a), index.profile(b)) for a, b in itertools.pairwise(compatible)
+    ):
+        # Several customers created from partial records of one person (same phone, same name, no key
+        # that tells them apart): they become one, by the same test a single record must pass.
+        for other in compatible[1:]:
+            index.absorb(other, compatible[0])
+        compatible = compatible[:1]
+    if len(compatible) == 1:
+        _claim_unowned(index, compatible[0], hashed, owners, name)
+        return Resolution(compatible[0], False, (), ("phone", "name"))
+    if len(compatible) > 1:
+        index.merge_candidate(compatible, ("phone", "name"))
+
+    customer_id = "cus_" + own_id_hash[:24]  # deterministic: a retry resolves to the same id
+    _claim_unowned(index, customer_id, hashed, owners, name)
+    return Resolution(customer_id, True, tuple(compatible), ("phone", "name") if compatible else ())
+
+
+def _compatible(profile: CustomerProfile, name: str | None, hashed: dict[str, IdentityKey]) -> bool:
+    if name is None or name not in profile.names:
+        return False
+    for h, key in hashed.items():
+        known = profile.strong_kinds.get(key.kind)
+        if key.strong and key.kind != "source_id" and known and h not in known:
+            return False  # e.g. a different e-mail: another person sharing the phone
+    return True
+
+
+def _profiles_compatible(a: CustomerProfile, b: CustomerProfile) -> bool:
+    """No strong key kind on which the two customers hold different values."""
+    return all(
+        not (a.strong_kinds.get(kind) and hashes and not (a.strong_kinds[kind] & hashes))
+        for kind, hashes in b.strong_kinds.items()
+        if kind != "source_id"
+    )
+
+
+def _claim_unowned(
+    index: IdentityIndex,
+    customer_id: str,
+    hashed: dict[str, IdentityKey],
+    owners: dict[str, set[str]],
+    name: str | None,
+) -> None:
+    claims = [
+        (h, k.kind)
+        for h, k in hashed.items()
+        if customer_id not in owners.get(h, set()) and not (k.strong and owners.get(h))
+    ]
+    if claims or name:
+        index.claim(customer_id, claims, name)
+
+
+class MemoryIdentityIndex:
+    """The index in memory: for the logic tests and the identity benchmark."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, set[str]] = {}
+        self.profiles: dict[str, CustomerProfile] = {}
+        self.candidates: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.aliases: dict[str, str] = {}
+
+    def absorb(self, alias: str, customer_id: str) -> None:
+        alias, customer_id = self.canonical(alias), self.canonical(customer_id)
+        if alias == customer_id:
+            return
+        self.aliases[alias] = customer_id
+        merged = self.profiles.setdefault(customer_id, CustomerProfile())
+        gone = self.profiles.pop(alias, CustomerProfile())
+        merged.names |= gone.names
+        for kind, hashes in gone.strong_kinds.items():
+            merged.strong_kinds.setdefault(kind, set()).update(hashes)
+
+    def canonical(self, customer_id: str) -> str:
+        while customer_id in self.aliases:
+            customer_id = self.aliases[customer_id]
+        return customer_id
+
+    def owners(self, hashes: Sequence[str]) -> dict[str, set[str]]:
+        return {h: {self.canonical(c) for c in self.keys[h]} for h in hashes if h in self.keys}
+
+    def profile(self, customer_id: str) -> CustomerProfile:
+        return self.profiles.get(self.canonical(customer_id), CustomerProfile())
+
+    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], name: str | None) -> None:
+        customer_id = self.canonical(customer_id)
+        profile = self.profiles.setdefault(customer_id, CustomerProfile())
+        for h, kind in keys:
+            holders = self.keys.setdefault(h, set())
+            if kind in STRONG and {self.canonical(c) for c in holders} - {customer_id}:
+                continue
+            holders.add(customer_id)
+            if kind in STRONG:
+                profile.strong_kinds.setdefault(kind, set()).add(h)
+        if name:
+            profile.names.add(name)
+
+    def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
+        self.candidates.setdefault(tuple(sorted(customer_ids)), tuple(evidence))
