@@ -354,7 +354,9 @@ def report(pipeline: dict[str, Any], imports: dict[str, tuple[float, float]], id
         f"{calls(pipeline['sync_calls'])} |",
         "",
         "The secret read is cached (Powertools parameters, 300 s), so it does not appear per webhook after the "
-        "first. A state change is one consistent read plus one transaction writing state and audit together.",
+        "first. An order observation on the sync path: two batch reads of the identity index (its keys, then "
+        "their owners' profiles), one consistent read of the order's state and one of its customer's, and one "
+        "transaction writing state and audit together; a customer's first sighting adds its key claims.",
         "",
         "## Handler import time (cold start share)",
         "",

@@ -2,7 +2,8 @@
 
 - a ``customer`` observation is re-keyed to the resolved customer id;
 - an ``order`` that names its source customer gets ``customer_id`` set, and the customer it carries
-  (name, e-mail, phone, source id) is merged into that customer's state as an observation of its own.
+  (name, e-mail, phone, source id) is merged into that customer's state as an observation of its own;
+- an after-sales case or a ticket that names its source customer (requester) gets ``customer_id``.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.identity import IdentityIndex, resolve
-from shared.models import Customer, ObservedEntity, Order
+from shared.models import AfterSalesCase, Customer, ObservedEntity, Order, Ticket
 from shared.sources.base import event_id_for
 
 
@@ -44,4 +45,14 @@ def link_customers(
             }
         )
         return [order_event, customer_event]
+    reference = getattr(entity, "customer_ref", None) or getattr(entity, "requester_ref", None)
+    if isinstance(entity, AfterSalesCase | Ticket) and reference:
+        resolution = resolve(
+            Customer(source_customer_id=reference),
+            event.source,
+            index_for(event.tenant),
+            salt_for(event.tenant),
+            default_region,
+        )
+        return [event.model_copy(update={"entity": entity.model_copy(update={"customer_id": resolution.customer_id})})]
     return [event]

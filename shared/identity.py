@@ -211,7 +211,8 @@ def _claim_unowned(
         for h, k in hashed.items()
         if customer_id not in owners.get(h, set()) and not (k.strong and owners.get(h))
     ]
-    if claims or name:
+    new_name = name is not None and name not in index.profile(customer_id).names
+    if claims or new_name:  # a customer seen again with nothing new costs no write
         index.claim(customer_id, claims, name)
 
 

@@ -120,7 +120,8 @@ class AfterSalesCase(Frozen):
     amount: Money | None = None
     items: tuple[CaseItem, ...] = ()
     reason: str | None = None
-    customer_ref: str | None = None
+    customer_ref: str | None = None  # the source's own customer id
+    customer_id: str | None = None  # set by sync: the resolved Aftersync customer id
 
 
 class Checkpoint(Frozen):
@@ -159,7 +160,8 @@ class Ticket(Frozen):
     priority: Literal["low", "normal", "high", "urgent"] | None = None
     assignee: str | None = None
     subject: str | None = None
-    requester_ref: str | None = None
+    requester_ref: str | None = None  # the source's own id of the requester
+    customer_id: str | None = None  # set by sync: the resolved Aftersync customer id
     order_id: str | None = None
     tags: tuple[str, ...] = ()
     operation_log: tuple[TicketLogEntry, ...] = ()

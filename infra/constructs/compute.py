@@ -12,6 +12,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import ROOT, EnvironmentConfig
+from infra.constructs.dependencies import dependencies_layer
 from infra.constructs.messaging import Messaging
 from infra.constructs.nag import acknowledge
 from infra.constructs.storage import Storage
@@ -61,6 +62,7 @@ class Compute(Construct):
             f"/aws/service/powertools/python/arm64/{RUNTIME.name}/{cfg.powertools_layer_version}",
         )
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", layer_arn)
+        self.dependencies = dependencies_layer(self, "Dependencies", RUNTIME, ARCHITECTURE)
         self.code = lambda_.Code.from_asset(str(ROOT), exclude=CODE_EXCLUDES)
         self.functions: dict[str, lambda_.Function] = {
             name: self._function(name, function_environment(name, cfg, refs), key) for name in FUNCTIONS
@@ -171,7 +173,7 @@ class Compute(Construct):
             architecture=ARCHITECTURE,
             handler=spec.handler,
             code=self.code,
-            layers=[self.powertools],
+            layers=[self.powertools, self.dependencies],
             memory_size=512 if name == "ingest" else 256,
             timeout=Duration.seconds(10 if name == "ingest" else self.cfg.consumer_timeout_seconds),
             tracing=lambda_.Tracing.ACTIVE,

@@ -5,6 +5,9 @@
 - ``{tenant}#idprofile#{id}`` / ``PROFILE``: normalised names and strong-key hashes by kind, and
   ``alias_of`` once the customer was absorbed into another;
 - ``{tenant}#merge#{a}|{b}`` / ``CANDIDATE``: a possible merge for a person to decide.
+
+One instance serves one resolution: it reads the owners' profiles in one batch and reuses them,
+so resolving a known customer costs two batch reads and no write.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class DynamoIdentityIndex:
         self.table = table
         self.tenant = tenant
         self._client = client
+        self._profiles: dict[str, dict[str, Any]] = {}
 
     @cached_property
     def client(self) -> Any:
@@ -35,35 +39,45 @@ class DynamoIdentityIndex:
     def _profile_key(self, customer_id: str) -> dict[str, Any]:
         return {"pk": {"S": f"{self.tenant}#idprofile#{customer_id}"}, "sk": {"S": "PROFILE"}}
 
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            response = self.client.batch_get_item(
+                RequestItems={self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            )
+            if response.get("UnprocessedKeys"):
+                raise RuntimeError("identity lookup throttled; the message will be retried")
+            items.extend(response["Responses"].get(self.table, []))
+        return items
+
+    def _load_profiles(self, customer_ids: Iterable[str]) -> None:
+        missing = sorted(set(customer_ids) - set(self._profiles))
+        while missing:
+            for customer_id in missing:
+                self._profiles[customer_id] = {}
+            for item in self._batch_get([self._profile_key(c) for c in missing]):
+                self._profiles[item["pk"]["S"].split("#idprofile#", 1)[1]] = item
+            aliases = {i["alias_of"]["S"] for i in self._profiles.values() if "alias_of" in i}
+            missing = sorted(aliases - set(self._profiles))  # follow aliases (rare) in the next round
+
     def canonical(self, customer_id: str) -> str:
         for _ in range(10):  # alias chains are short; the bound guards against a cycle
-            item = self.client.get_item(
-                TableName=self.table,
-                Key=self._profile_key(customer_id),
-                ProjectionExpression="alias_of",
-                ConsistentRead=True,
-            ).get("Item", {})
-            if "alias_of" not in item:
+            self._load_profiles([customer_id])
+            alias = self._profiles[customer_id].get("alias_of")
+            if alias is None:
                 return customer_id
-            customer_id = item["alias_of"]["S"]
+            customer_id = alias["S"]
         return customer_id
 
     def owners(self, hashes: Sequence[str]) -> dict[str, set[str]]:
-        found: dict[str, set[str]] = {}
-        for start in range(0, len(hashes), 100):
-            keys = [self._key(h) for h in hashes[start : start + 100]]
-            response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
-            if response.get("UnprocessedKeys"):
-                raise RuntimeError("identity lookup throttled; the message will be retried")
-            for item in response["Responses"].get(self.table, []):
-                h = item["pk"]["S"].rsplit("#", 1)[1]
-                found[h] = {self.canonical(c) for c in item.get("customers", {}).get("SS", [])}
-        return found
+        raw: dict[str, list[str]] = {}
+        for item in self._batch_get([self._key(h) for h in hashes]):
+            raw[item["pk"]["S"].rsplit("#", 1)[1]] = item.get("customers", {}).get("SS", [])
+        self._load_profiles(c for ids in raw.values() for c in ids)
+        return {h: {self.canonical(c) for c in ids} for h, ids in raw.items()}
 
     def profile(self, customer_id: str) -> CustomerProfile:
-        item = self.client.get_item(
-            TableName=self.table, Key=self._profile_key(self.canonical(customer_id)), ConsistentRead=True
-        ).get("Item", {})
+        item = self._profiles.get(self.canonical(customer_id), {})
         profile = CustomerProfile(names=set(item.get("names", {}).get("SS", [])))
         for attribute, value in item.items():
             if attribute.startswith("kind_"):
@@ -78,18 +92,17 @@ class DynamoIdentityIndex:
                 "TableName": self.table,
                 "Key": self._key(h),
                 "UpdateExpression": "ADD customers :c",
-                "ExpressionAttributeValues": {":c": {"SS": [customer_id]}, ":id": {"S": customer_id}},
+                "ExpressionAttributeValues": {":c": {"SS": [customer_id]}},
             }
             if kind in STRONG:
                 kwargs["ConditionExpression"] = "attribute_not_exists(customers) OR contains(customers, :id)"
-            else:
-                kwargs["ExpressionAttributeValues"].pop(":id")
+                kwargs["ExpressionAttributeValues"][":id"] = {"S": customer_id}
             try:
                 self.client.update_item(**kwargs)
                 won.append((h, kind))
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise  # lost a race for a strong key: it stays with the other customer
+                    raise  # a lost race for a strong key: it stays with the other customer
         self._add_to_profile(customer_id, won, {name} if name else set())
 
     def _add_to_profile(self, customer_id: str, keys: Iterable[tuple[str, str]], names: set[str]) -> None:
@@ -108,6 +121,7 @@ class DynamoIdentityIndex:
             ExpressionAttributeNames={f"#a{i}": name for i, name in enumerate(additions)},
             ExpressionAttributeValues={f":v{i}": {"SS": sorted(v)} for i, v in enumerate(additions.values())},
         )
+        self._profiles.pop(customer_id, None)  # changed: read again when next needed
 
     def absorb(self, alias: str, customer_id: str) -> None:
         alias, customer_id = self.canonical(alias), self.canonical(customer_id)
@@ -123,6 +137,7 @@ class DynamoIdentityIndex:
             UpdateExpression="SET alias_of = :c",
             ExpressionAttributeValues={":c": {"S": customer_id}},
         )
+        self._profiles.pop(alias, None)
 
     def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
         ids = sorted(customer_ids)

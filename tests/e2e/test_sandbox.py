@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from infra.sandbox.samples import SignedWebhook, load_sample, signed
@@ -63,6 +64,27 @@ def test_entity_show_for_an_unknown_entity_says_so(sandbox: RunningSandbox) -> N
     )
     assert result.returncode == 2
     assert "no order 'shopify:0' for tenant 'demo'" in result.stderr
+
+
+def test_audit_verify_passes_on_an_untouched_trail_and_fails_on_an_edited_one(sandbox: RunningSandbox) -> None:
+    verify = [CLI, "audit", "verify", "--tenant", "demo"]
+    clean = subprocess.run(verify, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert clean.stdout.strip().endswith(" 0 broken")
+    ddb = sandbox.client("dynamodb")
+    key = {"pk": {"S": f"demo#order#{ORDER}"}, "sk": {"S": "AUDIT#000000000001"}}
+    record = json.loads(ddb.get_item(TableName=sandbox.info["state_table"], Key=key)["Item"]["record"]["S"])
+    record["source_event_id"] = "forged"
+    ddb.update_item(
+        TableName=sandbox.info["state_table"],
+        Key=key,
+        UpdateExpression="SET #r = :r",
+        ExpressionAttributeNames={"#r": "record"},
+        ExpressionAttributeValues={":r": {"S": json.dumps(record)}},
+    )
+    broken = subprocess.run(verify, capture_output=True, text=True, cwd=ROOT, check=False)
+    assert broken.returncode == 1
+    assert f"BROKEN demo order {ORDER}: version 1: content does not match its hash" in broken.stdout
 
 
 def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:

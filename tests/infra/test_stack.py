@@ -238,6 +238,11 @@ def test_cdk_nag_fails_the_synth_on_an_unacknowledged_finding(tmp_path: Path) ->
     assert {"AwsSolutions-SQS3", "AwsSolutions-SQS4"} <= rules
 
 
+def test_the_dependencies_layer_carries_phonenumbers_for_the_runtime(cdk_out: Path) -> None:
+    [layer] = [p for p in cdk_out.glob("asset.*") if (p / "python" / "phonenumbers").is_dir()]
+    assert (layer / "python" / "phonenumbers" / "__init__.py").exists()
+
+
 def test_the_function_asset_holds_only_the_project_code(cdk_out: Path) -> None:
     [asset] = [p for p in cdk_out.glob("asset.*") if p.is_dir() and (p / "functions").exists()]
     assert sorted(p.name for p in asset.iterdir()) == ["functions", "shared"]

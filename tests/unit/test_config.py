@@ -46,6 +46,13 @@ def test_a_malformed_environment_names_the_field(tmp_path: Path, mutation: dict[
         load_environments(write_cdk_json(tmp_path, mutation))
 
 
+def test_the_layer_pins_equal_the_project_pins() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for line in (ROOT / "infra" / "layer" / "requirements.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            assert f'"{line}"' in pyproject, f"{line} differs from pyproject.toml"
+
+
 def test_missing_settings_variable_is_named() -> None:
     with pytest.raises(
         ConfigurationError, match=f"IngestSettings cannot start: {Env.IDEMPOTENCY_TABLE}: Field required"

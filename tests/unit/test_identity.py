@@ -123,3 +123,42 @@ def test_generated_data_set_precision_is_total_and_recall_reaches_what_is_linkab
     assert score.precision == 1.0
     assert score.correct_pairs / score.linkable_pairs >= 0.98
     assert score.records > 5000
+
+
+def test_cases_and_tickets_link_to_the_customer_their_source_knows() -> None:
+    from datetime import UTC, datetime
+
+    from shared.customer_link import link_customers
+    from shared.models import AfterSalesCase, ObservedEntity, Ticket
+
+    index = MemoryIdentityIndex()
+    known = resolve(Customer(source_customer_id="c-7", name="Li Na", email="li.na@example.com"), "shopify", index, SALT)
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+
+    def observe(entity_type: str, entity: object, source: str) -> ObservedEntity:
+        return ObservedEntity.model_validate(
+            {
+                "event_id": "e",
+                "tenant": "t",
+                "source": source,
+                "source_event_id": "e",
+                "topic": "x",
+                "entity_type": entity_type,
+                "entity_id": "x:1",
+                "occurred_at": now,
+                "received_at": now,
+                "origin": "webhook",
+                "entity": entity,
+            }
+        )
+
+    case = observe(
+        "after_sales_case",
+        AfterSalesCase(case_id="r1", kind="refund", status="requested", customer_ref="c-7"),
+        "shopify",
+    )
+    ticket = observe("ticket", Ticket(ticket_id="9", status="new", requester_ref="c-7"), "shopify")
+    [linked_case] = link_customers(case, lambda _: index, lambda _: SALT)
+    [linked_ticket] = link_customers(ticket, lambda _: index, lambda _: SALT)
+    assert linked_case.entity.customer_id == linked_ticket.entity.customer_id == known.customer_id  # type: ignore[union-attr]
+    assert "customer_id" in linked_case.entity.model_dump(exclude_unset=True)
