@@ -67,11 +67,13 @@ def function_environment(
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
         },
         "normalise": {
+            Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
             Env.ARCHIVE_BUCKET: refs.archive_bucket,
             Env.EVENT_BUS: refs.event_bus,
             Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
         },
         "sync": {
+            Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
             Env.STATE_TABLE: refs.state_table,
             Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
@@ -81,6 +83,7 @@ def function_environment(
         "publish": {Env.EVENT_BUS: refs.event_bus},
         "audit-archive": {Env.ARCHIVE_BUCKET: refs.archive_bucket},
         "deliver": {
+            Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
             Env.STATE_TABLE: refs.state_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
             Env.TARGETS: json.dumps([t.model_dump(mode="json") for t in cfg.targets], separators=(",", ":")),

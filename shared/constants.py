@@ -25,6 +25,7 @@ AUDIT_RETENTION_DAYS = 90  # audit records then leave the hot table (TTL) for th
 # Messages kept inline in SQS up to this size; larger bodies travel by their archive key
 # (SQS caps messages at 256 KiB, the envelope adds metadata).
 INLINE_BODY_MAX_BYTES = 192 * 1024
+DLQ_SUFFIX = "-dlq"  # every consumer queue <name> has its dead-letter queue <name>-dlq
 
 
 AUDIT_ARCHIVE_PREFIX = "audit/"  # archive bucket: audit/<tenant>/<entity_type>/<entity_id>/<sort key>.json
@@ -57,6 +58,7 @@ class Env:
     ALLOW_HTTP_TARGETS = "ALLOW_HTTP_TARGETS"
     SECRETS_MAX_AGE_SECONDS = "SECRETS_MAX_AGE_SECONDS"
     DEFAULT_PHONE_REGION = "DEFAULT_PHONE_REGION"
+    MAX_RECEIVE_COUNT = "MAX_RECEIVE_COUNT"
 
 
 def resource_name(environment: str, purpose: str) -> str:

@@ -53,12 +53,14 @@ class IngestSettings(_Settings):
 
 class NormaliseSettings(_Settings):
     archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
+    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
     event_bus: str = Field(alias=Env.EVENT_BUS)
     quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
 
 
 class SyncSettings(_Settings):
     state_table: str = Field(alias=Env.STATE_TABLE)
+    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
     quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
@@ -75,6 +77,7 @@ class AuditArchiveSettings(_Settings):
 
 class DeliverSettings(_Settings):
     state_table: str = Field(alias=Env.STATE_TABLE)
+    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_json)] = Field(alias=Env.TARGETS)
     allow_http_targets: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)

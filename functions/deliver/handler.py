@@ -6,13 +6,14 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.aws import SecretReader
+from shared.adapters.dead_letter import DeadLetteringProcessor
 from shared.adapters.http import Urllib3Http
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import target_from_queue_name, target_secret_name
@@ -22,7 +23,10 @@ from shared.models import EntityChanged
 from shared.observability import logger, metrics, tracer
 from shared.settings import DeliverSettings
 
-processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
+
+@cache
+def processor() -> DeadLetteringProcessor:
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger)
 
 
 @cache
@@ -65,4 +69,4 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

@@ -7,13 +7,14 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from shared.adapters.aws import EventBus, S3Archive, SqsQueue
+from shared.adapters.dead_letter import DeadLetteringProcessor
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE
 from shared.errors import NormalisationError
 from shared.models import InboxMessage
@@ -21,7 +22,10 @@ from shared.normalise import normalise_message
 from shared.observability import logger, metrics, tracer
 from shared.settings import NormaliseSettings
 
-processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
+
+@cache
+def processor() -> DeadLetteringProcessor:
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger)
 
 
 @cache
@@ -77,4 +81,4 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

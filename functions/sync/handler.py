@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from shared.adapters.aws import SecretReader, SqsQueue
+from shared.adapters.dead_letter import DeadLetteringProcessor
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import tenant_salt_secret_name
@@ -30,7 +31,10 @@ from shared.settings import SyncSettings
 from shared.state.policy import default_policy
 from shared.sync import apply_observation
 
-processor = BatchProcessor(event_type=EventType.SQS, logger=logger)  # type: ignore[arg-type]
+
+@cache
+def processor() -> DeadLetteringProcessor:
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger)
 
 
 @cache
@@ -106,4 +110,4 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

@@ -221,11 +221,13 @@ class Compute(Construct):
             report_batch_item_failures=True,
         )
         function.add_event_source(source)
+        # On a record's last allowed receive the consumer dead-letters it itself, with the reason.
+        messaging.dlqs[purpose].grant_send_messages(function)
         acknowledge(
             function,
             "Serverless-LambdaEventSourceMappingDestination",
-            "SQS event source mappings take no on-failure destination; the source queue's redrive policy "
-            f"moves a record to its DLQ after {self.cfg.max_receive_count} receives.",
+            "SQS event source mappings take no on-failure destination; the consumer dead-letters a record with "
+            f"its reason on receive {self.cfg.max_receive_count}, and the queue's redrive policy is the safety net.",
         )
 
     def _secrets(self, function: lambda_.Function, name_pattern: str) -> None:

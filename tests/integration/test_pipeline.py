@@ -113,6 +113,10 @@ def test_a_poison_record_reaches_the_dlq_after_max_receive_count(stack: Stack) -
     assert stack.depth("orders") == 0
     [dead] = stack.messages("orders-dlq")
     assert json.loads(dead["Body"]) == {"not": "an event"}
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes["source_queue"] == "aftersync-dev-orders"
+    assert attributes["receive_count"] == "5"
+    assert attributes["reason"].startswith("ValidationError: 9 validation errors for EventBridgeModel\nversion\n")
 
 
 def test_a_target_outage_loses_nothing_and_delivers_after_recovery(stack: Stack, shopify_secret: str) -> None:

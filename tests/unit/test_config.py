@@ -66,6 +66,7 @@ def test_http_targets_are_refused_unless_the_sandbox_allows_them() -> None:
         Env.STATE_TABLE: "t",
         Env.SECRETS_PREFIX: "p",
         Env.SECRETS_MAX_AGE_SECONDS: "0",
+        Env.MAX_RECEIVE_COUNT: "5",
         Env.TARGETS: json.dumps([{"name": "crm", "url": "http://10.0.0.1/x", "entity_types": ["order"]}]),
     }
     with pytest.raises(ConfigurationError, match="target 'crm': url must use https"):

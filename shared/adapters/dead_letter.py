@@ -1,0 +1,57 @@
+"""Batch processing that dead-letters a record *with its reason*.
+
+SQS redrive moves a message to its DLQ after maxReceiveCount receives, but says nothing about why.
+On the last receive SQS would allow, this processor sends the record to the queue's DLQ itself,
+with the error and the receive count as message attributes, and reports it processed. Native
+redrive stays as the safety net for failures the handler never sees (timeouts, crashes).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, cast
+
+import boto3
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.types import BatchTypeModels
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from shared.constants import DLQ_SUFFIX
+
+
+class DeadLetteringProcessor(BatchProcessor):
+    def __init__(self, max_receive_count: int, logger: Any = None, client: Any = None) -> None:
+        super().__init__(event_type=EventType.SQS, logger=logger)
+        self.max_receive_count = max_receive_count
+        self._client = client
+        self._dlq_urls: dict[str, str] = {}
+
+    @cached_property
+    def sqs(self) -> Any:
+        return self._client or boto3.client("sqs")
+
+    def failure_handler(self, record: SQSRecord | BatchTypeModels, exception: Any) -> Any:
+        message = cast(SQSRecord, record)  # this processor is for SQS batches only
+        receives = int(message.attributes.approximate_receive_count)
+        if receives < self.max_receive_count:
+            return super().failure_handler(record, exception)
+        queue_name = message.event_source_arn.rsplit(":", 1)[-1]
+        dlq = f"{queue_name}{DLQ_SUFFIX}"
+        if dlq not in self._dlq_urls:
+            self._dlq_urls[dlq] = self.sqs.get_queue_url(QueueName=dlq)["QueueUrl"]
+        error = exception[1]
+        reason = f"{type(error).__name__}: {error}"[:1000]
+        self.sqs.send_message(
+            QueueUrl=self._dlq_urls[dlq],
+            MessageBody=message.body,
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": reason},
+                "source_queue": {"DataType": "String", "StringValue": queue_name},
+                "receive_count": {"DataType": "Number", "StringValue": str(receives)},
+            },
+        )
+        if self.logger is not None:
+            self.logger.warning(
+                "dead-lettered", extra={"reason": reason, "queue": queue_name, "message_id": message.message_id}
+            )
+        return self.success_handler(record, f"dead-lettered: {reason}")
