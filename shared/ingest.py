@@ -7,14 +7,13 @@ from a rejected request reaches the archive, the queue or the idempotency table.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared.constants import INLINE_BODY_MAX_BYTES, source_secret_name
-from shared.errors import ConfigurationError, MalformedPayload, PayloadTooLarge, UnknownTenant
+from shared.errors import ConfigurationError, PayloadTooLarge, UnknownTenant
 from shared.models import InboxMessage
 from shared.sources import get_source
 from shared.sources.base import Ack, Headers
@@ -65,7 +64,7 @@ class IngestPorts:
 @dataclass(frozen=True)
 class IngestOutcome:
     ack: Ack
-    message: InboxMessage
+    message: InboxMessage | None  # None for a platform health check, which is answered and not kept
     duplicate: bool
 
 
@@ -73,16 +72,18 @@ def accept_webhook(request: WebhookRequest, policy: IngestPolicy, ports: IngestP
     if len(request.body) > policy.max_body_bytes:
         raise PayloadTooLarge(f"body is {len(request.body)} bytes; the limit is {policy.max_body_bytes}")
     source = get_source(request.source, policy.enabled_sources)
+    if (ping := source.ping(request.headers, request.body)) is not None:
+        return IngestOutcome(ack=ping, message=None, duplicate=False)  # a health check: nothing to keep
     secret_name = source_secret_name(policy.secrets_prefix, source.name, request.tenant)
     secrets = _signing_secrets(ports.secrets.get_json(secret_name), secret_name)
     if secrets is None:
         raise UnknownTenant(f"no {source.name} webhook is configured for tenant {request.tenant!r}")
     source.verify(request.headers, request.body, secrets, request.received_at)
-    payload = _parse_json(request.body)
+    payload = source.parse(request.headers, request.body)
     delivery = source.identify(request.headers, payload)
 
     dedupe_key = f"{source.name}:{request.tenant}:{delivery.source_event_id}"
-    body_text = request.body.decode("utf-8")
+    body_text = request.body.decode("utf-8", errors="strict")
     message = InboxMessage(
         source=source.name,
         tenant=request.tenant,
@@ -120,12 +121,3 @@ def _signing_secrets(secret: dict[str, Any] | None, name: str) -> list[str] | No
     if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
         raise ConfigurationError(f'secret {name!r} must be {{"secrets": ["newest", ...]}}')
     return values
-
-
-def _parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259); no guessing
-    except UnicodeDecodeError as exc:
-        raise MalformedPayload(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
-    except json.JSONDecodeError as exc:
-        raise MalformedPayload(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc

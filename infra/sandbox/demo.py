@@ -82,7 +82,12 @@ def generated_order(n: int, secret: str) -> tuple[SignedWebhook, SignedWebhook, 
     return hooks[0], hooks[1], expected
 
 
-def scenario(secret: str, previous_secret: str) -> tuple[list[tuple[str, SignedWebhook]], dict[str, dict[str, Any]]]:
+Expected = dict[tuple[str, str], dict[str, Any]]  # (entity type, entity id) -> fields it must end with
+
+
+def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebhook]], Expected]:
+    secret, previous_secret = secrets["shopify"][0], secrets["shopify"][-1]
+    stripe_secret = secrets["stripe"][0]
     create = signed("shopify_orders_create", secret)
     tampered_body = body_bytes(load_sample("shopify_orders_create")).replace(b'"598.00"', b'"5.98"')
     tampered = SignedWebhook("tampered", "shopify", create.headers, tampered_body)
@@ -95,19 +100,26 @@ def scenario(secret: str, previous_secret: str) -> tuple[list[tuple[str, SignedW
         ),
         ("orders/updated, older, arriving late", signed("shopify_orders_updated_older", secret)),
         ("tampered body", tampered),
+        # Stripe: a refund succeeding, delivered twice and out of order, and a charge-level refund
+        ("refund.updated (succeeded) before refund.created", signed("stripe_refund_updated", stripe_secret)),
+        ("refund.created", signed("stripe_refund_created", stripe_secret)),
+        ("duplicate refund.created", signed("stripe_refund_created", stripe_secret)),
+        ("charge.refunded", signed("stripe_charge_refunded", stripe_secret)),
     ]
     updated = load_sample("shopify_orders_updated")["body"]
-    expected = {
-        f"shopify:{updated['id']}": {
+    expected: Expected = {
+        ("order", f"shopify:{updated['id']}"): {
             "fulfillment_status": "fulfilled",
             "note": updated["note"],
             "tags": ["shipped", "vip", "warranty"],
-        }
+        },
+        ("after_sales_case", "stripe:re_3QJx2cLkdIwHu7ix0kzQ1Nqf"): {"status": "refunded", "rejected_transitions": []},
+        ("after_sales_case", "stripe:charge:ch_3QJy7bLkdIwHu7ix1Z2Y3X4W"): {"status": "refunded"},
     }
     for n in range(GENERATED_ORDERS):
         first, second, fields = generated_order(n, secret)
         stream += [("generated orders/create", first), ("generated orders/updated", second)]
-        expected[f"shopify:{700000000000000000 + n}"] = fields
+        expected[("order", f"shopify:{700000000000000000 + n}")] = fields
     return stream, expected
 
 
@@ -119,8 +131,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
-    secrets = sandbox.secrets["sources"]["shopify"][TENANT]
-    stream, expected = scenario(secrets[0], secrets[-1])
+    secrets = {source: tenants[TENANT] for source, tenants in sandbox.secrets["sources"].items()}
+    stream, expected = scenario(secrets)
+    delivered_types = {t for target in sandbox.cfg.targets for t in target.entity_types}
     api = f"http://127.0.0.1:{sandbox.api_port}"
     sent: list[Sent] = []
     started = time.monotonic()
@@ -140,8 +153,8 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     problems: list[str] = [] if drained else ["the pipeline did not drain in time"]
 
     latencies, states = [], {}
-    for entity_id, fields in expected.items():
-        state, _ = store.load(TENANT, "order", entity_id)
+    for (entity_type, entity_id), fields in expected.items():
+        state, _ = store.load(TENANT, entity_type, entity_id)
         states[entity_id] = state
         if state is None:
             problems.append(f"{entity_id}: no state")
@@ -149,10 +162,12 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         wrong = {k: state.fields.get(k) for k, v in fields.items() if state.fields.get(k) != v}
         if wrong:
             problems.append(f"{entity_id}: unexpected {wrong}")
+        if entity_type not in delivered_types:
+            continue
         delivered = [d for d in deliveries if d["body"]["entity_id"] == entity_id]
         if not delivered or max(d["body"]["version"] for d in delivered) != state.version:
             problems.append(f"{entity_id}: version {state.version} not delivered to the target")
-        trail = {r.version: r for r in store.audit_trail(TENANT, "order", entity_id)}
+        trail = {r.version: r for r in store.audit_trail(TENANT, entity_type, entity_id)}
         for d in delivered:
             record = trail.get(d["body"]["version"])
             if record and record.source_event_id in send_time:
@@ -161,27 +176,27 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         if name.endswith("-dlq") and depth:
             problems.append(f"{depth} message(s) in {name}")
 
-    statuses = Counter(
-        "accepted"
-        if s.answer.get("status") == "accepted"
-        else "duplicate"
-        if s.answer.get("status") == "duplicate"
-        else f"rejected {s.status} {s.answer.get('error')}"
-        for s in sent
-    )
-    sample_id = next(iter(expected))
+    sample_id = next(iter(expected))[1]
     sample_state = states[sample_id]
-    print("Aftersync demo — Shopify order webhooks through the whole pipeline (local sandbox)")
+    sources = sorted({s.webhook.source for s in sent})
+    print("Aftersync demo — webhooks from every enabled source through the whole pipeline (local sandbox)")
     print(f"  API {api}   AWS stand-in {sandbox.endpoint}   fake target {sandbox.target.url}")
     print()
-    print(f"{'source':<10}{'sent':>6}{'accepted':>10}{'duplicate':>11}{'rejected':>10}")
-    rejected = sum(v for k, v in statuses.items() if k.startswith("rejected"))
-    print(f"{'shopify':<10}{len(sent):>6}{statuses['accepted']:>10}{statuses['duplicate']:>11}{rejected:>10}")
-    for key, count in sorted(statuses.items()):
-        if key.startswith("rejected"):
-            print(f"    {key}: {count}")
+    print(f"{'source':<10}{'sent':>6}{'2xx':>6}{'rejected':>10}   answers")
+    for source in sources:
+        mine = [s for s in sent if s.webhook.source == source]
+        answers = Counter(f"{s.status} {s.answer.get('status') or s.answer.get('error') or 'received'}" for s in mine)
+        ok = sum(1 for s in mine if 200 <= s.status < 300)
+        print(
+            f"{source:<10}{len(mine):>6}{ok:>6}{len(mine) - ok:>10}   "
+            + ", ".join(f"{k} ×{v}" for k, v in sorted(answers.items()))
+        )
     changed = [s for s in states.values() if s is not None]
-    print(f"entities changed: {len(changed)} orders, {sum(s.version for s in changed)} versions in total")
+    kinds = Counter(s.entity_type for s in changed)
+    print(
+        f"entities changed: {', '.join(f'{n} {t}' for t, n in sorted(kinds.items()))}; "
+        f"{sum(s.version for s in changed)} versions in total"
+    )
     print(f"deliveries made:  {len(deliveries)} to crm ({sum(len(json.dumps(d['body'])) for d in deliveries)} bytes)")
     print(
         f"DLQ messages:     {sum(v for k, v in depths.items() if k.endswith('-dlq'))}"

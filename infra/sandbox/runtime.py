@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from infra.sandbox.resources import SandboxResources, create_resources
 from infra.wiring import FUNCTIONS, function_environment, queues
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in's request log is noise here
+# An invocation that changed nothing emits no metric; Powertools warns about that on every one.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 DEFAULT_SECRETS = ROOT / "infra" / "sandbox" / "secrets.local.json"
 STATE_FILE = ROOT / ".aftersync" / "sandbox.json"

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.sources import shopify
+from shared.sources import shopify, stripe
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 
-SIGNERS = {"shopify": lambda secret, body, headers: {shopify.SIGNATURE_HEADER: shopify.sign(secret, body)}}
+SIGNERS: dict[str, Callable[[str, bytes, dict[str, str]], dict[str, str]]] = {
+    "shopify": lambda secret, body, headers: {shopify.SIGNATURE_HEADER: shopify.sign(secret, body)},
+    "stripe": lambda secret, body, headers: {stripe.SIGNATURE_HEADER: stripe.sign(secret, body, int(time.time()))},
+}
 
 
 @dataclass(frozen=True)

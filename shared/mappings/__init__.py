@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import get_args
+from typing import TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from shared.models import FulfillmentStatus, PaymentStatus
 
 _HERE = Path(__file__).parent
+M = TypeVar("M", bound=BaseModel)
 
 _ALLOWED = {
     "payment_status": set(get_args(PaymentStatus)),
@@ -40,4 +41,9 @@ class StatusMaps(BaseModel):
 
 @cache
 def status_maps(source: str) -> StatusMaps:
-    return StatusMaps.model_validate(json.loads((_HERE / f"{source}.json").read_text(encoding="utf-8")))
+    return load_mapping(source, StatusMaps)
+
+
+def load_mapping(source: str, model: type[M]) -> M:
+    """``<source>.json`` beside this file, validated by the source's own model."""
+    return model.model_validate(json.loads((_HERE / f"{source}.json").read_text(encoding="utf-8")))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from shared.errors import UnknownSource
 from shared.sources.base import Source
 from shared.sources.shopify import Shopify
+from shared.sources.stripe import Stripe
 
-SOURCES: dict[str, Source] = {s.name: s for s in (Shopify(),)}
+SOURCES: dict[str, Source] = {s.name: s for s in (Shopify(), Stripe())}
 
 
 def get_source(name: str, enabled: frozenset[str]) -> Source:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from shared.errors import MalformedPayload
 from shared.models import InboxMessage, ObservedEntity
 
 
@@ -50,6 +52,12 @@ class Source(Protocol):
     name: ClassVar[str]
     kept_headers: ClassVar[tuple[str, ...]]
 
+    def ping(self, headers: Headers, body: bytes) -> Ack | None:
+        """The answer to an unsigned health check the platform sends, or ``None`` for a real delivery."""
+
+    def parse(self, headers: Headers, body: bytes) -> Any:
+        """The payload of a verified body; raise ``MalformedPayload`` saying what is wrong."""
+
     def verify(self, headers: Headers, body: bytes, secrets: Sequence[str], now: datetime) -> None:
         """Raise ``SignatureInvalid`` unless one of ``secrets`` signed exactly these bytes."""
 
@@ -61,6 +69,25 @@ class Source(Protocol):
 
     def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
         """Canonical observations in this delivery; raise ``NormalisationError`` when it has none."""
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259); no guessing
+    except UnicodeDecodeError as exc:
+        raise MalformedPayload(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    except json.JSONDecodeError as exc:
+        raise MalformedPayload(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+
+
+class JsonSource:
+    """Defaults for the usual case: no health-check pings, a JSON body."""
+
+    def ping(self, headers: Headers, body: bytes) -> Ack | None:
+        return None
+
+    def parse(self, headers: Headers, body: bytes) -> Any:
+        return parse_json(body)
 
 
 def event_id_for(dedupe_key: str, entity_type: str, entity_id: str) -> str:

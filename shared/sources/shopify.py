@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import status_maps
 from shared.models import InboxMessage, Money, ObservedEntity, Order, OrderLine
-from shared.sources.base import Ack, Delivery, Headers, event_id_for
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, event_id_for
 
 SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 EVENT_ID_HEADER = "X-Shopify-Event-Id"
@@ -39,7 +39,7 @@ def sign(secret: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
-class Shopify:
+class Shopify(JsonSource):
     name: ClassVar[str] = "shopify"
     kept_headers: ClassVar[tuple[str, ...]] = (
         TOPIC_HEADER,
