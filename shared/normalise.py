@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Protocol
 
-from shared.errors import NormalisationError
+from shared.errors import MalformedPayload, NormalisationError
 from shared.models import InboxMessage, ObservedEntity
 from shared.sources import SOURCES
+from shared.sources.base import Headers
 
 
 class ArchiveReader(Protocol):
@@ -22,9 +22,9 @@ def normalise_message(message: InboxMessage, archive: ArchiveReader) -> list[Obs
     if body is None:  # too large to travel inline: read the archived envelope
         body = InboxMessage.model_validate_json(archive.get(message.archive_key)).body
     try:
-        payload = json.loads(body or "")
-    except json.JSONDecodeError as exc:
-        raise NormalisationError(message.source, f"body is not JSON: {exc.msg}") from exc
+        payload = source.parse(Headers(message.headers), (body or "").encode("utf-8"))
+    except MalformedPayload as exc:
+        raise NormalisationError(message.source, str(exc)) from exc
     events = source.normalise(message, payload)
     if not events:
         raise NormalisationError(message.source, f"{message.topic} produced no canonical event")

@@ -105,6 +105,10 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("refund.created", signed("stripe_refund_created", stripe_secret)),
         ("duplicate refund.created", signed("stripe_refund_created", stripe_secret)),
         ("charge.refunded", signed("stripe_charge_refunded", stripe_secret)),
+        # Trackers: AfterShip (JSON) and Kuaidi100 (form-encoded, with a duplicate push)
+        ("tracking_update", signed("aftership_tracking_update", secrets["aftership"][0])),
+        ("push (signed for)", signed("kuaidi100_push_signed", secrets["kuaidi100"][0])),
+        ("duplicate push", signed("kuaidi100_push_signed", secrets["kuaidi100"][0])),
     ]
     updated = load_sample("shopify_orders_updated")["body"]
     expected: Expected = {
@@ -115,6 +119,8 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         },
         ("after_sales_case", "stripe:re_3QJx2cLkdIwHu7ix0kzQ1Nqf"): {"status": "refunded", "rejected_transitions": []},
         ("after_sales_case", "stripe:charge:ch_3QJy7bLkdIwHu7ix1Z2Y3X4W"): {"status": "refunded"},
+        ("shipment", "sf-express:SF1410029637153"): {"status": "out_for_delivery"},
+        ("shipment", "yuantong:YT7366029163549"): {"status": "delivered"},
     }
     for n in range(GENERATED_ORDERS):
         first, second, fields = generated_order(n, secret)
@@ -185,7 +191,7 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     print(f"{'source':<10}{'sent':>6}{'2xx':>6}{'rejected':>10}   answers")
     for source in sources:
         mine = [s for s in sent if s.webhook.source == source]
-        answers = Counter(f"{s.status} {s.answer.get('status') or s.answer.get('error') or 'received'}" for s in mine)
+        answers = Counter(f"{s.status} {s.answer.get('status') or s.answer.get('error') or 'ack'}" for s in mine)
         ok = sum(1 for s in mine if 200 <= s.status < 300)
         print(
             f"{source:<10}{len(mine):>6}{ok:>6}{len(mine) - ok:>10}   "

@@ -8,15 +8,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
-from shared.sources import shopify, stripe
+from shared.sources import logistics, shopify, stripe
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 
 SIGNERS: dict[str, Callable[[str, bytes, dict[str, str]], dict[str, str]]] = {
     "shopify": lambda secret, body, headers: {shopify.SIGNATURE_HEADER: shopify.sign(secret, body)},
     "stripe": lambda secret, body, headers: {stripe.SIGNATURE_HEADER: stripe.sign(secret, body, int(time.time()))},
+    "aftership": lambda secret, body, headers: {logistics.AFTERSHIP_SIGNATURE: logistics.aftership_sign(secret, body)},
+    "kuaidi100": lambda secret, body, headers: {},  # signed inside the form body, see kuaidi100_form
 }
+
+
+def kuaidi100_form(salt: str, param: str, tampered_param: str | None = None) -> bytes:
+    """Kuaidi100 posts ``param`` (JSON) and ``sign`` = uppercase MD5(param + salt) as form fields."""
+    sign = logistics.kuaidi100_sign(salt, param)
+    return urlencode({"param": tampered_param or param, "sign": sign}).encode()
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,8 @@ def body_bytes(sample: dict[str, Any]) -> bytes:
 def signed(name: str, secret: str, body: bytes | None = None, **header_overrides: str) -> SignedWebhook:
     sample = load_sample(name)
     source = name.split("_", 1)[0]
+    if source == "kuaidi100" and body is None:
+        body = kuaidi100_form(secret, json.dumps(sample["body"], ensure_ascii=False, separators=(",", ":")))
     raw = body_bytes(sample) if body is None else body
     headers = {**sample["headers"], **header_overrides}
     headers.update(SIGNERS[source](secret, raw, headers))

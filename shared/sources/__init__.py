@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from shared.errors import UnknownSource
 from shared.sources.base import Source
+from shared.sources.logistics import AfterShip, Kuaidi100
 from shared.sources.shopify import Shopify
 from shared.sources.stripe import Stripe
 
-SOURCES: dict[str, Source] = {s.name: s for s in (Shopify(), Stripe())}
+SOURCES: dict[str, Source] = {s.name: s for s in (Shopify(), Stripe(), AfterShip(), Kuaidi100())}
 
 
 def get_source(name: str, enabled: frozenset[str]) -> Source:

@@ -93,8 +93,9 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "200 accepted ×83, 200 duplicate ×4, 401 signature_invalid ×1" in result.stdout
-    assert "stripe         4     4         0   200 received ×4" in result.stdout
-    assert "entities changed: 2 after_sales_case, 41 order;" in result.stdout
+    assert "stripe         4     4         0   200 ack ×4" in result.stdout
+    assert "kuaidi100      2     2         0   200 ack ×2" in result.stdout
+    assert "entities changed: 2 after_sales_case, 41 order, 2 shipment;" in result.stdout
     assert "OK: every accepted webhook reached its end state" in result.stdout
     assert "DLQ messages:     0" in result.stdout
 
