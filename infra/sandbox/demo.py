@@ -109,6 +109,15 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("tracking_update", signed("aftership_tracking_update", secrets["aftership"][0])),
         ("push (signed for)", signed("kuaidi100_push_signed", secrets["kuaidi100"][0])),
         ("duplicate push", signed("kuaidi100_push_signed", secrets["kuaidi100"][0])),
+        # Help desk and a second shop platform (its creation ping, then a refunded order)
+        ("ticket.status_changed", signed("zendesk_ticket_status_changed", secrets["zendesk"][0])),
+        (
+            "creation ping",
+            SignedWebhook(
+                "ping", "woocommerce", {"Content-Type": "application/x-www-form-urlencoded"}, b"webhook_id=12"
+            ),
+        ),
+        ("order.updated (refunded)", signed("woocommerce_order_refunded", secrets["woocommerce"][0])),
     ]
     updated = load_sample("shopify_orders_updated")["body"]
     expected: Expected = {
@@ -121,6 +130,9 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("after_sales_case", "stripe:charge:ch_3QJy7bLkdIwHu7ix1Z2Y3X4W"): {"status": "refunded"},
         ("shipment", "sf-express:SF1410029637153"): {"status": "out_for_delivery"},
         ("shipment", "yuantong:YT7366029163549"): {"status": "delivered"},
+        ("ticket", "zendesk:5158"): {"status": "open", "priority": "high"},
+        ("order", "woocommerce:727"): {"payment_status": "refunded"},
+        ("after_sales_case", "woocommerce:731"): {"status": "refunded"},
     }
     for n in range(GENERATED_ORDERS):
         first, second, fields = generated_order(n, secret)
@@ -188,13 +200,13 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     print("Aftersync demo — webhooks from every enabled source through the whole pipeline (local sandbox)")
     print(f"  API {api}   AWS stand-in {sandbox.endpoint}   fake target {sandbox.target.url}")
     print()
-    print(f"{'source':<10}{'sent':>6}{'2xx':>6}{'rejected':>10}   answers")
+    print(f"{'source':<12}{'sent':>6}{'2xx':>6}{'rejected':>10}   answers")
     for source in sources:
         mine = [s for s in sent if s.webhook.source == source]
         answers = Counter(f"{s.status} {s.answer.get('status') or s.answer.get('error') or 'ack'}" for s in mine)
         ok = sum(1 for s in mine if 200 <= s.status < 300)
         print(
-            f"{source:<10}{len(mine):>6}{ok:>6}{len(mine) - ok:>10}   "
+            f"{source:<12}{len(mine):>6}{ok:>6}{len(mine) - ok:>10}   "
             + ", ".join(f"{k} ×{v}" for k, v in sorted(answers.items()))
         )
     changed = [s for s in states.values() if s is not None]

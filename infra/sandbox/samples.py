@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.sources import helpdesk_and_shops as shops
 from shared.sources import logistics, shopify, stripe
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
@@ -19,7 +20,14 @@ SIGNERS: dict[str, Callable[[str, bytes, dict[str, str]], dict[str, str]]] = {
     "stripe": lambda secret, body, headers: {stripe.SIGNATURE_HEADER: stripe.sign(secret, body, int(time.time()))},
     "aftership": lambda secret, body, headers: {logistics.AFTERSHIP_SIGNATURE: logistics.aftership_sign(secret, body)},
     "kuaidi100": lambda secret, body, headers: {},  # signed inside the form body, see kuaidi100_form
+    "zendesk": lambda secret, body, headers: _zendesk(secret, body),
+    "woocommerce": lambda secret, body, headers: {shops.WC_SIGNATURE: shops.woocommerce_sign(secret, body)},
 }
+
+
+def _zendesk(secret: str, body: bytes) -> dict[str, str]:
+    timestamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {shops.ZENDESK_TIMESTAMP: timestamp, shops.ZENDESK_SIGNATURE: shops.zendesk_sign(secret, timestamp, body)}
 
 
 def kuaidi100_form(salt: str, param: str, tampered_param: str | None = None) -> bytes:
