@@ -49,18 +49,20 @@ class Order(Frozen):
     """An order as the shop sold it. Field names are the sync engine's field names."""
 
     order_id: str
-    order_number: str
-    channel: str
-    status: OrderStatus
-    payment_status: PaymentStatus
-    fulfillment_status: FulfillmentStatus
-    total: Money
+    # The rest may be absent: a source that reports only what changed (an ERP closing an order) sends
+    # a partial observation, and only the fields it sent are merged.
+    order_number: str | None = None
+    channel: str | None = None
+    status: OrderStatus | None = None
+    payment_status: PaymentStatus | None = None
+    fulfillment_status: FulfillmentStatus | None = None
+    total: Money | None = None
     customer_email: str | None = None
     customer_phone: str | None = None
     customer_name: str | None = None
     customer_source_id: str | None = None  # the source's own customer id, for identity resolution
     customer_id: str | None = None  # set by sync: the resolved Aftersync customer id
-    purchased_at: UtcDatetime
+    purchased_at: UtcDatetime | None = None
     lines: tuple[OrderLine, ...] = ()
     tags: tuple[str, ...] = ()
     note: str | None = None

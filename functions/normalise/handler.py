@@ -69,9 +69,10 @@ def record_handler(record: SQSRecord) -> None:
     except NormalisationError as exc:
         quarantine(record, exc.source, exc.reason)
         return
+    # Only what the source set travels: a field it did not send must not arrive as an explicit null.
     bus.put(
         EVENT_SOURCE,
-        [(DETAIL_OBSERVED.format(entity_type=e.entity_type), e.model_dump_json()) for e in events],
+        [(DETAIL_OBSERVED.format(entity_type=e.entity_type), e.model_dump_json(exclude_unset=True)) for e in events],
     )
     metrics.add_metric(name="EventNormalised", unit=MetricUnit.Count, value=len(events))
 

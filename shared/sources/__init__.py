@@ -5,13 +5,21 @@ from __future__ import annotations
 from shared.errors import UnknownSource
 from shared.sources.base import Source
 from shared.sources.helpdesk_and_shops import WooCommerce, Zendesk
+from shared.sources.inhouse import INHOUSE_SYSTEMS, StandardWebhooksSource
 from shared.sources.logistics import AfterShip, Kuaidi100
 from shared.sources.shopify import Shopify
 from shared.sources.stripe import Stripe
 
-SOURCES: dict[str, Source] = {
-    s.name: s for s in (Shopify(), Stripe(), AfterShip(), Kuaidi100(), Zendesk(), WooCommerce())
-}
+ADAPTERS: tuple[Source, ...] = (
+    Shopify(),
+    Stripe(),
+    AfterShip(),
+    Kuaidi100(),
+    Zendesk(),
+    WooCommerce(),
+    *(StandardWebhooksSource(name) for name in INHOUSE_SYSTEMS),
+)
+SOURCES: dict[str, Source] = {adapter.name: adapter for adapter in ADAPTERS}
 
 
 def get_source(name: str, enabled: frozenset[str]) -> Source:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from shared.errors import MalformedPayload
 from shared.models import InboxMessage, ObservedEntity
@@ -49,8 +49,11 @@ class Ack:
 
 
 class Source(Protocol):
-    name: ClassVar[str]
-    kept_headers: ClassVar[tuple[str, ...]]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kept_headers(self) -> tuple[str, ...]: ...
 
     def ping(self, headers: Headers, body: bytes) -> Ack | None:
         """The answer to an unsigned health check the platform sends, or ``None`` for a real delivery."""

@@ -1,0 +1,56 @@
+"""An ERP speaking Standard Webhooks: its authority decides conflicts; bad bodies are quarantined."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from infra.sandbox.samples import SignedWebhook, signed
+from shared.adapters.state_store import DynamoStateStore
+from shared.sources.inhouse import standard_sign
+from tests.integration.conftest import Stack
+
+ERP_SECRET = "whsec_ZXJwLXNhbmRib3gtc2lnbmluZy1rZXktMzItYnl0ZXMh"
+
+
+def erp_webhook(webhook_id: str, body: dict[str, object] | list[object]) -> SignedWebhook:
+    raw = json.dumps(body).encode()
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": standard_sign(ERP_SECRET, webhook_id, timestamp, raw),
+    }
+    return SignedWebhook(webhook_id, "erp", headers, raw)
+
+
+def test_an_older_erp_value_beats_a_newer_shopify_value(stack: Stack, shopify_secret: str) -> None:
+    stack.post(signed("shopify_orders_updated", shopify_secret))  # Shopify at 10:30 says: open
+    closed_by_erp = {
+        "entity_type": "order",
+        "entity_id": "shopify:820982911946154508",
+        "occurred_at": "2026-11-20T02:20:00Z",
+        "entity": {"order_id": "820982911946154508", "status": "closed"},
+    }
+    response = stack.post(erp_webhook("msg_erp_1", closed_by_erp))
+    assert json.loads(response["body"]) == {"status": "accepted", "webhook_id": "msg_erp_1"}
+    stack.run_until_quiet()
+    state, _ = DynamoStateStore(stack.resources.refs.state_table).load("demo", "order", "shopify:820982911946154508")
+    assert state is not None
+    assert (state.fields["status"], state.clocks["status"].source) == ("closed", "erp")  # authority beats time
+    assert state.fields["note"] == "Leave at the front desk"  # fields the ERP did not send are untouched
+
+
+def test_an_observation_the_model_rejects_is_quarantined_with_the_field(stack: Stack) -> None:
+    bad = {
+        "entity_type": "order",
+        "entity_id": "erp:1",
+        "occurred_at": "2026-11-20T02:20:00Z",
+        "entity": {"order_id": "1", "status": "shipped-ish"},
+    }
+    assert stack.post(erp_webhook("msg_erp_2", bad))["statusCode"] == 200
+    stack.run_until_quiet()
+    [parked] = stack.messages("quarantine")
+    reason = json.loads(parked["Body"])["reason"]
+    assert reason.startswith("observation 0: status: Input should be 'open', 'closed' or 'cancelled'")
