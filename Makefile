@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help install demo local test lint format bench synth deploy clean
+.PHONY: help install demo local test lint format bench synth deploy openapi clean
 
 help:
 	@echo "make demo | local | test | lint | format | bench | synth | deploy ENV=dev|staging|prod | clean"
@@ -53,6 +53,9 @@ synth: install  ## cdk.out for every environment; cdk-nag fails the synth on any
 
 deploy: install  ## needs AWS credentials for the target account; see README "Deploying"
 	cdk deploy -c env=$(ENV) Aftersync-$(ENV) --require-approval broadening
+
+openapi: $(BIN)/.installed  ## regenerate docs/openapi.json from the ingest route
+	$(BIN)/python -c "from functions.ingest.handler import openapi_document as d; open('docs/openapi.json', 'w').write(d())"
 
 clean:
 	rm -rf cdk.out .aftersync .pytest_cache .mypy_cache .ruff_cache

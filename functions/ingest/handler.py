@@ -40,7 +40,39 @@ def ports() -> IngestPorts:
     )
 
 
-@app.post("/webhooks/<source>/<tenant>")
+def _error(description: str) -> Any:
+    """An error answer as documented: ``{"error": <reason>, "message": <what was wrong>}``."""
+    schema = {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    }
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+@app.post(
+    "/webhooks/<source>/<tenant>",
+    summary="Receive a platform webhook",
+    description=(
+        "Verifies the source's signature over the raw body, de-duplicates on the platform's event id, "
+        "archives and enqueues the delivery, and answers with the acknowledgement the platform expects. "
+        "A rejected request leaves nothing behind."
+    ),
+    tags=["webhooks"],
+    operation_id="receiveWebhook",
+    responses={
+        200: {
+            "description": "Accepted, a duplicate of an accepted delivery, or a platform health check; the body "
+            "is the source's own acknowledgement",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        400: _error("Malformed: not UTF-8 JSON (or form), or a required header is missing"),
+        401: _error("Signature missing, not matching, or its timestamp outside the window"),
+        404: _error("Unknown source, or no secret for this tenant"),
+        409: _error("The same event id with a different body, or being processed right now"),
+        413: _error("Body over the configured limit"),
+    },
+)
 def receive(source: str, tenant: str) -> Response[str]:
     event = app.current_event
     raw = event.body or ""
@@ -78,6 +110,20 @@ def rejected(exc: WebhookRejected) -> Response[str]:
         content_type="application/json",
         body=json.dumps({"error": exc.reason, "message": str(exc)}),
     )
+
+
+def openapi_document() -> str:
+    """The webhook API as OpenAPI 3.1, generated from the route above (kept in docs/openapi.json)."""
+    from shared.sources import SOURCES
+
+    schema = json.loads(
+        app.get_openapi_json_schema(
+            title="Aftersync webhooks",
+            version="1",
+            description="Sources: " + ", ".join(sorted(SOURCES)) + ".",
+        )
+    )
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

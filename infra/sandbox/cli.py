@@ -147,6 +147,35 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1 if broken else 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from shared.adapters.aws import SqsQueue
+    from shared.replay import ReplaySelection, replay
+
+    _, archive = _stores(args)
+    if args.aws:
+        import boto3
+
+        cfg = load_environment(args.env)
+        outputs = boto3.client("cloudformation").describe_stacks(StackName=cfg.stack_name)["Stacks"][0]["Outputs"]
+        inbox_url = {o["OutputKey"]: o["OutputValue"] for o in outputs}["QueueInbox"]
+    else:
+        inbox_url = json.loads(STATE_FILE.read_text(encoding="utf-8"))["queues"]["inbox"]
+
+    def when(text: str) -> datetime:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    selection = ReplaySelection(args.source, args.tenant, when(args.since), when(args.until), args.entity)
+    replayed = replay(selection, archive, SqsQueue(inbox_url))
+    if args.json:
+        print(json.dumps({"replayed": replayed}, indent=2))
+    else:
+        print(f"replayed {len(replayed)} archived deliveries of {args.source}/{args.tenant} into the inbox")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="aftersync", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -173,6 +202,16 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--env", default="dev")
     show.add_argument("--aws", action="store_true", help="read the deployed stack of --env instead of the sandbox")
     show.set_defaults(func=cmd_entity_show)
+    rp = sub.add_parser("replay", help="re-feed archived raw deliveries through normalise (origin=replay)")
+    rp.add_argument("--source", required=True)
+    rp.add_argument("--tenant", required=True)
+    rp.add_argument("--since", required=True, help="ISO-8601 time (UTC if no offset)")
+    rp.add_argument("--until", required=True, help="ISO-8601 time (UTC if no offset)")
+    rp.add_argument("--entity", help="only deliveries about this entity id, e.g. shopify:820982911946154508")
+    rp.add_argument("--json", action="store_true")
+    rp.add_argument("--env", default="dev")
+    rp.add_argument("--aws", action="store_true", help="replay in the deployed stack of --env")
+    rp.set_defaults(func=cmd_replay)
     audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="action", required=True)
     verify = audit.add_parser("verify", help="check every audit chain (hot and archived); exit 1 if any is broken")
     verify.add_argument("--tenant", default=None, help="only this tenant (default: all)")
