@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
@@ -20,6 +19,7 @@ from shared.errors import NormalisationError
 from shared.models import InboxMessage
 from shared.normalise import normalise_message
 from shared.observability import logger, metrics, tracer
+from shared.quarantine import park
 from shared.settings import NormaliseSettings
 
 
@@ -42,17 +42,7 @@ def adapters() -> tuple[S3Archive, EventBus, SqsQueue]:
 def quarantine(record: SQSRecord, source: str, reason: str) -> None:
     """Park a delivery that verified but cannot be normalised, with its reason; never retried blindly."""
     _, _, queue = adapters()
-    queue.send(
-        json.dumps(
-            {
-                "reason": reason,
-                "source": source,
-                "inbox_message_id": record.message_id,
-                "envelope": record.body,
-            }
-        ),
-        {"source": source, "reason": reason[:256]},
-    )
+    park(queue, source=source, reason=reason, message_id=record.message_id, envelope=record.body)
     logger.warning("quarantined", extra={"source": source, "reason": reason})
     metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
 

@@ -6,7 +6,6 @@ event source mapping, so a backlog in one domain does not hold up another.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
@@ -27,6 +26,7 @@ from shared.customer_link import link_customers
 from shared.errors import ConfigurationError
 from shared.models import ObservedEntity
 from shared.observability import logger, metrics, tracer
+from shared.quarantine import park
 from shared.settings import SyncSettings
 from shared.state.policy import default_policy
 from shared.sync import apply_observation
@@ -65,10 +65,7 @@ def quarantine(record: SQSRecord, reason: str) -> None:
     """An observation that can never merge (unknown entity type, a field no policy knows): parked
     with its reason instead of being retried into the DLQ."""
     _, queue, _ = adapters()
-    queue.send(
-        json.dumps({"reason": reason, "source": "sync", "message_id": record.message_id, "envelope": record.body}),
-        {"source": "sync", "reason": reason[:256]},
-    )
+    park(queue, source="sync", reason=reason, message_id=record.message_id, envelope=record.body)
     logger.warning("quarantined", extra={"reason": reason})
     metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
 

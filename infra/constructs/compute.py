@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -98,51 +100,29 @@ class Compute(Construct):
         )
 
         # publish: the state table's stream, audit inserts only
-        fn["publish"].add_event_source(
-            sources.DynamoEventSource(
-                storage.state_table,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=100,
-                bisect_batch_on_error=True,
-                retry_attempts=10,
-                max_record_age=Duration.hours(24),
-                report_batch_item_failures=True,
-                on_failure=sources.SqsDlq(messaging.stream_dlq),
-                filters=[
-                    lambda_.FilterCriteria.filter(
-                        {
-                            "eventName": lambda_.FilterRule.is_equal("INSERT"),
-                            "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with(AUDIT_SK_PREFIX)}}},
-                        }
-                    )
-                ],
-            )
+        self._stream_consumer(
+            fn["publish"],
+            storage,
+            messaging,
+            {
+                "eventName": lambda_.FilterRule.is_equal("INSERT"),
+                "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with(AUDIT_SK_PREFIX)}}},
+            },
         )
         messaging.bus.grant_put_events_to(fn["publish"])
 
         # audit-archive: TTL removals of audit and decision records -> archive bucket (audit/ prefix)
-        fn["audit-archive"].add_event_source(
-            sources.DynamoEventSource(
-                storage.state_table,
-                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=100,
-                bisect_batch_on_error=True,
-                retry_attempts=10,
-                max_record_age=Duration.hours(24),
-                report_batch_item_failures=True,
-                on_failure=sources.SqsDlq(messaging.stream_dlq),
-                filters=[
-                    lambda_.FilterCriteria.filter(
-                        {
-                            "eventName": lambda_.FilterRule.is_equal("REMOVE"),
-                            "userIdentity": {
-                                "type": lambda_.FilterRule.is_equal("Service"),
-                                "principalId": lambda_.FilterRule.is_equal("dynamodb.amazonaws.com"),
-                            },
-                        }
-                    )
-                ],
-            )
+        self._stream_consumer(
+            fn["audit-archive"],
+            storage,
+            messaging,
+            {
+                "eventName": lambda_.FilterRule.is_equal("REMOVE"),
+                "userIdentity": {
+                    "type": lambda_.FilterRule.is_equal("Service"),
+                    "principalId": lambda_.FilterRule.is_equal("dynamodb.amazonaws.com"),
+                },
+            },
         )
         self._archive_objects(fn["audit-archive"], storage, "s3:PutObject", AUDIT_ARCHIVE_PREFIX)
         key.grant_encrypt_decrypt(fn["audit-archive"])
@@ -212,6 +192,24 @@ class Compute(Construct):
             "The AWS-managed basic execution role only allows writing this function's logs.",
         )
         return function
+
+    def _stream_consumer(
+        self, function: lambda_.Function, storage: Storage, messaging: Messaging, pattern: dict[str, Any]
+    ) -> None:
+        """A reader of the state table's stream: filtered, bisecting, with an on-failure queue."""
+        function.add_event_source(
+            sources.DynamoEventSource(
+                storage.state_table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                bisect_batch_on_error=True,
+                retry_attempts=10,
+                max_record_age=Duration.hours(24),
+                report_batch_item_failures=True,
+                on_failure=sources.SqsDlq(messaging.stream_dlq),
+                filters=[lambda_.FilterCriteria.filter(pattern)],
+            )
+        )
 
     def _consume(self, function: lambda_.Function, messaging: Messaging, purpose: str) -> None:
         source = sources.SqsEventSource(

@@ -93,6 +93,25 @@ class JsonSource:
         return parse_json(body)
 
 
+def observation(
+    source: str, message: InboxMessage, entity_type: str, entity_id: str, entity: Any, occurred_at: Any
+) -> ObservedEntity:
+    """A canonical observation of one entity from one delivery, with its deterministic event id."""
+    return ObservedEntity(
+        event_id=event_id_for(message.dedupe_key, entity_type, entity_id),
+        tenant=message.tenant,
+        source=source,
+        source_event_id=message.source_event_id,
+        topic=message.topic,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        occurred_at=occurred_at,
+        received_at=message.received_at,
+        origin=message.origin,
+        entity=entity,
+    )
+
+
 def event_id_for(dedupe_key: str, entity_type: str, entity_id: str) -> str:
     """Deterministic canonical event id: replays and duplicates of a delivery carry the same id."""
     return hashlib.sha256(f"{dedupe_key}|{entity_type}|{entity_id}".encode()).hexdigest()[:32]

@@ -29,7 +29,7 @@ from shared.models import (
     Ticket,
     TicketStatus,
 )
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, event_id_for
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, observation
 
 
 def _b64_hmac(secret: str, data: bytes) -> str:
@@ -43,22 +43,7 @@ def _matches(given: str, secrets: Sequence[str], make: Any) -> bool:
     return matched
 
 
-def _observe(
-    source: str, message: InboxMessage, entity_type: str, entity_id: str, entity: Any, at: Any
-) -> ObservedEntity:
-    return ObservedEntity(
-        event_id=event_id_for(message.dedupe_key, entity_type, entity_id),
-        tenant=message.tenant,
-        source=source,
-        source_event_id=message.source_event_id,
-        topic=message.topic,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        occurred_at=at,
-        received_at=message.received_at,
-        origin=message.origin,
-        entity=entity,
-    )
+_observe = observation
 
 
 # --- Zendesk ------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pydantic import RootModel, ValidationError
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import load_mapping
 from shared.models import Checkpoint, InboxMessage, ObservedEntity, Shipment, TrackingStatus
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, event_id_for
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, observation
 
 CHINA = timezone(timedelta(hours=8))  # Kuaidi100 times are mainland local time without an offset
 
@@ -37,21 +37,8 @@ def tracking_maps() -> TrackingMaps:
     return load_mapping("tracking", TrackingMaps)
 
 
-def _observation(source: str, message: InboxMessage, shipment: Shipment, occurred_at: datetime) -> ObservedEntity:
-    entity_id = shipment.shipment_id
-    return ObservedEntity(
-        event_id=event_id_for(message.dedupe_key, "shipment", entity_id),
-        tenant=message.tenant,
-        source=source,
-        source_event_id=message.source_event_id,
-        topic=message.topic,
-        entity_type="shipment",
-        entity_id=entity_id,
-        occurred_at=occurred_at,
-        received_at=message.received_at,
-        origin=message.origin,
-        entity=shipment,
-    )
+def _observation(source: str, message: InboxMessage, shipment: Shipment, occurred_at: Any) -> ObservedEntity:
+    return observation(source, message, "shipment", shipment.shipment_id, shipment, occurred_at)
 
 
 # --- AfterShip ----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import status_maps
 from shared.models import InboxMessage, Money, ObservedEntity, Order, OrderLine
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, event_id_for
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, observation
 
 SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 EVENT_ID_HEADER = "X-Shopify-Event-Id"
@@ -82,23 +82,7 @@ class Shopify(JsonSource):
             raise NormalisationError(self.name, f"unsupported topic {message.topic!r}")
         try:
             order = _order(payload)
-            occurred_at = payload["updated_at"]
-            entity_id = f"shopify:{order.order_id}"
-            return [
-                ObservedEntity(
-                    event_id=event_id_for(message.dedupe_key, "order", entity_id),
-                    tenant=message.tenant,
-                    source=self.name,
-                    source_event_id=message.source_event_id,
-                    topic=message.topic,
-                    entity_type="order",
-                    entity_id=entity_id,
-                    occurred_at=occurred_at,
-                    received_at=message.received_at,
-                    origin=message.origin,
-                    entity=order,
-                )
-            ]
+            return [observation(self.name, message, "order", f"shopify:{order.order_id}", order, payload["updated_at"])]
         except (KeyError, TypeError, ValueError, InvalidOperation, ValidationError) as exc:
             raise NormalisationError(self.name, f"{message.topic} payload is not an order: {_describe(exc)}") from exc
 

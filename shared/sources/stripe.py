@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import load_mapping
 from shared.models import AfterSalesCase, CaseStatus, InboxMessage, Money, ObservedEntity
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, event_id_for
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, observation
 
 SIGNATURE_HEADER = "Stripe-Signature"
 TOLERANCE_SECONDS = 300
@@ -89,19 +89,7 @@ class Stripe(JsonSource):
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             raise NormalisationError(self.name, f"{message.topic} payload is not a refund: {exc!r}") from exc
         return [
-            ObservedEntity(
-                event_id=event_id_for(message.dedupe_key, "after_sales_case", f"stripe:{case.case_id}"),
-                tenant=message.tenant,
-                source=self.name,
-                source_event_id=message.source_event_id,
-                topic=message.topic,
-                entity_type="after_sales_case",
-                entity_id=f"stripe:{case.case_id}",
-                occurred_at=occurred_at,
-                received_at=message.received_at,
-                origin=message.origin,
-                entity=case,
-            )
+            observation(self.name, message, "after_sales_case", f"stripe:{case.case_id}", case, occurred_at)
             for case in cases
         ]
 
