@@ -100,6 +100,8 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ),
         ("orders/updated, older, arriving late", signed("shopify_orders_updated_older", secret)),
         ("tampered body", tampered),
+        ("refunds/create (a return, restocked)", signed("shopify_refunds_create", secret)),
+        ("fulfillments/update (the same parcel AfterShip tracks)", signed("shopify_fulfillments_update", secret)),
         # Stripe: a refund succeeding, delivered twice and out of order, and a charge-level refund
         ("refund.updated (succeeded) before refund.created", signed("stripe_refund_updated", stripe_secret)),
         ("refund.created", signed("stripe_refund_created", stripe_secret)),
@@ -128,7 +130,9 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         },
         ("after_sales_case", "stripe:re_3QJx2cLkdIwHu7ix0kzQ1Nqf"): {"status": "refunded", "rejected_transitions": []},
         ("after_sales_case", "stripe:charge:ch_3QJy7bLkdIwHu7ix1Z2Y3X4W"): {"status": "refunded"},
+        # Shopify says in_transit, AfterShip (more authoritative on tracking) out_for_delivery:
         ("shipment", "sf-express:SF1410029637153"): {"status": "out_for_delivery"},
+        ("after_sales_case", "shopify:refund:929361462"): {"status": "refunded", "kind": "return"},
         ("shipment", "yuantong:YT7366029163549"): {"status": "delivered"},
         ("ticket", "zendesk:5158"): {"status": "open", "priority": "high"},
         ("order", "woocommerce:727"): {"payment_status": "refunded"},

@@ -14,8 +14,19 @@ from pydantic import ValidationError
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import status_maps
-from shared.models import InboxMessage, Money, ObservedEntity, Order, OrderLine
+from shared.models import (
+    AfterSalesCase,
+    CaseItem,
+    InboxMessage,
+    Money,
+    ObservedEntity,
+    Order,
+    OrderLine,
+    RefundScenario,
+    Shipment,
+)
 from shared.sources.base import Ack, Delivery, Headers, JsonSource, observation
+from shared.sources.logistics import tracking_maps
 
 SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 EVENT_ID_HEADER = "X-Shopify-Event-Id"
@@ -33,6 +44,16 @@ ORDER_TOPICS = frozenset(
         "orders/partially_fulfilled",
     }
 )
+
+
+FULFILLMENT_TOPICS = frozenset({"fulfillments/create", "fulfillments/update"})
+# What a refund line's restock type says about the after-sales scenario.
+RESTOCK_SCENARIO: dict[str, RefundScenario] = {
+    "return": "normal_return",
+    "no_restock": "refund_without_restock",
+    "cancel": "cancel_before_fulfilment",
+    "legacy_restock": "normal_return",
+}
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -78,13 +99,22 @@ class Shopify(JsonSource):
         return Ack(200, {"status": "duplicate" if duplicate else "accepted", "event_id": delivery.source_event_id})
 
     def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
-        if message.topic not in ORDER_TOPICS:
-            raise NormalisationError(self.name, f"unsupported topic {message.topic!r}")
         try:
-            order = _order(payload)
-            return [observation(self.name, message, "order", f"shopify:{order.order_id}", order, payload["updated_at"])]
+            if message.topic in ORDER_TOPICS:
+                order = _order(payload)
+                at = payload["updated_at"]
+                return [observation(self.name, message, "order", f"shopify:{order.order_id}", order, at)]
+            if message.topic == "refunds/create":
+                case = _refund(payload)
+                at = payload.get("processed_at") or payload["created_at"]
+                return [observation(self.name, message, "after_sales_case", f"shopify:refund:{case.case_id}", case, at)]
+            if message.topic in FULFILLMENT_TOPICS:
+                shipment = _fulfillment(payload)
+                at = payload.get("updated_at") or payload["created_at"]
+                return [observation(self.name, message, "shipment", shipment.shipment_id, shipment, at)]
         except (KeyError, TypeError, ValueError, InvalidOperation, ValidationError) as exc:
-            raise NormalisationError(self.name, f"{message.topic} payload is not an order: {_describe(exc)}") from exc
+            raise NormalisationError(self.name, f"{message.topic} payload is not usable: {_describe(exc)}") from exc
+        raise NormalisationError(self.name, f"unsupported topic {message.topic!r}")
 
 
 def _order(p: dict[str, Any]) -> Order:
@@ -125,6 +155,56 @@ def _order(p: dict[str, Any]) -> Order:
         ),
         tags=tags,
         note=p.get("note"),
+    )
+
+
+def _refund(p: dict[str, Any]) -> AfterSalesCase:
+    lines = p.get("refund_line_items") or []
+    restock_types = {li.get("restock_type") for li in lines}
+    paid = [t for t in p.get("transactions") or [] if t.get("kind") == "refund" and t.get("status") == "success"]
+    currency = paid[0]["currency"] if paid else None
+    amount = sum((Decimal(str(t["amount"])) for t in paid), Decimal(0))
+    shipping_only = not lines and any(a.get("kind") == "shipping_refund" for a in p.get("order_adjustments") or [])
+    scenario: RefundScenario = (
+        "shipping_refund"
+        if shipping_only
+        else "appeasement"
+        if not lines
+        else RESTOCK_SCENARIO.get(
+            sorted(t for t in restock_types if t)[0] if any(restock_types) else "", "refund_without_restock"
+        )
+    )
+    return AfterSalesCase(
+        case_id=str(p["id"]),
+        kind="return" if "return" in restock_types else "refund",
+        status="refunded" if paid else "approved",
+        order_id=str(p["order_id"]),
+        scenario=scenario,
+        amount=Money(amount=amount, currency=currency) if currency else None,
+        items=tuple(
+            CaseItem(
+                sku=li["line_item"].get("sku") or str(li["line_item_id"]),
+                quantity=int(li["quantity"]),
+                restock=li.get("restock_type") in ("return", "cancel", "legacy_restock"),
+            )
+            for li in lines
+        ),
+        reason=p.get("note") or None,
+    )
+
+
+def _fulfillment(p: dict[str, Any]) -> Shipment:
+    number = p.get("tracking_number") or (p.get("tracking_numbers") or [None])[0]
+    if not number:
+        raise ValueError("fulfillment has no tracking number")
+    carrier = (p.get("tracking_company") or "unknown").strip().lower().replace(" ", "-")
+    status = tracking_maps().status("shopify", p["shipment_status"]) if p.get("shipment_status") else "info_received"
+    return Shipment(
+        shipment_id=f"{carrier}:{number}",
+        carrier=carrier,
+        tracking_number=number,
+        status=status,
+        order_id=str(p["order_id"]),
     )
 
 

@@ -190,3 +190,37 @@ def test_near_miss_orders_are_normalised_or_quarantined(order: dict[str, object]
     except NormalisationError:
         return
     assert events[0].entity.order_id == str(order["id"])
+
+
+def test_refunds_create_with_a_returned_line_is_a_restocked_return_case() -> None:
+    sample = load_sample("shopify_refunds_create")
+    body = body_bytes(sample)
+    [event] = SHOPIFY.normalise(_message("refunds/create", body), json.loads(body))
+    case = event.entity
+    assert (event.entity_type, event.entity_id) == ("after_sales_case", "shopify:refund:929361462")
+    assert (case.kind, case.status, case.scenario, case.order_id) == (  # type: ignore[union-attr]
+        "return",
+        "refunded",
+        "normal_return",
+        "820982911946154508",
+    )
+    assert case.amount == Money(amount=Decimal("499.00"), currency="CNY")  # type: ignore[union-attr]
+    assert [(i.sku, i.quantity, i.restock) for i in case.items] == [("AIRPURIFIER-X1", 1, True)]  # type: ignore[union-attr]
+
+
+def test_a_refund_without_lines_is_an_appeasement_and_without_restock_says_so() -> None:
+    payload = json.loads(body_bytes(load_sample("shopify_refunds_create")))
+    appeasement = {**payload, "refund_line_items": []}
+    assert SHOPIFY.normalise(_message("refunds/create", b"{}"), appeasement)[0].entity.scenario == "appeasement"  # type: ignore[union-attr]
+    kept = {**payload, "refund_line_items": [{**payload["refund_line_items"][0], "restock_type": "no_restock"}]}
+    case = SHOPIFY.normalise(_message("refunds/create", b"{}"), kept)[0].entity
+    assert (case.kind, case.scenario, case.items[0].restock) == ("refund", "refund_without_restock", False)  # type: ignore[union-attr]
+
+
+def test_a_fulfillment_update_is_a_shipment_on_the_canonical_tracking_scale() -> None:
+    body = body_bytes(load_sample("shopify_fulfillments_update"))
+    [event] = SHOPIFY.normalise(_message("fulfillments/update", body), json.loads(body))
+    assert (event.entity_id, event.entity.status) == ("sf-express:SF1410029637153", "in_transit")  # type: ignore[union-attr]
+    no_tracking = {**json.loads(body), "tracking_number": None, "tracking_numbers": []}
+    with pytest.raises(NormalisationError, match="fulfillment has no tracking number"):
+        SHOPIFY.normalise(_message("fulfillments/update", b"{}"), no_tracking)
