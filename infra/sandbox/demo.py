@@ -109,6 +109,7 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("charge.refunded", signed("stripe_charge_refunded", stripe_secret)),
         # Trackers: AfterShip (JSON) and Kuaidi100 (form-encoded, with a duplicate push)
         ("tracking_update", signed("aftership_tracking_update", secrets["aftership"][0])),
+        ("TRACKING_UPDATED", signed("17track_tracking_updated", secrets["17track"][0])),
         ("push (signed for)", signed("kuaidi100_push_signed", secrets["kuaidi100"][0])),
         ("duplicate push", signed("kuaidi100_push_signed", secrets["kuaidi100"][0])),
         # Help desk and a second shop platform (its creation ping, then a refunded order)
@@ -134,6 +135,7 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("shipment", "sf-express:SF1410029637153"): {"status": "out_for_delivery"},
         ("after_sales_case", "shopify:refund:929361462"): {"status": "refunded", "kind": "return"},
         ("shipment", "yuantong:YT7366029163549"): {"status": "delivered"},
+        ("shipment", "17track-3011:RR123456785CN"): {"status": "delivered"},
         ("ticket", "zendesk:5158"): {"status": "open", "priority": "high"},
         ("order", "woocommerce:727"): {"payment_status": "refunded"},
         ("after_sales_case", "woocommerce:731"): {"status": "refunded"},

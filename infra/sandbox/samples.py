@@ -19,6 +19,7 @@ SIGNERS: dict[str, Callable[[str, bytes, dict[str, str]], dict[str, str]]] = {
     "shopify": lambda secret, body, headers: {shopify.SIGNATURE_HEADER: shopify.sign(secret, body)},
     "stripe": lambda secret, body, headers: {stripe.SIGNATURE_HEADER: stripe.sign(secret, body, int(time.time()))},
     "aftership": lambda secret, body, headers: {logistics.AFTERSHIP_SIGNATURE: logistics.aftership_sign(secret, body)},
+    "17track": lambda secret, body, headers: {logistics.SEVENTEEN_SIGNATURE: logistics.seventeen_sign(secret, body)},
     "kuaidi100": lambda secret, body, headers: {},  # signed inside the form body, see kuaidi100_form
     "zendesk": lambda secret, body, headers: _zendesk(secret, body),
     "woocommerce": lambda secret, body, headers: {shops.WC_SIGNATURE: shops.woocommerce_sign(secret, body)},

@@ -6,7 +6,7 @@ from shared.errors import UnknownSource
 from shared.sources.base import Source
 from shared.sources.helpdesk_and_shops import WooCommerce, Zendesk
 from shared.sources.inhouse import INHOUSE_SYSTEMS, StandardWebhooksSource
-from shared.sources.logistics import AfterShip, Kuaidi100
+from shared.sources.logistics import AfterShip, Kuaidi100, SeventeenTrack
 from shared.sources.shopify import Shopify
 from shared.sources.stripe import Stripe
 
@@ -15,6 +15,7 @@ ADAPTERS: tuple[Source, ...] = (
     Stripe(),
     AfterShip(),
     Kuaidi100(),
+    SeventeenTrack(),
     Zendesk(),
     WooCommerce(),
     *(StandardWebhooksSource(name) for name in INHOUSE_SYSTEMS),

@@ -98,7 +98,7 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
         r"stripe\s+4\s+4\s+0\s+200 ack ×4",
         r"kuaidi100\s+2\s+2\s+0\s+200 ack ×2",
         r"woocommerce\s+2\s+2\s+0\s+200 accepted ×1, 200 ping received ×1",
-        r"entities changed: 4 after_sales_case, 42 order, 2 shipment, 1 ticket;",
+        r"entities changed: 4 after_sales_case, 42 order, 3 shipment, 1 ticket;",
     ):
         assert re.search(line, result.stdout), line
     assert "OK: every accepted webhook reached its end state" in result.stdout

@@ -108,3 +108,20 @@ def test_a_tampered_kuaidi100_param_fails_verification() -> None:
         Kuaidi100().verify(
             Headers({}), kuaidi100_form("salt", param, tampered_param='{"status":"abort"}'), ["salt"], NOW
         )
+
+
+def test_17track_push_is_verified_identified_and_mapped() -> None:
+    from shared.sources.logistics import SeventeenTrack, seventeen_sign
+
+    body = body_bytes(load_sample("17track_tracking_updated"))
+    source = SeventeenTrack()
+    assert seventeen_sign("key", b"{}") == hashlib.sha256(b"{}/key").hexdigest()
+    source.verify(Headers({"sign": seventeen_sign("key", body)}), body, ["key"], NOW)
+    with pytest.raises(SignatureInvalid, match="does not match"):
+        source.verify(Headers({"sign": seventeen_sign("other", body)}), body, ["key"], NOW)
+    payload = source.parse(Headers({}), body)
+    delivery = source.identify(Headers({}), payload)
+    assert delivery.source_event_id == "RR123456785CN:3011:2026-11-22T07:10:00Z"
+    [event] = source.normalise(message("17track", body, delivery.source_event_id, delivery.topic), payload)
+    assert (event.entity_id, event.entity.status) == ("17track-3011:RR123456785CN", "delivered")  # type: ignore[union-attr]
+    assert [c.status for c in event.entity.checkpoints] == ["delivered", "in_transit"]  # type: ignore[union-attr]
