@@ -15,8 +15,18 @@ import boto3
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.types import BatchTypeModels
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import ValidationError
 
 from shared.constants import DLQ_SUFFIX
+
+
+def describe_failure(error: BaseException) -> str:
+    """The reason kept with a dead letter: field paths and messages only. A validation error's text
+    would quote the input, and the input may hold a phone number or an address."""
+    if isinstance(error, ValidationError):
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors())
+        return f"ValidationError ({error.error_count()}): {problems}"[:1000]
+    return f"{type(error).__name__}: {error}"[:1000]
 
 
 class DeadLetteringProcessor(BatchProcessor):
@@ -39,8 +49,7 @@ class DeadLetteringProcessor(BatchProcessor):
         dlq = f"{queue_name}{DLQ_SUFFIX}"
         if dlq not in self._dlq_urls:
             self._dlq_urls[dlq] = self.sqs.get_queue_url(QueueName=dlq)["QueueUrl"]
-        error = exception[1]
-        reason = f"{type(error).__name__}: {error}"[:1000]
+        reason = describe_failure(exception[1])
         self.sqs.send_message(
             QueueUrl=self._dlq_urls[dlq],
             MessageBody=message.body,

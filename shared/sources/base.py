@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from shared.errors import MalformedPayload
 from shared.models import InboxMessage, ObservedEntity
 
@@ -91,6 +93,16 @@ class JsonSource:
 
     def parse(self, headers: Headers, body: bytes) -> Any:
         return parse_json(body)
+
+
+def describe_error(exc: Exception) -> str:
+    """What was wrong with a payload, without quoting it (payloads hold personal data)."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        return f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}"
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def observation(

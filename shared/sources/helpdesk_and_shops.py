@@ -29,7 +29,7 @@ from shared.models import (
     Ticket,
     TicketStatus,
 )
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, observation
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, observation
 
 
 def _b64_hmac(secret: str, data: bytes) -> str:
@@ -114,7 +114,9 @@ class Zendesk(JsonSource):
             at = detail.get("updated_at") or payload["time"]
             return [_observe(self.name, message, "ticket", f"zendesk:{ticket.ticket_id}", ticket, at)]
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise NormalisationError(self.name, f"{message.topic} payload is not a ticket: {exc!r}") from exc
+            raise NormalisationError(
+                self.name, f"{message.topic} payload is not a ticket: {describe_error(exc)}"
+            ) from exc
 
 
 # --- WooCommerce --------------------------------------------------------------------------------
@@ -221,4 +223,6 @@ class WooCommerce(JsonSource):
                 events.append(_observe(self.name, message, "after_sales_case", f"woocommerce:{case.case_id}", case, at))
             return events
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise NormalisationError(self.name, f"{message.topic} payload is not an order: {exc!r}") from exc
+            raise NormalisationError(
+                self.name, f"{message.topic} payload is not an order: {describe_error(exc)}"
+            ) from exc

@@ -25,7 +25,7 @@ from shared.models import (
     RefundScenario,
     Shipment,
 )
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, observation
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, observation
 from shared.sources.logistics import tracking_maps
 
 SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
@@ -113,7 +113,9 @@ class Shopify(JsonSource):
                 at = payload.get("updated_at") or payload["created_at"]
                 return [observation(self.name, message, "shipment", shipment.shipment_id, shipment, at)]
         except (KeyError, TypeError, ValueError, InvalidOperation, ValidationError) as exc:
-            raise NormalisationError(self.name, f"{message.topic} payload is not usable: {_describe(exc)}") from exc
+            raise NormalisationError(
+                self.name, f"{message.topic} payload is not usable: {describe_error(exc)}"
+            ) from exc
         raise NormalisationError(self.name, f"unsupported topic {message.topic!r}")
 
 
@@ -206,12 +208,3 @@ def _fulfillment(p: dict[str, Any]) -> Shipment:
         status=status,
         order_id=str(p["order_id"]),
     )
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
-    if isinstance(exc, KeyError):
-        return f"missing field {exc.args[0]!r}"
-    return str(exc)

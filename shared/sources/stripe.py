@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import load_mapping
 from shared.models import AfterSalesCase, CaseStatus, InboxMessage, Money, ObservedEntity
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, observation
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, observation
 
 SIGNATURE_HEADER = "Stripe-Signature"
 TOLERANCE_SECONDS = 300
@@ -87,7 +87,9 @@ class Stripe(JsonSource):
             else:
                 cases = [_case(obj, None)]
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise NormalisationError(self.name, f"{message.topic} payload is not a refund: {exc!r}") from exc
+            raise NormalisationError(
+                self.name, f"{message.topic} payload is not a refund: {describe_error(exc)}"
+            ) from exc
         return [
             observation(self.name, message, "after_sales_case", f"stripe:{case.case_id}", case, occurred_at)
             for case in cases
