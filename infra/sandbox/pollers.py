@@ -34,7 +34,6 @@ class SqsPoller(threading.Thread):
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
         self.stopping = threading.Event()
         self.busy = False
-        self.invocations = 0
         self.sqs = boto3.client("sqs")
 
     def run(self) -> None:
@@ -58,7 +57,6 @@ class SqsPoller(threading.Thread):
             return 0
         self.busy = True  # holding messages: drain() waits for this batch
         event = {"Records": [sqs_record(m, self.queue_arn, self.region) for m in messages]}
-        self.invocations += 1
         try:
             response = self.functions.invoke(self.function, event) or {}
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}

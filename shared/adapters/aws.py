@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -102,7 +101,3 @@ class SecretReader:
         if not isinstance(value, dict):
             raise ConfigurationError(f"secret {name!r} must hold a JSON object")
         return value
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

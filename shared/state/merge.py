@@ -80,6 +80,7 @@ def clock_time(event: ObservedEntity) -> str:
     return event.occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_MISSING = object()  # "no value yet", distinct from a stored None
 LOG_SUFFIX = "_log."  # state-machine observations: "<field>_log.<time>|<event id>"
 
 
@@ -184,6 +185,3 @@ def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPoli
         }
     )
     return MergeOutcome(new_state, tuple(changes), tuple(discarded), clocks_moved)
-
-
-_MISSING = object()
