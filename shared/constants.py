@@ -28,6 +28,9 @@ INLINE_BODY_MAX_BYTES = 192 * 1024
 DLQ_SUFFIX = "-dlq"  # every consumer queue <name> has its dead-letter queue <name>-dlq
 
 
+# DynamoDB's TTL sweeper as it appears in stream records (userIdentity.principalId): only its
+# removals are expiries worth archiving. The event source filter and the handler's guard both use it.
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 AUDIT_ARCHIVE_PREFIX = "audit/"  # archive bucket: audit/<tenant>/<entity_type>/<entity_id>/<sort key>.json
 
 

@@ -14,12 +14,11 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.aws import S3Archive
-from shared.constants import AUDIT_SK_PREFIX, DECISION_SK_PREFIX, audit_archive_key
+from shared.constants import AUDIT_SK_PREFIX, DECISION_SK_PREFIX, TTL_PRINCIPAL, audit_archive_key
 from shared.observability import logger, metrics, tracer
 from shared.settings import AuditArchiveSettings
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, logger=logger)  # type: ignore[arg-type]
-TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 
 
 @cache

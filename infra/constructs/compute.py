@@ -19,7 +19,7 @@ from infra.constructs.messaging import Messaging
 from infra.constructs.nag import acknowledge
 from infra.constructs.storage import Storage
 from infra.wiring import DOMAINS, FUNCTIONS, ResourceRefs, function_environment
-from shared.constants import AUDIT_ARCHIVE_PREFIX, AUDIT_SK_PREFIX
+from shared.constants import AUDIT_ARCHIVE_PREFIX, AUDIT_SK_PREFIX, TTL_PRINCIPAL
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -120,7 +120,7 @@ class Compute(Construct):
                 "eventName": lambda_.FilterRule.is_equal("REMOVE"),
                 "userIdentity": {
                     "type": lambda_.FilterRule.is_equal("Service"),
-                    "principalId": lambda_.FilterRule.is_equal("dynamodb.amazonaws.com"),
+                    "principalId": lambda_.FilterRule.is_equal(TTL_PRINCIPAL),
                 },
             },
         )
