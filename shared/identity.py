@@ -24,6 +24,7 @@ from typing import Literal, Protocol
 
 import phonenumbers
 
+from shared.errors import ConfigurationError
 from shared.models import Customer
 
 KeyKind = Literal["source_id", "email", "wecom", "openid", "card", "phone"]
@@ -80,6 +81,18 @@ def identity_keys(customer: Customer, source: str, default_region: str) -> list[
     if phone := normalise_phone(customer.phone, default_region):
         keys.append(IdentityKey("phone", phone))
     return keys
+
+
+MIN_SALT_LENGTH = 32
+
+
+def salt_from_secret(secret: dict[str, object] | None, name: str) -> bytes:
+    """The tenant's identity salt from its secret ``{"salt": "..."}``; too short a salt is refused,
+    since every stored identity key is only as private as the salt."""
+    salt = (secret or {}).get("salt")
+    if not isinstance(salt, str) or len(salt) < MIN_SALT_LENGTH:
+        raise ConfigurationError(f'secret {name!r} must be {{"salt": "<at least {MIN_SALT_LENGTH} characters>"}}')
+    return salt.encode()
 
 
 def hash_key(salt: bytes, key: IdentityKey) -> str:

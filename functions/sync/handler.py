@@ -23,7 +23,7 @@ from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import tenant_salt_secret_name
 from shared.customer_link import link_customers
-from shared.errors import ConfigurationError
+from shared.identity import salt_from_secret
 from shared.models import ObservedEntity
 from shared.observability import logger, metrics, tracer
 from shared.quarantine import park
@@ -54,11 +54,7 @@ def identity_index(tenant: str) -> DynamoIdentityIndex:
 
 def tenant_salt(tenant: str) -> bytes:
     name = tenant_salt_secret_name(settings().secrets_prefix, tenant)
-    secret = adapters()[2].get_json(name)
-    salt = (secret or {}).get("salt")
-    if not isinstance(salt, str) or len(salt) < 32:
-        raise ConfigurationError(f'secret {name!r} must be {{"salt": "<at least 32 characters>"}}')
-    return salt.encode()
+    return salt_from_secret(adapters()[2].get_json(name), name)
 
 
 def quarantine(record: SQSRecord, reason: str) -> None:

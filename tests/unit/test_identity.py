@@ -162,3 +162,13 @@ def test_cases_and_tickets_link_to_the_customer_their_source_knows() -> None:
     [linked_ticket] = link_customers(ticket, lambda _: index, lambda _: SALT)
     assert linked_case.entity.customer_id == linked_ticket.entity.customer_id == known.customer_id  # type: ignore[union-attr]
     assert "customer_id" in linked_case.entity.model_dump(exclude_unset=True)
+
+
+def test_a_missing_or_short_tenant_salt_is_refused_by_name() -> None:
+    from shared.errors import ConfigurationError
+    from shared.identity import salt_from_secret
+
+    assert salt_from_secret({"salt": "x" * 32}, "s") == b"x" * 32
+    for secret in (None, {}, {"salt": "short"}, {"salt": 12345}):
+        with pytest.raises(ConfigurationError, match="secret 's' must be"):
+            salt_from_secret(secret, "s")  # type: ignore[arg-type]
