@@ -16,7 +16,7 @@ from shared.constants import INLINE_BODY_MAX_BYTES, source_secret_name
 from shared.errors import ConfigurationError, PayloadTooLarge, UnknownTenant
 from shared.models import InboxMessage
 from shared.sources import get_source
-from shared.sources.base import Ack, Headers
+from shared.sources.base import Ack, BatchSource, Headers, Part
 
 
 class SecretsPort(Protocol):
@@ -62,10 +62,20 @@ class IngestPorts:
 
 
 @dataclass(frozen=True)
+class Accepted:
+    message: InboxMessage
+    duplicate: bool
+
+
+@dataclass(frozen=True)
 class IngestOutcome:
     ack: Ack
-    message: InboxMessage | None  # None for a platform health check, which is answered and not kept
-    duplicate: bool
+    accepted: tuple[Accepted, ...]  # empty for a platform health check, which is answered and not kept
+
+    @property
+    def duplicate(self) -> bool:
+        """Every delivery in the request had been accepted before."""
+        return bool(self.accepted) and all(a.duplicate for a in self.accepted)
 
 
 def accept_webhook(request: WebhookRequest, policy: IngestPolicy, ports: IngestPorts) -> IngestOutcome:
@@ -73,38 +83,52 @@ def accept_webhook(request: WebhookRequest, policy: IngestPolicy, ports: IngestP
         raise PayloadTooLarge(f"body is {len(request.body)} bytes; the limit is {policy.max_body_bytes}")
     source = get_source(request.source, policy.enabled_sources)
     if (ping := source.ping(request.headers, request.body)) is not None:
-        return IngestOutcome(ack=ping, message=None, duplicate=False)  # a health check: nothing to keep
+        return IngestOutcome(ack=ping, accepted=())  # a health check: nothing to keep
     secret_name = source_secret_name(policy.secrets_prefix, source.name, request.tenant)
     secrets = _signing_secrets(ports.secrets.get_json(secret_name), secret_name)
     if secrets is None:
         raise UnknownTenant(f"no {source.name} webhook is configured for tenant {request.tenant!r}")
     source.verify(request.headers, request.body, secrets, request.received_at)
     payload = source.parse(request.headers, request.body)
-    delivery = source.identify(request.headers, payload)
+    # Most platforms send one delivery per request; Douyin batches several, each with its own id.
+    # Every part is identified before anything is stored, so a malformed part stores nothing.
+    parts = (
+        source.split(request.headers, payload)
+        if isinstance(source, BatchSource)
+        else [Part(source.identify(request.headers, payload), None)]
+    )
+    accepted = tuple(_admit(source.name, source.kept_headers, request, part, ports) for part in parts)
+    return IngestOutcome(ack=source.ack(parts[0].delivery, all(a.duplicate for a in accepted)), accepted=accepted)
 
-    dedupe_key = f"{source.name}:{request.tenant}:{delivery.source_event_id}"
-    body_text = request.body.decode("utf-8", errors="strict")
+
+def _admit(
+    source: str, kept_headers: tuple[str, ...], request: WebhookRequest, part: Part, ports: IngestPorts
+) -> Accepted:
+    """Archive and enqueue one delivery exactly once (per dedupe key); a repeat is a duplicate."""
+    delivery = part.delivery
+    dedupe_key = f"{source}:{request.tenant}:{delivery.source_event_id}"
+    body = request.body if part.body is None else part.body.encode("utf-8")
     message = InboxMessage(
-        source=source.name,
+        source=source,
         tenant=request.tenant,
         dedupe_key=dedupe_key,
         source_event_id=delivery.source_event_id,
         topic=delivery.topic,
         received_at=request.received_at,
-        headers=request.headers.subset((*source.kept_headers, "Content-Type")),
-        body_sha256=hashlib.sha256(request.body).hexdigest(),
-        archive_key=archive_key(source.name, request.tenant, request.received_at, dedupe_key),
-        body=body_text,
+        headers=request.headers.subset((*kept_headers, "Content-Type")),
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        archive_key=archive_key(source, request.tenant, request.received_at, dedupe_key),
+        body=body.decode("utf-8", errors="strict"),
     )
 
     def store() -> dict[str, Any]:
         ports.archive.put(message.archive_key, message.model_dump_json().encode())
-        inline = message if len(request.body) <= INLINE_BODY_MAX_BYTES else message.model_copy(update={"body": None})
-        ports.inbox.send(inline.model_dump_json(), {"source": source.name, "tenant": request.tenant})
+        inline = message if len(body) <= INLINE_BODY_MAX_BYTES else message.model_copy(update={"body": None})
+        ports.inbox.send(inline.model_dump_json(), {"source": source, "tenant": request.tenant})
         return {"archive_key": message.archive_key}
 
     _, duplicate = ports.once.run({"dedupe_key": dedupe_key, "body_sha256": message.body_sha256}, store)
-    return IngestOutcome(ack=source.ack(delivery, duplicate), message=message, duplicate=duplicate)
+    return Accepted(message, duplicate)
 
 
 def archive_key(source: str, tenant: str, received_at: datetime, dedupe_key: str) -> str:

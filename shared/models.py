@@ -5,7 +5,7 @@ Money is ``Decimal`` plus an ISO-4217 currency; every timestamp is timezone-awar
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -33,6 +33,7 @@ class Money(Frozen):
 PaymentStatus = Literal["pending", "authorized", "partially_paid", "paid", "partially_refunded", "refunded", "voided"]
 FulfillmentStatus = Literal["unfulfilled", "partially_fulfilled", "fulfilled", "restocked"]
 OrderStatus = Literal["open", "closed", "cancelled"]
+WarrantyStatus = Literal["in_warranty", "extended", "expired", "void", "none"]
 
 
 class OrderLine(Frozen):
@@ -43,6 +44,23 @@ class OrderLine(Frozen):
     serial_number: str | None = None
     quantity: Annotated[int, Field(ge=0)]
     unit_price: Money
+    warranty_status: WarrantyStatus | None = None
+    warranty_ends_on: date | None = None  # the last day covered, in the shop's calendar
+
+
+class LineDelta(Frozen):
+    line_id: str
+    delta: Annotated[int, Field(gt=0)]
+
+
+class OrderEdit(Frozen):
+    """The latest edit of an order after it was placed (lines added or removed), as the shop reported it."""
+
+    edit_id: str
+    edited_at: UtcDatetime
+    added: tuple[LineDelta, ...] = ()
+    removed: tuple[LineDelta, ...] = ()
+    staff_note: str | None = None
 
 
 class Order(Frozen):
@@ -66,6 +84,7 @@ class Order(Frozen):
     lines: tuple[OrderLine, ...] = ()
     tags: tuple[str, ...] = ()
     note: str | None = None
+    last_edit: OrderEdit | None = None
 
 
 CaseKind = Literal["refund", "return", "exchange", "repair"]
@@ -116,7 +135,7 @@ class AfterSalesCase(Frozen):
 
     case_id: str
     kind: CaseKind
-    status: CaseStatus
+    status: CaseStatus | None = None  # absent in a partial observation (e.g. only the items changed)
     order_id: str | None = None
     scenario: RefundScenario | None = None
     amount: Money | None = None

@@ -85,14 +85,23 @@ def receive(source: str, tenant: str) -> Response[str]:
         IngestPolicy(s.enabled_sources, s.max_body_bytes, s.secrets_prefix),
         ports(),
     )
-    if outcome.message is None:
+    if not outcome.accepted:
         logger.info("platform health check answered", extra={"source": source, "tenant": tenant})
         metrics.add_metric(name="WebhookPing", unit=MetricUnit.Count, value=1)
-    else:
-        logger.append_keys(source=source, tenant=tenant, dedupe_key=outcome.message.dedupe_key)
-        logger.info("webhook accepted", extra={"topic": outcome.message.topic, "duplicate": outcome.duplicate})
+    for accepted in outcome.accepted:
+        message = accepted.message
+        logger.info(
+            "webhook accepted",
+            extra={
+                "source": source,
+                "tenant": tenant,
+                "dedupe_key": message.dedupe_key,
+                "topic": message.topic,
+                "duplicate": accepted.duplicate,
+            },
+        )
         metrics.add_metric(
-            name="WebhookDuplicate" if outcome.duplicate else "WebhookAccepted", unit=MetricUnit.Count, value=1
+            name="WebhookDuplicate" if accepted.duplicate else "WebhookAccepted", unit=MetricUnit.Count, value=1
         )
     return Response(
         status_code=outcome.ack.status_code,

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from shared.sources import china_shops, logistics, shopify, stripe
 from shared.sources import helpdesk_and_shops as shops
-from shared.sources import logistics, shopify, stripe
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 
@@ -23,7 +23,17 @@ SIGNERS: dict[str, Callable[[str, bytes, dict[str, str]], dict[str, str]]] = {
     "kuaidi100": lambda secret, body, headers: {},  # signed inside the form body, see kuaidi100_form
     "zendesk": lambda secret, body, headers: _zendesk(secret, body),
     "woocommerce": lambda secret, body, headers: {shops.WC_SIGNATURE: shops.woocommerce_sign(secret, body)},
+    # Youzan and Douyin secrets are "<app id>:<secret>" pairs
+    "youzan": lambda secret, body, headers: {china_shops.YOUZAN_SIGNATURE: _pair_sign("md5", secret, body)},
+    "douyin": lambda secret, body, headers: {
+        china_shops.DOUYIN_SIGNATURE: _pair_sign(headers.get("sign-method", "md5"), secret, body)
+    },
 }
+
+
+def _pair_sign(method: str, pair: str, body: bytes) -> str:
+    app_id, secret = pair.split(":", 1)
+    return china_shops.DOUYIN_SIGNERS[method](app_id, secret, body)
 
 
 def _zendesk(secret: str, body: bytes) -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from shared.models import FulfillmentStatus, PaymentStatus
+from shared.models import CaseStatus, FulfillmentStatus, PaymentStatus
 
 _HERE = Path(__file__).parent
 M = TypeVar("M", bound=BaseModel)
@@ -17,6 +17,8 @@ M = TypeVar("M", bound=BaseModel)
 _ALLOWED = {
     "payment_status": set(get_args(PaymentStatus)),
     "fulfillment_status": set(get_args(FulfillmentStatus)),
+    "return_status": set(get_args(CaseStatus)),
+    "return_topic": set(get_args(CaseStatus)),
 }
 
 
@@ -26,6 +28,8 @@ class StatusMaps(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     payment_status: dict[str, str]
     fulfillment_status: dict[str, str]
+    return_status: dict[str, str] = {}  # a return's own status field
+    return_topic: dict[str, str] = {}  # what a returns/* topic says the case's status now is
 
     @model_validator(mode="after")
     def _targets_are_canonical(self) -> StatusMaps:

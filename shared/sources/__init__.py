@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.errors import UnknownSource
 from shared.sources.base import Source
+from shared.sources.china_shops import Douyin, Youzan
 from shared.sources.helpdesk_and_shops import WooCommerce, Zendesk
 from shared.sources.inhouse import INHOUSE_SYSTEMS, StandardWebhooksSource
 from shared.sources.logistics import AfterShip, Kuaidi100, SeventeenTrack
@@ -18,6 +19,8 @@ ADAPTERS: tuple[Source, ...] = (
     SeventeenTrack(),
     Zendesk(),
     WooCommerce(),
+    Youzan(),
+    Douyin(),
     *(StandardWebhooksSource(name) for name in INHOUSE_SYSTEMS),
 )
 SOURCES: dict[str, Source] = {adapter.name: adapter for adapter in ADAPTERS}

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -85,6 +85,22 @@ def parse_json(body: bytes) -> Any:
         raise MalformedPayload(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
 
 
+@dataclass(frozen=True)
+class Part:
+    """One delivery inside a request: its identity and, for a batch, its own body (``None``: the whole body)."""
+
+    delivery: Delivery
+    body: str | None
+
+
+@runtime_checkable
+class BatchSource(Protocol):
+    """A source that sends several deliveries in one request (Douyin shop)."""
+
+    def split(self, headers: Headers, payload: Any) -> list[Part]:
+        """Each delivery with its own dedupe id and body; raise ``MalformedPayload`` if there are none."""
+
+
 class JsonSource:
     """Defaults for the usual case: no health-check pings, a JSON body."""
 
@@ -93,6 +109,18 @@ class JsonSource:
 
     def parse(self, headers: Headers, body: bytes) -> Any:
         return parse_json(body)
+
+
+# What a payload of the wrong shape raises inside a normaliser (ValidationError is a ValueError,
+# InvalidOperation an ArithmeticError): caught and turned into a NormalisationError, i.e. quarantined.
+PAYLOAD_ERRORS: tuple[type[Exception], ...] = (
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    ArithmeticError,
+)
 
 
 def describe_error(exc: Exception) -> str:

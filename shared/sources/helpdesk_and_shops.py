@@ -12,7 +12,7 @@ from decimal import Decimal
 from functools import cache
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import load_mapping
@@ -29,7 +29,7 @@ from shared.models import (
     Ticket,
     TicketStatus,
 )
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, observation
+from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
 
 
 def _b64_hmac(secret: str, data: bytes) -> str:
@@ -113,7 +113,7 @@ class Zendesk(JsonSource):
             )
             at = detail.get("updated_at") or payload["time"]
             return [_observe(self.name, message, "ticket", f"zendesk:{ticket.ticket_id}", ticket, at)]
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except PAYLOAD_ERRORS as exc:
             raise NormalisationError(
                 self.name, f"{message.topic} payload is not a ticket: {describe_error(exc)}"
             ) from exc
@@ -222,7 +222,7 @@ class WooCommerce(JsonSource):
                 )
                 events.append(_observe(self.name, message, "after_sales_case", f"woocommerce:{case.case_id}", case, at))
             return events
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except PAYLOAD_ERRORS as exc:
             raise NormalisationError(
                 self.name, f"{message.topic} payload is not an order: {describe_error(exc)}"
             ) from exc

@@ -99,7 +99,7 @@ class StandardWebhooksSource(JsonSource):
                         }
                     )
                 )
-            except (KeyError, TypeError, ValidationError) as exc:
+            except (KeyError, TypeError, AttributeError, ValidationError) as exc:
                 detail = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": repr(exc)}
                 where = ".".join(map(str, detail["loc"]))
                 raise NormalisationError(self.name, f"observation {index}: {where}: {detail['msg']}") from exc

@@ -14,12 +14,12 @@ from functools import cache
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
-from pydantic import RootModel, ValidationError
+from pydantic import RootModel
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import load_mapping
 from shared.models import Checkpoint, InboxMessage, ObservedEntity, Shipment, TrackingStatus
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, observation
+from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
 
 CHINA = timezone(timedelta(hours=8))  # Kuaidi100 times are mainland local time without an offset
 
@@ -95,7 +95,7 @@ class AfterShip(JsonSource):
             )
             occurred_at = msg.get("updated_at") or max((c.at for c in checkpoints), default=message.received_at)
             return [_observation(self.name, message, shipment, occurred_at)]
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except PAYLOAD_ERRORS as exc:
             raise NormalisationError(self.name, f"not a tracking update: {describe_error(exc)}") from exc
 
 
@@ -180,7 +180,7 @@ class Kuaidi100:
             )
             occurred_at = max((c.at for c in checkpoints), default=message.received_at)
             return [_observation(self.name, message, shipment, occurred_at)]
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except PAYLOAD_ERRORS as exc:
             raise NormalisationError(self.name, f"not a tracking push: {describe_error(exc)}") from exc
 
 
@@ -246,5 +246,5 @@ class SeventeenTrack(JsonSource):
             )
             at = (info.get("latest_event") or {}).get("time_utc") or message.received_at
             return [_observation(self.name, message, shipment, at)]
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except PAYLOAD_ERRORS as exc:
             raise NormalisationError(self.name, f"not a tracking update: {describe_error(exc)}") from exc

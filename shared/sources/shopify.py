@@ -7,10 +7,8 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, ClassVar
-
-from pydantic import ValidationError
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import status_maps
@@ -18,14 +16,16 @@ from shared.models import (
     AfterSalesCase,
     CaseItem,
     InboxMessage,
+    LineDelta,
     Money,
     ObservedEntity,
     Order,
+    OrderEdit,
     OrderLine,
     RefundScenario,
     Shipment,
 )
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, observation
+from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
 from shared.sources.logistics import tracking_maps
 
 SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
@@ -47,6 +47,18 @@ ORDER_TOPICS = frozenset(
 
 
 FULFILLMENT_TOPICS = frozenset({"fulfillments/create", "fulfillments/update"})
+RETURN_TOPICS = frozenset(
+    {
+        "returns/request",
+        "returns/approve",
+        "returns/decline",
+        "returns/cancel",
+        "returns/close",
+        "returns/reopen",
+        "returns/process",
+        "returns/update",
+    }
+)
 # What a refund line's restock type says about the after-sales scenario.
 RESTOCK_SCENARIO: dict[str, RefundScenario] = {
     "return": "normal_return",
@@ -112,7 +124,15 @@ class Shopify(JsonSource):
                 shipment = _fulfillment(payload)
                 at = payload.get("updated_at") or payload["created_at"]
                 return [observation(self.name, message, "shipment", shipment.shipment_id, shipment, at)]
-        except (KeyError, TypeError, ValueError, InvalidOperation, ValidationError) as exc:
+            if message.topic in RETURN_TOPICS:
+                case = _return(message.topic, payload)
+                at = _triggered_at(message)
+                return [observation(self.name, message, "after_sales_case", f"shopify:return:{case.case_id}", case, at)]
+            if message.topic == "orders/edited":
+                edited = _order_edit(payload["order_edit"])
+                at = edited.last_edit.edited_at  # type: ignore[union-attr]
+                return [observation(self.name, message, "order", f"shopify:{edited.order_id}", edited, at)]
+        except PAYLOAD_ERRORS as exc:
             raise NormalisationError(
                 self.name, f"{message.topic} payload is not usable: {describe_error(exc)}"
             ) from exc
@@ -207,4 +227,65 @@ def _fulfillment(p: dict[str, Any]) -> Shipment:
         tracking_number=number,
         status=status,
         order_id=str(p["order_id"]),
+    )
+
+
+def _triggered_at(message: InboxMessage) -> str:
+    """Return payloads carry no update time; Shopify's trigger time orders them (else our receipt)."""
+    return message.headers.get("x-shopify-triggered-at") or message.received_at.isoformat()
+
+
+def _gid_tail(value: Any) -> str | None:
+    return str(value).rsplit("/", 1)[-1] if value else None
+
+
+def _return(topic: str, p: dict[str, Any]) -> AfterSalesCase:
+    """A returns/* payload. The topic says what happened; ``returns/update`` carries its own status, if any."""
+    maps = status_maps("shopify")
+    return_id = str(p["id"]) if p.get("id") else _gid_tail(p.get("admin_graphql_api_id"))
+    if not return_id:
+        raise ValueError("a return needs 'id' or 'admin_graphql_api_id'")
+    status = maps.return_topic.get(topic)
+    if status is None and p.get("status") is not None:
+        status = maps.return_status.get(str(p["status"]).lower())
+        if status is None:
+            raise ValueError(f"unknown return status {p['status']!r}")
+    order = p.get("order") or {}
+    order_id = p.get("order_id") or order.get("id") or _gid_tail(order.get("admin_graphql_api_id"))
+    lines = p.get("return_line_items")
+    reasons = sorted(
+        {str(li["return_reason"]) for li in lines or [] if isinstance(li, dict) and li.get("return_reason")}
+    )
+    decline = p.get("decline") or {}
+    values: dict[str, Any] = {"case_id": return_id, "kind": "return"}
+    if status is not None:
+        values["status"] = status
+    if order_id:
+        values["order_id"] = str(order_id)
+    if isinstance(lines, list):  # returns/update sends {"removals": [...]} instead: not the item list
+        values["items"] = tuple(_return_item(li) for li in lines)
+    if reasons or decline.get("reason"):
+        values["reason"] = ", ".join(reasons) if reasons else f"declined: {decline['reason']}"
+    return AfterSalesCase(**values)
+
+
+def _return_item(li: dict[str, Any]) -> CaseItem:
+    line_item = (li.get("fulfillment_line_item") or {}).get("line_item") or {}
+    sku = line_item.get("sku") or (str(line_item["id"]) if line_item.get("id") else None) or str(li["id"])
+    return CaseItem(sku=sku, quantity=int(li["quantity"]), restock=True)
+
+
+def _order_edit(e: dict[str, Any]) -> Order:
+    """``orders/edited``: which lines were added and removed. Shopify follows up with ``orders/updated``
+    carrying the new totals; the edit itself is kept as the order's ``last_edit``."""
+    lines = e.get("line_items") or {}
+    return Order(
+        order_id=str(e["order_id"]),
+        last_edit=OrderEdit(
+            edit_id=str(e["id"]),
+            edited_at=e["created_at"],
+            added=tuple(LineDelta(line_id=str(x["id"]), delta=int(x["delta"])) for x in lines.get("additions") or []),
+            removed=tuple(LineDelta(line_id=str(x["id"]), delta=int(x["delta"])) for x in lines.get("removals") or []),
+            staff_note=e.get("staff_note") or None,
+        ),
     )

@@ -11,12 +11,12 @@ from decimal import Decimal
 from functools import cache
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import load_mapping
 from shared.models import AfterSalesCase, CaseStatus, InboxMessage, Money, ObservedEntity
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, observation
+from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
 
 SIGNATURE_HEADER = "Stripe-Signature"
 TOLERANCE_SECONDS = 300
@@ -86,7 +86,7 @@ class Stripe(JsonSource):
                 cases = [_case(r, obj) for r in refunds] or [_charge_case(obj)]
             else:
                 cases = [_case(obj, None)]
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+        except PAYLOAD_ERRORS as exc:
             raise NormalisationError(
                 self.name, f"{message.topic} payload is not a refund: {describe_error(exc)}"
             ) from exc

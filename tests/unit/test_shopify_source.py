@@ -224,3 +224,71 @@ def test_a_fulfillment_update_is_a_shipment_on_the_canonical_tracking_scale() ->
     no_tracking = {**json.loads(body), "tracking_number": None, "tracking_numbers": []}
     with pytest.raises(NormalisationError, match="fulfillment has no tracking number"):
         SHOPIFY.normalise(_message("fulfillments/update", b"{}"), no_tracking)
+
+
+def _sample_message(name: str) -> tuple[InboxMessage, dict[str, object]]:
+    sample = load_sample(name)
+    body = body_bytes(sample)
+    headers = {k.lower(): v for k, v in sample["headers"].items()}
+    message = _message(sample["headers"]["X-Shopify-Topic"], body).model_copy(update={"headers": headers})
+    return message, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "items", "reason"),
+    [
+        ("shopify_returns_request", "requested", [("FILTER-X1", 1)], "defective"),
+        ("shopify_returns_approve", "approved", [("FILTER-X1", 1)], "defective"),
+        ("shopify_returns_decline", "rejected", None, "declined: final_sale"),
+        ("shopify_returns_process", "received", None, None),
+    ],
+)
+def test_each_returns_topic_is_the_return_case_in_its_canonical_status(
+    name: str, status: str, items: list[tuple[str, int]] | None, reason: str | None
+) -> None:
+    message, payload = _sample_message(name)
+    [event] = SHOPIFY.normalise(message, payload)
+    case = event.entity
+    assert event.entity_type == "after_sales_case"
+    assert (case.kind, case.status, case.reason) == ("return", status, reason)  # type: ignore[union-attr]
+    sent = case.model_dump(exclude_unset=True)
+    if items is None:
+        assert "items" not in sent  # not reported by this topic: nothing to merge, nothing erased
+    else:
+        assert [(i.sku, i.quantity) for i in case.items] == items  # type: ignore[union-attr]
+    # The trigger time orders return events (the payloads carry no update time)
+    assert event.occurred_at == datetime.fromisoformat(message.headers["x-shopify-triggered-at"])
+
+
+def test_a_return_is_one_case_across_its_topics() -> None:
+    ids = {
+        SHOPIFY.normalise(*_sample_message(n))[0].entity_id
+        for n in ("shopify_returns_request", "shopify_returns_process", "shopify_returns_update")
+    }
+    assert ids == {"shopify:return:945000954"}
+
+
+def test_returns_update_without_a_status_reports_no_status_and_no_item_list() -> None:
+    [event] = SHOPIFY.normalise(*_sample_message("shopify_returns_update"))
+    assert event.entity.model_dump(exclude_unset=True) == {"case_id": "945000954", "kind": "return"}
+
+
+def test_an_unknown_return_status_is_quarantined_with_the_status() -> None:
+    message, payload = _sample_message("shopify_returns_update")
+    with pytest.raises(NormalisationError, match="unknown return status 'LOST'"):
+        SHOPIFY.normalise(message, {**payload, "status": "LOST"})
+
+
+def test_orders_edited_is_the_order_with_its_last_edit() -> None:
+    [event] = SHOPIFY.normalise(*_sample_message("shopify_orders_edited"))
+    assert (event.entity_type, event.entity_id) == ("order", "shopify:820982911946154508")
+    assert event.entity.model_dump(mode="json", exclude_unset=True) == {
+        "order_id": "820982911946154508",
+        "last_edit": {
+            "edit_id": "78912328",
+            "edited_at": "2026-11-20T05:00:00Z",
+            "added": [{"line_id": "141249953214522974", "delta": 1}],
+            "removed": [],
+            "staff_note": "Customer asked for a spare filter",
+        },
+    }
