@@ -48,6 +48,8 @@ class EnvironmentConfig(BaseModel):
     powertools_layer_version: str = "3.37.0"
     waf: bool = False
     default_phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"  # for numbers without +<country>
+    # Amazon SP-API seller id -> tenant. Non-empty: the stack gets the SP-API notification queue.
+    amazon_sellers: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{8,20}$")], Annotated[str, Field(min_length=1)]] = {}
 
     @model_validator(mode="after")
     def _known_sources(self) -> EnvironmentConfig:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from infra.config import EnvironmentConfig
 from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env
+from shared.sources.amazon import AMAZON_SP_API_PRINCIPAL
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,18 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "audit-archive", "functions.audit_archive.handler.lambda_handler", "Archive expiring audit records"
         ),
+        FunctionSpec(
+            "amazon-intake",
+            "functions.amazon_intake.handler.lambda_handler",
+            "Admit Amazon SP-API notifications into the inbox",
+        ),
     )
 }
+
+
+def deployed_functions(cfg: EnvironmentConfig) -> list[str]:
+    """The functions an environment runs: the SP-API intake only where Amazon sellers are configured."""
+    return [name for name in FUNCTIONS if name != "amazon-intake" or cfg.amazon_sellers]
 
 
 def function_environment(
@@ -80,6 +91,15 @@ def function_environment(
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
             Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
         },
+        "amazon-intake": {
+            Env.IDEMPOTENCY_TABLE: refs.idempotency_table,
+            Env.ARCHIVE_BUCKET: refs.archive_bucket,
+            Env.INBOX_QUEUE_URL: refs.inbox_queue_url,
+            Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
+            Env.IDEMPOTENCY_TTL_SECONDS: str(cfg.idempotency_ttl_hours * 3600),
+            Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
+            Env.AMAZON_SELLERS: json.dumps(cfg.amazon_sellers, separators=(",", ":"), sort_keys=True),
+        },
         "publish": {Env.EVENT_BUS: refs.event_bus},
         "audit-archive": {Env.ARCHIVE_BUCKET: refs.archive_bucket},
         "deliver": {
@@ -98,6 +118,7 @@ def function_environment(
 class QueueSpec:
     purpose: str  # physical name: cfg.resource(purpose); its DLQ: cfg.resource(purpose + "-dlq")
     consumer: str | None  # function that consumes it; None for the quarantine (operators read it)
+    external_writer: str | None = None  # an outside principal that writes to it (Amazon SP-API)
 
 
 @dataclass(frozen=True)
@@ -124,6 +145,7 @@ def queues(cfg: EnvironmentConfig) -> list[QueueSpec]:
         *(QueueSpec(domain, "sync") for domain in DOMAINS),
         QueueSpec("quarantine", None),
         *(QueueSpec(f"deliver-{t.name}", "deliver") for t in cfg.targets),
+        *([QueueSpec("amazon", "amazon-intake", AMAZON_SP_API_PRINCIPAL)] if cfg.amazon_sellers else []),
     ]
 
 

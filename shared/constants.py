@@ -62,6 +62,7 @@ class Env:
     SECRETS_MAX_AGE_SECONDS = "SECRETS_MAX_AGE_SECONDS"
     DEFAULT_PHONE_REGION = "DEFAULT_PHONE_REGION"
     MAX_RECEIVE_COUNT = "MAX_RECEIVE_COUNT"
+    AMAZON_SELLERS = "AMAZON_SELLERS_JSON"
 
 
 def resource_name(environment: str, purpose: str) -> str:

@@ -7,7 +7,7 @@ from a rejected request reaches the archive, the queue or the idempotency table.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -16,7 +16,7 @@ from shared.constants import INLINE_BODY_MAX_BYTES, source_secret_name
 from shared.errors import ConfigurationError, PayloadTooLarge, UnknownTenant
 from shared.models import InboxMessage
 from shared.sources import get_source
-from shared.sources.base import Ack, BatchSource, Headers, Part
+from shared.sources.base import Ack, BatchSource, Delivery, Headers, Part, parse_json
 
 
 class SecretsPort(Protocol):
@@ -54,11 +54,17 @@ class IngestPolicy:
 
 
 @dataclass(frozen=True)
-class IngestPorts:
-    secrets: SecretsPort
+class StorePorts:
+    """Where an admitted delivery goes: the archive and the inbox, once per dedupe key."""
+
     archive: ArchivePort
     inbox: QueuePort
     once: OncePort
+
+
+@dataclass(frozen=True)
+class IngestPorts(StorePorts):
+    secrets: SecretsPort
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,33 @@ def accept_webhook(request: WebhookRequest, policy: IngestPolicy, ports: IngestP
     return IngestOutcome(ack=source.ack(parts[0].delivery, all(a.duplicate for a in accepted)), accepted=accepted)
 
 
+class NotificationSource(Protocol):
+    """A source that delivers through a queue it may write to (Amazon SP-API), not over HTTP."""
+
+    @property
+    def name(self) -> str: ...
+
+    def identify(self, headers: Headers, payload: Any) -> Delivery: ...
+
+    def tenant(self, payload: Any, tenants: Mapping[str, str]) -> str: ...
+
+
+def accept_notification(
+    source: NotificationSource, body: bytes, received_at: datetime, tenants: Mapping[str, str], ports: StorePorts
+) -> Accepted:
+    """Admit one queued notification into the same path as a webhook: dedupe, archive, inbox.
+
+    The queue's access policy is what authenticates it; the tenant comes from the payload's account
+    id through config. Raises ``WebhookRejected`` (malformed, unknown tenant, conflicting duplicate)."""
+    payload = parse_json(body)
+    delivery = source.identify(Headers({}), payload)
+    tenant = source.tenant(payload, tenants)
+    request = WebhookRequest(source.name, tenant, Headers({}), body, received_at)
+    return _admit(source.name, (), request, Part(delivery, None), ports)
+
+
 def _admit(
-    source: str, kept_headers: tuple[str, ...], request: WebhookRequest, part: Part, ports: IngestPorts
+    source: str, kept_headers: tuple[str, ...], request: WebhookRequest, part: Part, ports: StorePorts
 ) -> Accepted:
     """Archive and enqueue one delivery exactly once (per dedupe key); a repeat is a duplicate."""
     delivery = part.delivery

@@ -6,7 +6,7 @@ from typing import Protocol
 
 from shared.errors import MalformedPayload, NormalisationError
 from shared.models import InboxMessage, ObservedEntity
-from shared.sources import SOURCES
+from shared.sources import NORMALISERS
 from shared.sources.base import Headers
 
 
@@ -15,7 +15,7 @@ class ArchiveReader(Protocol):
 
 
 def normalise_message(message: InboxMessage, archive: ArchiveReader) -> list[ObservedEntity]:
-    source = SOURCES.get(message.source)
+    source = NORMALISERS.get(message.source)
     if source is None:
         raise NormalisationError(message.source, "no adapter for this source")
     body = message.body

@@ -51,6 +51,16 @@ class IngestSettings(_Settings):
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
 
 
+class AmazonIntakeSettings(_Settings):
+    idempotency_table: str = Field(alias=Env.IDEMPOTENCY_TABLE)
+    archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
+    inbox_queue_url: str = Field(alias=Env.INBOX_QUEUE_URL)
+    quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
+    idempotency_ttl_seconds: int = Field(alias=Env.IDEMPOTENCY_TTL_SECONDS, gt=0)
+    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
+    sellers: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.AMAZON_SELLERS)  # seller -> tenant
+
+
 class NormaliseSettings(_Settings):
     archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
     max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)

@@ -18,7 +18,7 @@ from infra.constructs.dependencies import dependencies_layer
 from infra.constructs.messaging import Messaging
 from infra.constructs.nag import acknowledge
 from infra.constructs.storage import Storage
-from infra.wiring import DOMAINS, FUNCTIONS, ResourceRefs, function_environment
+from infra.wiring import DOMAINS, FUNCTIONS, ResourceRefs, deployed_functions, function_environment
 from shared.constants import AUDIT_ARCHIVE_PREFIX, AUDIT_SK_PREFIX, TTL_PRINCIPAL
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -67,7 +67,7 @@ class Compute(Construct):
         self.dependencies = dependencies_layer(self, "Dependencies", RUNTIME, ARCHITECTURE)
         self.code = lambda_.Code.from_asset(str(ROOT), exclude=CODE_EXCLUDES)
         self.functions: dict[str, lambda_.Function] = {
-            name: self._function(name, function_environment(name, cfg, refs), key) for name in FUNCTIONS
+            name: self._function(name, function_environment(name, cfg, refs), key) for name in deployed_functions(cfg)
         }
         fn = self.functions
 
@@ -133,6 +133,21 @@ class Compute(Construct):
         storage.state_table.grant(fn["deliver"], "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem")
         self._secrets(fn["deliver"], f"{cfg.secrets_prefix}/targets/*")
         key.grant_encrypt_decrypt(fn["deliver"])
+
+        # amazon-intake: the SP-API notification queue -> dedupe, archive, inbox (like ingest); quarantine
+        if "amazon-intake" in fn:
+            self._consume(fn["amazon-intake"], messaging, "amazon")
+            storage.idempotency_table.grant(
+                fn["amazon-intake"],
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            )
+            self._archive_objects(fn["amazon-intake"], storage, "s3:PutObject", "raw/")
+            messaging.queues["inbox"].grant_send_messages(fn["amazon-intake"])
+            messaging.queues["quarantine"].grant_send_messages(fn["amazon-intake"])
+            key.grant_encrypt_decrypt(fn["amazon-intake"])
         key.grant_encrypt_decrypt(fn["sync"])
         key.grant_encrypt_decrypt(fn["ingest"])
 

@@ -33,12 +33,14 @@ class Messaging(Construct):
             if spec.consumer:
                 dlq = self._queue(f"{spec.purpose}-dlq", key)
                 self.dlqs[spec.purpose] = dlq
+            # A queue an outside service writes to uses SQS-managed encryption: the writer cannot use
+            # this environment's key, and granting it the key would widen the key's reach.
             queue = sqs.Queue(
                 self,
                 f"Queue-{spec.purpose}",
                 queue_name=cfg.resource(spec.purpose),
-                encryption=sqs.QueueEncryption.KMS,
-                encryption_master_key=key,
+                encryption=sqs.QueueEncryption.SQS_MANAGED if spec.external_writer else sqs.QueueEncryption.KMS,
+                encryption_master_key=None if spec.external_writer else key,
                 enforce_ssl=True,
                 retention_period=RETENTION,
                 visibility_timeout=visibility,
@@ -57,6 +59,15 @@ class Messaging(Construct):
                     queue,
                     "Serverless-SQSRedrivePolicy",
                     "Quarantine is a terminal store read by operators, not consumed.",
+                )
+            if spec.external_writer:
+                queue.add_to_resource_policy(
+                    iam.PolicyStatement(
+                        sid="AllowExternalWriter",
+                        principals=[iam.ArnPrincipal(spec.external_writer)],
+                        actions=["sqs:SendMessage", "sqs:GetQueueAttributes"],
+                        resources=[queue.queue_arn],
+                    )
                 )
             self.queues[spec.purpose] = queue
 

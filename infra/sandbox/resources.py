@@ -71,6 +71,20 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             )
         url = sqs.create_queue(QueueName=cfg.resource(spec.purpose), Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        if spec.external_writer:  # the same access policy as the stack gives the SP-API queue
+            policy = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "AllowExternalWriter",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": spec.external_writer},
+                        "Action": ["sqs:SendMessage", "sqs:GetQueueAttributes"],
+                        "Resource": arn,
+                    }
+                ],
+            }
+            sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
         result.queue_urls[spec.purpose], result.queue_arns[spec.purpose] = url, arn
         result.queue_urls[f"{spec.purpose}-dlq"], result.queue_arns[f"{spec.purpose}-dlq"] = dlq_url, dlq_arn
     result.refs = ResourceRefs(

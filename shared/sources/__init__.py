@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.errors import UnknownSource
+from shared.sources.amazon import AmazonSpApi
 from shared.sources.base import Source
 from shared.sources.china_shops import Douyin, Youzan
 from shared.sources.helpdesk_and_shops import WooCommerce, Zendesk
@@ -24,6 +25,11 @@ ADAPTERS: tuple[Source, ...] = (
     *(StandardWebhooksSource(name) for name in INHOUSE_SYSTEMS),
 )
 SOURCES: dict[str, Source] = {adapter.name: adapter for adapter in ADAPTERS}
+"""Sources that call ``/webhooks/{source}/{tenant}``."""
+
+AMAZON = AmazonSpApi()
+NORMALISERS: dict[str, Source] = {**SOURCES, AMAZON.name: AMAZON}
+"""Every source whose deliveries reach the inbox: the webhook sources and the queue-fed ones (Amazon)."""
 
 
 def get_source(name: str, enabled: frozenset[str]) -> Source:

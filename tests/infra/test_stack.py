@@ -16,6 +16,7 @@ from app import build_app
 from infra.config import load_environment
 from infra.wiring import DOMAINS
 from shared.settings import (
+    AmazonIntakeSettings,
     AuditArchiveSettings,
     DeliverSettings,
     IngestSettings,
@@ -23,6 +24,7 @@ from shared.settings import (
     PublishSettings,
     SyncSettings,
 )
+from shared.sources.amazon import AMAZON_SP_API_PRINCIPAL
 from tests.infra.conftest import ROOT, resources
 
 ENVS = ("dev", "staging", "prod")
@@ -57,7 +59,8 @@ def test_every_consumer_queue_has_a_dlq_and_a_visibility_of_six_consumer_timeout
         if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in resources(template, "AWS::SQS::Queue")
     ]
     consumed = {m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m for m in sqs_mappings}
-    expected = {cfg.resource(p) for p in ("inbox", *DOMAINS, *(f"deliver-{t.name}" for t in cfg.targets))}
+    amazon = ("amazon",) if cfg.amazon_sellers else ()
+    expected = {cfg.resource(p) for p in ("inbox", *DOMAINS, *(f"deliver-{t.name}" for t in cfg.targets), *amazon)}
     names = {template["Resources"][q]["Properties"]["QueueName"] for q in consumed}
     assert names == expected
     for queue_id, mapping in consumed.items():
@@ -66,7 +69,8 @@ def test_every_consumer_queue_has_a_dlq_and_a_visibility_of_six_consumer_timeout
         function = function_for(template, mapping["Properties"]["FunctionName"]["Ref"])
         assert queue["VisibilityTimeout"] >= 6 * function["Properties"]["Timeout"]
         assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-        assert queue["KmsMasterKeyId"]
+        # Encrypted: with the environment's key, or SQS-managed where Amazon must write (see the SP-API test)
+        assert queue.get("KmsMasterKeyId") or queue["QueueName"] == cfg.resource("amazon")
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -129,6 +133,7 @@ SETTINGS = {
     "publish": PublishSettings,
     "audit-archive": AuditArchiveSettings,
     "deliver": DeliverSettings,
+    "amazon-intake": AmazonIntakeSettings,
 }
 
 
@@ -137,6 +142,9 @@ def test_each_function_gets_exactly_the_variables_its_settings_require(templates
     functions = by_name(templates[env], "AWS::Lambda::Function", "FunctionName")
     cfg = load_environment(env)
     for name, model in SETTINGS.items():
+        if cfg.resource(name) not in functions:
+            assert name == "amazon-intake" and not cfg.amazon_sellers  # deployed only where sellers are set
+            continue
         variables = set(functions[cfg.resource(name)]["Properties"]["Environment"]["Variables"])
         required = {f.alias for f in model.model_fields.values() if f.is_required()}
         assert required <= variables, f"{name} misses {required - variables}"
@@ -246,3 +254,29 @@ def test_the_dependencies_layer_carries_phonenumbers_for_the_runtime(cdk_out: Pa
 def test_the_function_asset_holds_only_the_project_code(cdk_out: Path) -> None:
     [asset] = [p for p in cdk_out.glob("asset.*") if p.is_dir() and (p / "functions").exists()]
     assert sorted(p.name for p in asset.iterdir()) == ["functions", "shared"]
+
+
+def test_the_sp_api_queue_admits_only_amazon_and_only_where_sellers_are_configured(templates: dict[str, Any]) -> None:
+    for env in ENVS:
+        cfg = load_environment(env)
+        queues = by_name(templates[env], "AWS::SQS::Queue", "QueueName")
+        if not cfg.amazon_sellers:
+            assert cfg.resource("amazon") not in queues and cfg.resource("amazon-intake") not in by_name(
+                templates[env], "AWS::Lambda::Function", "FunctionName"
+            )
+            continue
+        queue = queues[cfg.resource("amazon")]["Properties"]
+        # Amazon writes to it, so it uses SQS-managed encryption rather than the environment's key
+        assert queue["SqsManagedSseEnabled"] is True and "KmsMasterKeyId" not in queue
+        assert queue["RedrivePolicy"]["maxReceiveCount"] == cfg.max_receive_count
+        [policy] = [
+            p
+            for p in resources(templates[env], "AWS::SQS::QueuePolicy").values()
+            if any(s.get("Sid") == "AllowExternalWriter" for s in p["Properties"]["PolicyDocument"]["Statement"])
+        ]
+        [allow] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+        assert allow["Principal"] == {"AWS": AMAZON_SP_API_PRINCIPAL}
+        assert sorted(allow["Action"]) == ["sqs:GetQueueAttributes", "sqs:SendMessage"]
+        intake = policy_actions(templates[env], "amazon-intake", env)
+        assert {"sqs:ReceiveMessage", "s3:PutObject", "dynamodb:PutItem"} <= intake
+        assert not any(a.startswith(("secretsmanager:", "events:")) for a in intake)
