@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from shared.constants import delivery_queue_purpose, resource_name, secrets_prefix
 from shared.errors import ConfigurationError
+from shared.field_map import FieldMap
 from shared.sources import SOURCES
+from shared.sources.inhouse import INHOUSE_SYSTEMS
 from shared.targets import TargetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,8 @@ class EnvironmentConfig(BaseModel):
     waf: bool = False
     default_phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"  # for numbers without +<country>
     # Amazon SP-API seller id -> tenant. Non-empty: the stack gets the SP-API notification queue.
+    # In-house source -> declarative map from its own JSON to canonical observations (shared/field_map.py)
+    field_maps: dict[str, FieldMap] = {}
     amazon_sellers: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{8,20}$")], Annotated[str, Field(min_length=1)]] = {}
 
     @model_validator(mode="after")
@@ -56,6 +60,13 @@ class EnvironmentConfig(BaseModel):
         unknown = sorted(set(self.sources) - set(SOURCES))
         if unknown:
             raise ValueError(f"sources: {unknown} have no adapter (known: {sorted(SOURCES)})")
+        for source in self.field_maps:
+            if source not in INHOUSE_SYSTEMS or source not in self.sources:
+                raise ValueError(
+                    f"field_maps.{source}: field maps are for enabled in-house sources ({sorted(INHOUSE_SYSTEMS)})"
+                )
+        if len(json.dumps([m.model_dump(mode="json", exclude_none=True) for m in self.field_maps.values()])) > 2048:
+            raise ValueError("field_maps: over 2 KB of maps do not fit the normalise function's environment")
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ValueError(f"targets: names must be unique, got {names}")

@@ -78,6 +78,11 @@ def function_environment(
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
         },
         "normalise": {
+            Env.FIELD_MAPS: json.dumps(
+                {k: v.model_dump(mode="json", exclude_none=True) for k, v in cfg.field_maps.items()},
+                separators=(",", ":"),
+                sort_keys=True,
+            ),
             Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
             Env.ARCHIVE_BUCKET: refs.archive_bucket,
             Env.EVENT_BUS: refs.event_bus,

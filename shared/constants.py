@@ -63,6 +63,7 @@ class Env:
     DEFAULT_PHONE_REGION = "DEFAULT_PHONE_REGION"
     MAX_RECEIVE_COUNT = "MAX_RECEIVE_COUNT"
     AMAZON_SELLERS = "AMAZON_SELLERS_JSON"
+    FIELD_MAPS = "FIELD_MAPS_JSON"
 
 
 def resource_name(environment: str, purpose: str) -> str:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
 from shared.errors import MalformedPayload, NormalisationError
+from shared.field_map import FieldMap, MappingFailed
 from shared.models import InboxMessage, ObservedEntity
 from shared.sources import NORMALISERS
 from shared.sources.base import Headers
@@ -14,7 +16,11 @@ class ArchiveReader(Protocol):
     def get(self, key: str) -> bytes: ...
 
 
-def normalise_message(message: InboxMessage, archive: ArchiveReader) -> list[ObservedEntity]:
+def normalise_message(
+    message: InboxMessage, archive: ArchiveReader, field_maps: Mapping[str, FieldMap] | None = None
+) -> list[ObservedEntity]:
+    """The canonical observations in a delivery. A source with a field map in config (an in-house
+    system with its own format) has its body mapped to canonical observations first."""
     source = NORMALISERS.get(message.source)
     if source is None:
         raise NormalisationError(message.source, "no adapter for this source")
@@ -25,6 +31,12 @@ def normalise_message(message: InboxMessage, archive: ArchiveReader) -> list[Obs
         payload = source.parse(Headers(message.headers), (body or "").encode("utf-8"))
     except MalformedPayload as exc:
         raise NormalisationError(message.source, str(exc)) from exc
+    field_map = (field_maps or {}).get(message.source)
+    if field_map is not None:
+        try:
+            payload = field_map.observations(payload)
+        except MappingFailed as exc:
+            raise NormalisationError(message.source, f"field map: {exc}") from exc
     events = source.normalise(message, payload)
     if not events:
         raise NormalisationError(message.source, f"{message.topic} produced no canonical event")

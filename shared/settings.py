@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from shared.constants import Env
 from shared.errors import ConfigurationError
+from shared.field_map import FieldMap
 from shared.targets import TargetConfig
 
 
@@ -63,6 +64,7 @@ class AmazonIntakeSettings(_Settings):
 
 class NormaliseSettings(_Settings):
     archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
+    field_maps: Annotated[dict[str, FieldMap], BeforeValidator(_json)] = Field(alias=Env.FIELD_MAPS)
     max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
     event_bus: str = Field(alias=Env.EVENT_BUS)
     quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)

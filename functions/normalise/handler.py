@@ -55,7 +55,7 @@ def record_handler(record: SQSRecord) -> None:
         quarantine(record, "unknown", f"not an inbox envelope: {exc.errors()[0]['msg']}")
         return
     try:
-        events = normalise_message(message, archive)
+        events = normalise_message(message, archive, settings().field_maps)
     except NormalisationError as exc:
         quarantine(record, exc.source, exc.reason)
         return

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from shared.sources import china_shops, logistics, shopify, stripe
+from shared.sources import china_shops, inhouse, logistics, shopify, stripe
 from shared.sources import helpdesk_and_shops as shops
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
@@ -28,12 +28,23 @@ SIGNERS: dict[str, Callable[[str, bytes, dict[str, str]], dict[str, str]]] = {
     "douyin": lambda secret, body, headers: {
         china_shops.DOUYIN_SIGNATURE: _pair_sign(headers.get("sign-method", "md5"), secret, body)
     },
+    **{system: lambda secret, body, headers: _standard(secret, body, headers) for system in inhouse.INHOUSE_SYSTEMS},
 }
 
 
 def _pair_sign(method: str, pair: str, body: bytes) -> str:
     app_id, secret = pair.split(":", 1)
     return china_shops.DOUYIN_SIGNERS[method](app_id, secret, body)
+
+
+def _standard(secret: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+    """Standard Webhooks: the sample names its webhook-id; the timestamp is now."""
+    webhook_id, timestamp = headers.get("webhook-id", "msg_sample"), str(int(time.time()))
+    return {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": inhouse.standard_sign(secret, webhook_id, timestamp, body),
+    }
 
 
 def _zendesk(secret: str, body: bytes) -> dict[str, str]:

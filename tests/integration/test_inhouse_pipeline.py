@@ -54,3 +54,19 @@ def test_an_observation_the_model_rejects_is_quarantined_with_the_field(stack: S
     [parked] = stack.messages("quarantine")
     reason = json.loads(parked["Body"])["reason"]
     assert reason.startswith("observation 0: status: Input should be 'open', 'closed' or 'cancelled'")
+
+
+def test_a_wms_batch_in_its_own_format_is_mapped_by_config_and_reaches_stock_state(
+    stack: Stack,
+    sandbox_secrets: dict,  # type: ignore[type-arg]
+) -> None:
+    hook = signed("wms_stock_movements", sandbox_secrets["sources"]["wms"]["demo"][0])
+    answer = stack.post(hook)
+    assert json.loads(answer["body"]) == {"status": "accepted", "webhook_id": "msg_2kWvR8rYwms0007"}
+    stack.run_until_quiet()
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    restocked, _ = store.load("demo", "stock", "FILTER-X1@SH-01")
+    sold, _ = store.load("demo", "stock", "AIRPURIFIER-X1@SH-01")
+    assert restocked is not None and sold is not None
+    assert (restocked.fields["quantity_delta"], sold.fields["quantity_delta"]) == (1, -2)
+    assert stack.depth("quarantine") == 0
