@@ -1,5 +1,6 @@
-"""``aftersync demo``: replay the Shopify samples (and a burst of generated orders) through the
-sandbox, wait for the pipeline to drain, print a summary and check every end state."""
+"""``aftersync demo``: replay a mixed stream from every source (the samples in ``events/`` plus a
+burst of generated Shopify orders) through the sandbox, wait for the pipeline to drain, print a
+summary per source and check every end state."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+import boto3
 
 from infra.sandbox.runtime import Sandbox
 from infra.sandbox.samples import SignedWebhook, body_bytes, load_sample, signed
@@ -121,6 +124,29 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
             ),
         ),
         ("order.updated (refunded)", signed("woocommerce_order_refunded", secrets["woocommerce"][0])),
+        # Shopify returns, out of order, one declined; and an order edit
+        ("returns/process before the request", signed("shopify_returns_process", secret)),
+        ("returns/request", signed("shopify_returns_request", secret)),
+        ("returns/approve", signed("shopify_returns_approve", secret)),
+        ("returns/decline", signed("shopify_returns_decline", secret)),
+        ("orders/edited", signed("shopify_orders_edited", secret)),
+        # Domestic shops: Youzan (health check, trade, refund twice, express) and a Douyin batch
+        (
+            "health check (test: true)",
+            SignedWebhook(
+                "youzan-test",
+                "youzan",
+                load_sample("youzan_push_test")["headers"],
+                body_bytes(load_sample("youzan_push_test")),
+            ),
+        ),
+        ("TRADE_ORDER_STATE", signed("youzan_trade_order_state", secrets["youzan"][0])),
+        ("TRADE_ORDER_REFUND", signed("youzan_trade_order_refund", secrets["youzan"][0])),
+        ("duplicate TRADE_ORDER_REFUND", signed("youzan_trade_order_refund", secrets["youzan"][0])),
+        ("TRADE_ORDER_EXPRESS", signed("youzan_trade_order_express", secrets["youzan"][0])),
+        ("two messages in one push", signed("douyin_batch", secrets["douyin"][0])),
+        # An in-house WMS in its own format, mapped by cdk.json field_maps.wms
+        ("stock movements (own format)", signed("wms_stock_movements", secrets["wms"][0])),
     ]
     updated = load_sample("shopify_orders_updated")["body"]
     expected: Expected = {
@@ -128,6 +154,13 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
             "fulfillment_status": "fulfilled",
             "note": updated["note"],
             "tags": ["shipped", "vip", "warranty"],
+            "last_edit": {
+                "edit_id": "78912328",
+                "edited_at": "2026-11-20T05:00:00Z",
+                "added": [{"line_id": "141249953214522974", "delta": 1}],
+                "removed": [],
+                "staff_note": "Customer asked for a spare filter",
+            },
         },
         ("after_sales_case", "stripe:re_3QJx2cLkdIwHu7ix0kzQ1Nqf"): {"status": "refunded", "rejected_transitions": []},
         ("after_sales_case", "stripe:charge:ch_3QJy7bLkdIwHu7ix1Z2Y3X4W"): {"status": "refunded"},
@@ -139,6 +172,18 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("ticket", "zendesk:5158"): {"status": "open", "priority": "high"},
         ("order", "woocommerce:727"): {"payment_status": "refunded"},
         ("after_sales_case", "woocommerce:731"): {"status": "refunded"},
+        ("after_sales_case", "shopify:return:945000954"): {"status": "received", "rejected_transitions": []},
+        ("after_sales_case", "shopify:return:945000955"): {"status": "rejected"},
+        ("order", "youzan:E20261121103015012300001"): {"payment_status": "paid", "fulfillment_status": "unfulfilled"},
+        ("after_sales_case", "youzan:201126112114300001"): {"status": "requested", "kind": "refund"},
+        ("shipment", "zhongtong:75311234567890"): {"order_id": "E20261121103015012300001"},
+        ("order", "douyin:6920000001234567890"): {"payment_status": "paid"},
+        ("after_sales_case", "douyin:7123456789012345678"): {"scenario": "cancel_before_fulfilment"},
+        ("stock", "FILTER-X1@SH-01"): {"quantity_delta": 1},
+        ("stock", "AIRPURIFIER-X1@SH-01"): {"quantity_delta": -2},
+        # Amazon: on the SP-API queue, not HTTP (see run_demo)
+        ("order", "amazon:114-3941689-8772232"): {"payment_status": "paid", "fulfillment_status": "unfulfilled"},
+        ("after_sales_case", "amazon:114-3941689-8772232:cancel"): {"status": "requested"},
     }
     for n in range(GENERATED_ORDERS):
         first, second, fields = generated_order(n, secret)
@@ -165,6 +210,14 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         at = time.time()
         status, answer = post(api, TENANT, webhook)
         sent.append(Sent(webhook, label, status, answer, at))
+    # Amazon writes ORDER_CHANGE notifications to the SP-API queue itself (twice: at-least-once)
+    amazon = load_sample("amazon_order_change")["body"]
+    queued = 0
+    if "amazon" in sandbox.resources.queue_urls:
+        sqs = boto3.client("sqs")
+        for _ in range(2):
+            sqs.send_message(QueueUrl=sandbox.resources.queue_urls["amazon"], MessageBody=json.dumps(amazon))
+            queued += 1
     drained = sandbox.drain(timeout=drain_timeout)
     elapsed = time.monotonic() - started
 
@@ -203,18 +256,23 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     sample_id = next(iter(expected))[1]
     sample_state = states[sample_id]
     sources = sorted({s.webhook.source for s in sent})
+    if queued == 0:
+        expected_amazon = [k for k in expected if k[1].startswith("amazon:")]
+        problems.extend(f"{k[1]}: no SP-API queue in this environment" for k in expected_amazon)
     print("Aftersync demo — webhooks from every enabled source through the whole pipeline (local sandbox)")
     print(f"  API {api}   AWS stand-in {sandbox.endpoint}   fake target {sandbox.target.url}")
     print()
     print(f"{'source':<12}{'sent':>6}{'2xx':>6}{'rejected':>10}   answers")
     for source in sources:
         mine = [s for s in sent if s.webhook.source == source]
-        answers = Counter(f"{s.status} {s.answer.get('status') or s.answer.get('error') or 'ack'}" for s in mine)
+        answers = Counter(f"{s.status} {_answer(s.answer)}" for s in mine)
         ok = sum(1 for s in mine if 200 <= s.status < 300)
         print(
             f"{source:<12}{len(mine):>6}{ok:>6}{len(mine) - ok:>10}   "
             + ", ".join(f"{k} ×{v}" for k, v in sorted(answers.items()))
         )
+    if queued:
+        print(f"{'amazon':<12}{queued:>6}{'-':>6}{'-':>10}   written to the SP-API queue (no HTTP), twice")
     changed = [s for s in states.values() if s is not None]
     kinds = Counter(s.entity_type for s in changed)
     print(
@@ -253,3 +311,11 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         "tampered body changed nothing."
     )
     return 0
+
+
+def _answer(body: dict[str, Any]) -> str:
+    """The gist of a platform's ack body (each platform has its own shape)."""
+    for key in ("status", "error", "msg", "message"):
+        if body.get(key):
+            return str(body[key])
+    return "ack"

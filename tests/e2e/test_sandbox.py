@@ -94,11 +94,15 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for line in (
-        r"shopify\s+90\s+89\s+1\s+200 accepted ×85, 200 duplicate ×4, 401 signature_invalid ×1",
+        r"shopify\s+95\s+94\s+1\s+200 accepted ×90, 200 duplicate ×4, 401 signature_invalid ×1",
         r"stripe\s+4\s+4\s+0\s+200 ack ×4",
-        r"kuaidi100\s+2\s+2\s+0\s+200 ack ×2",
+        r"kuaidi100\s+2\s+2\s+0\s+200 成功 ×2",
         r"woocommerce\s+2\s+2\s+0\s+200 accepted ×1, 200 ping received ×1",
-        r"entities changed: 4 after_sales_case, 42 order, 3 shipment, 1 ticket;",
+        r"youzan\s+5\s+5\s+0\s+200 success ×5",
+        r"douyin\s+1\s+1\s+0\s+200 success ×1",
+        r"wms\s+1\s+1\s+0\s+200 accepted ×1",
+        r"amazon\s+2\s+-\s+-\s+written to the SP-API queue",
+        r"entities changed: 9 after_sales_case, 45 order, 4 shipment, 2 stock, 1 ticket;",
     ):
         assert re.search(line, result.stdout), line
     assert "OK: every accepted webhook reached its end state" in result.stdout
