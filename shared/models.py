@@ -32,7 +32,7 @@ class Money(Frozen):
 
 PaymentStatus = Literal["pending", "authorized", "partially_paid", "paid", "partially_refunded", "refunded", "voided"]
 FulfillmentStatus = Literal["unfulfilled", "partially_fulfilled", "fulfilled", "restocked"]
-OrderStatus = Literal["open", "closed", "cancelled"]
+OrderStatus = Literal["open", "closed", "cancelled", "deleted"]  # deleted: removed at the source (may be restored)
 WarrantyStatus = Literal["in_warranty", "extended", "expired", "void", "none"]
 
 

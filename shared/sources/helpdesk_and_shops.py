@@ -147,7 +147,12 @@ def woocommerce_sign(secret: str, body: bytes) -> str:
 
 class WooCommerce(JsonSource):
     name: ClassVar[str] = "woocommerce"
-    kept_headers: ClassVar[tuple[str, ...]] = ("X-WC-Webhook-Topic", "X-WC-Webhook-Source", "X-WC-Webhook-ID")
+    kept_headers: ClassVar[tuple[str, ...]] = (
+        "X-WC-Webhook-Topic",
+        "X-WC-Webhook-Source",
+        "X-WC-Webhook-ID",
+        "X-WC-Webhook-Delivery-ID",
+    )
 
     def ping(self, headers: Headers, body: bytes) -> Ack | None:
         # When a webhook is created, WooCommerce posts an unsigned form 'webhook_id=N' and disables the
@@ -169,9 +174,15 @@ class WooCommerce(JsonSource):
             raise MalformedPayload("missing X-WC-Webhook-Topic header")
         if not isinstance(payload, dict) or "id" not in payload:
             raise MalformedPayload("a WooCommerce resource needs an 'id'")
+        site = headers.get("X-WC-Webhook-Source", "")
+        if topic.endswith(".deleted"):
+            # A deletion carries only the id: the delivery id tells a re-deletion (after a restore) apart.
+            delivery = headers.get("X-WC-Webhook-Delivery-ID")
+            if not delivery:
+                raise MalformedPayload("a WooCommerce deletion needs the X-WC-Webhook-Delivery-ID header")
+            return Delivery(source_event_id=f"{site}|deleted|{payload['id']}|{delivery}", topic=topic)
         modified = payload.get("date_modified_gmt") or payload.get("date_modified") or ""
         # No event id: (site, resource id, modification time) identifies a delivery.
-        site = headers.get("X-WC-Webhook-Source", "")
         return Delivery(source_event_id=f"{site}|{payload['id']}|{modified}", topic=topic)
 
     def ack(self, delivery: Delivery, duplicate: bool) -> Ack:
@@ -180,6 +191,12 @@ class WooCommerce(JsonSource):
     def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
         if not message.topic.startswith("order."):
             raise NormalisationError(self.name, f"unsupported topic {message.topic!r}")
+        if message.topic == "order.deleted":  # only {"id": …}; order.restored later sends the full order
+            try:
+                order = Order(order_id=str(payload["id"]), status="deleted")
+            except PAYLOAD_ERRORS as exc:
+                raise NormalisationError(self.name, f"order.deleted needs an id: {describe_error(exc)}") from exc
+            return [_observe(self.name, message, "order", f"woocommerce:{order.order_id}", order, message.received_at)]
         try:
             currency = payload["currency"]
             status = woo_maps().order[payload["status"]]

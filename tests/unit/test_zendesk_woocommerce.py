@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from infra.sandbox.samples import body_bytes, load_sample
-from shared.errors import SignatureInvalid
+from shared.errors import MalformedPayload, SignatureInvalid
 from shared.models import InboxMessage, Money
 from shared.sources.base import Headers
 from shared.sources.helpdesk_and_shops import WooCommerce, Zendesk, zendesk_sign
@@ -106,3 +106,17 @@ def test_woocommerce_refunded_order_gives_the_order_and_its_refund_case() -> Non
     assert case_event.entity_id == "woocommerce:731"
     assert case_event.entity.amount == Money(amount=Decimal("129.00"), currency="USD")  # type: ignore[union-attr]
     assert case_event.entity.reason == "Arrived damaged"  # type: ignore[union-attr]
+
+
+def test_woocommerce_order_deleted_marks_the_order_deleted_with_only_its_id() -> None:
+    sample = load_sample("woocommerce_order_deleted")
+    message, payload = _message("woocommerce", "woocommerce_order_deleted", "order.deleted")
+    delivery = WooCommerce().identify(Headers(sample["headers"]), payload)
+    assert delivery.source_event_id == "https://shop.example.com/|deleted|727|a71c0e55d2b4"
+    [event] = WooCommerce().normalise(message, payload)
+    assert event.entity.model_dump(exclude_unset=True) == {"order_id": "727", "status": "deleted"}
+    assert event.occurred_at == message.received_at  # the deletion carries no time of its own
+    with pytest.raises(MalformedPayload, match="needs the X-WC-Webhook-Delivery-ID header"):
+        WooCommerce().identify(
+            Headers({k: v for k, v in sample["headers"].items() if k != "X-WC-Webhook-Delivery-ID"}), payload
+        )
