@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 
 from infra.config import EnvironmentConfig
-from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env
+from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env, metrics_namespace
 from shared.sources.amazon import AMAZON_SP_API_PRINCIPAL
 
 
@@ -65,7 +65,11 @@ def deployed_functions(cfg: EnvironmentConfig) -> list[str]:
 def function_environment(
     function: str, cfg: EnvironmentConfig, refs: ResourceRefs, allow_http_targets: bool = False
 ) -> dict[str, str]:
-    common = {Env.ENVIRONMENT: cfg.name}
+    common = {
+        Env.ENVIRONMENT: cfg.name,
+        "POWERTOOLS_SERVICE_NAME": "aftersync",
+        "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(cfg.name),
+    }
     per_function: dict[str, dict[str, str]] = {
         "ingest": {
             Env.IDEMPOTENCY_TABLE: refs.idempotency_table,

@@ -99,3 +99,8 @@ def tenant_salt_secret_name(prefix: str, tenant: str) -> str:
 def target_secret_name(prefix: str, target: str) -> str:
     """Secret holding a target's credentials: ``{"header": "X-Api-Key", "value": "…"}``."""
     return f"{prefix}/targets/{target}"
+
+
+def metrics_namespace(environment: str) -> str:
+    """CloudWatch namespace of an environment's metrics (alarms and dashboard read it)."""
+    return f"Aftersync/{environment}"

@@ -36,7 +36,7 @@ def settings() -> AmazonIntakeSettings:
 
 @cache
 def processor() -> DeadLetteringProcessor:
-    return DeadLetteringProcessor(settings().max_receive_count, logger=logger)
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
 
 
 @cache

@@ -18,15 +18,15 @@ from shared.adapters.http import Urllib3Http
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import target_from_queue_name, target_secret_name
 from shared.delivery import deliver_change
-from shared.errors import ConfigurationError
-from shared.models import EntityChanged
-from shared.observability import logger, metrics, tracer
+from shared.errors import ConfigurationError, DeliveryFailed
+from shared.models import EntityChanged, utcnow
+from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import DeliverSettings
 
 
 @cache
 def processor() -> DeadLetteringProcessor:
-    return DeadLetteringProcessor(settings().max_receive_count, logger=logger)
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
 
 
 @cache
@@ -49,7 +49,11 @@ def record_handler(record: SQSRecord) -> None:
     credentials = secrets.get_json(secret_name)
     if credentials is None:
         raise ConfigurationError(f"secret {secret_name!r} for target {target.name!r} does not exist")
-    result = deliver_change(changed, target, store, http, credentials)
+    try:
+        result = deliver_change(changed, target, store, http, credentials)
+    except DeliveryFailed:
+        count_by("DeliveryFailed", "target", target.name)
+        raise
     logger.info(
         "delivery",
         extra={
@@ -62,6 +66,10 @@ def record_handler(record: SQSRecord) -> None:
     if result.outcome == "sent":
         metrics.add_metric(name="DeliverySucceeded", unit=MetricUnit.Count, value=1)
         metrics.add_metric(name="DeliveredBytes", unit=MetricUnit.Bytes, value=result.payload_bytes)
+        # Freshness: from the source's own time of the change to its delivery (a distribution: p50/p99)
+        freshness_ms = max(0.0, (utcnow() - changed.occurred_at).total_seconds() * 1000)
+        metrics.add_metric(name="Freshness", unit=MetricUnit.Milliseconds, value=freshness_ms)
+        count_by("DeliverySucceeded", "target", target.name)
 
 
 @logger.inject_lambda_context

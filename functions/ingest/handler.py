@@ -17,7 +17,7 @@ from shared.adapters.idempotency import IdempotentOnce
 from shared.errors import WebhookRejected
 from shared.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
 from shared.models import utcnow
-from shared.observability import logger, metrics, tracer
+from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import IngestSettings
 from shared.sources.base import Headers
 
@@ -114,6 +114,7 @@ def receive(source: str, tenant: str) -> Response[str]:
 def rejected(exc: WebhookRejected) -> Response[str]:
     logger.warning("webhook rejected", extra={"reason": exc.reason, "detail": str(exc)})
     metrics.add_metric(name="WebhookRejected", unit=MetricUnit.Count, value=1)
+    count_by("WebhookRejected", "reason", exc.reason)
     return Response(
         status_code=exc.status_code,
         content_type="application/json",

@@ -25,7 +25,7 @@ from shared.settings import NormaliseSettings
 
 @cache
 def processor() -> DeadLetteringProcessor:
-    return DeadLetteringProcessor(settings().max_receive_count, logger=logger)
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
 
 
 @cache

@@ -34,7 +34,7 @@ from shared.sync import apply_observation
 
 @cache
 def processor() -> DeadLetteringProcessor:
-    return DeadLetteringProcessor(settings().max_receive_count, logger=logger)
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
 
 
 @cache

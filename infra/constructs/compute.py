@@ -174,12 +174,7 @@ class Compute(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             logging_format=lambda_.LoggingFormat.JSON,
             log_group=log_group,
-            environment={
-                **environment,
-                "POWERTOOLS_SERVICE_NAME": "aftersync",
-                "POWERTOOLS_METRICS_NAMESPACE": "Aftersync",
-                "POWERTOOLS_LOG_LEVEL": "INFO",
-            },
+            environment={**environment, "POWERTOOLS_LOG_LEVEL": "INFO"},
             environment_encryption=key,
         )
         acknowledge(

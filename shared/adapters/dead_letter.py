@@ -30,11 +30,25 @@ def describe_failure(error: BaseException) -> str:
 
 
 class DeadLetteringProcessor(BatchProcessor):
-    def __init__(self, max_receive_count: int, logger: Any = None, client: Any = None) -> None:
+    """Also counts every record for the sync success rate: ``RecordProcessed`` when the handler
+    returned (a quarantine included: the handler counts those as ``EventQuarantined``),
+    ``RecordFailed`` when it raised (the record is retried, or dead-lettered: ``DeadLettered``)."""
+
+    def __init__(self, max_receive_count: int, logger: Any = None, client: Any = None, metrics: Any = None) -> None:
         super().__init__(event_type=EventType.SQS, logger=logger)
         self.max_receive_count = max_receive_count
         self._client = client
+        self._metrics = metrics
         self._dlq_urls: dict[str, str] = {}
+
+    def _count(self, name: str) -> None:
+        if self._metrics is not None:
+            self._metrics.add_metric(name=name, unit="Count", value=1)
+
+    def success_handler(self, record: Any, result: Any) -> Any:
+        if not (isinstance(result, str) and result.startswith("dead-lettered: ")):
+            self._count("RecordProcessed")
+        return super().success_handler(record, result)
 
     @cached_property
     def sqs(self) -> Any:
@@ -42,6 +56,7 @@ class DeadLetteringProcessor(BatchProcessor):
 
     def failure_handler(self, record: SQSRecord | BatchTypeModels, exception: Any) -> Any:
         message = cast(SQSRecord, record)  # this processor is for SQS batches only
+        self._count("RecordFailed")
         receives = int(message.attributes.approximate_receive_count)
         if receives < self.max_receive_count:
             return super().failure_handler(record, exception)
@@ -63,4 +78,5 @@ class DeadLetteringProcessor(BatchProcessor):
             self.logger.warning(
                 "dead-lettered", extra={"reason": reason, "queue": queue_name, "message_id": message.message_id}
             )
+        self._count("DeadLettered")
         return self.success_handler(record, f"dead-lettered: {reason}")

@@ -53,7 +53,7 @@ def test_an_observation_the_model_rejects_is_quarantined_with_the_field(stack: S
     stack.run_until_quiet()
     [parked] = stack.messages("quarantine")
     reason = json.loads(parked["Body"])["reason"]
-    assert reason.startswith("observation 0: status: Input should be 'open', 'closed' or 'cancelled'")
+    assert reason.startswith("observation 0: status: Input should be 'open', 'closed', 'cancelled' or 'deleted'")
 
 
 def test_a_wms_batch_in_its_own_format_is_mapped_by_config_and_reaches_stock_state(
