@@ -64,6 +64,8 @@ class Env:
     MAX_RECEIVE_COUNT = "MAX_RECEIVE_COUNT"
     AMAZON_SELLERS = "AMAZON_SELLERS_JSON"
     FIELD_MAPS = "FIELD_MAPS_JSON"
+    WECOM_ROBOTS = "WECOM_ROBOTS_JSON"
+    WECOM_API_BASE = "WECOM_API_BASE"
 
 
 def resource_name(environment: str, purpose: str) -> str:
@@ -104,3 +106,11 @@ def target_secret_name(prefix: str, target: str) -> str:
 def metrics_namespace(environment: str) -> str:
     """CloudWatch namespace of an environment's metrics (alarms and dashboard read it)."""
     return f"Aftersync/{environment}"
+
+
+def robot_secret_name(prefix: str, robot: str) -> str:
+    """``{"key": "<robot key>", "mentioned_mobile_list": ["<on-call mobile>", …]}``"""
+    return f"{prefix}/wecom/{robot}"
+
+
+ALARM_TOPIC_SUFFIXES = {"critical": "alarms-critical", "warning": "alarms-warning"}

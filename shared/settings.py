@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -107,3 +107,21 @@ class DeliverSettings(_Settings):
             if target.name == name:
                 return target
         raise ConfigurationError(f"no target named {name!r} in {Env.TARGETS}")
+
+
+class NotifySettings(_Settings):
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+    robots: Annotated[dict[Literal["critical", "warning"], tuple[str, ...]], BeforeValidator(_json)] = Field(
+        alias=Env.WECOM_ROBOTS
+    )
+    api_base: str = Field(alias=Env.WECOM_API_BASE, pattern=r"^https?://[^/?#]+$")
+    allow_http: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)
+
+    @model_validator(mode="after")
+    def _https_only(self) -> NotifySettings:
+        if not self.api_base.startswith("https://") and not self.allow_http:
+            raise ValueError(f"{Env.WECOM_API_BASE} must use https")
+        return self

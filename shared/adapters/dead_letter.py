@@ -29,6 +29,10 @@ def describe_failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"[:1000]
 
 
+class PermanentFailure(Exception):
+    """A record that no retry can fix: dead-lettered at once, with this as its reason."""
+
+
 class DeadLetteringProcessor(BatchProcessor):
     """Also counts every record for the sync success rate: ``RecordProcessed`` when the handler
     returned (a quarantine included: the handler counts those as ``EventQuarantined``),
@@ -58,7 +62,7 @@ class DeadLetteringProcessor(BatchProcessor):
         message = cast(SQSRecord, record)  # this processor is for SQS batches only
         self._count("RecordFailed")
         receives = int(message.attributes.approximate_receive_count)
-        if receives < self.max_receive_count:
+        if receives < self.max_receive_count and not isinstance(exception[1], PermanentFailure):
             return super().failure_handler(record, exception)
         queue_name = message.event_source_arn.rsplit(":", 1)[-1]
         dlq = f"{queue_name}{DLQ_SUFFIX}"

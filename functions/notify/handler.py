@@ -1,0 +1,121 @@
+"""Alarm changes (CloudWatch -> SNS -> the alarms queue) -> WeCom group robots, as digests.
+
+A batch of alarm changes becomes as few robot messages as the byte limit allows, per robot of the
+change's severity; each message takes a slot of the robot's 20 per minute first. A change that could
+not go out now (no slot, errcode 45009 or -1, HTTP failure, a missing robot secret) fails its record,
+so SQS brings it back with the next batch; one that never can (errcode 93000, not an alarm) is
+dead-lettered at once with the reason. The robot key lives in Secrets Manager and is never logged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.adapters.aws import SecretReader
+from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
+from shared.adapters.wecom import DynamoMinuteSlots, WeComRobotHttp
+from shared.constants import ALARM_TOPIC_SUFFIXES, robot_secret_name
+from shared.errors import ConfigurationError
+from shared.models import utcnow
+from shared.observability import logger, metrics, tracer
+from shared.settings import NotifySettings
+from shared.wecom import AlarmChange, Robot, Severity, notify, parse_alarm
+
+
+class NotDeliveredYet(Exception):
+    """The change goes back to the queue and is tried again with a later batch."""
+
+
+@cache
+def settings() -> NotifySettings:
+    return NotifySettings.from_env()
+
+
+@cache
+def processor() -> DeadLetteringProcessor:
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
+
+
+@cache
+def adapters() -> tuple[WeComRobotHttp, DynamoMinuteSlots, SecretReader]:
+    s = settings()
+    return WeComRobotHttp(s.api_base), DynamoMinuteSlots(s.state_table), SecretReader(max_age=s.secrets_max_age_seconds)
+
+
+def severity_of(topic_arn: str) -> Severity:
+    for severity, suffix in ALARM_TOPIC_SUFFIXES.items():
+        if topic_arn.endswith(f"-{suffix}"):
+            return severity  # type: ignore[return-value]
+    raise ValueError(f"topic {topic_arn.rsplit(':', 1)[-1]!r} is not an alarm topic")
+
+
+def robot(name: str) -> Robot:
+    s = settings()
+    secret_name = robot_secret_name(s.secrets_prefix, name)
+    secret = adapters()[2].get_json(secret_name)
+    if not secret or not isinstance(secret.get("key"), str) or not secret["key"]:
+        raise ConfigurationError(f'secret {secret_name!r} must be {{"key": "<robot key>", ...}}')
+    mobiles = secret.get("mentioned_mobile_list") or []
+    return Robot(name=name, key=secret["key"], mentioned_mobile_list=tuple(str(m) for m in mobiles))
+
+
+def plan(records: list[SQSRecord]) -> dict[str, Exception | None]:
+    """Send the batch; what each record's outcome is (None: delivered to every robot of its severity)."""
+    s = settings()
+    results: dict[str, Exception | None] = {}
+    by_robot: dict[str, list[AlarmChange]] = defaultdict(list)
+    for record in records:
+        try:
+            envelope = json.loads(record.body)
+            change = parse_alarm(record.message_id, severity_of(envelope["TopicArn"]), envelope["Message"])
+        except (ValueError, KeyError, TypeError) as exc:
+            results[record.message_id] = PermanentFailure(f"not an alarm notification: {exc}")
+            continue
+        results[record.message_id] = None
+        for name in s.robots.get(change.severity, ()):
+            by_robot[name].append(change)
+        if not s.robots.get(change.severity):
+            results[record.message_id] = PermanentFailure(f"no WeCom robot is configured for {change.severity} alarms")
+    port, slots, _ = adapters()
+    for name, changes in by_robot.items():
+        try:
+            outcome = notify(changes, robot(name), s.environment, port, slots, utcnow())
+        except ConfigurationError as exc:
+            for change in changes:
+                results[change.message_id] = NotDeliveredYet(str(exc))
+            continue
+        for message in outcome.sent:
+            metrics.add_metric(name="WeComMessageSent", unit=MetricUnit.Count, value=1)
+            logger.info("wecom message sent", extra={"robot": name, "changes": len(message.carries)})
+        for message_id, why in outcome.retry.items():
+            if not isinstance(results.get(message_id), PermanentFailure):
+                results[message_id] = NotDeliveredYet(why)
+        for message_id, why in outcome.undeliverable.items():
+            results[message_id] = PermanentFailure(why)
+            metrics.add_metric(name="WeComUndeliverable", unit=MetricUnit.Count, value=1)
+            logger.error("wecom robot refused the message for good", extra={"robot": name, "reason": why})
+    return results
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    settings()
+    results = plan([SQSRecord(r) for r in event.get("Records", [])])
+
+    def record_handler(record: SQSRecord) -> None:
+        failure = results.get(record.message_id)
+        if failure is not None:
+            raise failure
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)
