@@ -30,6 +30,35 @@ class ApiThrottle(BaseModel):
     burst_limit: Annotated[int, Field(gt=0)]
 
 
+RobotName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")]
+
+
+class WeComConfig(BaseModel):
+    """Which WeCom group robots get which alarms. Each robot's key (and on-call mobiles) is the secret
+    ``aftersync/<env>/wecom/<robot>``: ``{"key": "...", "mentioned_mobile_list": ["..."]}``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    robots: dict[Literal["critical", "warning"], Annotated[tuple[RobotName, ...], Field(min_length=1)]]
+    api_base: Annotated[str, Field(pattern=r"^https://[^/?#]+$")] = "https://qyapi.weixin.qq.com"
+
+    @model_validator(mode="after")
+    def _both_severities(self) -> WeComConfig:
+        missing = {"critical", "warning"} - set(self.robots)
+        if missing:
+            raise ValueError(f"robots: no robot for {sorted(missing)} alarms")
+        return self
+
+
+class AlarmThresholds(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    period_minutes: Literal[1, 5, 10, 15, 30, 60] = 5
+    datapoints_to_alarm: Annotated[int, Field(ge=1, le=10)] = 1
+    max_message_age_seconds: Annotated[int, Field(ge=60)] = 900  # oldest message in a working queue
+    freshness_p99_seconds: Annotated[int, Field(ge=1)] = 300  # source time -> delivered
+    api_4xx_rate: Annotated[float, Field(gt=0, le=1)] = 0.25  # share of requests, over...
+    api_4xx_min_requests: Annotated[int, Field(ge=1)] = 20  # ...at least this many in the period
+
+
 class EnvironmentConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -39,6 +68,11 @@ class EnvironmentConfig(BaseModel):
     sources: tuple[str, ...]
     targets: tuple[TargetConfig, ...] = ()
     success_rate_threshold: Annotated[float, Field(gt=0, le=1)]
+    alarms: AlarmThresholds = AlarmThresholds()
+    wecom: WeComConfig
+    # Queue purpose -> most concurrent batches its event source mapping may run (>= 2): a promotion
+    # peak on one domain cannot take the concurrency another needs. Unlisted queues are not capped.
+    consumer_concurrency: dict[str, Annotated[int, Field(ge=2, le=1000)]] = {}
     api_throttle: ApiThrottle
     max_body_bytes: Annotated[int, Field(gt=0, le=6 * 1024 * 1024)] = 256 * 1024
     idempotency_ttl_hours: Annotated[int, Field(gt=0, le=24 * 30)] = 72

@@ -9,6 +9,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from infra.config import EnvironmentConfig
+from infra.constructs.alarms import Alarms
 from infra.constructs.api import WebhookApi
 from infra.constructs.compute import Compute
 from infra.constructs.messaging import Messaging
@@ -30,10 +31,14 @@ class AftersyncStack(Stack):
         messaging = Messaging(self, "Messaging", cfg=cfg, key=key)
         compute = Compute(self, "Compute", cfg=cfg, key=key, storage=storage, messaging=messaging)
         api = WebhookApi(self, "Webhooks", cfg=cfg, ingest=compute.functions["ingest"])
+        alarms = Alarms(self, "Alarms", cfg=cfg, key=key, messaging=messaging, functions=compute.functions, api=api.api)
 
         CfnOutput(self, "WebhookUrl", value=api.url, description="POST /webhooks/{source}/{tenant}")
         CfnOutput(self, "StateTable", value=storage.state_table.table_name)
         CfnOutput(self, "ArchiveBucket", value=storage.archive.bucket_name)
+        CfnOutput(self, "Dashboard", value=alarms.dashboard.dashboard_name)
+        for severity, topic in alarms.topics.items():
+            CfnOutput(self, f"AlarmTopic{severity.title()}", value=topic.topic_arn)
         for purpose, queue in {
             **messaging.queues,
             **{f"{k}-dlq": v for k, v in messaging.dlqs.items()},

@@ -48,6 +48,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec(
             "audit-archive", "functions.audit_archive.handler.lambda_handler", "Archive expiring audit records"
         ),
+        FunctionSpec("notify", "functions.notify.handler.lambda_handler", "Alarm changes to WeCom group robots"),
         FunctionSpec(
             "amazon-intake",
             "functions.amazon_intake.handler.lambda_handler",
@@ -63,8 +64,14 @@ def deployed_functions(cfg: EnvironmentConfig) -> list[str]:
 
 
 def function_environment(
-    function: str, cfg: EnvironmentConfig, refs: ResourceRefs, allow_http_targets: bool = False
+    function: str,
+    cfg: EnvironmentConfig,
+    refs: ResourceRefs,
+    allow_http_targets: bool = False,
+    wecom_api_base: str | None = None,
 ) -> dict[str, str]:
+    """A function's variables. The sandbox alone passes ``allow_http_targets`` and a local
+    ``wecom_api_base`` (its fake targets and fake robot speak plain HTTP on 127.0.0.1)."""
     common = {
         Env.ENVIRONMENT: cfg.name,
         "POWERTOOLS_SERVICE_NAME": "aftersync",
@@ -110,6 +117,15 @@ def function_environment(
             Env.AMAZON_SELLERS: json.dumps(cfg.amazon_sellers, separators=(",", ":"), sort_keys=True),
         },
         "publish": {Env.EVENT_BUS: refs.event_bus},
+        "notify": {
+            Env.STATE_TABLE: refs.state_table,
+            Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+            Env.WECOM_ROBOTS: json.dumps(cfg.wecom.robots, separators=(",", ":"), sort_keys=True),
+            Env.WECOM_API_BASE: wecom_api_base or cfg.wecom.api_base,
+            Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
+        },
         "audit-archive": {Env.ARCHIVE_BUCKET: refs.archive_bucket},
         "deliver": {
             Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
@@ -153,6 +169,7 @@ def queues(cfg: EnvironmentConfig) -> list[QueueSpec]:
         QueueSpec("inbox", "normalise"),
         *(QueueSpec(domain, "sync") for domain in DOMAINS),
         QueueSpec("quarantine", None),
+        QueueSpec("alarms", "notify"),  # CloudWatch alarm changes, via the two alarm topics
         *(QueueSpec(f"deliver-{t.name}", "deliver") for t in cfg.targets),
         *([QueueSpec("amazon", "amazon-intake", AMAZON_SP_API_PRINCIPAL)] if cfg.amazon_sellers else []),
     ]

@@ -18,8 +18,9 @@ from infra.constructs.dependencies import dependencies_layer
 from infra.constructs.messaging import Messaging
 from infra.constructs.nag import acknowledge
 from infra.constructs.storage import Storage
-from infra.wiring import DOMAINS, FUNCTIONS, ResourceRefs, deployed_functions, function_environment
+from infra.wiring import DOMAINS, FUNCTIONS, ResourceRefs, deployed_functions, function_environment, queues
 from shared.constants import AUDIT_ARCHIVE_PREFIX, AUDIT_SK_PREFIX, TTL_PRINCIPAL
+from shared.errors import ConfigurationError
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
@@ -66,6 +67,10 @@ class Compute(Construct):
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", layer_arn)
         self.dependencies = dependencies_layer(self, "Dependencies", RUNTIME, ARCHITECTURE)
         self.code = lambda_.Code.from_asset(str(ROOT), exclude=CODE_EXCLUDES)
+        purposes = {spec.purpose for spec in queues(cfg) if spec.consumer}
+        unknown = sorted(set(cfg.consumer_concurrency) - purposes)
+        if unknown:
+            raise ConfigurationError(f"consumer_concurrency: {unknown} are not consumed queues ({sorted(purposes)})")
         self.functions: dict[str, lambda_.Function] = {
             name: self._function(name, function_environment(name, cfg, refs), key) for name in deployed_functions(cfg)
         }
@@ -133,6 +138,19 @@ class Compute(Construct):
         storage.state_table.grant(fn["deliver"], "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem")
         self._secrets(fn["deliver"], f"{cfg.secrets_prefix}/targets/*")
         key.grant_encrypt_decrypt(fn["deliver"])
+
+        # notify: the alarms queue in batches of up to 100 gathered over 10 s (one digest per batch and
+        # robot); its own minute counters in the state table (and nothing else there); robot keys
+        self._consume(fn["notify"], messaging, "alarms", batch_size=100, window=10)
+        fn["notify"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:UpdateItem"],
+                resources=[storage.state_table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ops#wecom#*"]}},
+            )
+        )
+        self._secrets(fn["notify"], f"{cfg.secrets_prefix}/wecom/*")
+        key.grant_encrypt_decrypt(fn["notify"])
 
         # amazon-intake: the SP-API notification queue -> dedupe, archive, inbox (like ingest); quarantine
         if "amazon-intake" in fn:
@@ -221,12 +239,15 @@ class Compute(Construct):
             )
         )
 
-    def _consume(self, function: lambda_.Function, messaging: Messaging, purpose: str) -> None:
+    def _consume(
+        self, function: lambda_.Function, messaging: Messaging, purpose: str, batch_size: int = 10, window: int = 1
+    ) -> None:
         source = sources.SqsEventSource(
             messaging.queues[purpose],
-            batch_size=10,
-            max_batching_window=Duration.seconds(1),
+            batch_size=batch_size,
+            max_batching_window=Duration.seconds(window),
             report_batch_item_failures=True,
+            max_concurrency=self.cfg.consumer_concurrency.get(purpose),
         )
         function.add_event_source(source)
         # On a record's last allowed receive the consumer dead-letters it itself, with the reason.

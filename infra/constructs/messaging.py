@@ -31,7 +31,7 @@ class Messaging(Construct):
         for spec in queues(cfg):
             dlq = None
             if spec.consumer:
-                dlq = self._queue(f"{spec.purpose}-dlq", key)
+                dlq = self.dead_letter_queue(f"{spec.purpose}-dlq", key)
                 self.dlqs[spec.purpose] = dlq
             # A queue an outside service writes to uses SQS-managed encryption: the writer cannot use
             # this environment's key, and granting it the key would widen the key's reach.
@@ -72,8 +72,8 @@ class Messaging(Construct):
             self.queues[spec.purpose] = queue
 
         # Stream failures (publish) and undeliverable rule targets land here.
-        self.stream_dlq = self._queue("publish-dlq", key)
-        self.events_dlq = self._queue("events-dlq", key)
+        self.stream_dlq = self.dead_letter_queue("publish-dlq", key)
+        self.events_dlq = self.dead_letter_queue("events-dlq", key)
 
         self.bus = events.EventBus(self, "Bus", event_bus_name=cfg.resource("bus"))
         self.bus.archive(
@@ -99,7 +99,7 @@ class Messaging(Construct):
                 )
             )
 
-    def _queue(self, purpose: str, key: kms.IKey) -> sqs.Queue:
+    def dead_letter_queue(self, purpose: str, key: kms.IKey) -> sqs.Queue:
         queue = sqs.Queue(
             self,
             f"Queue-{purpose}",

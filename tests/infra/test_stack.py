@@ -21,6 +21,7 @@ from shared.settings import (
     DeliverSettings,
     IngestSettings,
     NormaliseSettings,
+    NotifySettings,
     PublishSettings,
     SyncSettings,
 )
@@ -60,7 +61,8 @@ def test_every_consumer_queue_has_a_dlq_and_a_visibility_of_six_consumer_timeout
     ]
     consumed = {m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m for m in sqs_mappings}
     amazon = ("amazon",) if cfg.amazon_sellers else ()
-    expected = {cfg.resource(p) for p in ("inbox", *DOMAINS, *(f"deliver-{t.name}" for t in cfg.targets), *amazon)}
+    consumed_purposes = ("inbox", *DOMAINS, *(f"deliver-{t.name}" for t in cfg.targets), "alarms", *amazon)
+    expected = {cfg.resource(p) for p in consumed_purposes}
     names = {template["Resources"][q]["Properties"]["QueueName"] for q in consumed}
     assert names == expected
     for queue_id, mapping in consumed.items():
@@ -134,6 +136,7 @@ SETTINGS = {
     "audit-archive": AuditArchiveSettings,
     "deliver": DeliverSettings,
     "amazon-intake": AmazonIntakeSettings,
+    "notify": NotifySettings,
 }
 
 
@@ -280,3 +283,151 @@ def test_the_sp_api_queue_admits_only_amazon_and_only_where_sellers_are_configur
         intake = policy_actions(templates[env], "amazon-intake", env)
         assert {"sqs:ReceiveMessage", "s3:PutObject", "dynamodb:PutItem"} <= intake
         assert not any(a.startswith(("secretsmanager:", "events:")) for a in intake)
+
+
+def alarms_by_name(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        a["Properties"]["AlarmName"]: a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()
+    }
+
+
+def topic_ref(template: dict[str, Any], severity: str) -> dict[str, str]:
+    [logical] = [
+        k
+        for k, v in resources(template, "AWS::SNS::Topic").items()
+        if v["Properties"]["TopicName"].endswith(f"-alarms-{severity}")
+    ]
+    return {"Ref": logical}
+
+
+@pytest.mark.parametrize(("env", "threshold"), [("prod", 0.999), ("staging", 0.995), ("dev", 0.99)])
+def test_the_sync_success_rate_alarm_is_metric_math_at_the_environments_threshold(
+    templates: dict[str, Any], env: str, threshold: float
+) -> None:
+    template = templates[env]
+    alarm = alarms_by_name(template)[f"aftersync-{env}-sync-success-rate"]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"], alarm["TreatMissingData"]) == (
+        threshold,
+        "LessThanThreshold",
+        "notBreaching",  # no traffic is not an alarm
+    )
+    [expression] = [m for m in alarm["Metrics"] if "Expression" in m]
+    assert expression["ReturnData"] is True
+    assert expression["Expression"] == (
+        "IF((FILL(processed, 0) + FILL(failed, 0)) > 0, "
+        "(FILL(processed, 0) - FILL(quarantined, 0)) / (FILL(processed, 0) + FILL(failed, 0)))"
+    )
+    inputs = {m["Id"]: m["MetricStat"] for m in alarm["Metrics"] if "MetricStat" in m}
+    assert {i: (s["Metric"]["MetricName"], s["Metric"]["Namespace"], s["Stat"]) for i, s in inputs.items()} == {
+        "processed": ("RecordProcessed", f"Aftersync/{env}", "Sum"),
+        "failed": ("RecordFailed", f"Aftersync/{env}", "Sum"),
+        "quarantined": ("EventQuarantined", f"Aftersync/{env}", "Sum"),
+    }
+    # It raises and it clears: both go to the critical topic
+    assert alarm["AlarmActions"] == alarm["OKActions"] == [topic_ref(template, "critical")]
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_every_dlq_has_an_alarm_on_any_message(templates: dict[str, Any], env: str) -> None:
+    template = templates[env]
+    queues = resources(template, "AWS::SQS::Queue")
+    dlq_ids = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    }
+    # Also the stream's on-failure queue, EventBridge's target DLQ and the SNS subscriptions' DLQ
+    dlq_ids |= {k for k, q in queues.items() if q["Properties"]["QueueName"].endswith(("-publish-dlq", "-events-dlq"))}
+    dlq_ids |= {
+        s["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for s in resources(template, "AWS::SNS::Subscription").values()
+    }
+    watched = {
+        a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms_by_name(template).values()
+        if a.get("MetricName") == "ApproximateNumberOfMessagesVisible"
+        and a["Threshold"] == 0
+        and a["ComparisonOperator"] == "GreaterThanThreshold"
+        and a["AlarmActions"] == [topic_ref(template, "critical")]
+    }
+    assert dlq_ids and dlq_ids <= watched, f"DLQs without an alarm: {dlq_ids - watched}"
+
+
+def test_alarm_topics_reach_the_notify_function_through_the_alarms_queue(templates: dict[str, Any]) -> None:
+    template = templates["prod"]
+    queues = by_name(template, "AWS::SQS::Queue", "QueueName")
+    alarms_queue = next(
+        k
+        for k, v in resources(template, "AWS::SQS::Queue").items()
+        if v["Properties"]["QueueName"] == "aftersync-prod-alarms"
+    )
+    subscriptions = resources(template, "AWS::SNS::Subscription").values()
+    assert sorted(s["Properties"]["TopicArn"]["Ref"] for s in subscriptions) == sorted(
+        topic_ref(template, s)["Ref"] for s in ("critical", "warning")
+    )
+    assert all(s["Properties"]["Endpoint"] == {"Fn::GetAtt": [alarms_queue, "Arn"]} for s in subscriptions)
+    [mapping] = [
+        m
+        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [alarms_queue, "Arn"]}
+    ]
+    notify = function_for(template, mapping["Properties"]["FunctionName"]["Ref"])
+    assert notify["Properties"]["FunctionName"] == "aftersync-prod-notify"
+    # One digest per batch: up to 100 changes gathered for up to 10 s
+    assert (mapping["Properties"]["BatchSize"], mapping["Properties"]["MaximumBatchingWindowInSeconds"]) == (100, 10)
+    variables = notify["Properties"]["Environment"]["Variables"]
+    assert json.loads(variables["WECOM_ROBOTS_JSON"]) == {"critical": ["oncall"], "warning": ["ops"]}
+    assert variables["WECOM_API_BASE"] == "https://qyapi.weixin.qq.com"
+    assert queues["aftersync-prod-alarms"]["Properties"]["RedrivePolicy"]["maxReceiveCount"] >= 5
+    topics = resources(template, "AWS::SNS::Topic").values()
+    assert all("KmsMasterKeyId" in t["Properties"] for t in topics)
+    assert secret_patterns(template, "notify", "prod") == ["aftersync/prod/wecom/*"]
+
+
+def test_every_alarm_clears_too_and_missing_data_never_alarms(templates: dict[str, Any]) -> None:
+    for env in ENVS:
+        for name, alarm in alarms_by_name(templates[env]).items():
+            assert alarm["TreatMissingData"] == "notBreaching", name
+            assert alarm["OKActions"] == alarm["AlarmActions"], name
+            assert alarm["AlarmDescription"], name
+
+
+def test_prod_and_dev_have_their_own_thresholds(templates: dict[str, Any]) -> None:
+    prod, dev = alarms_by_name(templates["prod"]), alarms_by_name(templates["dev"])
+    assert prod["aftersync-prod-freshness-p99"]["Threshold"] == 120_000
+    assert prod["aftersync-prod-freshness-p99"]["ExtendedStatistic"] == "p99"
+    assert dev["aftersync-dev-freshness-p99"]["Threshold"] == 900_000
+    assert prod["aftersync-prod-inbox-oldest-message-age"]["Threshold"] == 600
+    assert dev["aftersync-dev-inbox-oldest-message-age"]["Threshold"] == 1800
+    for env, alarms in (("prod", prod), ("dev", dev)):
+        for function in ("ingest", "normalise", "sync", "deliver", "notify"):
+            assert f"aftersync-{env}-{function}-errors" in alarms and f"aftersync-{env}-{function}-throttles" in alarms
+        assert alarms[f"aftersync-{env}-api-5xx"]["MetricName"] == "5XXError"
+        surge = alarms[f"aftersync-{env}-api-4xx-surge"]
+        assert [m["Expression"] for m in surge["Metrics"] if "Expression" in m] == [
+            "IF(requests >= 20, errors / requests)"
+        ]
+
+
+def test_each_environment_has_a_pipeline_dashboard(templates: dict[str, Any]) -> None:
+    for env in ENVS:
+        [dashboard] = resources(templates[env], "AWS::CloudWatch::Dashboard").values()
+        assert dashboard["Properties"]["DashboardName"] == f"aftersync-{env}-pipeline"
+        body = json.dumps(dashboard["Properties"]["DashboardBody"], ensure_ascii=False)
+        for stage in ("1 · Ingest", "2 · Normalise", "3 · Sync", "4 · Deliver", "Sync success rate", "Dead letters"):
+            assert stage in body
+
+
+def test_prod_caps_each_domain_queues_concurrency(templates: dict[str, Any]) -> None:
+    template = templates["prod"]
+    names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+    caps = {
+        names[m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]]: m["Properties"]
+        .get("ScalingConfig", {})
+        .get("MaximumConcurrency")
+        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+        if "Fn::GetAtt" in m["Properties"]["EventSourceArn"]
+        and m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in names
+    }
+    assert caps["aftersync-prod-orders"] == 20 and caps["aftersync-prod-tickets"] == 5
+    assert caps["aftersync-prod-after-sales"] == 20 and caps["aftersync-prod-alarms"] == 2
