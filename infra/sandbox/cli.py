@@ -44,10 +44,11 @@ def cmd_local(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from infra.sandbox.demo import run_demo
+    from infra.sandbox.outage import run_outage
 
     sandbox = _sandbox(args)
     try:
-        return run_demo(sandbox)
+        return run_outage(sandbox) if args.scenario == "outage" else run_demo(sandbox)
     finally:
         sandbox.stop()
 
@@ -192,6 +193,14 @@ def parser() -> argparse.ArgumentParser:
             action="store_true",
             help="echo the handlers' logs to stderr (always in .aftersync/sandbox.log)",
         )
+        if name == "demo":
+            p.add_argument(
+                "--scenario",
+                choices=["mixed", "outage"],
+                default="mixed",
+                help="mixed: every source through the pipeline (default); outage: a target outage raising "
+                "the success-rate alarm in the fake WeCom group, then its recovery",
+            )
         p.set_defaults(func=func)
     entity = sub.add_parser("entity", help="inspect entities").add_subparsers(dest="action", required=True)
     show = entity.add_parser("show", help="an entity's state and audit trail")

@@ -54,6 +54,39 @@ class _CurrentStdout:
         sys.stdout.flush()
 
 
+class _PerThreadStdout(io.TextIOBase):
+    """``sys.stdout`` for the sandbox: an invocation's thread writes into that invocation's buffer
+    (as a Lambda's stdout goes to its own log stream); every other thread — the demo printing its
+    progress, say — writes to the real stdout. (``contextlib.redirect_stdout`` would swap stdout for
+    every thread at once.)"""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        buffer = getattr(self.local, "buffer", None)
+        return (buffer if buffer is not None else self.real).write(text)
+
+    def flush(self) -> None:
+        buffer = getattr(self.local, "buffer", None)
+        (buffer if buffer is not None else self.real).flush()
+
+    @contextlib.contextmanager
+    def capture(self, buffer: io.StringIO) -> Any:
+        self.local.buffer = buffer
+        try:
+            yield
+        finally:
+            self.local.buffer = None
+
+
+def _stdout() -> _PerThreadStdout:
+    if not isinstance(sys.stdout, _PerThreadStdout):
+        sys.stdout = _PerThreadStdout(sys.stdout)
+    return sys.stdout
+
+
 class Functions:
     """The handlers, imported after the environment is set (settings are read on first use).
 
@@ -86,7 +119,7 @@ class Functions:
         captured = io.StringIO()
         with self.lock:
             try:
-                with contextlib.redirect_stdout(captured):
+                with _stdout().capture(captured):
                     return handler(event, LambdaContext(f"{self.name_prefix}-{name}", self.region))
             finally:
                 self._collect(name, captured.getvalue())
@@ -105,11 +138,16 @@ class Functions:
             print("\n".join(other), file=sys.stderr)
 
     def metric_totals(self) -> dict[str, float]:
-        """Sum of every metric value emitted so far, by metric name."""
+        """Sum of every count (and byte count) emitted so far, by metric name: the service-wide
+        series only, not the per-target or per-reason breakdowns of the same counts."""
         totals: dict[str, float] = {}
         for record in self.emf:
             for directive in record["_aws"]["CloudWatchMetrics"]:
+                if directive["Dimensions"] != [["service"]]:
+                    continue
                 for metric in directive["Metrics"]:
+                    if metric.get("Unit") not in ("Count", "Bytes"):
+                        continue
                     values = record[metric["Name"]]
                     totals[metric["Name"]] = totals.get(metric["Name"], 0.0) + sum(
                         values if isinstance(values, list) else [values]

@@ -10,7 +10,13 @@ import boto3
 
 from infra.config import EnvironmentConfig
 from infra.wiring import ResourceRefs, queues, routes
-from shared.constants import source_secret_name, target_secret_name, tenant_salt_secret_name
+from shared.constants import (
+    ALARM_TOPIC_SUFFIXES,
+    robot_secret_name,
+    source_secret_name,
+    target_secret_name,
+    tenant_salt_secret_name,
+)
 
 ACCOUNT = "123456789012"
 
@@ -21,6 +27,7 @@ class SandboxResources:
     queue_urls: dict[str, str] = field(default_factory=dict)  # purpose -> url (incl. "<purpose>-dlq")
     queue_arns: dict[str, str] = field(default_factory=dict)
     stream_arn: str = ""
+    alarm_topics: dict[str, str] = field(default_factory=dict)  # severity -> topic ARN
 
 
 def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility_timeout: int) -> SandboxResources:
@@ -116,6 +123,13 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             Name=tenant_salt_secret_name(cfg.secrets_prefix, tenant),
             SecretString=json.dumps({"salt": values["identity_salt"]}),
         )
+    sns = boto3.client("sns")
+    for severity, suffix in ALARM_TOPIC_SUFFIXES.items():  # alarm topics -> the alarms queue, as deployed
+        topic = sns.create_topic(Name=cfg.resource(suffix))["TopicArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=result.queue_arns["alarms"])
+        result.alarm_topics[severity] = topic
+    for robot, value in secrets.get("wecom", {}).items():
+        sm.create_secret(Name=robot_secret_name(cfg.secrets_prefix, robot), SecretString=json.dumps(value))
     for target, credentials in secrets.get("targets", {}).items():
         sm.create_secret(Name=target_secret_name(cfg.secrets_prefix, target), SecretString=json.dumps(credentials))
     return result

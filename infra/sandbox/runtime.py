@@ -20,10 +20,12 @@ from moto.server import ThreadedMotoServer
 
 from infra.config import ROOT, EnvironmentConfig, load_environment
 from infra.sandbox import moto_fidelity
+from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.http_servers import FakeTarget, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
 from infra.sandbox.resources import SandboxResources, create_resources
+from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, function_environment, queues
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in's request log is noise here
@@ -79,6 +81,8 @@ class Sandbox:
 
         self.target = FakeTarget()
         serve(self.target.server)
+        self.robot = FakeWeComRobot({robot["key"] for robot in self.secrets.get("wecom", {}).values()})
+        serve(self.robot.server)
         # Same config as the stack, but targets point at the local fake target.
         self.cfg: EnvironmentConfig = base.model_copy(
             update={
@@ -91,7 +95,11 @@ class Sandbox:
         self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
         self._create_stream_failure_queue()
         for name in FUNCTIONS:
-            os.environ.update(function_environment(name, self.cfg, self.resources.refs, allow_http_targets=True))
+            os.environ.update(
+                function_environment(
+                    name, self.cfg, self.resources.refs, allow_http_targets=True, wecom_api_base=self.robot.url
+                )
+            )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = self.cfg.resource("ingest")
         STATE_FILE.parent.mkdir(exist_ok=True)
         self.log_file = STATE_FILE.parent / "sandbox.log"
@@ -123,6 +131,8 @@ class Sandbox:
                     self.cfg.region,
                 )
             )
+        self.alarms = SandboxAlarms(self.cfg, self.functions.emf, self.queue_depths, self.resources.alarm_topics)
+        self.pollers.append(self.alarms)
         for poller in self.pollers:
             poller.start()
         self._write_state_file()
@@ -144,6 +154,7 @@ class Sandbox:
             "region": self.cfg.region,
             "api": f"http://127.0.0.1:{self.api_port}",
             "fake_target": self.target.url,
+            "fake_wecom_robot": self.robot.url,
             "handler_logs": str(self.log_file),
             "state_table": self.resources.refs.state_table,
             "archive_bucket": self.resources.refs.archive_bucket,
@@ -157,6 +168,7 @@ class Sandbox:
             poller.join(timeout=5)
         self.api.shutdown()
         self.target.server.shutdown()
+        self.robot.server.shutdown()
         self.moto.stop()
         if STATE_FILE.exists() and json.loads(STATE_FILE.read_text()).get("aws_endpoint_url") == self.endpoint:
             STATE_FILE.unlink()
