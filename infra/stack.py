@@ -39,8 +39,17 @@ class AftersyncStack(Stack):
         CfnOutput(self, "Dashboard", value=alarms.dashboard.dashboard_name)
         for severity, topic in alarms.topics.items():
             CfnOutput(self, f"AlarmTopic{severity.title()}", value=topic.topic_arn)
+        # Every queue, for `aftersync dlq` / `replay` against a deployed stack (the description names it)
         for purpose, queue in {
             **messaging.queues,
             **{f"{k}-dlq": v for k, v in messaging.dlqs.items()},
+            "publish-dlq": messaging.stream_dlq,
+            "events-dlq": messaging.events_dlq,
+            "alarm-topics-dlq": alarms.topics_dlq,
         }.items():
-            CfnOutput(self, f"Queue{purpose.title().replace('-', '')}", value=queue.queue_url)
+            CfnOutput(
+                self,
+                f"Queue{purpose.title().replace('-', '')}",
+                value=queue.queue_url,
+                description=f"queue:{purpose}",
+            )

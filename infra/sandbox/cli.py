@@ -79,6 +79,80 @@ def _stores(args: argparse.Namespace) -> tuple[Any, Any]:
     return DynamoStateStore(info["state_table"]), S3Archive(info["archive_bucket"])
 
 
+def _queue_urls(args: argparse.Namespace) -> dict[str, str]:
+    """Queue URLs by purpose: from the running sandbox, or from a deployed stack's outputs (``--aws``)."""
+    if args.aws:
+        import boto3
+
+        cfg = load_environment(args.env)
+        outputs = boto3.client("cloudformation").describe_stacks(StackName=cfg.stack_name)["Stacks"][0]["Outputs"]
+        return {
+            o["Description"].removeprefix("queue:"): o["OutputValue"]
+            for o in outputs
+            if o.get("Description", "").startswith("queue:")
+        }
+    _stores(args)  # points boto3 at the sandbox's AWS stand-in
+    return dict(json.loads(STATE_FILE.read_text(encoding="utf-8"))["queues"])
+
+
+def _progress(done: int, total: int) -> None:
+    width = 30
+    filled = width * done // total if total else width
+    print(f"\r  [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    import boto3
+
+    from shared.dlq import dead_letter_queues, describe, peek, redrive
+
+    urls = _queue_urls(args)
+    sqs = boto3.client("sqs")
+    dlqs = {d.name: d for d in dead_letter_queues(urls)}
+    if args.action == "list":
+        rows = [describe(sqs, d) for d in dlqs.values()]
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{'dead-letter queue':<28}{'messages':>9}{'in flight':>11}   redrives to")
+            for row in rows:
+                print(f"{row['name']:<28}{row['messages']:>9}{row['in_flight']:>11}   {row['redrives_to'] or '-'}")
+        return 1 if any(r["messages"] or r["in_flight"] for r in rows) and args.fail_if_any else 0
+    name = args.queue if args.queue.endswith("-dlq") else f"{args.queue}-dlq"
+    if name not in dlqs:
+        print(f"aftersync: no dead-letter queue {name!r} (have {', '.join(sorted(dlqs))})", file=sys.stderr)
+        return 2
+    dlq = dlqs[name]
+    if args.action == "show":
+        messages = peek(sqs, dlq, limit=args.limit, with_body=args.body)
+        if args.json:
+            print(json.dumps(messages, indent=2, ensure_ascii=False))
+        else:
+            print(f"{name}: {len(messages)} message(s) shown (bodies {'masked' if args.body else 'hidden: --body'})")
+            for m in messages:
+                print(f"- {m['message_id']}  receives {m.get('receive_count', '?')}  from {m.get('source_queue', '?')}")
+                print(f"  reason: {m['reason']}")
+                if args.body:
+                    print(f"  body:   {m['body'][:500]}")
+        return 0
+    if dlq.source is None:
+        print(f"aftersync: {name} cannot be redriven", file=sys.stderr)
+        return 2
+    result = redrive(
+        sqs,
+        dlq,
+        urls[dlq.source],
+        rate_per_second=args.rate,
+        method=args.method,
+        progress=None if args.json else _progress,
+    )
+    if args.json:
+        print(json.dumps(result.__dict__, indent=2))
+    else:
+        print(f"\nmoved {result.moved} message(s) from {name} back to {dlq.source} ({result.method})")
+    return 0
+
+
 def cmd_entity_show(args: argparse.Namespace) -> int:
     from shared.trail import full_trail
 
@@ -221,6 +295,34 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--env", default="dev")
     rp.add_argument("--aws", action="store_true", help="replay in the deployed stack of --env")
     rp.set_defaults(func=cmd_replay)
+    dlq = sub.add_parser("dlq", help="dead-letter queues: list, look inside, redrive").add_subparsers(
+        dest="action", required=True
+    )
+    for action, help_text in (
+        ("list", "every DLQ with its depth"),
+        ("show", "a DLQ's messages with their reasons (bodies only with --body, masked)"),
+        ("redrive", "send a DLQ's messages back to their source queue, rate-capped"),
+    ):
+        d = dlq.add_parser(action, help=help_text)
+        if action != "list":
+            d.add_argument("queue", help="the DLQ, e.g. orders-dlq (or its source queue: orders)")
+        if action == "list":
+            d.add_argument("--fail-if-any", action="store_true", help="exit 1 when any DLQ holds messages")
+        if action == "show":
+            d.add_argument("--limit", type=int, default=10)
+            d.add_argument("--body", action="store_true", help="include message bodies (personal data masked)")
+        if action == "redrive":
+            d.add_argument("--rate", type=int, default=10, help="messages per second at most (default 10)")
+            d.add_argument(
+                "--method",
+                choices=["auto", "move-task", "copy"],
+                default="auto",
+                help="auto: StartMessageMoveTask where SQS offers it, else receive/send/delete",
+            )
+        d.add_argument("--json", action="store_true")
+        d.add_argument("--env", default="dev")
+        d.add_argument("--aws", action="store_true", help="the deployed stack of --env instead of the sandbox")
+        d.set_defaults(func=cmd_dlq)
     audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="action", required=True)
     verify = audit.add_parser("verify", help="check every audit chain (hot and archived); exit 1 if any is broken")
     verify.add_argument("--tenant", default=None, help="only this tenant (default: all)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import urllib.request
 
 from infra.sandbox.samples import SignedWebhook, load_sample, signed
 from tests.e2e.conftest import CLI, ROOT, RunningSandbox
@@ -113,3 +114,56 @@ def _bucket(sandbox: RunningSandbox) -> str:
     names = [b["Name"] for b in sandbox.client("s3").list_buckets()["Buckets"]]
     [archive] = [n for n in names if "archive" in n]
     return archive
+
+
+def test_dlq_list_show_and_redrive_against_the_running_sandbox(sandbox: RunningSandbox) -> None:
+    # An alarm notification that was dead-lettered (say the robot was down): it must reach the group later
+    topic = f"arn:aws:sns:{sandbox.info['region']}:123456789012:aftersync-dev-alarms-warning"
+    alarm = {
+        "AlarmName": "aftersync-dev-inbox-oldest-message-age",
+        "NewStateValue": "OK",
+        "OldStateValue": "ALARM",
+        "NewStateReason": "Threshold Crossed: 1 datapoint [12.0 (23/11/26 08:00:00)] was not greater than 1800.",
+        "StateChangeTime": "2026-11-23T08:00:00.000+0000",
+        "AlarmArn": "arn:aws:cloudwatch:eu-west-1:123456789012:alarm:aftersync-dev-inbox-oldest-message-age",
+        "Trigger": {"Threshold": 1800, "ComparisonOperator": "GreaterThanThreshold"},
+    }
+    envelope = {"Type": "Notification", "TopicArn": topic, "Message": json.dumps(alarm)}
+    sandbox.client("sqs").send_message(
+        QueueUrl=sandbox.info["queues"]["alarms-dlq"],
+        MessageBody=json.dumps(envelope),
+        MessageAttributes={"reason": {"DataType": "String", "StringValue": "NotDeliveredYet: robot dev: errcode -1"}},
+    )
+
+    def cli(*args: str) -> object:
+        result = subprocess.run([CLI, "dlq", *args, "--json"], capture_output=True, text=True, cwd=ROOT, check=True)
+        return json.loads(result.stdout)
+
+    listed = {row["name"]: row for row in cli("list")}  # type: ignore[attr-defined]
+    assert listed["alarms-dlq"]["messages"] == 1 and listed["alarms-dlq"]["redrives_to"] == "alarms"
+    assert {"inbox-dlq", "orders-dlq", "deliver-crm-dlq", "publish-dlq"} <= set(listed)
+    [shown] = cli("show", "alarms-dlq")  # type: ignore[misc]
+    assert shown["reason"] == "NotDeliveredYet: robot dev: errcode -1" and "body" not in shown
+    moved = cli("redrive", "alarms-dlq")
+    assert moved == {"method": "copy", "moved": 1, "task_handle": None}  # moto lacks StartMessageMoveTask
+    sandbox.wait_drained()
+    assert sandbox.depths()["alarms-dlq"] == 0
+    robot = json.loads(urllib.request.urlopen(sandbox.info["fake_wecom_robot"] + "/_messages", timeout=10).read())
+    contents = [m["payload"][m["payload"]["msgtype"]]["content"] for m in robot]
+    assert any("aftersync-dev-inbox-oldest-message-age" in c and "OK (recovered)" in c for c in contents)
+
+
+def test_demo_outage_scenario_raises_the_alarm_in_wecom_and_announces_the_recovery() -> None:
+    result = subprocess.run(
+        [CLI, "demo", "--scenario", "outage", "--port", "0"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"WeCom group got: ALARM aftersync-dev-sync-success-rate", result.stdout)
+    assert re.search(r"WeCom group got: OK \(recovered\) aftersync-dev-sync-success-rate", result.stdout)
+    assert "[mentions 13800000000]" in result.stdout
+    assert "refused by the robot: 0" in result.stdout

@@ -18,6 +18,7 @@ from infra.sandbox.lambda_runtime import Functions, LambdaContext
 from infra.sandbox.pollers import SqsPoller, StreamPoller
 from infra.sandbox.resources import SandboxResources, create_resources
 from infra.sandbox.samples import SignedWebhook
+from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, function_environment, queues
 
 
@@ -27,6 +28,7 @@ class Stack:
     resources: SandboxResources
     target: FakeTarget
     functions: Functions
+    robot: FakeWeComRobot
 
     def post(self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None) -> dict[str, Any]:
         event = api_gateway_event(
@@ -105,6 +107,8 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     moto_fidelity.apply()
     target = FakeTarget()
     serve(target.server)
+    robot = FakeWeComRobot({r["key"] for r in sandbox_secrets.get("wecom", {}).values()})
+    serve(robot.server)
     base = load_environment("dev")
     cfg = base.model_copy(
         update={
@@ -120,12 +124,15 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
             "QueueUrl"
         ]
         for name in FUNCTIONS:
-            os.environ.update(function_environment(name, cfg, resources.refs, allow_http_targets=True))
+            os.environ.update(
+                function_environment(name, cfg, resources.refs, allow_http_targets=True, wecom_api_base=robot.url)
+            )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
-        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")))
+        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot)
     os.environ.clear()
     os.environ.update(saved)
     target.server.shutdown()
+    robot.server.shutdown()
 
 
 @pytest.fixture
