@@ -4,7 +4,7 @@ so a replay of something already applied changes nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -39,8 +39,14 @@ def hour_prefixes(selection: ReplaySelection) -> Iterator[str]:
         hour += timedelta(hours=1)
 
 
-def replay(selection: ReplaySelection, archive: ArchiveLister, inbox: Inbox) -> list[str]:
-    """Re-enqueue the selected envelopes; returns the dedupe keys replayed, in archive order."""
+def replay(
+    selection: ReplaySelection,
+    archive: ArchiveLister,
+    inbox: Inbox,
+    progress: Callable[[int, str], None] | None = None,
+) -> list[str]:
+    """Re-enqueue the selected envelopes; returns the dedupe keys replayed, in archive order.
+    ``progress`` hears (replayed so far, hour prefix being read) as the work goes on."""
     replayed = []
     for prefix in hour_prefixes(selection):
         for key in sorted(archive.keys(prefix)):
@@ -54,4 +60,6 @@ def replay(selection: ReplaySelection, archive: ArchiveLister, inbox: Inbox) -> 
                 {"source": message.source, "tenant": message.tenant, "origin": "replay"},
             )
             replayed.append(message.dedupe_key)
+            if progress:
+                progress(len(replayed), prefix)
     return replayed

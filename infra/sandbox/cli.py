@@ -243,7 +243,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     selection = ReplaySelection(args.source, args.tenant, when(args.since), when(args.until), args.entity)
-    replayed = replay(selection, archive, SqsQueue(inbox_url))
+
+    def progress(done: int, prefix: str) -> None:
+        print(f"\r  replayed {done} (reading {prefix})", end="", file=sys.stderr, flush=True)
+
+    replayed = replay(selection, archive, SqsQueue(inbox_url), progress=None if args.json else progress)
+    if not args.json and replayed:
+        print(file=sys.stderr)
     if args.json:
         print(json.dumps({"replayed": replayed}, indent=2))
     else:
