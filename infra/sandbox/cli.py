@@ -21,7 +21,8 @@ def _sandbox(args: argparse.Namespace) -> Any:
     from infra.sandbox.runtime import Sandbox
 
     try:
-        return Sandbox(args.env, args.port, Path(args.secrets), verbose=args.verbose).start()
+        announce = args.command == "local"  # the demo must not take over a running sandbox's state file
+        return Sandbox(args.env, args.port, Path(args.secrets), verbose=args.verbose, announce=announce).start()
     except OSError as exc:
         sys.exit(f"aftersync: cannot start the sandbox on port {args.port}: {exc.strerror} (try --port)")
 
@@ -271,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--verbose",
             action="store_true",
-            help="echo the handlers' logs to stderr (always in .aftersync/sandbox.log)",
+            help="echo the handlers' logs to stderr (always in .aftersync/sandbox.log, or demo.log for the demo)",
         )
         if name == "demo":
             p.add_argument(

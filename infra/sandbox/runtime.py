@@ -49,11 +49,15 @@ class Sandbox:
         api_port: int = 3000,
         secrets_file: Path = DEFAULT_SECRETS,
         verbose: bool = False,
+        announce: bool = True,
     ) -> None:
+        """``announce``: write ``.aftersync/sandbox.json`` so other ``aftersync`` commands find this
+        sandbox (``aftersync local``); a one-off run (the demo) leaves a running sandbox's file alone."""
         self.environment = environment
         self.api_port = api_port
         self.secrets = json.loads(Path(secrets_file).read_text(encoding="utf-8"))
         self.verbose = verbose
+        self.announce = announce
         self.pollers: list[Any] = []
 
     # ------------------------------------------------------------------------------------------
@@ -102,7 +106,7 @@ class Sandbox:
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = self.cfg.resource("ingest")
         STATE_FILE.parent.mkdir(exist_ok=True)
-        self.log_file = STATE_FILE.parent / "sandbox.log"
+        self.log_file = STATE_FILE.parent / ("sandbox.log" if self.announce else "demo.log")
         self.log_file.write_text("", encoding="utf-8")
         self.functions = Functions(self.cfg.region, self.cfg.resource("fn"), self.log_file)
         self.functions.echo = self.verbose
@@ -135,7 +139,8 @@ class Sandbox:
         self.pollers.append(self.alarms)
         for poller in self.pollers:
             poller.start()
-        self._write_state_file()
+        if self.announce:
+            self._write_state_file()
         return self
 
     def _create_stream_failure_queue(self) -> None:
@@ -170,7 +175,11 @@ class Sandbox:
         self.target.server.shutdown()
         self.robot.server.shutdown()
         self.moto.stop()
-        if STATE_FILE.exists() and json.loads(STATE_FILE.read_text()).get("aws_endpoint_url") == self.endpoint:
+        if (
+            self.announce
+            and STATE_FILE.exists()
+            and json.loads(STATE_FILE.read_text()).get("aws_endpoint_url") == self.endpoint
+        ):
             STATE_FILE.unlink()
 
     # ------------------------------------------------------------------------------------------
