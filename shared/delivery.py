@@ -2,19 +2,42 @@
 
 Delivery is driven by the current state, not by the triggering event, so reordered or coalesced
 ``entity.changed`` events still send every change exactly as far as the target has not seen it;
-a replay of an acknowledged version sends nothing.
+a replay of an acknowledged version sends nothing. What the target answers decides what happens
+next: 2xx records the ack; 408, 425, 429 and 5xx (and connection failures) are worth retrying
+(``DeliveryFailed``, with the target's ``Retry-After`` when it gave one); any other 4xx cannot
+succeed by retrying (``DeliveryRejected``: straight to the target's DLQ with the response).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
+from urllib.parse import urlencode
 
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import EntityChanged, utcnow
+from shared.sources.inhouse import standard_sign
 from shared.state.merge import EntityState
-from shared.targets import IDENTIFIERS, TargetConfig, pending_changes, value_hash
+from shared.targets import (
+    IDENTIFIERS,
+    ApiKeyAuth,
+    OAuth2ClientCredentials,
+    StandardWebhooksAuth,
+    TargetConfig,
+    missing_fields,
+    pending_changes,
+    value_hash,
+)
+
+RETRIABLE_STATUSES = frozenset({408, 425, 429, 599})  # 599: no HTTP answer at all (connection failed)
+
+
+class DeliveryRejected(Exception):
+    """The target refused the change in a way no retry can fix (a 4xx other than 408/425/429)."""
 
 
 class DeliveryStore(Protocol):
@@ -25,12 +48,14 @@ class DeliveryStore(Protocol):
     def record_ack(self, state: EntityState, target: str, ack: dict[str, Any]) -> bool: ...
 
 
+class HttpResponse(Protocol):
+    status: int
+    text: str
+    headers: dict[str, str]
+
+
 class HttpPort(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, str]: ...
-
-
-class CredentialsPort(Protocol):
-    def get_json(self, name: str) -> dict[str, Any] | None: ...
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,7 @@ class DeliveryResult:
     version: int
     fields: tuple[str, ...] = ()
     payload_bytes: int = 0
+    missing: tuple[str, ...] = ()  # fields the target's map names that the entity does not have
 
 
 def deliver_change(
@@ -56,12 +82,13 @@ def deliver_change(
     if ack.get("version", 0) >= state.version:
         return DeliveryResult("already_acknowledged", state.version)
 
+    missing = missing_fields(target, state.entity_type, state.fields)
     sources = {name: clock.source for name, clock in state.clocks.items()}
     to_send, hashes = pending_changes(target, state.fields, sources, ack.get("hashes", {}))
     new_ack = {"version": state.version, "hashes": hashes, "payload_hash": ack.get("payload_hash", "")}
     if not to_send:
         store.record_ack(state, target.name, {**new_ack, "acked_at": utcnow().isoformat()})
-        return DeliveryResult("nothing_new", state.version)
+        return DeliveryResult("nothing_new", state.version, missing=missing)
 
     payload = {
         "tenant": state.tenant,
@@ -69,25 +96,90 @@ def deliver_change(
         "entity_id": state.entity_id,
         "version": state.version,
         "identifiers": {k: state.fields.get(k) for k in IDENTIFIERS.get(state.entity_type, ()) if k in state.fields},
-        "changes": to_send,
+        "changes": target.render(to_send),
     }
     payload_hash = value_hash(payload["changes"])
+    if payload_hash == ack.get("payload_hash"):
+        # The same bytes were acknowledged before (e.g. a value went back and forth): not sent again.
+        store.record_ack(state, target.name, {**new_ack, "acked_at": utcnow().isoformat()})
+        return DeliveryResult("nothing_new", state.version, missing=missing)
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    status, text = http.post(
-        str(target.url),
-        body,
-        {"Content-Type": "application/json", **_auth_headers(credentials)},
-        target.timeout_seconds,
-    )
-    if not 200 <= status < 300:
-        raise DeliveryFailed(f"target {target.name} answered HTTP {status}: {text[:200]}")
+    headers = {"Content-Type": "application/json", **auth_headers(target, credentials, body, payload_hash, http)}
+    response = http.post(str(target.url), body, headers, target.timeout_seconds)
+    if not 200 <= response.status < 300:
+        detail = f"target {target.name} answered HTTP {response.status}: {response.text[:200]}"
+        if response.status in RETRIABLE_STATUSES or response.status >= 500:
+            raise DeliveryFailed(detail, retry_after=retry_after(response.headers))
+        raise DeliveryRejected(detail)
     new_ack["payload_hash"] = payload_hash
     store.record_ack(state, target.name, {**new_ack, "acked_at": utcnow().isoformat()})
-    return DeliveryResult("sent", state.version, tuple(sorted(to_send)), len(body))
+    return DeliveryResult("sent", state.version, tuple(sorted(to_send)), len(body), missing)
 
 
-def _auth_headers(credentials: dict[str, Any]) -> dict[str, str]:
-    header, value = credentials.get("header"), credentials.get("value")
-    if not isinstance(header, str) or not isinstance(value, str) or not header or not value:
-        raise ConfigurationError('target credentials must be {"header": "<name>", "value": "<secret>"}')
-    return {header: value}
+def retry_after(headers: dict[str, str]) -> int | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    value = (headers or {}).get("retry-after")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return int(value.strip())
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0, int((when - datetime.now(UTC)).total_seconds()))
+
+
+_TOKENS: dict[str, tuple[str, float]] = {}  # target -> (bearer token, expires at): per warm container
+
+
+def auth_headers(
+    target: TargetConfig, credentials: dict[str, Any], body: bytes, payload_hash: str, http: HttpPort
+) -> dict[str, str]:
+    auth = target.auth
+    if isinstance(auth, ApiKeyAuth):
+        value = credentials.get("value")
+        header = credentials.get("header") or auth.header
+        if not isinstance(value, str) or not value or not isinstance(header, str):
+            raise ConfigurationError(f'target {target.name}: credentials must be {{"value": "<key>"}}')
+        return {header: value}
+    if isinstance(auth, StandardWebhooksAuth):
+        secret = credentials.get("secret")
+        if not isinstance(secret, str) or not secret:
+            raise ConfigurationError(f'target {target.name}: credentials must be {{"secret": "whsec_..."}}')
+        webhook_id, timestamp = f"msg_{payload_hash}", str(int(time.time()))
+        return {
+            "webhook-id": webhook_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": standard_sign(secret, webhook_id, timestamp, body),
+        }
+    if isinstance(auth, OAuth2ClientCredentials):
+        return {"Authorization": f"Bearer {_token(target, auth, credentials, http)}"}
+    raise ConfigurationError(f"target {target.name}: unknown auth kind")
+
+
+def _token(target: TargetConfig, auth: OAuth2ClientCredentials, credentials: dict[str, Any], http: HttpPort) -> str:
+    cached = _TOKENS.get(target.name)
+    if cached and cached[1] > time.time():
+        return cached[0]
+    client_id, client_secret = credentials.get("client_id"), credentials.get("client_secret")
+    if not isinstance(client_id, str) or not isinstance(client_secret, str):
+        raise ConfigurationError(f"target {target.name}: credentials need client_id and client_secret")
+    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret}
+    if auth.scope:
+        form["scope"] = auth.scope
+    response = http.post(
+        str(auth.token_url),
+        urlencode(form).encode(),
+        {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+        target.timeout_seconds,
+    )
+    if response.status != 200:
+        raise DeliveryFailed(f"target {target.name}: token endpoint answered HTTP {response.status}")
+    try:
+        document = json.loads(response.text)
+        token, lifetime = str(document["access_token"]), int(document.get("expires_in", 300))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DeliveryFailed(f"target {target.name}: token endpoint answered no access_token") from exc
+    _TOKENS[target.name] = (token, time.time() + max(0, lifetime - 60))  # refreshed a minute early
+    return token

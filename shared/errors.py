@@ -52,7 +52,12 @@ class NormalisationError(Exception):
 
 
 class DeliveryFailed(Exception):
-    """A downstream target did not acknowledge; the message is retried through SQS."""
+    """A downstream target did not acknowledge; the message is retried through SQS (after
+    ``retry_after`` seconds when the target said so)."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ConfigurationError(Exception):

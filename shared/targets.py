@@ -1,30 +1,121 @@
-"""Downstream targets as declarative config (validated by pydantic) and the change-only payload."""
+"""Downstream targets as declarative config (validated by pydantic) and the change-only payload.
+
+A target declares where it is, how it authenticates, which entity types and fields it wants, how
+canonical fields map to its own names and codes, and how hard to try: a rate limit, a timeout, a
+retry policy (exponential backoff with jitter, through the queue's visibility) and a circuit
+breaker. Adding a target is config only: an entry in ``cdk.json`` and its secret.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
-from shared.models import EntityType
+from shared.models import ENTITY_MODELS, EntityType
 
 # Identifiers always sent with a change so the target can find its record.
 IDENTIFIERS: dict[str, tuple[str, ...]] = {"order": ("order_id", "order_number", "channel")}
 
 
-class TargetConfig(BaseModel):
-    """One downstream system. ``fields`` empty means every field of the wanted entity types."""
-
+class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ApiKeyAuth(_Frozen):
+    """A static key in a header; the secret is ``{"value": "<key>"}`` (or ``{"header", "value"}``)."""
+
+    kind: Literal["api_key"] = "api_key"
+    header: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] = "X-Api-Key"
+
+
+class StandardWebhooksAuth(_Frozen):
+    """Signed like Standard Webhooks (``webhook-id/-timestamp/-signature``); secret ``{"secret": "whsec_…"}``."""
+
+    kind: Literal["standard_webhooks"]
+
+
+class OAuth2ClientCredentials(_Frozen):
+    """A bearer token from ``token_url`` (cached until shortly before it expires); secret
+    ``{"client_id": …, "client_secret": …}``."""
+
+    kind: Literal["oauth2_client_credentials"]
+    token_url: HttpUrl
+    scope: str | None = None
+
+
+Auth = Annotated[ApiKeyAuth | StandardWebhooksAuth | OAuth2ClientCredentials, Field(discriminator="kind")]
+
+
+class RetryPolicy(_Frozen):
+    max_attempts: Annotated[int, Field(ge=2, le=100)] = 30  # then the target's DLQ, with the last error
+    base_seconds: Annotated[int, Field(ge=1, le=300)] = 5
+    max_seconds: Annotated[int, Field(ge=1, le=43200)] = 900
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> int:
+        """Exponential backoff with full jitter: uniform in [cap/2, cap], cap = base * 2^(attempt-1)."""
+        cap = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempt - 1))
+        return max(1, round((rng or random).uniform(cap / 2, cap)))
+
+
+class CircuitPolicy(_Frozen):
+    failures_to_open: Annotated[int, Field(ge=1, le=100)] = 5  # consecutive failures
+    open_seconds: Annotated[int, Field(ge=5, le=3600)] = 60  # then one try decides: close or reopen
+
+
+class TargetConfig(_Frozen):
+    """One downstream system. Without ``field_map``, ``fields`` (or every field) go under their
+    canonical names; with it, ``{"<target field>": "<canonical field>"}`` decides what is sent and how
+    it is named, and ``value_maps`` translate codes (``{"status": {"closed": "90"}}``)."""
+
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")]
     kind: Literal["http"] = "http"
     url: HttpUrl
-    entity_types: tuple[EntityType, ...]
+    entity_types: Annotated[tuple[EntityType, ...], Field(min_length=1)]
     fields: tuple[str, ...] = ()
+    field_map: dict[str, str] = {}
+    value_maps: dict[str, dict[str, Any]] = {}
+    auth: Auth = ApiKeyAuth()
+    rate_limit_per_second: Annotated[int, Field(ge=1, le=10000)] | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=25)] = 5.0
+    retry: RetryPolicy = RetryPolicy()
+    circuit: CircuitPolicy = CircuitPolicy()
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> TargetConfig:
+        known = set().union(*(ENTITY_MODELS[t].model_fields for t in self.entity_types))
+        for where, names in (("fields", self.fields), ("field_map", tuple(self.field_map.values()))):
+            unknown = sorted(set(names) - known)
+            if unknown:
+                raise ValueError(f"{where}: {unknown} are not fields of {list(self.entity_types)}")
+        if self.field_map and self.fields:
+            raise ValueError("give either fields or field_map, not both")
+        sent = set(self.field_map.values()) or set(self.fields) or known
+        stray = sorted(set(self.value_maps) - sent)
+        if stray:
+            raise ValueError(f"value_maps: {stray} are not fields this target is sent")
+        return self
+
+    def wanted(self, available: Mapping[str, Any]) -> tuple[str, ...]:
+        """The canonical fields this target wants (those named in its config, or all present)."""
+        named = tuple(dict.fromkeys(self.field_map.values())) or self.fields
+        return named or tuple(sorted(available))
+
+    def render(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Changed canonical fields under the target's names, codes translated."""
+
+        def value(field: str) -> Any:
+            mapped = self.value_maps.get(field, {})
+            raw = changes[field]
+            return mapped.get(str(raw), raw) if isinstance(raw, str | int) else raw
+
+        if not self.field_map:
+            return {field: value(field) for field in changes}
+        return {target: value(field) for target, field in self.field_map.items() if field in changes}
 
 
 def canonical_json(value: Any) -> str:
@@ -46,12 +137,11 @@ def pending_changes(
     Returns ``(to_send, new_acked_hashes)``. A field whose current value came from the target
     itself is not sent back (no echo) but is recorded as known to the target.
     """
-    wanted = target.fields or tuple(sorted(fields))
     to_send: dict[str, Any] = {}
     hashes = dict(acked_hashes)
-    for name in wanted:
+    for name in target.wanted(fields):
         if name not in fields:
-            continue
+            continue  # reported by the caller (missing_fields), never sent as null
         digest = value_hash(fields[name])
         if hashes.get(name) == digest:
             continue
@@ -59,3 +149,11 @@ def pending_changes(
         if field_sources.get(name) != target.name:
             to_send[name] = fields[name]
     return to_send, hashes
+
+
+def missing_fields(target: TargetConfig, entity_type: str, fields: Mapping[str, Any]) -> tuple[str, ...]:
+    """Fields of this entity type the target's map names but the entity does not have: reported,
+    never sent as null."""
+    named = tuple(dict.fromkeys(target.field_map.values())) or target.fields
+    own = ENTITY_MODELS[entity_type].model_fields
+    return tuple(f for f in named if f in own and f not in fields)

@@ -8,6 +8,7 @@ redrive stays as the safety net for failures the handler never sees (timeouts, c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any, cast
 
@@ -38,7 +39,14 @@ class DeadLetteringProcessor(BatchProcessor):
     returned (a quarantine included: the handler counts those as ``EventQuarantined``),
     ``RecordFailed`` when it raised (the record is retried, or dead-lettered: ``DeadLettered``)."""
 
-    def __init__(self, max_receive_count: int, logger: Any = None, client: Any = None, metrics: Any = None) -> None:
+    def __init__(
+        self,
+        max_receive_count: int | Callable[[SQSRecord], int],
+        logger: Any = None,
+        client: Any = None,
+        metrics: Any = None,
+    ) -> None:
+        """``max_receive_count``: one for every record, or per record (each target its own retry budget)."""
         super().__init__(event_type=EventType.SQS, logger=logger)
         self.max_receive_count = max_receive_count
         self._client = client
@@ -62,7 +70,8 @@ class DeadLetteringProcessor(BatchProcessor):
         message = cast(SQSRecord, record)  # this processor is for SQS batches only
         self._count("RecordFailed")
         receives = int(message.attributes.approximate_receive_count)
-        if receives < self.max_receive_count and not isinstance(exception[1], PermanentFailure):
+        limit = self.max_receive_count if isinstance(self.max_receive_count, int) else self.max_receive_count(message)
+        if receives < limit and not isinstance(exception[1], PermanentFailure):
             return super().failure_handler(record, exception)
         queue_name = message.event_source_arn.rsplit(":", 1)[-1]
         dlq = f"{queue_name}{DLQ_SUFFIX}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from shared.adapters.http import Response
 from shared.state.audit import AuditRecord
 from shared.state.merge import EntityState
 from shared.sync import StaleState
@@ -103,10 +104,13 @@ class FakeStateStore:
 
 
 class FakeHttp:
-    def __init__(self, status: int = 200) -> None:
+    def __init__(self, status: int = 200, headers: dict[str, str] | None = None, text: str | None = None) -> None:
         self.status = status
+        self.headers = headers or {}
+        self.text = text
         self.requests: list[tuple[str, bytes, dict[str, str]]] = []
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int, str]:
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Response:
         self.requests.append((url, body, headers))
-        return self.status, "ok" if self.status < 300 else "unavailable"
+        text = self.text if self.text is not None else ("ok" if self.status < 300 else "unavailable")
+        return Response(self.status, text, self.headers)
