@@ -140,7 +140,7 @@ def pending_changes(
     to_send: dict[str, Any] = {}
     hashes = dict(acked_hashes)
     for name in target.wanted(fields):
-        if name not in fields:
+        if name not in fields or (target.field_map and fields[name] is None):
             continue  # reported by the caller (missing_fields), never sent as null
         digest = value_hash(fields[name])
         if hashes.get(name) == digest:
@@ -156,4 +156,5 @@ def missing_fields(target: TargetConfig, entity_type: str, fields: Mapping[str, 
     never sent as null."""
     named = tuple(dict.fromkeys(target.field_map.values())) or target.fields
     own = ENTITY_MODELS[entity_type].model_fields
-    return tuple(f for f in named if f in own and f not in fields)
+    absent = [f for f in named if f in own and (f not in fields or (target.field_map and fields[f] is None))]
+    return tuple(absent)

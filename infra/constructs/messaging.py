@@ -28,6 +28,7 @@ class Messaging(Construct):
         self.dlqs: dict[str, sqs.Queue] = {}
         # Visibility >= 6x the consumer timeout: a batch still running is never handed out twice.
         visibility = Duration.seconds(6 * cfg.consumer_timeout_seconds)
+        attempts = {f"deliver-{t.name}": t.retry.max_attempts for t in cfg.targets}  # each target its own budget
         for spec in queues(cfg):
             dlq = None
             if spec.consumer:
@@ -44,7 +45,9 @@ class Messaging(Construct):
                 enforce_ssl=True,
                 retention_period=RETENTION,
                 visibility_timeout=visibility,
-                dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=cfg.max_receive_count)
+                dead_letter_queue=sqs.DeadLetterQueue(
+                    queue=dlq, max_receive_count=attempts.get(spec.purpose, cfg.max_receive_count)
+                )
                 if dlq
                 else None,
             )

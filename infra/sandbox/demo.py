@@ -279,7 +279,9 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         f"entities changed: {', '.join(f'{n} {t}' for t, n in sorted(kinds.items()))}; "
         f"{sum(s.version for s in changed)} versions in total"
     )
-    print(f"deliveries made:  {len(deliveries)} to crm ({sum(len(json.dumps(d['body'])) for d in deliveries)} bytes)")
+    per_target = Counter(d["target"] for d in deliveries)
+    sent_bytes = sum(len(json.dumps(d["body"])) for d in deliveries)
+    print(f"deliveries made:  {', '.join(f'{n} to {t}' for t, n in sorted(per_target.items()))} ({sent_bytes} bytes)")
     print(
         f"DLQ messages:     {sum(v for k, v in depths.items() if k.endswith('-dlq'))}"
         f"   quarantined: {depths.get('quarantine', 0)}"

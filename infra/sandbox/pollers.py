@@ -26,8 +26,11 @@ class SqsPoller(threading.Thread):
         queue_url: str,
         queue_arn: str,
         region: str,
-        retry_delay: Callable[[int], int] = lambda receives: min(receives, 3),
+        retry_delay: Callable[[int], int] | None = lambda receives: min(receives, 3),
     ) -> None:
+        """``retry_delay``: how long a failed record stays hidden, by receive count — shorter than the
+        queue's visibility so the sandbox moves fast. ``None`` does what Lambda does: nothing, so the
+        visibility the handler set (a consumer with its own backoff) or the queue's decides."""
         super().__init__(name=f"poll-{function}-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
         self.retry_delay = retry_delay
         self.functions, self.function = functions, function
@@ -64,6 +67,8 @@ class SqsPoller(threading.Thread):
             failed = {m["MessageId"] for m in messages}
         for message in messages:
             if message["MessageId"] in failed:
+                if self.retry_delay is None:
+                    continue
                 receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url,

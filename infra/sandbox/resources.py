@@ -68,13 +68,14 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
         ),
         stream_arn=state["TableDescription"]["LatestStreamArn"],
     )
+    attempts = {f"deliver-{t.name}": t.retry.max_attempts for t in cfg.targets}
     for spec in queues(cfg):
         dlq_url = sqs.create_queue(QueueName=cfg.resource(f"{spec.purpose}-dlq"))["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         attributes = {"VisibilityTimeout": str(visibility_timeout)}
         if spec.consumer:
             attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": cfg.max_receive_count}
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": attempts.get(spec.purpose, cfg.max_receive_count)}
             )
         url = sqs.create_queue(QueueName=cfg.resource(spec.purpose), Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -123,6 +123,8 @@ class Sandbox:
                         self.resources.queue_urls[spec.purpose],
                         self.resources.queue_arns[spec.purpose],
                         self.cfg.region,
+                        # deliver sets each failed message's visibility itself (backoff, circuit)
+                        retry_delay=None if spec.consumer == "deliver" else lambda receives: min(receives, 3),
                     )
                 )
         for function in ("publish", "audit-archive"):  # two readers of the table stream, as deployed

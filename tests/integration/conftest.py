@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,16 @@ class Stack:
             boto3.client("dynamodb").scan(TableName=self.resources.refs.idempotency_table, Select="COUNT")["Count"]
         )
 
+    def run_until(self, condition: Any, timeout: float = 30.0) -> None:
+        """Keep the pipeline running (in real time: waiting messages come back when their visibility
+        runs out) until ``condition()`` holds."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError("the condition did not hold in time")
+            self.run_until_quiet(max_rounds=5, must_settle=False)
+            time.sleep(0.2)
+
     def run_until_quiet(self, max_rounds: int = 50, must_settle: bool = True) -> None:
         """Poll every queue and the stream, invoking the real handlers, until nothing moves."""
         pollers: list[Any] = [
@@ -77,7 +88,8 @@ class Stack:
                 self.resources.queue_urls[spec.purpose],
                 self.resources.queue_arns[spec.purpose],
                 self.cfg.region,
-                retry_delay=lambda _: 0,
+                # deliver hides a failed message itself (its backoff, an open circuit), as on AWS
+                retry_delay=None if spec.consumer == "deliver" else lambda _: 0,
             )
             for spec in queues(self.cfg)
             if spec.consumer

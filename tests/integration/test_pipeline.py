@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import boto3
 
@@ -120,15 +121,56 @@ def test_a_poison_record_reaches_the_dlq_after_max_receive_count(stack: Stack) -
     assert "an event" not in attributes["reason"]  # the input is never quoted (it may hold personal data)
 
 
-def test_a_target_outage_loses_nothing_and_delivers_after_recovery(stack: Stack, shopify_secret: str) -> None:
+def test_a_target_outage_loses_nothing_leaves_the_others_alone_and_resumes_in_version_order(
+    stack: Stack, shopify_secret: str
+) -> None:
     stack.target.status["crm"] = 503
     stack.post(signed("shopify_orders_create", shopify_secret))
-    stack.run_until_quiet(max_rounds=4, must_settle=False)  # fewer receives than maxReceiveCount
-    assert stack.target.accepted() == []
-    assert {r["status"] for r in stack.target.received} == {503}
-    assert stack.depth("deliver-crm") == 1  # kept in its queue while the target is down
+    stack.run_until_quiet(max_rounds=3, must_settle=False)
+    stack.post(signed("shopify_orders_updated", shopify_secret))
+    stack.run_until_quiet(max_rounds=4, must_settle=False)  # fewer receives than the target's retry budget
+    # The ERP got both versions meanwhile; the CRM nothing, and its changes wait in its own queue
+    assert [d["body"]["version"] for d in stack.target.accepted("erp")] == [1, 2]
+    assert stack.target.accepted("crm") == []
+    assert {r["status"] for r in stack.target.received if r["target"] == "crm"} == {503}
+    assert stack.depth("deliver-crm") >= 1
     stack.target.status["crm"] = 200
+    # Its queue kept the backlog; the next retry (backoff with jitter, through the visibility) goes through
+    stack.run_until(lambda: stack.target.accepted("crm") and stack.depth("deliver-crm") == 0)
+    # Delivery follows the state: the CRM gets the latest version, and never an older one after it
+    versions = [d["body"]["version"] for d in stack.target.accepted("crm")]
+    assert versions == sorted(versions) and versions[-1] == 2
+    assert stack.depth("deliver-crm") == 0 and stack.messages("deliver-crm-dlq") == []
+
+
+def test_a_4xx_the_target_will_never_accept_goes_to_its_dlq_at_once_with_the_response(
+    stack: Stack, shopify_secret: str
+) -> None:
+    stack.target.status["erp"] = 422
+    stack.post(signed("shopify_orders_create", shopify_secret))
     stack.run_until_quiet()
-    [delivery] = stack.target.accepted()
-    assert delivery["body"]["version"] == 1
+    assert len([r for r in stack.target.received if r["target"] == "erp"]) == 1  # tried once, not retried
+    [dead] = stack.messages("deliver-erp-dlq")
+    attributes = dead["MessageAttributes"]
+    assert attributes["reason"]["StringValue"] == ('PermanentFailure: target erp answered HTTP 422: {"ok": false}')
+    assert attributes["receive_count"]["StringValue"] == "1"
+    assert [d["target"] for d in stack.target.accepted()] == ["crm"]  # the others unaffected
+
+
+def test_an_open_circuit_keeps_deliveries_waiting_without_calling_the_target_then_closes(
+    stack: Stack, shopify_secret: str
+) -> None:
+    from shared.adapters.guards import DynamoGuards
+
+    crm = next(t for t in stack.cfg.targets if t.name == "crm")
+    guards = DynamoGuards(stack.resources.refs.state_table)
+    for _ in range(crm.circuit.failures_to_open):  # five failures in a row: open for 5 s (dev)
+        state = guards.failed(crm, time.time())
+    assert state.open_for(time.time()) > 3
+    stack.post(signed("shopify_orders_create", shopify_secret))
+    stack.run_until_quiet(max_rounds=4, must_settle=False)
+    assert [r for r in stack.target.received if r["target"] == "crm"] == []  # not even tried
+    assert stack.depth("deliver-crm") == 1 and stack.target.accepted("erp")  # waiting; the ERP unaffected
+    stack.run_until(lambda: stack.target.accepted("crm"), timeout=30)
+    assert guards.circuit("crm").failures == 0  # one success closed it
     assert stack.messages("deliver-crm-dlq") == []

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
-from shared.delivery import deliver_change
+from shared.adapters.http import Response
+from shared.delivery import DeliveryRejected, deliver_change
 from shared.errors import DeliveryFailed
 from shared.models import EntityChanged
+from shared.sources.base import Headers
+from shared.sources.inhouse import StandardWebhooksSource
 from shared.state.policy import default_policy
 from shared.sync import apply_observation
-from shared.targets import TargetConfig, pending_changes
+from shared.targets import OAuth2ClientCredentials, RetryPolicy, StandardWebhooksAuth, TargetConfig, pending_changes
 from tests.unit.fakes import FakeHttp, FakeStateStore
 from tests.unit.test_merge_and_sync import observed
 
@@ -93,3 +98,104 @@ def test_field_selection_limits_what_is_sent() -> None:
     only_status = CRM.model_copy(update={"fields": ("status",)})
     to_send, _ = pending_changes(only_status, {"note": "n", "status": "open"}, {}, {})
     assert to_send == {"status": "open"}
+
+
+def _one_order(store: FakeStateStore) -> None:
+    apply_observation(observed("a", 0), store, default_policy())
+
+
+def test_429_is_retried_after_the_targets_retry_after_and_503_after_a_backoff() -> None:
+    store = FakeStateStore()
+    _one_order(store)
+    with pytest.raises(DeliveryFailed) as limited:
+        deliver_change(changed(1), CRM, store, FakeHttp(429, {"retry-after": "30"}), CREDENTIALS)
+    assert limited.value.retry_after == 30
+    with pytest.raises(DeliveryFailed) as down:
+        deliver_change(changed(1), CRM, store, FakeHttp(503), CREDENTIALS)
+    assert down.value.retry_after is None and store.acks == {}
+    with pytest.raises(DeliveryFailed, match="HTTP 599: connection failed"):
+        deliver_change(changed(1), CRM, store, FakeHttp(599, text="connection failed"), CREDENTIALS)
+
+
+def test_a_4xx_that_cannot_succeed_is_rejected_with_the_response_for_the_dlq() -> None:
+    store = FakeStateStore()
+    _one_order(store)
+    with pytest.raises(DeliveryRejected, match=r'target crm answered HTTP 422: \{"error": "unknown sku"\}'):
+        deliver_change(changed(1), CRM, store, FakeHttp(422, text='{"error": "unknown sku"}'), CREDENTIALS)
+    assert store.acks == {}
+
+
+def test_backoff_grows_exponentially_with_jitter_and_stays_under_the_cap() -> None:
+    policy = RetryPolicy(base_seconds=5, max_seconds=900)
+    rng = random.Random(1)
+    for attempt, cap in ((1, 5), (2, 10), (3, 20), (5, 80), (12, 900)):
+        delays = [policy.delay(attempt, rng) for _ in range(50)]
+        assert all(cap / 2 - 1 <= d <= cap for d in delays), (attempt, delays[:5])
+        assert len(set(delays)) > 1 or cap <= 5  # jitter spreads the retries of many messages
+
+
+def test_a_field_map_renames_fields_translates_codes_and_reports_what_is_missing() -> None:
+    erp = TargetConfig(
+        name="erp",
+        url="https://erp.example.com/in",
+        entity_types=("order",),
+        field_map={"orderNo": "order_number", "state": "status", "memo": "note"},
+        value_maps={"status": {"open": "10", "closed": "90"}},
+    )
+    store, http = FakeStateStore(), FakeHttp()
+    _one_order(store)  # the order has no note
+    result = deliver_change(changed(1), erp, store, http, CREDENTIALS)
+    assert json.loads(http.requests[0][1])["changes"] == {"orderNo": "#1", "state": "10"}
+    assert (result.outcome, result.missing) == ("sent", ("note",))  # reported, and not sent as null
+
+
+def test_a_field_map_naming_an_unknown_canonical_field_fails_the_config_naming_it() -> None:
+    with pytest.raises(ValidationError, match=r"field_map: \['colour'\] are not fields of \['order'\]"):
+        TargetConfig(name="erp", url="https://e.example", entity_types=("order",), field_map={"c": "colour"})
+    with pytest.raises(ValidationError, match=r"value_maps: \['note'\] are not fields this target is sent"):
+        TargetConfig(
+            name="erp",
+            url="https://e.example",
+            entity_types=("order",),
+            field_map={"s": "status"},
+            value_maps={"note": {}},
+        )
+
+
+def test_standard_webhooks_signed_deliveries_verify_with_the_receivers_own_check() -> None:
+    signed_target = CRM.model_copy(update={"auth": StandardWebhooksAuth(kind="standard_webhooks")})
+    secret = "whsec_dGFyZ2V0LXNpZ25pbmcta2V5LWZvci10ZXN0cyE="
+    store, http = FakeStateStore(), FakeHttp()
+    _one_order(store)
+    deliver_change(changed(1), signed_target, store, http, {"secret": secret})
+    _, body, headers = http.requests[0]
+    # The receiving side checks it the way Aftersync checks in-house systems: same scheme, same code
+    StandardWebhooksSource("crm").verify(Headers(headers), body, [secret], datetime.now(UTC))
+    assert headers["webhook-id"].startswith("msg_")
+
+
+def test_oauth2_tokens_are_fetched_once_and_reused_until_they_expire() -> None:
+    class TokenAndTarget(FakeHttp):
+        def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Response:
+            self.requests.append((url, body, headers))
+            if url == "https://auth.example.com/token":
+                return Response(200, json.dumps({"access_token": "tok-1", "expires_in": 3600}), {})
+            return Response(200, "ok", {})
+
+    oauth = CRM.model_copy(
+        update={
+            "name": "oms",
+            "auth": OAuth2ClientCredentials(
+                kind="oauth2_client_credentials", token_url="https://auth.example.com/token", scope="orders"
+            ),
+        }
+    )
+    store, http = FakeStateStore(), TokenAndTarget()
+    _one_order(store)
+    deliver_change(changed(1), oauth, store, http, {"client_id": "id", "client_secret": "s"})
+    apply_observation(observed("b", 5, note="again"), store, default_policy())
+    deliver_change(changed(2), oauth, store, http, {"client_id": "id", "client_secret": "s"})
+    urls = [u for u, _, _ in http.requests]
+    assert urls == ["https://auth.example.com/token", "https://crm.example.com/in", "https://crm.example.com/in"]
+    assert http.requests[0][1] == b"grant_type=client_credentials&client_id=id&client_secret=s&scope=orders"
+    assert all(h["Authorization"] == "Bearer tok-1" for _, _, h in http.requests[1:])
