@@ -82,13 +82,18 @@ def cpu_per_call(fn: Callable[[], Any], n: int) -> float:
     return (time.process_time() - start) / n
 
 
-def webhook(secret: str, n: int) -> tuple[dict[str, Any], bytes]:
+def webhook(secret: str, n: int, update: bool = False) -> tuple[dict[str, Any], bytes]:
     from infra.sandbox.http_servers import api_gateway_event
     from infra.sandbox.samples import body_bytes, load_sample
     from shared.sources import shopify
 
     sample = load_sample("shopify_orders_create")
     sample["body"]["id"] = 900000000000000000 + n
+    if update:  # the demo's update: fulfilled, with a delivery note, later
+        sample["body"].update(
+            {"updated_at": "2026-11-20T11:00:00+08:00", "fulfillment_status": "fulfilled", "note": f"batch {n}"}
+        )
+        sample["headers"]["X-Shopify-Topic"] = "orders/updated"
     body = body_bytes(sample)
     headers = {
         **sample["headers"],
@@ -96,6 +101,89 @@ def webhook(secret: str, n: int) -> tuple[dict[str, Any], bytes]:
         "X-Shopify-Hmac-Sha256": shopify.sign(secret, body),
     }
     return api_gateway_event("POST", "/webhooks/shopify/demo", headers, body), body
+
+
+def entity_changed_record(resources: Any, cfg: Any, target: str, state: Any) -> dict[str, Any]:
+    """The SQS record the deliver function gets for a state: an EventBridge entity.changed event."""
+    from infra.sandbox.lambda_runtime import sqs_record
+    from shared.constants import DETAIL_ENTITY_CHANGED, EVENT_SOURCE
+
+    detail = {
+        "tenant": state.tenant,
+        "entity_type": state.entity_type,
+        "entity_id": state.entity_id,
+        "version": state.version,
+        "event_id": f"bench-{state.version}",
+        "origin_source": "shopify",
+        "occurred_at": "2026-11-20T03:00:00Z",
+        "changed": {},
+    }
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": DETAIL_ENTITY_CHANGED,
+        "source": EVENT_SOURCE,
+        "account": "123456789012",
+        "time": "2026-11-20T03:00:00Z",
+        "region": cfg.region,
+        "resources": [],
+        "detail": detail,
+    }
+    message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "bench", "Body": json.dumps(event)}
+    return sqs_record(message, resources.queue_arns[f"deliver-{target}"], cfg.region)
+
+
+def measure_delivery(
+    functions: Any, resources: Any, cfg: Any, secret: str, target: Any, drain: Any, counter: Any
+) -> dict[str, Any]:
+    """Deliveries of the demo's order stream to the CRM: bytes with change-only pushes against the
+    full snapshots a naive sync would send, and AWS calls per delivery."""
+    from shared.adapters.state_store import DynamoStateStore
+    from shared.targets import canonical_json
+
+    store = DynamoStateStore(resources.refs.state_table)
+    ids = [f"shopify:{900000000000000000 + n}" for n in range(20, WEBHOOKS + 20)]
+
+    def deliver_all() -> tuple[int, int, int, int, Counter[str]]:
+        sent_before = len(target.accepted("crm"))
+        states = [store.load("demo", "order", entity_id)[0] for entity_id in ids]  # not counted below
+        counter.take()
+        for state in states:
+            functions.invoke("deliver", {"Records": [entity_changed_record(resources, cfg, "crm", state)]})
+        calls = counter.take()
+        full = full_changes = 0
+        for state in states:
+            assert state is not None
+            snapshot = {
+                "tenant": state.tenant,
+                "entity_type": state.entity_type,
+                "entity_id": state.entity_id,
+                "version": state.version,
+                "changes": state.fields,
+            }
+            full += len(canonical_json(snapshot).encode())
+            full_changes += len(canonical_json(state.fields).encode())
+        bodies = [b["body"] for b in target.accepted("crm")[sent_before:]]
+        sent = sum(len(canonical_json(b).encode()) for b in bodies)
+        sent_changes = sum(len(canonical_json(b["changes"]).encode()) for b in bodies)
+        return sent, full, sent_changes, full_changes, calls
+
+    first_bytes, first_full, _, _, _ = deliver_all()  # version 1: every field is new
+    for n in range(20, WEBHOOKS + 20):
+        functions.invoke("ingest", webhook(secret, n, update=True)[0])
+    drain("inbox", "normalise")
+    drain("orders", "sync")
+    update_bytes, update_full, update_changes, update_full_changes, update_calls = deliver_all()
+    return {
+        "delivery_update_changes": update_changes,
+        "delivery_update_full_changes": update_full_changes,
+        "delivery_first_bytes": first_bytes,
+        "delivery_first_full": first_full,
+        "delivery_update_bytes": update_bytes,
+        "delivery_update_full": update_full,
+        "delivery_calls": {k: v / len(ids) for k, v in sorted(update_calls.items())},
+        "delivery_count": len(ids),
+    }
 
 
 def measure_pipeline() -> dict[str, Any]:
@@ -119,15 +207,18 @@ def measure_pipeline() -> dict[str, Any]:
         boto3.DEFAULT_SESSION.events.register("before-call", counter)  # type: ignore[union-attr]
 
         from infra.config import load_environment
+        from infra.sandbox.http_servers import FakeTarget, serve
         from infra.sandbox.lambda_runtime import Functions, sqs_record
         from infra.sandbox.resources import create_resources
         from infra.wiring import FUNCTIONS, function_environment
 
+        target = FakeTarget()
+        serve(target.server)
         cfg = load_environment("dev")
         cfg = cfg.model_copy(
             update={
                 "targets": tuple(
-                    type(t).model_validate({**t.model_dump(), "url": "http://127.0.0.1:9/none"}) for t in cfg.targets
+                    type(t).model_validate({**t.model_dump(), "url": f"{target.url}/{t.name}"}) for t in cfg.targets
                 )
             }
         )
@@ -201,7 +292,10 @@ def measure_pipeline() -> dict[str, Any]:
             sync_calls += counter.take()
             sqs.delete_message(QueueUrl=resources.queue_urls["orders"], ReceiptHandle=messages[0]["ReceiptHandle"])
             changes += 1
+
+        delivery = measure_delivery(functions, resources, cfg, secret, target, drain, counter)
         return {
+            **delivery,
             "ingest_cpu": ingest_cpu,
             "floor_cpu": floor_cpu,
             "wall_p50": statistics.median(wall),
@@ -357,6 +451,29 @@ def report(pipeline: dict[str, Any], imports: dict[str, tuple[float, float]], id
         "first. An order observation on the sync path: two batch reads of the identity index (its keys, then "
         "their owners' profiles), one consistent read of the order's state and one of its customer's, and one "
         "transaction writing state and audit together; a customer's first sighting adds its key claims.",
+        "",
+        "## Delivery: change-only pushes against full snapshots",
+        "",
+        f"The demo's order stream for {pipeline['delivery_count']} orders (a create, then an update that marks "
+        "the order fulfilled and adds a note), delivered to the CRM target by the real deliver function. "
+        '"Full" is what a sync that pushes the whole entity would send for the same versions (same envelope, '
+        "every field).",
+        "",
+        "| deliveries | change-only bytes | full-snapshot bytes | change-only / full |",
+        "|---|---:|---:|---:|",
+        f"| the updates (version 2) | {pipeline['delivery_update_bytes']} | {pipeline['delivery_update_full']} | "
+        f"{pipeline['delivery_update_bytes'] / pipeline['delivery_update_full']:.1%} |",
+        f"| the updates, the entity part only (`changes` vs every field) | {pipeline['delivery_update_changes']} | "
+        f"{pipeline['delivery_update_full_changes']} | "
+        f"{pipeline['delivery_update_changes'] / pipeline['delivery_update_full_changes']:.1%} |",
+        f"| the creates (version 1: every field is new) | {pipeline['delivery_first_bytes']} | "
+        f"{pipeline['delivery_first_full']} | "
+        f"{pipeline['delivery_first_bytes'] / pipeline['delivery_first_full']:.1%} |",
+        "",
+        f"AWS calls per delivery (one record per invocation): {calls(pipeline['delivery_calls'])} — the circuit "
+        "state, state + ack in one batch read, the ack write (and, for a target with a rate limit, its counter). "
+        "The message envelope (tenant, type, id, version and the order's identifiers, about 180 bytes) is most "
+        "of a change-only push of this small canonical order; the entity part alone is the second row.",
         "",
         "## Handler import time (cold start share)",
         "",
