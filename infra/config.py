@@ -70,6 +70,8 @@ class EnvironmentConfig(BaseModel):
     success_rate_threshold: Annotated[float, Field(gt=0, le=1)]
     alarms: AlarmThresholds = AlarmThresholds()
     wecom: WeComConfig
+    # After-sales automation: which target plays which role (see shared/automation_rules.json)
+    automation: dict[Literal["payment", "wms", "oms"], str] = {}
     # Queue purpose -> most concurrent batches its event source mapping may run (>= 2): a promotion
     # peak on one domain cannot take the concurrency another needs. Unlisted queues are not capped.
     consumer_concurrency: dict[str, Annotated[int, Field(ge=2, le=1000)]] = {}
@@ -104,6 +106,9 @@ class EnvironmentConfig(BaseModel):
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ValueError(f"targets: names must be unique, got {names}")
+        for role, target in self.automation.items():
+            if target not in names:
+                raise ValueError(f"automation.{role}: no target named {target!r} (targets: {names})")
         return self
 
     # ---- names shared by the stack, the sandbox and the tests --------------------------------

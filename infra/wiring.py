@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 
 from infra.config import EnvironmentConfig
+from shared.automation import AUTOMATED_TYPES
 from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env, metrics_namespace
 from shared.sources.amazon import AMAZON_SP_API_PRINCIPAL
 
@@ -49,6 +50,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "audit-archive", "functions.audit_archive.handler.lambda_handler", "Archive expiring audit records"
         ),
         FunctionSpec("notify", "functions.notify.handler.lambda_handler", "Alarm changes to WeCom group robots"),
+        FunctionSpec("automate", "functions.automate.handler.lambda_handler", "After-sales automation rules"),
         FunctionSpec(
             "amazon-intake",
             "functions.amazon_intake.handler.lambda_handler",
@@ -117,6 +119,16 @@ def function_environment(
             Env.AMAZON_SELLERS: json.dumps(cfg.amazon_sellers, separators=(",", ":"), sort_keys=True),
         },
         "publish": {Env.EVENT_BUS: refs.event_bus},
+        "automate": {
+            Env.STATE_TABLE: refs.state_table,
+            Env.EVENT_BUS: refs.event_bus,
+            Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+            Env.TARGETS: json.dumps([t.model_dump(mode="json") for t in cfg.targets], separators=(",", ":")),
+            Env.AUTOMATION_ROLES: json.dumps(cfg.automation, separators=(",", ":"), sort_keys=True),
+            Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
+        },
         "notify": {
             Env.STATE_TABLE: refs.state_table,
             Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
@@ -170,7 +182,8 @@ def queues(cfg: EnvironmentConfig) -> list[QueueSpec]:
         *(QueueSpec(domain, "sync") for domain in DOMAINS),
         QueueSpec("quarantine", None),
         QueueSpec("alarms", "notify"),  # CloudWatch alarm changes, via the two alarm topics
-        *(QueueSpec(f"deliver-{t.name}", "deliver") for t in cfg.targets),
+        *(QueueSpec(f"deliver-{t.name}", "deliver") for t in cfg.targets if t.push_changes),
+        QueueSpec("automation", "automate"),  # after-sales changes -> the automation rules
         *([QueueSpec("amazon", "amazon-intake", AMAZON_SP_API_PRINCIPAL)] if cfg.amazon_sellers else []),
     ]
 
@@ -184,7 +197,18 @@ def routes(cfg: EnvironmentConfig) -> list[Route]:
         )
         for domain, types in DOMAINS.items()
     ]
-    for target in cfg.targets:
+    result.append(
+        Route(
+            "automation",
+            {
+                "source": [EVENT_SOURCE],
+                "detail-type": [DETAIL_ENTITY_CHANGED],
+                "detail": {"entity_type": sorted(AUTOMATED_TYPES)},
+            },
+            "automation",
+        )
+    )
+    for target in (t for t in cfg.targets if t.push_changes):
         result.append(
             Route(
                 f"deliver-{target.name}",

@@ -17,7 +17,7 @@ def _to_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
-Origin = Literal["webhook", "reconcile", "backfill", "replay"]
+Origin = Literal["webhook", "reconcile", "backfill", "replay", "automation"]
 EntityType = Literal["order", "after_sales_case", "shipment", "ticket", "customer", "stock"]
 
 

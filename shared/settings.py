@@ -125,3 +125,20 @@ class NotifySettings(_Settings):
         if not self.api_base.startswith("https://") and not self.allow_http:
             raise ValueError(f"{Env.WECOM_API_BASE} must use https")
         return self
+
+
+class AutomateSettings(_Settings):
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    event_bus: str = Field(alias=Env.EVENT_BUS)
+    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+    targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_json)] = Field(alias=Env.TARGETS)
+    roles: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.AUTOMATION_ROLES)
+    allow_http_targets: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)
+
+    def target(self, name: str) -> TargetConfig:
+        for target in self.targets:
+            if target.name == name:
+                return target
+        raise ConfigurationError(f"no target named {name!r} in {Env.TARGETS}")

@@ -82,6 +82,9 @@ class TargetConfig(_Frozen):
     auth: Auth = ApiKeyAuth()
     rate_limit_per_second: Annotated[int, Field(ge=1, le=10000)] | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=25)] = 5.0
+    # False: a target only the after-sales automation calls (payment, WMS, OMS actions), with no
+    # queue of entity changes of its own
+    push_changes: bool = True
     retry: RetryPolicy = RetryPolicy()
     circuit: CircuitPolicy = CircuitPolicy()
 

@@ -133,7 +133,7 @@ class Compute(Construct):
         key.grant_encrypt_decrypt(fn["audit-archive"])
 
         # deliver: one queue per target; reads state and acks, writes acks, reads target credentials
-        for target in cfg.targets:
+        for target in (t for t in cfg.targets if t.push_changes):
             self._consume(fn["deliver"], messaging, f"deliver-{target.name}")
         storage.state_table.grant(fn["deliver"], "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem")
         self._secrets(fn["deliver"], f"{cfg.secrets_prefix}/targets/*")
@@ -151,6 +151,21 @@ class Compute(Construct):
         )
         self._secrets(fn["notify"], f"{cfg.secrets_prefix}/wecom/*")
         key.grant_encrypt_decrypt(fn["notify"])
+
+        # automate: after-sales changes -> rules; reads the case, claims/marks its action ledger items,
+        # calls the role targets with their credentials, writes results back to the bus
+        self._consume(fn["automate"], messaging, "automation")
+        storage.state_table.grant(fn["automate"], "dynamodb:GetItem")
+        fn["automate"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem"],
+                resources=[storage.state_table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ops#action#*"]}},
+            )
+        )
+        self._secrets(fn["automate"], f"{cfg.secrets_prefix}/targets/*")
+        messaging.bus.grant_put_events_to(fn["automate"])
+        key.grant_encrypt_decrypt(fn["automate"])
 
         # amazon-intake: the SP-API notification queue -> dedupe, archive, inbox (like ingest); quarantine
         if "amazon-intake" in fn:

@@ -104,6 +104,8 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("orders/updated, older, arriving late", signed("shopify_orders_updated_older", secret)),
         ("tampered body", tampered),
         ("refunds/create (a return, restocked)", signed("shopify_refunds_create", secret)),
+        ("refunds/create (approved, payment pending)", signed("shopify_refunds_create_pending", secret)),
+        ("duplicate of the approved refund", signed("shopify_refunds_create_pending", secret)),
         ("fulfillments/update (the same parcel AfterShip tracks)", signed("shopify_fulfillments_update", secret)),
         # Stripe: a refund succeeding, delivered twice and out of order, and a charge-level refund
         ("refund.updated (succeeded) before refund.created", signed("stripe_refund_updated", stripe_secret)),
@@ -173,6 +175,8 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("order", "woocommerce:727"): {"payment_status": "refunded"},
         ("after_sales_case", "woocommerce:731"): {"status": "refunded"},
         ("after_sales_case", "shopify:return:945000954"): {"status": "received", "rejected_transitions": []},
+        # The automation paid the approved refund and wrote the result back
+        ("after_sales_case", "shopify:refund:929361463"): {"status": "refunded", "scenario": "appeasement"},
         ("after_sales_case", "shopify:return:945000955"): {"status": "rejected"},
         ("order", "youzan:E20261121103015012300001"): {"payment_status": "paid", "fulfillment_status": "unfulfilled"},
         ("after_sales_case", "youzan:201126112114300001"): {"status": "requested", "kind": "refund"},
@@ -202,7 +206,7 @@ def percentile(values: list[float], q: float) -> float:
 def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     secrets = {source: tenants[TENANT] for source, tenants in sandbox.secrets["sources"].items()}
     stream, expected = scenario(secrets)
-    delivered_types = {t for target in sandbox.cfg.targets for t in target.entity_types}
+    delivered_types = {t for target in sandbox.cfg.targets if target.push_changes for t in target.entity_types}
     api = f"http://127.0.0.1:{sandbox.api_port}"
     sent: list[Sent] = []
     started = time.monotonic()
@@ -225,7 +229,8 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     send_time = {
         s.webhook.headers.get(shopify.EVENT_ID_HEADER): s.at for s in sent if s.answer.get("status") == "accepted"
     }
-    deliveries = sandbox.target.accepted()
+    pushed = {t.name for t in sandbox.cfg.targets if t.push_changes}  # the others only take actions
+    deliveries = [d for d in sandbox.target.accepted() if d["target"] in pushed]
     depths = sandbox.queue_depths()
     problems: list[str] = [] if drained else ["the pipeline did not drain in time"]
 
@@ -252,6 +257,14 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     for name, depth in depths.items():
         if name.endswith("-dlq") and depth:
             problems.append(f"{depth} message(s) in {name}")
+    actions = Counter(r["target"] for r in sandbox.target.received if r["target"] not in pushed)
+    if "payments" in {t.name for t in sandbox.cfg.targets}:
+        payments = [r for r in sandbox.target.received if r["target"] == "payments"]
+        if [p["body"]["case_id"] for p in payments] != ["929361463"]:
+            problems.append(f"the approved refund was not paid exactly once: {len(payments)} payment call(s)")
+        restocks = [r["body"]["increments"] for r in sandbox.target.received if r["target"] == "wms"]
+        if restocks != [[{"sku": "FILTER-X1", "quantity": 1}]]:
+            problems.append(f"the returned filter did not go back to stock once at the WMS: {restocks}")
 
     sample_id = next(iter(expected))[1]
     sample_state = states[sample_id]
@@ -282,6 +295,11 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     per_target = Counter(d["target"] for d in deliveries)
     sent_bytes = sum(len(json.dumps(d["body"])) for d in deliveries)
     print(f"deliveries made:  {', '.join(f'{n} to {t}' for t, n in sorted(per_target.items()))} ({sent_bytes} bytes)")
+    print(
+        "automation:       "
+        + (", ".join(f"{n} call(s) to {t}" for t, n in sorted(actions.items())) or "none")
+        + " (refund paid once, returned stock back at the WMS, the OMS told of each after-sales step)"
+    )
     print(
         f"DLQ messages:     {sum(v for k, v in depths.items() if k.endswith('-dlq'))}"
         f"   quarantined: {depths.get('quarantine', 0)}"

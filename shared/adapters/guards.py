@@ -109,3 +109,45 @@ class DynamoGuards:
                 return False
             raise
         return True
+
+
+class DynamoActionLedger:
+    """Once per idempotency key: ``ops#action#<tenant>#<key>`` is claimed before an action's call and
+    marked done after it. A claim found pending (a crash between the call and the mark) is run again:
+    the receiver dedupes that call by the same ``Idempotency-Key``."""
+
+    def __init__(self, table: str, client: Any = None) -> None:
+        self.table = table
+        self._client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("dynamodb")
+
+    @staticmethod
+    def _key(tenant: str, key: str) -> dict[str, Any]:
+        return {"pk": {"S": f"ops#action#{tenant}#{key}"}, "sk": {"S": "ACTION"}}
+
+    def claim(self, tenant: str, key: str) -> bool:
+        """True when the action must run (new, or claimed earlier and not finished)."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item={**self._key(tenant, key), "status": {"S": "pending"}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            return True
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+        item = self.client.get_item(TableName=self.table, Key=self._key(tenant, key), ConsistentRead=True)["Item"]
+        return bool(item["status"]["S"] != "done")
+
+    def done(self, tenant: str, key: str, outcome: str) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=self._key(tenant, key),
+            UpdateExpression="SET #s = :done, outcome = :outcome",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":done": {"S": "done"}, ":outcome": {"S": outcome[:500]}},
+        )

@@ -183,9 +183,12 @@ def _order(p: dict[str, Any]) -> Order:
 def _refund(p: dict[str, Any]) -> AfterSalesCase:
     lines = p.get("refund_line_items") or []
     restock_types = {li.get("restock_type") for li in lines}
-    paid = [t for t in p.get("transactions") or [] if t.get("kind") == "refund" and t.get("status") == "success"]
-    currency = paid[0]["currency"] if paid else None
-    amount = sum((Decimal(str(t["amount"])) for t in paid), Decimal(0))
+    # A refund whose transactions are not settled yet (pending) is approved, not refunded: its amount is
+    # still known, and the payment step is what the after-sales automation then asks for.
+    refunds = [t for t in p.get("transactions") or [] if t.get("kind") == "refund" and t.get("status") != "failure"]
+    paid = [t for t in refunds if t.get("status") == "success"]
+    currency = refunds[0]["currency"] if refunds else None
+    amount = sum((Decimal(str(t["amount"])) for t in (paid or refunds)), Decimal(0))
     shipping_only = not lines and any(a.get("kind") == "shipping_refund" for a in p.get("order_adjustments") or [])
     scenario: RefundScenario = (
         "shipping_refund"

@@ -49,9 +49,9 @@ class RunningSandbox:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read())
 
-    def deliveries(self) -> list[dict[str, Any]]:
+    def deliveries(self, target: str) -> list[dict[str, Any]]:
         with urllib.request.urlopen(self.info["fake_target"] + "/_received", timeout=10) as response:
-            return [d for d in json.loads(response.read()) if d["status"] < 300]
+            return [d for d in json.loads(response.read()) if d["status"] < 300 and d["target"] == target]
 
     def depths(self) -> dict[str, int]:
         sqs = self.client("sqs")

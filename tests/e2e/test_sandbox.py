@@ -24,7 +24,7 @@ def test_five_deliveries_of_one_webhook_make_one_change_one_audit_record_one_del
     entity = sandbox.entity(ORDER)
     assert entity["state"]["version"] == 1
     assert len(entity["audit"]) == 1 and entity["audit_problems"] == []
-    assert [d["body"]["version"] for d in sandbox.deliveries() if d["body"]["entity_id"] == ORDER] == [1]
+    assert [d["body"]["version"] for d in sandbox.deliveries("crm") if d["body"]["entity_id"] == ORDER] == [1]
 
 
 def test_a_late_older_update_changes_nothing(sandbox: RunningSandbox, shopify_secret: str) -> None:
@@ -36,7 +36,7 @@ def test_a_late_older_update_changes_nothing(sandbox: RunningSandbox, shopify_se
     after = sandbox.entity(ORDER)
     assert after["state"] == before["state"]
     assert after["state"]["fields"]["note"] == load_sample("shopify_orders_updated")["body"]["note"]
-    assert [d["body"]["version"] for d in sandbox.deliveries() if d["body"]["entity_id"] == ORDER] == [1, 2]
+    assert [d["body"]["version"] for d in sandbox.deliveries("crm") if d["body"]["entity_id"] == ORDER] == [1, 2]
 
 
 def test_a_tampered_body_is_401_and_leaves_nothing_behind(sandbox: RunningSandbox, shopify_secret: str) -> None:
@@ -95,7 +95,7 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for line in (
-        r"shopify\s+95\s+94\s+1\s+200 accepted ×90, 200 duplicate ×4, 401 signature_invalid ×1",
+        r"shopify\s+97\s+96\s+1\s+200 accepted ×91, 200 duplicate ×5, 401 signature_invalid ×1",
         r"stripe\s+4\s+4\s+0\s+200 ack ×4",
         r"kuaidi100\s+2\s+2\s+0\s+200 成功 ×2",
         r"woocommerce\s+2\s+2\s+0\s+200 accepted ×1, 200 ping received ×1",
@@ -103,7 +103,9 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
         r"douyin\s+1\s+1\s+0\s+200 success ×1",
         r"wms\s+1\s+1\s+0\s+200 accepted ×1",
         r"amazon\s+2\s+-\s+-\s+written to the SP-API queue",
-        r"entities changed: 9 after_sales_case, 45 order, 4 shipment, 2 stock, 1 ticket;",
+        r"entities changed: 10 after_sales_case, 45 order, 4 shipment, 2 stock, 1 ticket;",
+        r"deliveries made:  46 to crm, 45 to erp",
+        r"automation:\s+\d+ call\(s\) to oms, 1 call\(s\) to payments, 1 call\(s\) to wms",
     ):
         assert re.search(line, result.stdout), line
     assert "OK: every accepted webhook reached its end state" in result.stdout

@@ -18,6 +18,7 @@ from infra.wiring import DOMAINS
 from shared.settings import (
     AmazonIntakeSettings,
     AuditArchiveSettings,
+    AutomateSettings,
     DeliverSettings,
     IngestSettings,
     NormaliseSettings,
@@ -61,7 +62,8 @@ def test_every_consumer_queue_has_a_dlq_and_a_visibility_of_six_consumer_timeout
     ]
     consumed = {m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m for m in sqs_mappings}
     amazon = ("amazon",) if cfg.amazon_sellers else ()
-    consumed_purposes = ("inbox", *DOMAINS, *(f"deliver-{t.name}" for t in cfg.targets), "alarms", *amazon)
+    pushed = (f"deliver-{t.name}" for t in cfg.targets if t.push_changes)  # action-only targets have no queue
+    consumed_purposes = ("inbox", *DOMAINS, *pushed, "alarms", "automation", *amazon)
     expected = {cfg.resource(p) for p in consumed_purposes}
     names = {template["Resources"][q]["Properties"]["QueueName"] for q in consumed}
     assert names == expected
@@ -137,6 +139,7 @@ SETTINGS = {
     "deliver": DeliverSettings,
     "amazon-intake": AmazonIntakeSettings,
     "notify": NotifySettings,
+    "automate": AutomateSettings,
 }
 
 
@@ -431,3 +434,21 @@ def test_prod_caps_each_domain_queues_concurrency(templates: dict[str, Any]) -> 
     }
     assert caps["aftersync-prod-orders"] == 20 and caps["aftersync-prod-tickets"] == 5
     assert caps["aftersync-prod-after-sales"] == 20 and caps["aftersync-prod-alarms"] == 2
+
+
+def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(templates: dict[str, Any]) -> None:
+    template = templates["dev"]
+    for function, prefix in (("automate", "ops#action#*"), ("notify", "ops#wecom#*")):
+        cfg = load_environment("dev")
+        role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]["Role"]
+        writes = [
+            statement
+            for policy in resources(template, "AWS::IAM::Policy").values()
+            if {"Ref": role["Fn::GetAtt"][0]} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+            & {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+        ]
+        assert writes, function
+        for statement in writes:
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [prefix]}}

@@ -1,0 +1,143 @@
+"""After-sales automation: on a case's change, run the rules it triggers, each exactly once.
+
+refund approved → a refund request to the payment target (idempotency key: the case id), its result
+written back to the case; returned items received → stock increments at the WMS; every after-sales
+status change → the order's after-sales status at the OMS. Rules are data
+(``shared/automation_rules.json``); which target plays which role is config (``automation``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.adapters.aws import EventBus, SecretReader
+from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
+from shared.adapters.guards import DynamoActionLedger
+from shared.adapters.http import SafeHttp, TargetRefused
+from shared.adapters.state_store import DynamoStateStore
+from shared.automation import Action, actions_for
+from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
+from shared.delivery import RETRIABLE_STATUSES, auth_headers
+from shared.errors import ConfigurationError, DeliveryFailed
+from shared.models import AfterSalesCase, EntityChanged, ObservedEntity, utcnow
+from shared.observability import count_by, logger, metrics, tracer
+from shared.settings import AutomateSettings
+from shared.sources.base import event_id_for
+from shared.state.merge import EntityState
+from shared.targets import value_hash
+
+
+@cache
+def settings() -> AutomateSettings:
+    return AutomateSettings.from_env()
+
+
+@cache
+def processor() -> DeadLetteringProcessor:
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
+
+
+@cache
+def adapters() -> tuple[DynamoStateStore, DynamoActionLedger, SafeHttp, SecretReader, EventBus]:
+    s = settings()
+    return (
+        DynamoStateStore(s.state_table),
+        DynamoActionLedger(s.state_table),
+        SafeHttp(allow_private=s.allow_http_targets),
+        SecretReader(max_age=s.secrets_max_age_seconds),
+        EventBus(s.event_bus),
+    )
+
+
+def run(action: Action, state: EntityState) -> None:
+    s = settings()
+    _, ledger, http, secrets, _ = adapters()
+    role_target = s.roles.get(action.rule.role)
+    if role_target is None:
+        logger.info("no target for the rule's role", extra={"rule": action.rule.name, "role": action.rule.role})
+        return
+    if not ledger.claim(state.tenant, action.ledger_key):
+        return  # done before: a replay, a duplicate, or a later change of the same case
+    target = s.target(role_target)
+    credentials = secrets.get_json(target_secret_name(s.secrets_prefix, target.name))
+    if credentials is None:
+        raise ConfigurationError(f"secret for target {target.name!r} does not exist")
+    payload = {
+        "action": action.rule.name,
+        "tenant": state.tenant,
+        "entity_type": state.entity_type,
+        "entity_id": state.entity_id,
+        **action.body,
+    }
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": action.key,
+        **auth_headers(target, credentials, body, value_hash(payload), http),
+    }
+    try:
+        response = http.post(str(target.url), body, headers, target.timeout_seconds)
+    except TargetRefused as exc:
+        raise PermanentFailure(f"{action.rule.name}: {exc}") from exc
+    if not 200 <= response.status < 300:
+        detail = f"{action.rule.name}: target {target.name} answered HTTP {response.status}: {response.text[:200]}"
+        count_by("ActionFailed", "rule", action.rule.name)
+        if response.status in RETRIABLE_STATUSES or response.status >= 500:
+            raise DeliveryFailed(detail)
+        raise PermanentFailure(detail)
+    ledger.done(state.tenant, action.ledger_key, f"HTTP {response.status}")
+    count_by("ActionSucceeded", "rule", action.rule.name)
+    logger.info("action done", extra={"rule": action.rule.name, "entity_id": state.entity_id, "target": target.name})
+    if action.rule.write_back:
+        write_back(action, state, target.name)
+
+
+def write_back(action: Action, state: EntityState, source: str) -> None:
+    """The action's result as an observation of the case from the target (e.g. payment: refunded)."""
+    case = AfterSalesCase.model_validate(
+        {"case_id": state.fields["case_id"], "kind": state.fields["kind"], **action.rule.write_back}
+    )
+    observed = ObservedEntity(
+        event_id=event_id_for(f"{source}:{action.ledger_key}", state.entity_type, state.entity_id),
+        tenant=state.tenant,
+        source=source,
+        source_event_id=action.ledger_key,
+        topic=f"automation:{action.rule.name}",
+        entity_type="after_sales_case",
+        entity_id=state.entity_id,
+        occurred_at=utcnow(),
+        received_at=utcnow(),
+        origin="automation",
+        entity=case,
+    )
+    adapters()[4].put(
+        EVENT_SOURCE,
+        [(DETAIL_OBSERVED.format(entity_type="after_sales_case"), observed.model_dump_json(exclude_unset=True))],
+    )
+
+
+def record_handler(record: SQSRecord) -> None:
+    changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
+    state, _ = adapters()[0].load(changed.tenant, changed.entity_type, changed.entity_id)
+    if state is None:
+        raise DeliveryFailed(f"{changed.entity_type} {changed.entity_id} has no state yet")
+    for action in actions_for(state.entity_type, set(changed.changed), state.fields):
+        run(action, state)
+    metrics.add_metric(name="AutomationEvaluated", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    settings()
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

@@ -1,0 +1,94 @@
+"""After-sales automation: rules kept as data (``shared/automation_rules.json``), run on entity changes.
+
+A rule names the entity type, the values that trigger it (``when``), the fields it needs, the role it
+calls (config maps roles to targets: ``automation.payment`` → a payment target…), an idempotency key
+and the request body, built from the entity's fields by path. Each action runs once per key: a ledger
+item is claimed before the call and marked done after, and the key also travels as the
+``Idempotency-Key`` header, so a retry after a crash between call and mark is deduplicated by the
+receiver. A rule may write its result back as an observation (the payment refunded the case).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+AUTOMATED_TYPES = frozenset({"after_sales_case"})
+_RULES = Path(__file__).with_name("automation_rules.json")
+
+
+class Mapped(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    from_: Annotated[str, Field(alias="from")]
+    map: dict[str, str]
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]+$")]
+    description: str
+    entity_type: Literal["after_sales_case"]
+    when: dict[str, tuple[str, ...]]
+    requires: tuple[str, ...] = ()
+    role: Literal["payment", "wms", "oms"]
+    key: str
+    request: dict[str, str | Mapped]
+    write_back: dict[str, str] = {}
+
+
+@cache
+def rules() -> tuple[Rule, ...]:
+    return TypeAdapter(tuple[Rule, ...]).validate_python(json.loads(_RULES.read_text(encoding="utf-8")))
+
+
+@dataclass(frozen=True)
+class Action:
+    rule: Rule
+    key: str  # the idempotency key the receiver sees (e.g. the case id for a refund)
+    body: dict[str, Any]
+
+    @property
+    def ledger_key(self) -> str:
+        return f"{self.rule.name}:{self.key}"
+
+
+def _path(fields: dict[str, Any], path: str) -> Any:
+    """``a.b`` into nested values; ``items[restock]`` keeps the list items whose ``restock`` is true."""
+    match = re.fullmatch(r"(\w+)\[(\w+)\]", path)
+    if match:
+        values = fields.get(match.group(1)) or []
+        return [{k: v for k, v in item.items() if k != match.group(2)} for item in values if item.get(match.group(2))]
+    current: Any = fields
+    for part in path.split("."):
+        current = current.get(part) if isinstance(current, dict) else None
+    return current
+
+
+def actions_for(entity_type: str, changed: set[str], fields: dict[str, Any]) -> list[Action]:
+    """The actions an entity change triggers: a rule fires when a field it watches changed and every
+    watched field now has one of its values, and the fields it requires are present."""
+    found = []
+    for rule in rules():
+        if rule.entity_type != entity_type or not changed & set(rule.when):
+            continue
+        if any(str(fields.get(name)) not in values for name, values in rule.when.items()):
+            continue
+        if any(_path(fields, name) in (None, [], "") for name in rule.requires):
+            continue
+        body: dict[str, Any] = {}
+        for out, source in rule.request.items():
+            if isinstance(source, Mapped):
+                value = source.map.get(str(fields.get(source.from_)))
+            else:
+                value = _path(fields, source)
+            if value not in (None, []):
+                body[out] = value
+        key = rule.key.format(**{k: v for k, v in fields.items() if isinstance(v, str | int)})
+        found.append(Action(rule, key, body))
+    return found

@@ -1,0 +1,104 @@
+"""After-sales automation on the real handlers: the payment refund, the restock, the OMS status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+
+from infra.sandbox.samples import signed
+from shared.adapters.aws import S3Archive, SqsQueue
+from shared.adapters.state_store import DynamoStateStore
+from shared.constants import DETAIL_ENTITY_CHANGED, EVENT_SOURCE
+from shared.models import EntityChanged
+from shared.replay import ReplaySelection, replay
+from tests.integration.conftest import Stack
+
+
+def _calls(stack: Stack, target: str) -> list[dict[str, Any]]:
+    return [r for r in stack.target.received if r["target"] == target]
+
+
+def test_an_approved_refund_is_paid_once_however_often_the_webhook_comes_and_the_result_is_written_back(
+    stack: Stack, shopify_secret: str
+) -> None:
+    hook = signed("shopify_refunds_create_pending", shopify_secret)
+    for _ in range(5):
+        assert stack.post(hook)["statusCode"] == 200
+        stack.run_until_quiet()
+    # On top: the archived delivery replayed through normalise, and the approval's entity.changed
+    # delivered to the automation queue a second time (at-least-once SQS): still one payment
+    now = datetime.now(UTC)
+    replayed = replay(
+        ReplaySelection("shopify", "demo", now - timedelta(hours=1), now),
+        S3Archive(stack.resources.refs.archive_bucket),
+        SqsQueue(stack.resources.queue_urls["inbox"]),
+    )
+    assert len(replayed) == 1
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    [approval] = [
+        r for r in store.audit_trail("demo", "after_sales_case", "shopify:refund:929361463") if r.version == 1
+    ]
+    boto3.client("events").put_events(
+        Entries=[
+            {
+                "Source": EVENT_SOURCE,
+                "DetailType": DETAIL_ENTITY_CHANGED,
+                "EventBusName": stack.resources.refs.event_bus,
+                "Detail": EntityChanged(
+                    tenant="demo",
+                    entity_type="after_sales_case",
+                    entity_id="shopify:refund:929361463",
+                    version=1,
+                    event_id=approval.event_id,
+                    origin_source="shopify",
+                    occurred_at=approval.occurred_at,
+                    changed={c["field"]: c["after"] for c in approval.changes},
+                ).model_dump_json(),
+            }
+        ]
+    )
+    stack.run_until_quiet()
+    # The approval's entity.changed reached the rules many times (this harness also re-reads the table
+    # stream from its start on every round: at-least-once at its most generous) — one payment all the same
+    assert stack.functions.metric_totals()["AutomationEvaluated"] > 3
+    [payment] = _calls(stack, "payments")
+    assert payment["headers"]["idempotency-key"] == "929361463"  # the case id
+    assert payment["body"] == {
+        "action": "refund-approved",
+        "amount": "59.00",
+        "case_id": "929361463",
+        "currency": "CNY",
+        "entity_id": "shopify:refund:929361463",
+        "entity_type": "after_sales_case",
+        "order_id": "820982911946154508",
+        "reason": "Goodwill refund approved by support",
+        "tenant": "demo",
+    }
+    assert payment["headers"]["webhook-signature"].startswith("v1,")  # the payments target signs
+    state, _ = store.load("demo", "after_sales_case", "shopify:refund:929361463")
+    assert state is not None and state.fields["status"] == "refunded"  # written back by the payment step
+    assert state.clocks["status"].source == "derived"
+    statuses = [r["body"]["after_sales_status"] for r in _calls(stack, "oms")]
+    assert statuses == ["after_sales_in_progress", "refunded"]  # the OMS heard each step once
+
+
+def test_a_received_return_puts_the_items_back_in_stock_at_the_wms_once(stack: Stack, shopify_secret: str) -> None:
+    for name in ("shopify_returns_request", "shopify_returns_approve", "shopify_returns_process"):
+        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
+        stack.run_until_quiet()
+    assert stack.post(signed("shopify_returns_process", shopify_secret))["statusCode"] == 200  # a duplicate
+    stack.run_until_quiet()
+    [restock] = _calls(stack, "wms")
+    assert (restock["body"]["reference"], restock["body"]["increments"]) == (
+        "945000954",
+        [{"sku": "FILTER-X1", "quantity": 1}],
+    )
+    assert restock["headers"]["idempotency-key"] == "945000954:restock"
+    assert [r["body"]["after_sales_status"] for r in _calls(stack, "oms")] == [
+        "after_sales_in_progress",
+        "after_sales_in_progress",
+        "returned",
+    ]
+    assert stack.depth("automation-dlq") == 0 and _calls(stack, "payments") == []  # a return with no amount
