@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from shared.constants import delivery_queue_purpose, resource_name, secrets_prefix
 from shared.errors import ConfigurationError
 from shared.field_map import FieldMap
+from shared.settings import CustomerNotifications
 from shared.sources import SOURCES
 from shared.sources.inhouse import INHOUSE_SYSTEMS
 from shared.targets import TargetConfig
@@ -72,6 +73,7 @@ class EnvironmentConfig(BaseModel):
     wecom: WeComConfig
     # After-sales automation: which target plays which role (see shared/automation_rules.json)
     automation: dict[Literal["payment", "wms", "oms"], str] = {}
+    customer_notifications: CustomerNotifications | None = None  # SMS (SNS) / e-mail (SES) to customers
     # Queue purpose -> most concurrent batches its event source mapping may run (>= 2): a promotion
     # peak on one domain cannot take the concurrency another needs. Unlisted queues are not capped.
     consumer_concurrency: dict[str, Annotated[int, Field(ge=2, le=1000)]] = {}

@@ -127,6 +127,11 @@ def function_environment(
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
             Env.TARGETS: json.dumps([t.model_dump(mode="json") for t in cfg.targets], separators=(",", ":")),
             Env.AUTOMATION_ROLES: json.dumps(cfg.automation, separators=(",", ":"), sort_keys=True),
+            Env.CUSTOMER_NOTIFICATIONS: json.dumps(
+                cfg.customer_notifications.model_dump(mode="json") if cfg.customer_notifications else None,
+                separators=(",", ":"),
+            ),
+            Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
             Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
         },
         "notify": {

@@ -36,7 +36,7 @@ class Rule(BaseModel):
     entity_type: Literal["after_sales_case"]
     when: dict[str, tuple[str, ...]]
     requires: tuple[str, ...] = ()
-    role: Literal["payment", "wms", "oms"]
+    role: Literal["payment", "wms", "oms", "customer"]  # customer: SMS / e-mail, not a target
     key: str
     request: dict[str, str | Mapped]
     write_back: dict[str, str] = {}

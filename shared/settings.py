@@ -127,6 +127,16 @@ class NotifySettings(_Settings):
         return self
 
 
+class CustomerNotifications(BaseModel):
+    """Where customer SMS / e-mail come from and in which language each tenant writes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]  # a verified SES identity
+    languages: dict[str, Literal["zh-CN", "en"]] = {}  # tenant -> language
+    default_language: Literal["zh-CN", "en"] = "en"
+    channels: tuple[Literal["sms", "email"], ...] = ("sms", "email")
+
+
 class AutomateSettings(_Settings):
     state_table: str = Field(alias=Env.STATE_TABLE)
     event_bus: str = Field(alias=Env.EVENT_BUS)
@@ -136,6 +146,8 @@ class AutomateSettings(_Settings):
     targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_json)] = Field(alias=Env.TARGETS)
     roles: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.AUTOMATION_ROLES)
     allow_http_targets: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)
+    customers: Annotated[CustomerNotifications | None, BeforeValidator(_json)] = Field(alias=Env.CUSTOMER_NOTIFICATIONS)
+    default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
 
     def target(self, name: str) -> TargetConfig:
         for target in self.targets:

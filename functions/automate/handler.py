@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import EventBus, SecretReader
+from shared.adapters.aws import CustomerMessages, EventBus, SecretReader
 from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.adapters.guards import DynamoActionLedger
 from shared.adapters.http import SafeHttp, TargetRefused
@@ -29,6 +29,7 @@ from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
 from shared.delivery import RETRIABLE_STATUSES, auth_headers
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import AfterSalesCase, EntityChanged, ObservedEntity, utcnow
+from shared.notifications import compose
 from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import AutomateSettings
 from shared.sources.base import event_id_for
@@ -58,8 +59,52 @@ def adapters() -> tuple[DynamoStateStore, DynamoActionLedger, SafeHttp, SecretRe
     )
 
 
+@cache
+def messages() -> CustomerMessages:
+    customers = settings().customers
+    if customers is None:
+        raise ConfigurationError("customer notifications are not configured (customer_notifications)")
+    return CustomerMessages(customers.sender)
+
+
+def notify_customer(action: Action, state: EntityState) -> None:
+    """SMS and e-mail to the contact on the case's order, each channel once per case status."""
+    s = settings()
+    customers = s.customers
+    if customers is None:
+        return
+    store, ledger = adapters()[0], adapters()[1]
+    prefix = state.entity_id.split(":", 1)[0]
+    order, _ = store.load(state.tenant, "order", f"{prefix}:{action.body['order_id']}")
+    contact = order.fields if order is not None else {}
+    values = {**action.body, "order_number": contact.get("order_number") or action.body["order_id"]}
+    language = customers.languages.get(state.tenant, customers.default_language)
+    for notification in compose(
+        state.tenant,
+        language,
+        str(action.body.get("status")),
+        values,
+        contact.get("customer_phone") if "sms" in customers.channels else None,
+        contact.get("customer_email") if "email" in customers.channels else None,
+        s.default_phone_region,
+    ):
+        key = f"{action.ledger_key}:{notification.channel}"
+        if not ledger.claim(state.tenant, key):
+            continue
+        message_id = messages().send(notification)
+        ledger.done(state.tenant, key, f"{notification.channel} {notification.template} {message_id}")
+        count_by("CustomerNotified", "channel", notification.channel)
+        logger.info(  # the contact itself is personal data: never logged
+            "customer notified",
+            extra={"channel": notification.channel, "template": notification.template, "case": state.entity_id},
+        )
+
+
 def run(action: Action, state: EntityState) -> None:
     s = settings()
+    if action.rule.role == "customer":
+        notify_customer(action, state)
+        return
     _, ledger, http, secrets, _ = adapters()
     role_target = s.roles.get(action.rule.role)
     if role_target is None:

@@ -164,6 +164,26 @@ class Compute(Construct):
             )
         )
         self._secrets(fn["automate"], f"{cfg.secrets_prefix}/targets/*")
+        if cfg.customer_notifications:
+            stack = Stack.of(self)
+            fn["automate"].add_to_role_policy(
+                iam.PolicyStatement(actions=["sns:Publish"], resources=["*"])  # SMS: a phone number has no ARN
+            )
+            fn["automate"].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["ses:SendEmail"],
+                    resources=[
+                        stack.format_arn(
+                            service="ses",
+                            resource="identity",
+                            resource_name=cfg.customer_notifications.sender.split("@", 1)[1],
+                        ),
+                        stack.format_arn(
+                            service="ses", resource="identity", resource_name=cfg.customer_notifications.sender
+                        ),
+                    ],
+                )
+            )
         messaging.bus.grant_put_events_to(fn["automate"])
         key.grant_encrypt_decrypt(fn["automate"])
 
@@ -213,8 +233,8 @@ class Compute(Construct):
         acknowledge(
             function,
             "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray trace writes (xray:PutTraceSegments/PutTelemetryRecords) and dynamodb:ListStreams "
-            "have no resource-level permissions.",
+            "X-Ray trace writes (xray:PutTraceSegments/PutTelemetryRecords), dynamodb:ListStreams and "
+            "(automate only) sns:Publish of an SMS to a phone number have no resource-level permissions.",
         )
         for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
             acknowledge(

@@ -300,6 +300,20 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         + (", ".join(f"{n} call(s) to {t}" for t, n in sorted(actions.items())) or "none")
         + " (refund paid once, returned stock back at the WMS, the OMS told of each after-sales step)"
     )
+    told = Counter(
+        item["outcome"]["S"].split(" ", 1)[0]
+        for page in boto3.client("dynamodb")
+        .get_paginator("scan")
+        .paginate(
+            TableName=sandbox.resources.refs.state_table,
+            FilterExpression="begins_with(pk, :p) AND #s = :done",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":p": {"S": f"ops#action#{TENANT}#customer-notify:"}, ":done": {"S": "done"}},
+        )
+        for item in page["Items"]
+    )
+    sms, mails = told.get("sms", 0), told.get("email", 0)
+    print(f"customers told:   {sms} SMS, {mails} e-mails (from the templates in the tenant's language)")
     print(
         f"DLQ messages:     {sum(v for k, v in depths.items() if k.endswith('-dlq'))}"
         f"   quarantined: {depths.get('quarantine', 0)}"

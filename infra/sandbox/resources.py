@@ -129,6 +129,8 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
         topic = sns.create_topic(Name=cfg.resource(suffix))["TopicArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=result.queue_arns["alarms"])
         result.alarm_topics[severity] = topic
+    if cfg.customer_notifications:  # the sender is a verified SES identity, as deployed
+        boto3.client("sesv2").create_email_identity(EmailIdentity=cfg.customer_notifications.sender)
     for robot, value in secrets.get("wecom", {}).items():
         sm.create_secret(Name=robot_secret_name(cfg.secrets_prefix, robot), SecretString=json.dumps(value))
     for target, credentials in secrets.get("targets", {}).items():

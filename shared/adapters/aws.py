@@ -101,3 +101,38 @@ class SecretReader:
         if not isinstance(value, dict):
             raise ConfigurationError(f"secret {name!r} must hold a JSON object")
         return value
+
+
+class CustomerMessages:
+    """SMS through SNS (transactional) and e-mail through SES v2 from the configured sender."""
+
+    def __init__(self, sender: str) -> None:
+        self.sender = sender
+
+    @cached_property
+    def sns(self) -> Any:
+        return boto3.client("sns")
+
+    @cached_property
+    def ses(self) -> Any:
+        return boto3.client("sesv2")
+
+    def send(self, notification: Any) -> str:
+        if notification.channel == "sms":
+            response = self.sns.publish(
+                PhoneNumber=notification.to,
+                Message=notification.text,
+                MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}},
+            )
+        else:
+            response = self.ses.send_email(
+                FromEmailAddress=self.sender,
+                Destination={"ToAddresses": [notification.to]},
+                Content={
+                    "Simple": {
+                        "Subject": {"Data": notification.subject, "Charset": "UTF-8"},
+                        "Body": {"Text": {"Data": notification.text, "Charset": "UTF-8"}},
+                    }
+                },
+            )
+        return str(response["MessageId"])

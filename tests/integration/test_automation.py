@@ -102,3 +102,32 @@ def test_a_received_return_puts_the_items_back_in_stock_at_the_wms_once(stack: S
         "returned",
     ]
     assert stack.depth("automation-dlq") == 0 and _calls(stack, "payments") == []  # a return with no amount
+
+
+def test_the_customer_is_told_by_sms_and_email_in_the_tenants_language_once_per_step(
+    stack: Stack, shopify_secret: str
+) -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sns import sns_backends
+
+    assert stack.post(signed("shopify_orders_create", shopify_secret))["statusCode"] == 200
+    stack.run_until_quiet()
+    for _ in range(2):
+        assert stack.post(signed("shopify_refunds_create_pending", shopify_secret))["statusCode"] == 200
+        stack.run_until_quiet()
+    sms = [
+        (phone, text) for phone, text, *_ in sns_backends[DEFAULT_ACCOUNT_ID][stack.cfg.region].sms_messages.values()
+    ]
+    # The demo tenant writes in zh-CN; the contact is the one on the order, in E.164; one per step
+    assert sms == [
+        ("+8613800138000", "您好，您订单 #9999 的售后申请 929361463 已审核通过，我们会持续为您跟进。"),
+        ("+8613800138000", "您好，订单 #9999 的退款 59.00 CNY 已原路退回（申请 929361463）。"),
+    ]
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    ledger = boto3.client("dynamodb").get_item(
+        TableName=stack.resources.refs.state_table,
+        Key={"pk": {"S": "ops#action#demo#customer-notify:929361463:refunded:email"}, "sk": {"S": "ACTION"}},
+    )["Item"]
+    assert ledger["status"]["S"] == "done"
+    assert ledger["outcome"]["S"].startswith("email default/zh-CN/refunded ")  # recorded, without the address
+    assert store.load("demo", "after_sales_case", "shopify:refund:929361463")[0] is not None
