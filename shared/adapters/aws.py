@@ -14,6 +14,18 @@ from botocore.exceptions import ClientError
 from shared.errors import ConfigurationError
 
 
+class DynamoTable:
+    """A DynamoDB table by name, its client made on first use (or given, in tests)."""
+
+    def __init__(self, table: str, client: Any = None) -> None:
+        self.table = table
+        self._client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("dynamodb")
+
+
 class S3Archive:
     def __init__(self, bucket: str, client: Any = None) -> None:
         self.bucket = bucket

@@ -9,12 +9,11 @@ reopens it. Rate limit: a counter per target and clock second, taken before each
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from shared.adapters.aws import DynamoTable
 from shared.targets import TargetConfig
 
 
@@ -28,15 +27,7 @@ class CircuitState:
         return max(0.0, self.open_until - now)
 
 
-class DynamoGuards:
-    def __init__(self, table: str, client: Any = None) -> None:
-        self.table = table
-        self._client = client
-
-    @cached_property
-    def client(self) -> Any:
-        return self._client or boto3.client("dynamodb")
-
+class DynamoGuards(DynamoTable):
     @staticmethod
     def _key(kind: str, target: str, sk: str) -> dict[str, Any]:
         return {"pk": {"S": f"ops#{kind}#{target}"}, "sk": {"S": sk}}
@@ -111,18 +102,10 @@ class DynamoGuards:
         return True
 
 
-class DynamoActionLedger:
+class DynamoActionLedger(DynamoTable):
     """Once per idempotency key: ``ops#action#<tenant>#<key>`` is claimed before an action's call and
     marked done after it. A claim found pending (a crash between the call and the mark) is run again:
     the receiver dedupes that call by the same ``Idempotency-Key``."""
-
-    def __init__(self, table: str, client: Any = None) -> None:
-        self.table = table
-        self._client = client
-
-    @cached_property
-    def client(self) -> Any:
-        return self._client or boto3.client("dynamodb")
 
     @staticmethod
     def _key(tenant: str, key: str) -> dict[str, Any]:

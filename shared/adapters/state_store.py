@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
+from shared.adapters.aws import DynamoTable
 from shared.constants import ACK_SK_PREFIX, AUDIT_RETENTION_DAYS, AUDIT_SK_PREFIX, DECISION_SK_PREFIX, STATE_SK
 from shared.models import ObservedEntity
 from shared.state.audit import AuditRecord
@@ -44,15 +43,7 @@ def audit_from_item(item: dict[str, Any]) -> AuditRecord:
     return AuditRecord.model_validate_json(item["record"]["S"])
 
 
-class DynamoStateStore:
-    def __init__(self, table: str, client: Any = None) -> None:
-        self.table = table
-        self._client = client
-
-    @cached_property
-    def client(self) -> Any:
-        return self._client or boto3.client("dynamodb")
-
+class DynamoStateStore(DynamoTable):
     # --- sync ---------------------------------------------------------------------------------
     def load(self, tenant: str, entity_type: str, entity_id: str) -> tuple[EntityState | None, str]:
         item = self.client.get_item(

@@ -8,10 +8,10 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
-import boto3
 import urllib3
 from botocore.exceptions import ClientError
 
+from shared.adapters.aws import DynamoTable
 from shared.wecom import BUSY, MESSAGES_PER_MINUTE
 
 
@@ -47,18 +47,13 @@ class WeComRobotHttp:
             return BUSY
 
 
-class DynamoMinuteSlots:
+class DynamoMinuteSlots(DynamoTable):
     """At most ``limit`` messages per robot per clock minute: one conditional counter item per minute
     in the state table (``ops#wecom#<robot>`` / ``WINDOW#<minute>``), expired by the table's TTL."""
 
     def __init__(self, table: str, limit: int = MESSAGES_PER_MINUTE, client: Any = None) -> None:
-        self.table = table
+        super().__init__(table, client)
         self.limit = limit
-        self._client = client
-
-    @cached_property
-    def client(self) -> Any:
-        return self._client or boto3.client("dynamodb")
 
     def take(self, robot: str, now: datetime) -> bool:
         try:
