@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import EntityChanged, utcnow
@@ -32,6 +32,7 @@ from shared.targets import (
     pending_changes,
     value_hash,
 )
+from shared.wecom import BUSY, MARKDOWN_MAX_BYTES, OK, RETRIABLE, cut_utf8
 
 RETRIABLE_STATUSES = frozenset({408, 425, 429, 599})  # 599: no HTTP answer at all (connection failed)
 
@@ -103,6 +104,12 @@ def deliver_change(
         # The same bytes were acknowledged before (e.g. a value went back and forth): not sent again.
         store.record_ack(state, target.name, {**new_ack, "acked_at": utcnow().isoformat()})
         return DeliveryResult("nothing_new", state.version, missing=missing)
+    if target.kind == "wecom":
+        body = _to_robot(target, payload, credentials, http)
+        store.record_ack(
+            state, target.name, {**new_ack, "payload_hash": payload_hash, "acked_at": utcnow().isoformat()}
+        )
+        return DeliveryResult("sent", state.version, tuple(sorted(to_send)), len(body), missing)
     body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json", **auth_headers(target, credentials, body, payload_hash, http)}
     response = http.post(str(target.url), body, headers, target.timeout_seconds)
@@ -114,6 +121,39 @@ def deliver_change(
     new_ack["payload_hash"] = payload_hash
     store.record_ack(state, target.name, {**new_ack, "acked_at": utcnow().isoformat()})
     return DeliveryResult("sent", state.version, tuple(sorted(to_send)), len(body), missing)
+
+
+def robot_markdown(payload: dict[str, Any]) -> str:
+    """A change as a WeCom markdown message, cut by UTF-8 bytes to the robot's limit."""
+    lines = [
+        f"**{payload['entity_type']} {payload['entity_id']}** · version {payload['version']} ({payload['tenant']})"
+    ]
+    for field, value in sorted(payload["changes"].items()):
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+        lines.append(f"> {field}: {shown}")
+    return cut_utf8("\n".join(lines), MARKDOWN_MAX_BYTES)
+
+
+def _to_robot(target: TargetConfig, payload: dict[str, Any], credentials: dict[str, Any], http: HttpPort) -> bytes:
+    """POST the change to the group robot; its errcode decides: 0 sent, 45009 / -1 retry later, any
+    other (93000: invalid key) never works."""
+    key = credentials.get("key")
+    if not isinstance(key, str) or not key:
+        raise ConfigurationError(f'target {target.name}: credentials must be {{"key": "<robot key>"}}')
+    body = json.dumps({"msgtype": "markdown", "markdown": {"content": robot_markdown(payload)}}, ensure_ascii=False)
+    url = f"{str(target.url).rstrip('/')}/cgi-bin/webhook/send?key={quote(key, safe='')}"
+    response = http.post(url, body.encode(), {"Content-Type": "application/json"}, target.timeout_seconds)
+    if response.status != 200:
+        raise DeliveryFailed(f"robot {target.name} answered HTTP {response.status}")
+    try:
+        code = int(json.loads(response.text).get("errcode", BUSY))
+    except (ValueError, AttributeError):
+        code = BUSY
+    if code in RETRIABLE:
+        raise DeliveryFailed(f"robot {target.name} answered errcode {code}", retry_after=60 if code == 45009 else None)
+    if code != OK:
+        raise DeliveryRejected(f"robot {target.name} answered errcode {code}")
+    return body.encode()
 
 
 def retry_after(headers: dict[str, str]) -> int | None:

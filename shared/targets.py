@@ -73,7 +73,9 @@ class TargetConfig(_Frozen):
     it is named, and ``value_maps`` translate codes (``{"status": {"closed": "90"}}``)."""
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")]
-    kind: Literal["http"] = "http"
+    # http: a REST endpoint; wecom: a WeCom group robot (url = the robot API base, key in the secret),
+    # which gets each change as a markdown message, within the robot's 20 messages a minute
+    kind: Literal["http", "wecom"] = "http"
     url: HttpUrl
     entity_types: Annotated[tuple[EntityType, ...], Field(min_length=1)]
     fields: tuple[str, ...] = ()

@@ -28,6 +28,7 @@ from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.adapters.guards import DynamoGuards
 from shared.adapters.http import SafeHttp, TargetRefused
 from shared.adapters.state_store import DynamoStateStore
+from shared.adapters.wecom import DynamoMinuteSlots
 from shared.constants import target_from_queue_name, target_secret_name
 from shared.delivery import DeliveryRejected, deliver_change
 from shared.errors import ConfigurationError, DeliveryFailed
@@ -59,7 +60,7 @@ def processor() -> DeadLetteringProcessor:
 
 
 @cache
-def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, Any]:
+def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, Any, DynamoMinuteSlots]:
     s = settings()
     return (
         DynamoStateStore(s.state_table),
@@ -67,6 +68,7 @@ def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, 
         SecretReader(max_age=s.secrets_max_age_seconds),
         DynamoGuards(s.state_table),
         boto3.client("sqs"),
+        DynamoMinuteSlots(s.state_table),  # a WeCom robot target's 20 messages a minute
     )
 
 
@@ -86,7 +88,7 @@ def come_back_in(record: SQSRecord, seconds: float, why: str) -> NotDeliveredYet
 
 
 def record_handler(record: SQSRecord) -> None:
-    store, http, secrets, guards, _ = adapters()
+    store, http, secrets, guards, *_ = adapters()
     target = target_of(record)
     changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
     now = time.time()
@@ -95,6 +97,11 @@ def record_handler(record: SQSRecord) -> None:
         metrics.add_metric(name="DeliveryDeferred", unit=MetricUnit.Count, value=1)
         jitter = random.uniform(0, 2)  # noqa: S311 - spreading retries, not a secret
         raise come_back_in(record, circuit.open_for(now) + jitter, f"circuit of {target.name} is open")
+    if target.kind == "wecom" and not adapters()[5].take(target.name, utcnow()):
+        metrics.add_metric(name="DeliveryDeferred", unit=MetricUnit.Count, value=1)
+        raise come_back_in(
+            record, 61 - utcnow().second, f"robot {target.name}: its 20 messages of this minute are used"
+        )
     if not guards.take(target, now):
         metrics.add_metric(name="DeliveryDeferred", unit=MetricUnit.Count, value=1)
         jitter = random.uniform(0, 1)  # noqa: S311 - spreading retries, not a secret

@@ -136,6 +136,16 @@ class Compute(Construct):
         for target in (t for t in cfg.targets if t.push_changes):
             self._consume(fn["deliver"], messaging, f"deliver-{target.name}")
         storage.state_table.grant(fn["deliver"], "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem")
+        # its circuit, rate-limit and robot-minute counters, and nothing else, are updated in place
+        fn["deliver"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:UpdateItem"],
+                resources=[storage.state_table.table_arn],
+                conditions={
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ops#circuit#*", "ops#rate#*", "ops#wecom#*"]}
+                },
+            )
+        )
         self._secrets(fn["deliver"], f"{cfg.secrets_prefix}/targets/*")
         key.grant_encrypt_decrypt(fn["deliver"])
 

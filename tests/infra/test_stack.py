@@ -438,7 +438,11 @@ def test_prod_caps_each_domain_queues_concurrency(templates: dict[str, Any]) -> 
 
 def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(templates: dict[str, Any]) -> None:
     template = templates["dev"]
-    for function, prefix in (("automate", "ops#action#*"), ("notify", "ops#wecom#*")):
+    for function, prefix in (
+        ("automate", ["ops#action#*"]),
+        ("notify", ["ops#wecom#*"]),
+        ("deliver", ["ops#circuit#*", "ops#rate#*", "ops#wecom#*"]),
+    ):
         cfg = load_environment("dev")
         role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]["Role"]
         writes = [
@@ -447,8 +451,8 @@ def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(t
             if {"Ref": role["Fn::GetAtt"][0]} in policy["Properties"]["Roles"]
             for statement in policy["Properties"]["PolicyDocument"]["Statement"]
             if set(statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
-            & {"dynamodb:PutItem", "dynamodb:UpdateItem"}
+            & ({"dynamodb:UpdateItem"} if function == "deliver" else {"dynamodb:PutItem", "dynamodb:UpdateItem"})
         ]
         assert writes, function
-        for statement in writes:
-            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [prefix]}}
+        for statement in writes:  # (deliver's PutItem writes acks on entity keys; its updates are ops# only)
+            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": prefix}}

@@ -199,3 +199,21 @@ def test_oauth2_tokens_are_fetched_once_and_reused_until_they_expire() -> None:
     assert urls == ["https://auth.example.com/token", "https://crm.example.com/in", "https://crm.example.com/in"]
     assert http.requests[0][1] == b"grant_type=client_credentials&client_id=id&client_secret=s&scope=orders"
     assert all(h["Authorization"] == "Bearer tok-1" for _, _, h in http.requests[1:])
+
+
+def test_a_wecom_group_target_gets_the_change_as_markdown_and_its_errcodes_decide() -> None:
+    group = TargetConfig(name="ops-group", kind="wecom", url="https://qyapi.weixin.qq.com", entity_types=("order",))
+    store, http = FakeStateStore(), FakeHttp(200, text='{"errcode": 0, "errmsg": "ok"}')
+    _one_order(store)
+    result = deliver_change(changed(1), group, store, http, {"key": "robot-key"})
+    url, body, _ = http.requests[0]
+    assert url == "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=robot-key"
+    content = json.loads(body)["markdown"]["content"]
+    assert content.startswith("**order shopify:1** · version 1 (t)\n> channel: shopify\n")
+    assert (result.outcome, store.acks != {}) == ("sent", True)
+    apply_observation(observed("b", 5, note="x"), store, default_policy())
+    with pytest.raises(DeliveryFailed, match="errcode 45009") as limited:
+        deliver_change(changed(2), group, store, FakeHttp(200, text='{"errcode": 45009}'), {"key": "robot-key"})
+    assert limited.value.retry_after == 60
+    with pytest.raises(DeliveryRejected, match="errcode 93000"):
+        deliver_change(changed(2), group, store, FakeHttp(200, text='{"errcode": 93000}'), {"key": "revoked"})
