@@ -13,11 +13,16 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from shared.models import ENTITY_MODELS, ObservedEntity
+from shared.sources.base import event_id_for
+from shared.state.merge import EntityState
 
 AUTOMATED_TYPES = frozenset({"after_sales_case"})
 _RULES = Path(__file__).with_name("automation_rules.json")
@@ -92,3 +97,25 @@ def actions_for(entity_type: str, changed: set[str], fields: dict[str, Any]) -> 
         key = rule.key.format(**{k: v for k, v in fields.items() if isinstance(v, str | int)})
         found.append(Action(rule, key, body))
     return found
+
+
+def result_observation(action: Action, state: EntityState, source: str, now: datetime) -> ObservedEntity:
+    """An action's result as an observation of the entity from the target that did it (the payment
+    target saw the refund through: ``refunded``). Its event id comes from the action's ledger key, so
+    a repeated write-back is the same event."""
+    entity = ENTITY_MODELS[state.entity_type].model_validate(
+        {"case_id": state.fields["case_id"], "kind": state.fields["kind"], **action.rule.write_back}
+    )
+    return ObservedEntity(
+        event_id=event_id_for(f"{source}:{action.ledger_key}", state.entity_type, state.entity_id),
+        tenant=state.tenant,
+        source=source,
+        source_event_id=action.ledger_key,
+        topic=f"automation:{action.rule.name}",
+        entity_type=state.entity_type,
+        entity_id=state.entity_id,
+        occurred_at=now,
+        received_at=now,
+        origin="automation",
+        entity=entity,
+    )

@@ -50,13 +50,18 @@ class DeliveryStore(Protocol):
 
 
 class HttpResponse(Protocol):
-    status: int
-    text: str
-    headers: dict[str, str]
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def headers(self) -> dict[str, str]: ...
 
 
 class HttpPort(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Any: ...
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> HttpResponse: ...
 
 
 @dataclass(frozen=True)

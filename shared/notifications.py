@@ -14,7 +14,7 @@ import string
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from shared.identity import normalise_email, normalise_phone
 
@@ -68,8 +68,3 @@ def compose(
     if address:
         found.append(Notification("email", address, subject, text, name))
     return found
-
-
-class SenderPort(Protocol):
-    def send(self, notification: Notification) -> str:
-        """Send it; the provider's message id."""

@@ -87,16 +87,14 @@ class AuditArchiveSettings(_Settings):
     archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
 
 
-class DeliverSettings(_Settings):
-    state_table: str = Field(alias=Env.STATE_TABLE)
-    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
-    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+class _TargetSettings(_Settings):
+    """The targets a function calls: https only, unless the sandbox allows its local fake ones."""
+
     targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_json)] = Field(alias=Env.TARGETS)
     allow_http_targets: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)
-    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
 
     @model_validator(mode="after")
-    def _https_only(self) -> DeliverSettings:
+    def _https_only(self) -> Self:
         for target in self.targets:
             if target.url.scheme != "https" and not self.allow_http_targets:
                 raise ValueError(f"target {target.name!r}: url must use https (got {target.url.scheme})")
@@ -107,6 +105,13 @@ class DeliverSettings(_Settings):
             if target.name == name:
                 return target
         raise ConfigurationError(f"no target named {name!r} in {Env.TARGETS}")
+
+
+class DeliverSettings(_TargetSettings):
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
 
 
 class NotifySettings(_Settings):
@@ -137,20 +142,12 @@ class CustomerNotifications(BaseModel):
     channels: tuple[Literal["sms", "email"], ...] = ("sms", "email")
 
 
-class AutomateSettings(_Settings):
+class AutomateSettings(_TargetSettings):
     state_table: str = Field(alias=Env.STATE_TABLE)
     event_bus: str = Field(alias=Env.EVENT_BUS)
     max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
-    targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_json)] = Field(alias=Env.TARGETS)
     roles: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.AUTOMATION_ROLES)
-    allow_http_targets: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)
     customers: Annotated[CustomerNotifications | None, BeforeValidator(_json)] = Field(alias=Env.CUSTOMER_NOTIFICATIONS)
     default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
-
-    def target(self, name: str) -> TargetConfig:
-        for target in self.targets:
-            if target.name == name:
-                return target
-        raise ConfigurationError(f"no target named {name!r} in {Env.TARGETS}")

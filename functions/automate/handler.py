@@ -24,15 +24,14 @@ from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.adapters.guards import DynamoActionLedger
 from shared.adapters.http import SafeHttp, TargetRefused
 from shared.adapters.state_store import DynamoStateStore
-from shared.automation import Action, actions_for
+from shared.automation import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
 from shared.delivery import RETRIABLE_STATUSES, auth_headers
 from shared.errors import ConfigurationError, DeliveryFailed
-from shared.models import AfterSalesCase, EntityChanged, ObservedEntity, utcnow
+from shared.models import EntityChanged, utcnow
 from shared.notifications import compose
 from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import AutomateSettings
-from shared.sources.base import event_id_for
 from shared.state.merge import EntityState
 from shared.targets import value_hash
 
@@ -147,26 +146,11 @@ def run(action: Action, state: EntityState) -> None:
 
 
 def write_back(action: Action, state: EntityState, source: str) -> None:
-    """The action's result as an observation of the case from the target (e.g. payment: refunded)."""
-    case = AfterSalesCase.model_validate(
-        {"case_id": state.fields["case_id"], "kind": state.fields["kind"], **action.rule.write_back}
-    )
-    observed = ObservedEntity(
-        event_id=event_id_for(f"{source}:{action.ledger_key}", state.entity_type, state.entity_id),
-        tenant=state.tenant,
-        source=source,
-        source_event_id=action.ledger_key,
-        topic=f"automation:{action.rule.name}",
-        entity_type="after_sales_case",
-        entity_id=state.entity_id,
-        occurred_at=utcnow(),
-        received_at=utcnow(),
-        origin="automation",
-        entity=case,
-    )
+    """Put the action's result on the bus as an observation of the case from the target."""
+    observed = result_observation(action, state, source, utcnow())
     adapters()[4].put(
         EVENT_SOURCE,
-        [(DETAIL_OBSERVED.format(entity_type="after_sales_case"), observed.model_dump_json(exclude_unset=True))],
+        [(DETAIL_OBSERVED.format(entity_type=observed.entity_type), observed.model_dump_json(exclude_unset=True))],
     )
 
 

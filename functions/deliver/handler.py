@@ -15,7 +15,6 @@ import time
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -23,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import SecretReader
+from shared.adapters.aws import MessageVisibility, SecretReader
 from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.adapters.guards import DynamoGuards
 from shared.adapters.http import SafeHttp, TargetRefused
@@ -36,8 +35,6 @@ from shared.models import EntityChanged, utcnow
 from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import DeliverSettings
 from shared.targets import TargetConfig
-
-MAX_VISIBILITY = 43_200  # SQS's limit: 12 hours
 
 
 class NotDeliveredYet(Exception):
@@ -60,30 +57,21 @@ def processor() -> DeadLetteringProcessor:
 
 
 @cache
-def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, Any, DynamoMinuteSlots]:
+def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, MessageVisibility, DynamoMinuteSlots]:
     s = settings()
     return (
         DynamoStateStore(s.state_table),
         SafeHttp(allow_private=s.allow_http_targets),
         SecretReader(max_age=s.secrets_max_age_seconds),
         DynamoGuards(s.state_table),
-        boto3.client("sqs"),
+        MessageVisibility(),
         DynamoMinuteSlots(s.state_table),  # a WeCom robot target's 20 messages a minute
     )
 
 
-@cache
-def queue_url(arn: str) -> str:
-    *_, account, name = arn.split(":")
-    return str(adapters()[4].get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"])
-
-
 def come_back_in(record: SQSRecord, seconds: float, why: str) -> NotDeliveredYet:
     """Hide the message for ``seconds`` (the retry's wait), and the exception that fails its record."""
-    wait = max(1, min(MAX_VISIBILITY, round(seconds)))
-    adapters()[4].change_message_visibility(
-        QueueUrl=queue_url(record.event_source_arn), ReceiptHandle=record.receipt_handle, VisibilityTimeout=wait
-    )
+    wait = adapters()[4].hide(record.event_source_arn, record.receipt_handle, seconds)
     return NotDeliveredYet(f"{why}; next try in {wait} s")
 
 

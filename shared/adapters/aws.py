@@ -148,3 +148,31 @@ class CustomerMessages:
                 },
             )
         return str(response["MessageId"])
+
+
+class MessageVisibility:
+    """Hides a received SQS message for a while: a consumer's own retry delay (backoff, an open
+    circuit), instead of sleeping in the function. Capped at SQS's 12 hours."""
+
+    MAX_SECONDS = 43_200
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+        self._urls: dict[str, str] = {}
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("sqs")
+
+    def hide(self, queue_arn: str, receipt_handle: str, seconds: float) -> int:
+        """The seconds the message now stays hidden."""
+        if queue_arn not in self._urls:
+            *_, account, name = queue_arn.split(":")
+            self._urls[queue_arn] = self.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
+                "QueueUrl"
+            ]
+        wait = max(1, min(self.MAX_SECONDS, round(seconds)))
+        self.client.change_message_visibility(
+            QueueUrl=self._urls[queue_arn], ReceiptHandle=receipt_handle, VisibilityTimeout=wait
+        )
+        return wait

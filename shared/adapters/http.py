@@ -91,7 +91,7 @@ class SafeHttp:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         return parts.scheme, parts.hostname, port, addresses[0], path
 
-    def _pool(self, scheme: str, host: str, port: int, address: str, timeout: float) -> urllib3.HTTPConnectionPool:
+    def _pool(self, scheme: str, host: str, port: int, address: str) -> urllib3.HTTPConnectionPool:
         key = (scheme, host, port, address)
         if key not in self._pools:
             if scheme == "https":
@@ -107,7 +107,7 @@ class SafeHttp:
             scheme, host, port, address, path = self.check(url)
             default_port = port == (443 if scheme == "https" else 80)
             try:
-                response = self._pool(scheme, host, port, address, timeout).urlopen(
+                response = self._pool(scheme, host, port, address).urlopen(
                     "POST",
                     path,
                     body=body,
