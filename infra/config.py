@@ -16,10 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from shared.constants import delivery_queue_purpose, resource_name, secrets_prefix
 from shared.errors import ConfigurationError
 from shared.field_map import FieldMap
-from shared.settings import CustomerNotifications
 from shared.sources import SOURCES
 from shared.sources.inhouse import INHOUSE_SYSTEMS
-from shared.targets import TargetConfig
+from shared.targets import MESSAGE_KINDS, TargetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXT_KEY = "aftersync:environments"
@@ -71,9 +70,10 @@ class EnvironmentConfig(BaseModel):
     success_rate_threshold: Annotated[float, Field(gt=0, le=1)]
     alarms: AlarmThresholds = AlarmThresholds()
     wecom: WeComConfig
-    # After-sales automation: which target plays which role (see shared/automation_rules.json)
-    automation: dict[Literal["payment", "wms", "oms"], str] = {}
-    customer_notifications: CustomerNotifications | None = None  # SMS (SNS) / e-mail (SES) to customers
+    # After-sales automation: which target plays which role (see shared/automation_rules.json); the
+    # customer role takes the sms / email targets, any number of them
+    automation: dict[Literal["payment", "wms", "oms", "fulfilment"], str] = {}
+    customer_notifications: tuple[str, ...] = ()
     # Queue purpose -> most concurrent batches its event source mapping may run (>= 2): a promotion
     # peak on one domain cannot take the concurrency another needs. Unlisted queues are not capped.
     consumer_concurrency: dict[str, Annotated[int, Field(ge=2, le=1000)]] = {}
@@ -108,9 +108,15 @@ class EnvironmentConfig(BaseModel):
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ValueError(f"targets: names must be unique, got {names}")
+        kinds = {t.name: t.kind for t in self.targets}
         for role, target in self.automation.items():
             if target not in names:
                 raise ValueError(f"automation.{role}: no target named {target!r} (targets: {names})")
+            if kinds[target] != "http":
+                raise ValueError(f"automation.{role}: target {target!r} is of kind {kinds[target]}, not http")
+        for target in self.customer_notifications:
+            if kinds.get(target) not in MESSAGE_KINDS:
+                raise ValueError(f"customer_notifications: {target!r} is not an sms or email target")
         return self
 
     # ---- names shared by the stack, the sandbox and the tests --------------------------------

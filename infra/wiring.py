@@ -7,12 +7,14 @@ variables in both.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from infra.config import EnvironmentConfig
 from shared.automation import AUTOMATED_TYPES
 from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env, metrics_namespace
 from shared.sources.amazon import AMAZON_SP_API_PRINCIPAL
+from shared.targets import TargetConfig
 
 
 @dataclass(frozen=True)
@@ -125,12 +127,9 @@ def function_environment(
             Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
-            Env.TARGETS: json.dumps([t.model_dump(mode="json") for t in cfg.targets], separators=(",", ":")),
+            Env.TARGETS: targets_json(cfg.targets),
             Env.AUTOMATION_ROLES: json.dumps(cfg.automation, separators=(",", ":"), sort_keys=True),
-            Env.CUSTOMER_NOTIFICATIONS: json.dumps(
-                cfg.customer_notifications.model_dump(mode="json") if cfg.customer_notifications else None,
-                separators=(",", ":"),
-            ),
+            Env.CUSTOMER_NOTIFICATIONS: json.dumps(cfg.customer_notifications, separators=(",", ":")),
             Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
             Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
         },
@@ -148,12 +147,18 @@ def function_environment(
             Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
             Env.STATE_TABLE: refs.state_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
-            Env.TARGETS: json.dumps([t.model_dump(mode="json") for t in cfg.targets], separators=(",", ":")),
+            Env.TARGETS: targets_json(cfg.targets),
             Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
         },
     }
     return {**common, **per_function[function]}
+
+
+def targets_json(targets: Iterable[TargetConfig]) -> str:
+    """Targets for a function's environment: only what differs from the defaults (Lambda's whole
+    environment must stay under 4 KB); read back, it validates to the same config."""
+    return json.dumps([t.model_dump(mode="json", exclude_defaults=True) for t in targets], separators=(",", ":"))
 
 
 @dataclass(frozen=True)

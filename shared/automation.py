@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -41,10 +42,20 @@ class Rule(BaseModel):
     entity_type: Literal["after_sales_case"]
     when: dict[str, tuple[str, ...]]
     requires: tuple[str, ...] = ()
-    role: Literal["payment", "wms", "oms", "customer"]  # customer: SMS / e-mail, not a target
+    # customer: the SMS / e-mail targets; fulfilment: outbound shipment requests (a WMS or 3PL)
+    role: Literal["payment", "wms", "oms", "fulfilment", "customer"]
     key: str
     request: dict[str, str | Mapped]
     write_back: dict[str, str] = {}
+
+    @property
+    def needs_order(self) -> bool:
+        """Whether the rule reads the case's order (paths ``order.…``)."""
+        paths = [*self.requires, *(v.from_ if isinstance(v, Mapped) else v for v in self.request.values())]
+        return any(path.startswith(ORDER_PREFIX) for path in paths)
+
+
+ORDER_PREFIX = "order."
 
 
 @cache
@@ -57,6 +68,9 @@ class Action:
     rule: Rule
     key: str  # the idempotency key the receiver sees (e.g. the case id for a refund)
     body: dict[str, Any]
+    # why it cannot run yet: the order it reads is not synced (retry), or lacks a required field
+    blocked: str | None = None
+    order_missing: bool = False
 
     @property
     def ledger_key(self) -> str:
@@ -75,26 +89,56 @@ def _path(fields: dict[str, Any], path: str) -> Any:
     return current
 
 
-def actions_for(entity_type: str, changed: set[str], fields: dict[str, Any]) -> list[Action]:
+def _compact(value: Any) -> Any:
+    """Absent values are left out of a request, at every depth (never sent as null)."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    return value
+
+
+def actions_for(
+    entity_type: str,
+    changed: set[str],
+    fields: dict[str, Any],
+    load_order: Callable[[], dict[str, Any] | None] = lambda: None,
+) -> list[Action]:
     """The actions an entity change triggers: a rule fires when a field it watches changed and every
-    watched field now has one of its values, and the fields it requires are present."""
-    found = []
+    watched field now has one of its values, and the case fields it requires are present. Paths
+    ``order.…`` read the case's order (loaded once, only when a firing rule needs it); a required
+    order field that is missing does not skip the rule but blocks its action, with the reason."""
+    fired = []
     for rule in rules():
         if rule.entity_type != entity_type or not changed & set(rule.when):
             continue
         if any(str(fields.get(name)) not in values for name, values in rule.when.items()):
             continue
-        if any(_path(fields, name) in (None, [], "") for name in rule.requires):
+        if any(_path(fields, name) in (None, [], "") for name in rule.requires if not name.startswith(ORDER_PREFIX)):
+            continue
+        fired.append(rule)
+    order = load_order() if any(rule.needs_order for rule in fired) else None
+    scope = {**fields, "order": order or {}}
+    found = []
+    for rule in fired:
+        key = rule.key.format(**{k: v for k, v in fields.items() if isinstance(v, str | int)})
+        absent = [name for name in rule.requires if name.startswith(ORDER_PREFIX) and _path(scope, name) in (None, "")]
+        if absent:
+            why = (
+                f"order {fields.get('order_id')!r} is not synced yet"
+                if order is None
+                else f"order {fields.get('order_id')!r} has no {', '.join(absent)}"
+            )
+            found.append(Action(rule, key, {}, blocked=why, order_missing=order is None))
             continue
         body: dict[str, Any] = {}
         for out, source in rule.request.items():
             if isinstance(source, Mapped):
-                value = source.map.get(str(fields.get(source.from_)))
+                value = source.map.get(str(_path(scope, source.from_)))
             else:
-                value = _path(fields, source)
+                value = _path(scope, source)
             if value not in (None, []):
-                body[out] = value
-        key = rule.key.format(**{k: v for k, v in fields.items() if isinstance(v, str | int)})
+                body[out] = _compact(value)
         found.append(Action(rule, key, body))
     return found
 

@@ -63,6 +63,19 @@ class OrderEdit(Frozen):
     staff_note: str | None = None
 
 
+class Address(Frozen):
+    """A postal address (personal data: masked in what operators see, never logged)."""
+
+    name: str | None = None
+    phone: str | None = None
+    line1: str | None = None
+    line2: str | None = None
+    city: str | None = None
+    province: str | None = None
+    postal_code: str | None = None
+    country_code: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = None
+
+
 class Order(Frozen):
     """An order as the shop sold it. Field names are the sync engine's field names."""
 
@@ -80,6 +93,7 @@ class Order(Frozen):
     customer_name: str | None = None
     customer_source_id: str | None = None  # the source's own customer id, for identity resolution
     customer_id: str | None = None  # set by sync: the resolved Aftersync customer id
+    shipping_address: Address | None = None  # where a replacement goes (exchanges)
     purchased_at: UtcDatetime | None = None
     lines: tuple[OrderLine, ...] = ()
     tags: tuple[str, ...] = ()
@@ -130,6 +144,12 @@ class CaseItem(Frozen):
     restock: bool = True
 
 
+class ReplacementItem(Frozen):
+    sku: str
+    quantity: Annotated[int, Field(gt=0)]
+    title: str | None = None
+
+
 class AfterSalesCase(Frozen):
     """A refund, return, exchange or repair. ``status`` follows the after-sales state machine."""
 
@@ -140,6 +160,8 @@ class AfterSalesCase(Frozen):
     scenario: RefundScenario | None = None
     amount: Money | None = None
     items: tuple[CaseItem, ...] = ()
+    # An exchange: what the customer gets instead, shipped out of stock once the return is received
+    replacements: tuple[ReplacementItem, ...] = ()
     reason: str | None = None
     customer_ref: str | None = None  # the source's own customer id
     customer_id: str | None = None  # set by sync: the resolved Aftersync customer id

@@ -96,7 +96,7 @@ class _TargetSettings(_Settings):
     @model_validator(mode="after")
     def _https_only(self) -> Self:
         for target in self.targets:
-            if target.url.scheme != "https" and not self.allow_http_targets:
+            if target.url is not None and target.url.scheme != "https" and not self.allow_http_targets:
                 raise ValueError(f"target {target.name!r}: url must use https (got {target.url.scheme})")
         return self
 
@@ -132,16 +132,6 @@ class NotifySettings(_Settings):
         return self
 
 
-class CustomerNotifications(BaseModel):
-    """Where customer SMS / e-mail come from and in which language each tenant writes."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    sender: Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]  # a verified SES identity
-    languages: dict[str, Literal["zh-CN", "en"]] = {}  # tenant -> language
-    default_language: Literal["zh-CN", "en"] = "en"
-    channels: tuple[Literal["sms", "email"], ...] = ("sms", "email")
-
-
 class AutomateSettings(_TargetSettings):
     state_table: str = Field(alias=Env.STATE_TABLE)
     event_bus: str = Field(alias=Env.EVENT_BUS)
@@ -149,5 +139,6 @@ class AutomateSettings(_TargetSettings):
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
     roles: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.AUTOMATION_ROLES)
-    customers: Annotated[CustomerNotifications | None, BeforeValidator(_json)] = Field(alias=Env.CUSTOMER_NOTIFICATIONS)
+    # the sms / email targets the customer-notify rule writes through
+    customer_targets: Annotated[tuple[str, ...], BeforeValidator(_json)] = Field(alias=Env.CUSTOMER_NOTIFICATIONS)
     default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")

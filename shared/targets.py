@@ -11,12 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from shared.models import ENTITY_MODELS, EntityType
+
+MESSAGE_KINDS = frozenset({"sms", "email"})
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+SENDER_ID = re.compile(r"[A-Za-z0-9]{1,11}")
 
 # Identifiers always sent with a change so the target can find its record.
 IDENTIFIERS: dict[str, tuple[str, ...]] = {"order": ("order_id", "order_number", "channel")}
@@ -74,9 +79,15 @@ class TargetConfig(_Frozen):
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,30}$")]
     # http: a REST endpoint; wecom: a WeCom group robot (url = the robot API base, key in the secret),
-    # which gets each change as a markdown message, within the robot's 20 messages a minute
-    kind: Literal["http", "wecom"] = "http"
-    url: HttpUrl
+    # which gets each change as a markdown message, within the robot's 20 messages a minute;
+    # sms / email: customer notifications through SNS / SES from the templates
+    # (shared/notification_templates.json), called by the customer-notify rule only
+    kind: Literal["http", "wecom", "sms", "email"] = "http"
+    url: HttpUrl | None = None  # http and wecom only
+    # email: the From address (a verified SES identity); sms: an optional sender ID where allowed
+    sender: str | None = None
+    languages: dict[str, Literal["zh-CN", "en"]] = {}  # tenant -> the language its customers are written in
+    default_language: Literal["zh-CN", "en"] = "en"
     entity_types: Annotated[tuple[EntityType, ...], Field(min_length=1)]
     fields: tuple[str, ...] = ()
     field_map: dict[str, str] = {}
@@ -89,6 +100,38 @@ class TargetConfig(_Frozen):
     push_changes: bool = True
     retry: RetryPolicy = RetryPolicy()
     circuit: CircuitPolicy = CircuitPolicy()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _message_defaults(cls, data: Any) -> Any:
+        """SMS and e-mail targets are the customer-notify rule's: after-sales cases, no change pushes."""
+        if isinstance(data, dict) and data.get("kind") in MESSAGE_KINDS:
+            return {"entity_types": ["after_sales_case"], "push_changes": False, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _kind(self) -> TargetConfig:
+        if self.kind in MESSAGE_KINDS:
+            given = sorted(name for name in ("url", "field_map", "value_maps", "fields") if getattr(self, name))
+            if given:
+                raise ValueError(f"{given}: not used by a target of kind {self.kind} (it sends templates through AWS)")
+            if self.push_changes:
+                raise ValueError(
+                    f"push_changes: a target of kind {self.kind} is called by the customer-notify rule only"
+                )
+            if self.kind == "email" and not (self.sender and EMAIL.fullmatch(self.sender)):
+                raise ValueError("sender: an email target needs its From address (a verified SES identity)")
+            if self.kind == "sms" and self.sender is not None and not SENDER_ID.fullmatch(self.sender):
+                raise ValueError("sender: an SMS sender ID is 1-11 letters and digits")
+        else:
+            if self.url is None:
+                raise ValueError(f"url: a {self.kind} target needs one")
+            if self.sender is not None or self.languages:
+                raise ValueError(f"sender / languages: only for sms and email targets, not {self.kind}")
+        return self
+
+    def language(self, tenant: str) -> str:
+        return self.languages.get(tenant, self.default_language)
 
     @model_validator(mode="after")
     def _known_fields(self) -> TargetConfig:

@@ -60,49 +60,58 @@ def adapters() -> tuple[DynamoStateStore, DynamoActionLedger, SafeHttp, SecretRe
 
 @cache
 def messages() -> CustomerMessages:
-    customers = settings().customers
-    if customers is None:
-        raise ConfigurationError("customer notifications are not configured (customer_notifications)")
-    return CustomerMessages(customers.sender)
+    return CustomerMessages()
 
 
-def notify_customer(action: Action, state: EntityState) -> None:
-    """SMS and e-mail to the contact on the case's order, each channel once per case status."""
-    s = settings()
-    customers = s.customers
-    if customers is None:
-        return
-    store, ledger = adapters()[0], adapters()[1]
+def order_of(state: EntityState) -> dict[str, Any] | None:
+    """The fields of the case's order (same source prefix), or None while it is not synced."""
+    order_id = state.fields.get("order_id")
+    if not order_id:
+        return None
     prefix = state.entity_id.split(":", 1)[0]
-    order, _ = store.load(state.tenant, "order", f"{prefix}:{action.body['order_id']}")
-    contact = order.fields if order is not None else {}
-    values = {**action.body, "order_number": contact.get("order_number") or action.body["order_id"]}
-    language = customers.languages.get(state.tenant, customers.default_language)
-    for notification in compose(
-        state.tenant,
-        language,
-        str(action.body.get("status")),
-        values,
-        contact.get("customer_phone") if "sms" in customers.channels else None,
-        contact.get("customer_email") if "email" in customers.channels else None,
-        s.default_phone_region,
-    ):
-        key = f"{action.ledger_key}:{notification.channel}"
-        if not ledger.claim(state.tenant, key):
-            continue
-        message_id = messages().send(notification)
-        ledger.done(state.tenant, key, f"{notification.channel} {notification.template} {message_id}")
-        count_by("CustomerNotified", "channel", notification.channel)
-        logger.info(  # the contact itself is personal data: never logged
-            "customer notified",
-            extra={"channel": notification.channel, "template": notification.template, "case": state.entity_id},
-        )
+    order, _ = adapters()[0].load(state.tenant, "order", f"{prefix}:{order_id}")
+    return order.fields if order is not None else None
 
 
-def run(action: Action, state: EntityState) -> None:
+def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | None) -> None:
+    """Through every sms / email target: the contact on the case's order, once per target and case
+    status, in the language the target sets for the tenant."""
     s = settings()
+    ledger = adapters()[1]
+    contact = order or {}
+    values = {**action.body, "order_number": contact.get("order_number") or action.body["order_id"]}
+    for target in (s.target(name) for name in s.customer_targets):
+        for notification in compose(
+            state.tenant,
+            target.language(state.tenant),
+            str(action.body.get("status")),
+            values,
+            contact.get("customer_phone") if target.kind == "sms" else None,
+            contact.get("customer_email") if target.kind == "email" else None,
+            s.default_phone_region,
+        ):
+            key = f"{action.ledger_key}:{target.name}"
+            if not ledger.claim(state.tenant, key):
+                continue
+            message_id = messages().send(notification, target.sender)
+            ledger.done(state.tenant, key, f"{notification.channel} {notification.template} {message_id}")
+            count_by("CustomerNotified", "channel", notification.channel)
+            logger.info(  # the contact itself is personal data: never logged
+                "customer notified",
+                extra={"target": target.name, "template": notification.template, "case": state.entity_id},
+            )
+
+
+def run(action: Action, state: EntityState, order: dict[str, Any] | None) -> None:
+    s = settings()
+    if action.blocked:
+        count_by("ActionBlocked", "rule", action.rule.name)
+        detail = f"{action.rule.name}: {action.blocked}"
+        if action.order_missing:
+            raise DeliveryFailed(detail)  # the order may still come: retried, then the DLQ with this reason
+        raise PermanentFailure(detail)
     if action.rule.role == "customer":
-        notify_customer(action, state)
+        notify_customer(action, state, order)
         return
     _, ledger, http, secrets, _ = adapters()
     role_target = s.roles.get(action.rule.role)
@@ -159,8 +168,15 @@ def record_handler(record: SQSRecord) -> None:
     state, _ = adapters()[0].load(changed.tenant, changed.entity_type, changed.entity_id)
     if state is None:
         raise DeliveryFailed(f"{changed.entity_type} {changed.entity_id} has no state yet")
-    for action in actions_for(state.entity_type, set(changed.changed), state.fields):
-        run(action, state)
+    order: list[dict[str, Any] | None] = []  # loaded at most once, and only when a rule reads it
+
+    def load_order() -> dict[str, Any] | None:
+        if not order:
+            order.append(order_of(state))
+        return order[0]
+
+    for action in actions_for(state.entity_type, set(changed.changed), state.fields, load_order):
+        run(action, state, load_order() if action.rule.role == "customer" else None)
     metrics.add_metric(name="AutomationEvaluated", unit=MetricUnit.Count, value=1)
 
 

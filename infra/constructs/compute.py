@@ -174,23 +174,20 @@ class Compute(Construct):
             )
         )
         self._secrets(fn["automate"], f"{cfg.secrets_prefix}/targets/*")
-        if cfg.customer_notifications:
-            stack = Stack.of(self)
+        messengers = [t for t in cfg.targets if t.name in cfg.customer_notifications]
+        if any(t.kind == "sms" for t in messengers):
             fn["automate"].add_to_role_policy(
                 iam.PolicyStatement(actions=["sns:Publish"], resources=["*"])  # SMS: a phone number has no ARN
             )
+        senders = sorted({t.sender for t in messengers if t.kind == "email" and t.sender})
+        if senders:
+            stack = Stack.of(self)
+            identities = sorted({*senders, *(sender.split("@", 1)[1] for sender in senders)})
             fn["automate"].add_to_role_policy(
-                iam.PolicyStatement(
+                iam.PolicyStatement(  # sending as a verified address, or as any address of a verified domain
                     actions=["ses:SendEmail"],
                     resources=[
-                        stack.format_arn(
-                            service="ses",
-                            resource="identity",
-                            resource_name=cfg.customer_notifications.sender.split("@", 1)[1],
-                        ),
-                        stack.format_arn(
-                            service="ses", resource="identity", resource_name=cfg.customer_notifications.sender
-                        ),
+                        stack.format_arn(service="ses", resource="identity", resource_name=i) for i in identities
                     ],
                 )
             )

@@ -131,6 +131,9 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         ("returns/request", signed("shopify_returns_request", secret)),
         ("returns/approve", signed("shopify_returns_approve", secret)),
         ("returns/decline", signed("shopify_returns_decline", secret)),
+        ("returns/request (exchange)", signed("shopify_returns_request_exchange", secret)),
+        ("returns/approve (exchange)", signed("shopify_returns_approve_exchange", secret)),
+        ("returns/process (exchange)", signed("shopify_returns_process_exchange", secret)),
         ("orders/edited", signed("shopify_orders_edited", secret)),
         # Domestic shops: Youzan (health check, trade, refund twice, express) and a Douyin batch
         (
@@ -178,6 +181,7 @@ def scenario(secrets: dict[str, list[str]]) -> tuple[list[tuple[str, SignedWebho
         # The automation paid the approved refund and wrote the result back
         ("after_sales_case", "shopify:refund:929361463"): {"status": "refunded", "scenario": "appeasement"},
         ("after_sales_case", "shopify:return:945000955"): {"status": "rejected"},
+        ("after_sales_case", "shopify:return:945000977"): {"status": "received", "kind": "exchange"},
         ("order", "youzan:E20261121103015012300001"): {"payment_status": "paid", "fulfillment_status": "unfulfilled"},
         ("after_sales_case", "youzan:201126112114300001"): {"status": "requested", "kind": "refund"},
         ("shipment", "zhongtong:75311234567890"): {"order_id": "E20261121103015012300001"},
@@ -231,6 +235,10 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     }
     pushed = {t.name for t in sandbox.cfg.targets if t.push_changes}  # the others only take actions
     deliveries = [d for d in sandbox.target.accepted() if d["target"] in pushed]
+    group_messages = Counter[str]()  # changes the WeCom group targets got, as robot markdown
+    for target in (t for t in sandbox.cfg.targets if t.kind == "wecom" and t.push_changes):
+        for content in sandbox.robot.service.contents(sandbox.secrets["targets"][target.name]["key"]):
+            group_messages[target.name] += 1 if content.startswith("**") else 0
     depths = sandbox.queue_depths()
     problems: list[str] = [] if drained else ["the pipeline did not drain in time"]
 
@@ -246,9 +254,12 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
             problems.append(f"{entity_id}: unexpected {wrong}")
         if entity_type not in delivered_types:
             continue
+        # every target that wants the entity acknowledged its last version (sent, or nothing it wants)
+        for target in (t for t in sandbox.cfg.targets if t.push_changes and entity_type in t.entity_types):
+            acked = store.load_for_delivery(TENANT, entity_type, entity_id, target.name)[1]["version"]
+            if acked != state.version:
+                problems.append(f"{entity_id}: version {state.version} not delivered to {target.name} ({acked})")
         delivered = [d for d in deliveries if d["body"]["entity_id"] == entity_id]
-        if not delivered or max(d["body"]["version"] for d in delivered) != state.version:
-            problems.append(f"{entity_id}: version {state.version} not delivered to the target")
         trail = {r.version: r for r in store.audit_trail(TENANT, entity_type, entity_id)}
         for d in delivered:
             record = trail.get(d["body"]["version"])
@@ -262,9 +273,19 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         payments = [r for r in sandbox.target.received if r["target"] == "payments"]
         if [p["body"]["case_id"] for p in payments] != ["929361463"]:
             problems.append(f"the approved refund was not paid exactly once: {len(payments)} payment call(s)")
-        restocks = [r["body"]["increments"] for r in sandbox.target.received if r["target"] == "wms"]
-        if restocks != [[{"sku": "FILTER-X1", "quantity": 1}]]:
-            problems.append(f"the returned filter did not go back to stock once at the WMS: {restocks}")
+        movements = sorted(
+            (r["body"]["action"], r["body"]["reference"]) for r in sandbox.target.received if r["target"] == "wms"
+        )
+        wanted = [
+            ("exchange-replacement-out", "945000977"),
+            ("return-restock", "945000954"),
+            ("return-restock", "945000977"),
+        ]
+        if movements != wanted:
+            problems.append(f"returned and replacement stock did not move once each at the WMS: {movements}")
+        shipped = [r["body"]["reference"] for r in sandbox.target.received if r["target"] == "wms-outbound"]
+        if shipped != ["945000977"]:
+            problems.append(f"the exchange's replacement was not shipped exactly once: {shipped}")
 
     sample_id = next(iter(expected))[1]
     sample_state = states[sample_id]
@@ -295,10 +316,17 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     per_target = Counter(d["target"] for d in deliveries)
     sent_bytes = sum(len(json.dumps(d["body"])) for d in deliveries)
     print(f"deliveries made:  {', '.join(f'{n} to {t}' for t, n in sorted(per_target.items()))} ({sent_bytes} bytes)")
+    if group_messages:
+        print(
+            "WeCom groups:     "
+            + ", ".join(f"{n} message(s) to {t}" for t, n in sorted(group_messages.items()))
+            + " (changes as markdown, within the robot's 20 a minute)"
+        )
     print(
         "automation:       "
         + (", ".join(f"{n} call(s) to {t}" for t, n in sorted(actions.items())) or "none")
-        + " (refund paid once, returned stock back at the WMS, the OMS told of each after-sales step)"
+        + " (refund paid once, returned stock back at the WMS, an exchange's replacement out of stock and"
+        " shipped, the OMS told of each after-sales step)"
     )
     told = Counter(
         item["outcome"]["S"].split(" ", 1)[0]

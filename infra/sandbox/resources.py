@@ -17,6 +17,7 @@ from shared.constants import (
     target_secret_name,
     tenant_salt_secret_name,
 )
+from shared.targets import TargetConfig
 
 ACCOUNT = "123456789012"
 
@@ -28,6 +29,24 @@ class SandboxResources:
     queue_arns: dict[str, str] = field(default_factory=dict)
     stream_arn: str = ""
     alarm_topics: dict[str, str] = field(default_factory=dict)  # severity -> topic ARN
+
+
+def local_targets(cfg: EnvironmentConfig, fake_target: str, fake_robot: str) -> EnvironmentConfig:
+    """The environment with its targets pointed at the local fakes: REST targets at the recording
+    fake target (``<url>/<target name>``), WeCom group targets at the fake robot; SMS and e-mail go
+    through the AWS stand-in as they are."""
+
+    def local(target: TargetConfig) -> TargetConfig:
+        url = {"http": f"{fake_target}/{target.name}", "wecom": fake_robot}.get(target.kind)
+        return target if url is None else type(target).model_validate({**target.model_dump(), "url": url})
+
+    return cfg.model_copy(update={"targets": tuple(local(t) for t in cfg.targets)})
+
+
+def robot_keys(secrets: dict[str, Any]) -> set[str]:
+    """The keys the fake robot accepts: the alarm robots' and the WeCom group targets'."""
+    keys = {robot["key"] for robot in secrets.get("wecom", {}).values()}
+    return keys | {c["key"] for c in secrets.get("targets", {}).values() if isinstance(c.get("key"), str)}
 
 
 def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility_timeout: int) -> SandboxResources:
@@ -129,8 +148,9 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
         topic = sns.create_topic(Name=cfg.resource(suffix))["TopicArn"]
         sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=result.queue_arns["alarms"])
         result.alarm_topics[severity] = topic
-    if cfg.customer_notifications:  # the sender is a verified SES identity, as deployed
-        boto3.client("sesv2").create_email_identity(EmailIdentity=cfg.customer_notifications.sender)
+    for target in cfg.targets:  # an e-mail target's sender is a verified SES identity, as deployed
+        if target.kind == "email" and target.sender:
+            boto3.client("sesv2").create_email_identity(EmailIdentity=target.sender)
     for robot, value in secrets.get("wecom", {}).items():
         sm.create_secret(Name=robot_secret_name(cfg.secrets_prefix, robot), SecretString=json.dumps(value))
     for target, credentials in secrets.get("targets", {}).items():

@@ -24,7 +24,7 @@ from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.http_servers import FakeTarget, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
-from infra.sandbox.resources import SandboxResources, create_resources
+from infra.sandbox.resources import SandboxResources, create_resources, local_targets, robot_keys
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, function_environment, queues
 
@@ -85,17 +85,10 @@ class Sandbox:
 
         self.target = FakeTarget()
         serve(self.target.server)
-        self.robot = FakeWeComRobot({robot["key"] for robot in self.secrets.get("wecom", {}).values()})
+        self.robot = FakeWeComRobot(robot_keys(self.secrets))
         serve(self.robot.server)
-        # Same config as the stack, but targets point at the local fake target.
-        self.cfg: EnvironmentConfig = base.model_copy(
-            update={
-                "targets": tuple(
-                    type(t).model_validate({**t.model_dump(), "url": f"{self.target.url}/{t.name}"})
-                    for t in base.targets
-                )
-            }
-        )
+        # Same config as the stack, but targets point at the local fakes.
+        self.cfg: EnvironmentConfig = local_targets(base, self.target.url, self.robot.url)
         self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
         self._create_stream_failure_queue()
         for name in FUNCTIONS:

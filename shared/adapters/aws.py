@@ -116,10 +116,7 @@ class SecretReader:
 
 
 class CustomerMessages:
-    """SMS through SNS (transactional) and e-mail through SES v2 from the configured sender."""
-
-    def __init__(self, sender: str) -> None:
-        self.sender = sender
+    """SMS through SNS (transactional) and e-mail through SES v2, from the target's sender."""
 
     @cached_property
     def sns(self) -> Any:
@@ -129,16 +126,17 @@ class CustomerMessages:
     def ses(self) -> Any:
         return boto3.client("sesv2")
 
-    def send(self, notification: Any) -> str:
+    def send(self, notification: Any, sender: str | None) -> str:
         if notification.channel == "sms":
+            attributes = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}}
+            if sender:
+                attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": sender}
             response = self.sns.publish(
-                PhoneNumber=notification.to,
-                Message=notification.text,
-                MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}},
+                PhoneNumber=notification.to, Message=notification.text, MessageAttributes=attributes
             )
         else:
             response = self.ses.send_email(
-                FromEmailAddress=self.sender,
+                FromEmailAddress=sender,
                 Destination={"ToAddresses": [notification.to]},
                 Content={
                     "Simple": {

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import status_maps
 from shared.models import (
+    Address,
     AfterSalesCase,
     CaseItem,
     InboxMessage,
@@ -23,6 +24,7 @@ from shared.models import (
     OrderEdit,
     OrderLine,
     RefundScenario,
+    ReplacementItem,
     Shipment,
 )
 from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
@@ -177,7 +179,24 @@ def _order(p: dict[str, Any]) -> Order:
         ),
         tags=tags,
         note=p.get("note"),
+        shipping_address=_address(p.get("shipping_address")),
     )
+
+
+def _address(a: Any) -> Address | None:
+    if not isinstance(a, dict) or not any(a.get(k) for k in ("address1", "city", "zip")):
+        return None
+    values = {
+        "name": a.get("name") or " ".join(x for x in (a.get("first_name"), a.get("last_name")) if x),
+        "phone": a.get("phone"),
+        "line1": a.get("address1"),
+        "line2": a.get("address2"),
+        "city": a.get("city"),
+        "province": a.get("province"),
+        "postal_code": a.get("zip"),
+        "country_code": str(a["country_code"]).upper() if a.get("country_code") else None,
+    }
+    return Address(**{k: str(v) for k, v in values.items() if v})  # what is absent stays unset
 
 
 def _refund(p: dict[str, Any]) -> AfterSalesCase:
@@ -260,7 +279,12 @@ def _return(topic: str, p: dict[str, Any]) -> AfterSalesCase:
         {str(li["return_reason"]) for li in lines or [] if isinstance(li, dict) and li.get("return_reason")}
     )
     decline = p.get("decline") or {}
-    values: dict[str, Any] = {"case_id": return_id, "kind": "return"}
+    exchange = p.get("exchange_line_items")
+    # A return with exchange line items is an exchange: the replacement ships once the return is in.
+    # Only requests and approvals carry the list; a later topic without it keeps the first kind.
+    values: dict[str, Any] = {"case_id": return_id, "kind": "exchange" if exchange else "return"}
+    if exchange:
+        values["replacements"] = tuple(_exchange_item(x) for x in exchange)
     if status is not None:
         values["status"] = status
     if order_id:
@@ -276,6 +300,19 @@ def _return_item(li: dict[str, Any]) -> CaseItem:
     line_item = (li.get("fulfillment_line_item") or {}).get("line_item") or {}
     sku = line_item.get("sku") or (str(line_item["id"]) if line_item.get("id") else None) or str(li["id"])
     return CaseItem(sku=sku, quantity=int(li["quantity"]), restock=True)
+
+
+def _exchange_item(x: dict[str, Any]) -> ReplacementItem:
+    line_item = x.get("line_item") or {}
+    variant = x.get("variant") or line_item.get("variant") or {}
+    sku = line_item.get("sku") or variant.get("sku")
+    if not sku:
+        raise ValueError(f"exchange line item {x.get('id')!r} has no sku")
+    return ReplacementItem(
+        sku=str(sku),
+        quantity=int(x.get("quantity") or line_item["quantity"]),
+        title=line_item.get("title") or variant.get("title") or None,
+    )
 
 
 def _order_edit(e: dict[str, Any]) -> Order:

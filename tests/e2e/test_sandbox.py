@@ -95,7 +95,7 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for line in (
-        r"shopify\s+97\s+96\s+1\s+200 accepted ×91, 200 duplicate ×5, 401 signature_invalid ×1",
+        r"shopify\s+100\s+99\s+1\s+200 accepted ×94, 200 duplicate ×5, 401 signature_invalid ×1",
         r"stripe\s+4\s+4\s+0\s+200 ack ×4",
         r"kuaidi100\s+2\s+2\s+0\s+200 成功 ×2",
         r"woocommerce\s+2\s+2\s+0\s+200 accepted ×1, 200 ping received ×1",
@@ -103,10 +103,11 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
         r"douyin\s+1\s+1\s+0\s+200 success ×1",
         r"wms\s+1\s+1\s+0\s+200 accepted ×1",
         r"amazon\s+2\s+-\s+-\s+written to the SP-API queue",
-        r"entities changed: 10 after_sales_case, 45 order, 4 shipment, 2 stock, 1 ticket;",
+        r"entities changed: 11 after_sales_case, 45 order, 4 shipment, 2 stock, 1 ticket;",
         r"deliveries made:  \d+ to crm, \d+ to erp",  # versions may coalesce: delivery follows the state
         r"customers told:   [1-9]\d* SMS, [1-9]\d* e-mails",
-        r"automation:\s+\d+ call\(s\) to oms, 1 call\(s\) to payments, 1 call\(s\) to wms",
+        r"WeCom groups:     1 message\(s\) to service-group",  # the ticket, in the service group
+        r"automation:\s+\d+ call\(s\) to oms, 1 call\(s\) to payments, 3 call\(s\) to wms, 1 call\(s\) to wms-outbound",
     ):
         assert re.search(line, result.stdout), line
     assert "OK: every accepted webhook reached its end state" in result.stdout

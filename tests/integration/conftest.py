@@ -17,7 +17,7 @@ from infra.sandbox import moto_fidelity
 from infra.sandbox.http_servers import FakeTarget, api_gateway_event, serve
 from infra.sandbox.lambda_runtime import Functions, LambdaContext
 from infra.sandbox.pollers import SqsPoller, StreamPoller
-from infra.sandbox.resources import SandboxResources, create_resources
+from infra.sandbox.resources import SandboxResources, create_resources, local_targets, robot_keys
 from infra.sandbox.samples import SignedWebhook
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, function_environment, queues
@@ -119,16 +119,9 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     moto_fidelity.apply()
     target = FakeTarget()
     serve(target.server)
-    robot = FakeWeComRobot({r["key"] for r in sandbox_secrets.get("wecom", {}).values()})
+    robot = FakeWeComRobot(robot_keys(sandbox_secrets))
     serve(robot.server)
-    base = load_environment("dev")
-    cfg = base.model_copy(
-        update={
-            "targets": tuple(
-                type(t).model_validate({**t.model_dump(), "url": f"{target.url}/{t.name}"}) for t in base.targets
-            )
-        }
-    )
+    cfg = local_targets(load_environment("dev"), target.url, robot.url)
     saved = dict(os.environ)
     with mock_aws():
         resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)

@@ -11,6 +11,7 @@ from infra.sandbox.samples import signed
 from shared.adapters.aws import S3Archive, SqsQueue
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import DETAIL_ENTITY_CHANGED, EVENT_SOURCE
+from shared.dlq import dead_letter_queues, peek, redrive
 from shared.models import EntityChanged
 from shared.replay import ReplaySelection, replay
 from tests.integration.conftest import Stack
@@ -126,8 +127,64 @@ def test_the_customer_is_told_by_sms_and_email_in_the_tenants_language_once_per_
     store = DynamoStateStore(stack.resources.refs.state_table)
     ledger = boto3.client("dynamodb").get_item(
         TableName=stack.resources.refs.state_table,
-        Key={"pk": {"S": "ops#action#demo#customer-notify:929361463:refunded:email"}, "sk": {"S": "ACTION"}},
+        Key={"pk": {"S": "ops#action#demo#customer-notify:929361463:refunded:customer-email"}, "sk": {"S": "ACTION"}},
     )["Item"]
     assert ledger["status"]["S"] == "done"
     assert ledger["outcome"]["S"].startswith("email default/zh-CN/refunded ")  # recorded, without the address
     assert store.load("demo", "after_sales_case", "shopify:refund:929361463")[0] is not None
+
+
+def test_an_exchange_restocks_the_return_takes_the_replacement_out_and_ships_it_to_the_order_address(
+    stack: Stack, shopify_secret: str
+) -> None:
+    names = ("shopify_returns_request_exchange", "shopify_returns_approve_exchange", "shopify_returns_process_exchange")
+    # The return is in, but its order never reached Aftersync: the stock steps run; the shipment
+    # request has no address to go to, is retried, and lands in the DLQ with the reason
+    for name in names:
+        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
+        stack.run_until_quiet()
+    assert _calls(stack, "wms-outbound") == []
+    sqs = boto3.client("sqs")
+    urls = stack.resources.queue_urls
+    dlq = {d.name: d for d in dead_letter_queues(urls)}["automation-dlq"]
+    # (this harness re-reads the table stream each round: the same change may be dead-lettered twice)
+    reasons = {dead["reason"] for dead in peek(sqs, dlq)}
+    assert reasons == {"DeliveryFailed: exchange-ship-replacement: order '820982911946154508' is not synced yet"}
+    # The order comes; one redrive ships the replacement. Every webhook again: still one of each
+    assert stack.post(signed("shopify_orders_create", shopify_secret))["statusCode"] == 200
+    stack.run_until_quiet()
+    assert redrive(sqs, dlq, urls["automation"], rate_per_second=20).moved >= 1
+    stack.run_until_quiet()
+    for name in names:
+        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
+    stack.run_until_quiet()
+
+    movements = {r["body"]["action"]: r for r in _calls(stack, "wms")}
+    assert len(_calls(stack, "wms")) == 2 and sorted(movements) == ["exchange-replacement-out", "return-restock"]
+    assert movements["return-restock"]["body"]["increments"] == [{"sku": "FILTER-X1", "quantity": 1}]
+    replacement = [{"sku": "FILTER-X1-HEPA", "quantity": 1, "title": "Replacement filter (HEPA)"}]
+    assert movements["exchange-replacement-out"]["body"]["decrements"] == replacement
+    assert movements["exchange-replacement-out"]["headers"]["idempotency-key"] == "945000977:replacement-out"
+    [shipment] = _calls(stack, "wms-outbound")
+    assert shipment["headers"]["idempotency-key"] == "945000977:ship-replacement"
+    assert shipment["body"] == {
+        "action": "exchange-ship-replacement",
+        "tenant": "demo",
+        "entity_type": "after_sales_case",
+        "entity_id": "shopify:return:945000977",
+        "reference": "945000977",
+        "order_id": "820982911946154508",
+        "order_number": "#9999",
+        "lines": replacement,
+        "ship_to": {
+            "name": "Jon Snow",
+            "phone": "+8613800138000",
+            "line1": "1 Century Ave",
+            "city": "Shanghai",
+            "country_code": "CN",
+        },
+    }
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    case, _ = store.load("demo", "after_sales_case", "shopify:return:945000977")
+    assert case is not None and (case.fields["kind"], case.fields["status"]) == ("exchange", "received")
+    assert stack.depth("automation-dlq") == 0

@@ -35,9 +35,71 @@ def test_a_rule_fires_only_when_a_field_it_watches_changed_and_its_requirements_
     assert [r.name for r in rules()] == [
         "refund-approved",
         "return-restock",
+        "exchange-replacement-out",
+        "exchange-ship-replacement",
         "order-after-sales-status",
         "customer-notify",
     ]
+
+
+EXCHANGE = {
+    "case_id": "88",
+    "kind": "exchange",
+    "status": "received",
+    "order_id": "1001",
+    "items": [{"sku": "SHOE-41", "quantity": 1, "restock": True}],
+    "replacements": [{"sku": "SHOE-42", "quantity": 1}],
+}
+ORDER = {
+    "order_id": "1001",
+    "order_number": "#1001",
+    "shipping_address": {"name": "Jon Snow", "line1": "1 Century Ave", "city": "Shanghai", "country_code": "CN"},
+}
+
+
+def test_a_received_exchange_restocks_the_return_takes_out_the_replacement_and_ships_it() -> None:
+    loads: list[int] = []
+
+    def load_order() -> dict[str, object]:
+        loads.append(1)
+        return ORDER
+
+    actions = {a.rule.name: a for a in actions_for("after_sales_case", {"status"}, EXCHANGE, load_order)}
+    assert loads == [1]  # the order is read once, for the rule that needs it
+    assert actions["return-restock"].body["increments"] == [{"sku": "SHOE-41", "quantity": 1}]
+    assert actions["exchange-replacement-out"].body == {
+        "reference": "88",
+        "order_id": "1001",
+        "decrements": [{"sku": "SHOE-42", "quantity": 1}],
+    }
+    ship = actions["exchange-ship-replacement"]
+    assert (ship.rule.role, ship.key, ship.blocked) == ("fulfilment", "88:ship-replacement", None)
+    assert ship.body == {
+        "reference": "88",
+        "order_id": "1001",
+        "order_number": "#1001",
+        "lines": [{"sku": "SHOE-42", "quantity": 1}],
+        "ship_to": ORDER["shipping_address"],
+    }
+    # Requested, not yet received: nothing moves and the order is not read
+    loads.clear()
+    assert not [
+        a
+        for a in actions_for("after_sales_case", {"status"}, {**EXCHANGE, "status": "approved"}, load_order)
+        if a.rule.name.startswith("exchange-")
+    ]
+    assert loads == []
+
+
+def test_a_shipment_request_without_its_order_waits_and_without_an_address_is_refused_with_the_reason() -> None:
+    def named(order: dict[str, object] | None) -> dict[str, object]:
+        return {a.rule.name: a for a in actions_for("after_sales_case", {"status"}, EXCHANGE, lambda: order)}
+
+    waiting = named(None)["exchange-ship-replacement"]
+    assert (waiting.blocked, waiting.order_missing, waiting.body) == ("order '1001' is not synced yet", True, {})
+    no_address = named({"order_id": "1001"})["exchange-ship-replacement"]
+    assert (no_address.blocked, no_address.order_missing) == ("order '1001' has no order.shipping_address", False)
+    assert named(None)["exchange-replacement-out"].blocked is None  # the stock step needs no order
 
 
 def test_notifications_use_the_tenants_language_with_english_as_the_fallback() -> None:

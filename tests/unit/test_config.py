@@ -39,6 +39,20 @@ def write_cdk_json(tmp_path: Path, mutate: dict[str, object]) -> Path:
         ({"success_rate_threshold": 1.5}, "success_rate_threshold"),
         ({"log_retention_days": 13}, "log_retention_days"),
         ({"unexpected": True}, "unexpected: Extra inputs are not permitted"),
+        ({"customer_notifications": ["crm"]}, "customer_notifications: 'crm' is not an sms or email target"),
+        ({"automation": {"fulfilment": "customer-sms"}}, "automation.fulfilment: .* is of kind sms, not http"),
+        (
+            {"targets": [{"name": "mail", "kind": "email", "languages": {"demo": "zh-CN"}}]},
+            "targets.0: Value error, sender: an email target needs its From address",
+        ),
+        (
+            {"targets": [{"name": "sms", "kind": "sms", "url": "https://sms.example.com"}]},
+            "targets.0: Value error, \\['url'\\]: not used by a target of kind sms",
+        ),
+        (
+            {"targets": [{"name": "crm", "entity_types": ["order"]}]},
+            "targets.0: Value error, url: a http target needs one",
+        ),
     ],
 )
 def test_a_malformed_environment_names_the_field(tmp_path: Path, mutation: dict[str, object], message: str) -> None:

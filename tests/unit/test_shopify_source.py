@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from infra.sandbox.samples import body_bytes, load_sample
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
-from shared.models import InboxMessage, Money, Order, OrderLine
+from shared.models import Address, InboxMessage, Money, Order, OrderLine
 from shared.sources.base import Headers
 from shared.sources.shopify import Shopify, sign
+from shared.state.merge import merge
+from shared.state.policy import default_policy
 
 NOW = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 SHOPIFY = Shopify()
@@ -132,6 +134,9 @@ def test_orders_create_normalises_to_the_exact_canonical_order() -> None:
         ),
         tags=("vip", "warranty"),
         note=None,
+        shipping_address=Address(
+            name="Jon Snow", phone="+8613800138000", line1="1 Century Ave", city="Shanghai", country_code="CN"
+        ),
     )
 
 
@@ -258,6 +263,28 @@ def test_each_returns_topic_is_the_return_case_in_its_canonical_status(
         assert [(i.sku, i.quantity) for i in case.items] == items  # type: ignore[union-attr]
     # The trigger time orders return events (the payloads carry no update time)
     assert event.occurred_at == datetime.fromisoformat(message.headers["x-shopify-triggered-at"])
+
+
+def test_a_return_with_exchange_line_items_is_an_exchange_with_its_replacements() -> None:
+    [event] = SHOPIFY.normalise(*_sample_message("shopify_returns_request_exchange"))
+    case = event.entity
+    assert event.entity_id == "shopify:return:945000977"
+    assert (case.kind, case.status, case.reason) == ("exchange", "requested", "wrong_item")  # type: ignore[union-attr]
+    assert [(i.sku, i.quantity) for i in case.items] == [("FILTER-X1", 1)]  # type: ignore[union-attr]
+    assert [(r.sku, r.quantity, r.title) for r in case.replacements] == [  # type: ignore[union-attr]
+        ("FILTER-X1-HEPA", 1, "Replacement filter (HEPA)")
+    ]
+    # returns/process carries no line items and says "return"; kind is immutable, so the merged case
+    # is an exchange whichever arrives first
+    [processed] = SHOPIFY.normalise(*_sample_message("shopify_returns_process_exchange"))
+    assert (processed.entity.kind, processed.entity.status) == ("return", "received")  # type: ignore[union-attr]
+    policy = default_policy().for_type("after_sales_case")
+    for first, second in ((event, processed), (processed, event)):
+        merged = merge(merge(None, first, policy).state, second, policy).state
+        assert merged.fields["kind"] == "exchange"
+        assert merged.fields["replacements"] == [
+            {"sku": "FILTER-X1-HEPA", "quantity": 1, "title": "Replacement filter (HEPA)"}
+        ]
 
 
 def test_a_return_is_one_case_across_its_topics() -> None:
