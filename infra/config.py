@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.constants import delivery_queue_purpose, resource_name, secrets_prefix
+from shared.dispatch import Roster
 from shared.errors import ConfigurationError
 from shared.field_map import FieldMap
 from shared.sources import SOURCES
@@ -74,6 +75,10 @@ class EnvironmentConfig(BaseModel):
     # customer role takes the sms / email targets, any number of them
     automation: dict[Literal["payment", "wms", "oms", "fulfilment"], str] = {}
     customer_notifications: tuple[str, ...] = ()
+    # tenant -> its service team: new tickets go to an agent by skill and workload, and move to a
+    # colleague at shift end (checked every dispatch_check_minutes)
+    dispatch: dict[str, Roster] = {}
+    dispatch_check_minutes: Annotated[int, Field(ge=1, le=60)] = 5
     # Queue purpose -> most concurrent batches its event source mapping may run (>= 2): a promotion
     # peak on one domain cannot take the concurrency another needs. Unlisted queues are not capped.
     consumer_concurrency: dict[str, Annotated[int, Field(ge=2, le=1000)]] = {}

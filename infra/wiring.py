@@ -132,6 +132,10 @@ def function_environment(
             Env.CUSTOMER_NOTIFICATIONS: json.dumps(cfg.customer_notifications, separators=(",", ":")),
             Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
             Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
+            Env.DISPATCH: json.dumps(
+                {t: r.model_dump(mode="json", exclude_defaults=True) for t, r in cfg.dispatch.items()},
+                separators=(",", ":"),
+            ),
         },
         "notify": {
             Env.STATE_TABLE: refs.state_table,

@@ -25,7 +25,7 @@ from shared.models import ENTITY_MODELS, ObservedEntity
 from shared.sources.base import event_id_for
 from shared.state.merge import EntityState
 
-AUTOMATED_TYPES = frozenset({"after_sales_case"})
+AUTOMATED_TYPES = frozenset({"after_sales_case", "ticket"})  # tickets: dispatch (shared/dispatch.py)
 _RULES = Path(__file__).with_name("automation_rules.json")
 
 

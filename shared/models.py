@@ -199,7 +199,7 @@ class Ticket(Frozen):
     """A customer-service work order."""
 
     ticket_id: str
-    status: TicketStatus
+    status: TicketStatus | None = None  # absent in a partial observation (dispatch sets only the assignee)
     priority: Literal["low", "normal", "high", "urgent"] | None = None
     assignee: str | None = None
     subject: str | None = None

@@ -14,6 +14,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from shared.constants import Env
+from shared.dispatch import Roster
 from shared.errors import ConfigurationError
 from shared.field_map import FieldMap
 from shared.targets import TargetConfig
@@ -142,3 +143,4 @@ class AutomateSettings(_TargetSettings):
     # the sms / email targets the customer-notify rule writes through
     customer_targets: Annotated[tuple[str, ...], BeforeValidator(_json)] = Field(alias=Env.CUSTOMER_NOTIFICATIONS)
     default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
+    dispatch: Annotated[dict[str, Roster], BeforeValidator(_json)] = Field(alias=Env.DISPATCH)  # tenant -> team

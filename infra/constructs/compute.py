@@ -173,6 +173,20 @@ class Compute(Construct):
                 conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ops#action#*"]}},
             )
         )
+        if cfg.dispatch:  # agents' workload and ticket assignments, and nothing else, for dispatch
+            fn["automate"].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=[
+                        "dynamodb:PutItem",
+                        "dynamodb:UpdateItem",
+                        "dynamodb:DeleteItem",
+                        "dynamodb:BatchGetItem",
+                        "dynamodb:Query",
+                    ],
+                    resources=[storage.state_table.table_arn],
+                    conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ops#dispatch#*"]}},
+                )
+            )
         self._secrets(fn["automate"], f"{cfg.secrets_prefix}/targets/*")
         messengers = [t for t in cfg.targets if t.name in cfg.customer_notifications]
         if any(t.kind == "sms" for t in messengers):

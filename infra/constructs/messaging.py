@@ -102,6 +102,22 @@ class Messaging(Construct):
                 )
             )
 
+        if cfg.dispatch:  # the shift-end check of ticket dispatch, on the automation queue
+            schedule = events.Rule(
+                self,
+                "Rule-dispatch-check",
+                rule_name=cfg.resource("dispatch-check"),
+                schedule=events.Schedule.rate(Duration.minutes(cfg.dispatch_check_minutes)),
+            )
+            schedule.add_target(
+                targets.SqsQueue(
+                    self.queues["automation"],
+                    dead_letter_queue=self.events_dlq,
+                    retry_attempts=185,
+                    max_event_age=Duration.hours(1),
+                )
+            )
+
     def dead_letter_queue(self, purpose: str, key: kms.IKey) -> sqs.Queue:
         queue = sqs.Queue(
             self,

@@ -438,10 +438,10 @@ def test_prod_caps_each_domain_queues_concurrency(templates: dict[str, Any]) -> 
 
 def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(templates: dict[str, Any]) -> None:
     template = templates["dev"]
-    for function, prefix in (
-        ("automate", ["ops#action#*"]),
-        ("notify", ["ops#wecom#*"]),
-        ("deliver", ["ops#circuit#*", "ops#rate#*", "ops#wecom#*"]),
+    for function, prefixes in (
+        ("automate", [["ops#action#*"], ["ops#dispatch#*"]]),  # its action ledger; agents' workload
+        ("notify", [["ops#wecom#*"]]),
+        ("deliver", [["ops#circuit#*", "ops#rate#*", "ops#wecom#*"]]),
     ):
         cfg = load_environment("dev")
         role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]["Role"]
@@ -454,5 +454,20 @@ def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(t
             & ({"dynamodb:UpdateItem"} if function == "deliver" else {"dynamodb:PutItem", "dynamodb:UpdateItem"})
         ]
         assert writes, function
-        for statement in writes:  # (deliver's PutItem writes acks on entity keys; its updates are ops# only)
-            assert statement["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": prefix}}
+        # (deliver's PutItem writes acks on entity keys; its updates are ops# only)
+        conditions = [s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in writes]
+        assert sorted(conditions) == prefixes, function
+
+
+def test_the_shift_check_runs_on_a_schedule_into_the_automation_queue(templates: dict[str, Any]) -> None:
+    cfg = load_environment("dev")
+    rule = by_name(templates["dev"], "AWS::Events::Rule", "Name")[cfg.resource("dispatch-check")]["Properties"]
+    assert rule["ScheduleExpression"] == "rate(5 minutes)"
+    [target] = rule["Targets"]
+    queues = {k: v["Properties"]["QueueName"] for k, v in resources(templates["dev"], "AWS::SQS::Queue").items()}
+    assert queues[target["Arn"]["Fn::GetAtt"][0]] == cfg.resource("automation")
+    assert "DeadLetterConfig" in target
+    # prod has no roster: no schedule
+    assert cfg.resource("dispatch-check").replace("dev", "prod") not in by_name(
+        templates["prod"], "AWS::Events::Rule", "Name"
+    )

@@ -1,0 +1,122 @@
+"""Ticket dispatch: a new, unassigned ticket goes to an agent who has the skills it needs, is on shift
+and has the least work relative to capacity; an agent's open tickets move to a colleague when the
+agent's shift ends.
+
+The roster is config (``cdk.json dispatch``, per tenant): agents with skills, a capacity and weekly
+shifts in the team's UTC offset; ticket tags name the skills a ticket needs. Workload is kept in the
+state table (see ``shared/adapters/dispatch.py``), so two tickets dispatched at once cannot both take
+an agent's last free slot. The choice itself is here, free of AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+OPEN_STATUSES = frozenset({"new", "open", "pending", "on_hold"})  # solved / closed tickets free their slot
+
+
+class Shift(BaseModel):
+    """``start``–``end`` on the given days, in the roster's offset; an end before the start runs past
+    midnight (into the next day); ``24:00`` is the end of the day."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    days: Annotated[tuple[Day, ...], Field(min_length=1)]
+    start: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+    end: Annotated[str, Field(pattern=r"^(([01]\d|2[0-3]):[0-5]\d|24:00)$")]
+
+    def covers(self, local: datetime) -> bool:
+        start, end = _minutes(self.start), _minutes(self.end)
+        now = local.hour * 60 + local.minute
+        today, yesterday = DAYS[local.weekday()], DAYS[(local.weekday() - 1) % 7]
+        if start < end:
+            return today in self.days and start <= now < end
+        # overnight: the evening part today, or the morning part of a shift that began yesterday
+        return (today in self.days and now >= start) or (yesterday in self.days and now < end)
+
+
+def _minutes(value: str) -> int:
+    hours, minutes = value.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class Agent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    id: Annotated[str, Field(min_length=1, max_length=64)]  # the help desk's own user id: the ticket's assignee
+    skills: Annotated[frozenset[str], Field(min_length=1)]
+    capacity: Annotated[int, Field(ge=1, le=500)] = 20  # open tickets at most
+    shifts: Annotated[tuple[Shift, ...], Field(min_length=1)]
+
+
+class Roster(BaseModel):
+    """One tenant's service team."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    utc_offset: Annotated[str, Field(pattern=r"^[+-](0\d|1[0-4]):[0-5]\d$")] = "+00:00"
+    agents: Annotated[tuple[Agent, ...], Field(min_length=1)]
+    skills_by_tag: dict[str, str] = {}  # ticket tag -> skill it needs
+    default_skill: str = "general"  # a ticket with none of those tags needs this one
+
+    @field_validator("agents")
+    @classmethod
+    def _unique(cls, agents: tuple[Agent, ...]) -> tuple[Agent, ...]:
+        ids = [a.id for a in agents]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"agent ids must be unique, got {ids}")
+        return agents
+
+    @model_validator(mode="after")
+    def _skills_exist(self) -> Roster:
+        known = set().union(*(a.skills for a in self.agents))
+        needed = {*self.skills_by_tag.values(), self.default_skill}
+        if needed - known:
+            raise ValueError(f"no agent has the skills {sorted(needed - known)}")
+        return self
+
+    @property
+    def tz(self) -> timezone:
+        sign = -1 if self.utc_offset.startswith("-") else 1
+        return timezone(sign * timedelta(minutes=_minutes(self.utc_offset[1:])))
+
+    def agent(self, agent_id: str) -> Agent | None:
+        return next((a for a in self.agents if a.id == agent_id), None)
+
+    def needs(self, ticket: Mapping[str, Any]) -> frozenset[str]:
+        skills = {self.skills_by_tag[t] for t in ticket.get("tags") or () if t in self.skills_by_tag}
+        return frozenset(skills or {self.default_skill})
+
+    def on_shift(self, agent: Agent, now: datetime) -> bool:
+        local = now.astimezone(self.tz)
+        return any(shift.covers(local) for shift in agent.shifts)
+
+    def choose(
+        self, ticket: Mapping[str, Any], loads: Mapping[str, int], now: datetime, exclude: str | None = None
+    ) -> Agent | None:
+        """The on-shift agent with every skill the ticket needs and room left, least loaded relative
+        to capacity (then fewest tickets, then id: the same inputs give the same agent)."""
+        needs = self.needs(ticket)
+        candidates = [
+            a
+            for a in self.agents
+            if a.id != exclude and needs <= a.skills and loads.get(a.id, 0) < a.capacity and self.on_shift(a, now)
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda a: (loads.get(a.id, 0) / a.capacity, loads.get(a.id, 0), a.id))
+
+
+def wants_dispatch(fields: Mapping[str, Any], roster: Roster) -> bool:
+    """An open ticket nobody in the roster holds (unassigned, or held by someone not in the team)."""
+    return fields.get("status") in OPEN_STATUSES and (
+        not fields.get("assignee") or roster.agent(str(fields["assignee"])) is None
+    )
+
+
+def at(value: str) -> datetime:
+    """An EventBridge ``time`` (``2026-11-23T09:00:00Z``) as an aware datetime."""
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
