@@ -10,7 +10,7 @@ status change → the order's after-sales status at the OMS. Rules are data
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -30,7 +30,7 @@ from shared.adapters.state_store import DynamoStateStore
 from shared.automation import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
 from shared.delivery import RETRIABLE_STATUSES, auth_headers
-from shared.dispatch import OPEN_STATUSES, wants_dispatch
+from shared.dispatch import OPEN_STATUSES, at, wants_dispatch
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import EntityChanged, ObservedEntity, Ticket, utcnow
 from shared.notifications import compose
@@ -177,7 +177,10 @@ def workload() -> DynamoWorkload:
 
 def write_back_assignee(state: EntityState, agent: str, now: datetime) -> None:
     """The assignment as an observation of the ticket from ``dispatch`` (ranked like the help desk:
-    the newer of a dispatch and a person's reassignment there wins)."""
+    the newer of a dispatch and a person's reassignment there wins). The decision comes after what it
+    was based on: its clock is at least a millisecond past every clock of the state it read."""
+    seen = max((at(clock.at) for clock in state.clocks.values()), default=now)
+    now = max(now, seen + timedelta(milliseconds=1))
     key = f"{state.entity_id}:{agent}:{now.isoformat()}"
     observed = ObservedEntity(
         event_id=event_id_for(f"dispatch:{key}", "ticket", state.entity_id),
