@@ -209,19 +209,12 @@ def measure_pipeline() -> dict[str, Any]:
         from infra.config import load_environment
         from infra.sandbox.http_servers import FakeTarget, serve
         from infra.sandbox.lambda_runtime import Functions, sqs_record
-        from infra.sandbox.resources import create_resources
+        from infra.sandbox.resources import create_resources, local_targets
         from infra.wiring import FUNCTIONS, function_environment
 
         target = FakeTarget()
         serve(target.server)
-        cfg = load_environment("dev")
-        cfg = cfg.model_copy(
-            update={
-                "targets": tuple(
-                    type(t).model_validate({**t.model_dump(), "url": f"{target.url}/{t.name}"}) for t in cfg.targets
-                )
-            }
-        )
+        cfg = local_targets(load_environment("dev"), target.url, target.url)  # (no ticket reaches the robot here)
         secrets = json.loads((ROOT / "infra" / "sandbox" / "secrets.local.json").read_text())
         resources = create_resources(cfg, secrets, visibility_timeout=30)
         for name in FUNCTIONS:
