@@ -10,7 +10,6 @@ status change → the order's after-sales status at the OMS. Rules are data
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -30,13 +29,12 @@ from shared.adapters.state_store import DynamoStateStore
 from shared.automation import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
 from shared.delivery import RETRIABLE_STATUSES, auth_headers
-from shared.dispatch import OPEN_STATUSES, at, wants_dispatch
+from shared.dispatch import Dispatcher
 from shared.errors import ConfigurationError, DeliveryFailed
-from shared.models import EntityChanged, ObservedEntity, Ticket, utcnow
+from shared.models import EntityChanged, ObservedEntity, utcnow
 from shared.notifications import compose
 from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import AutomateSettings
-from shared.sources.base import event_id_for
 from shared.state.merge import EntityState
 from shared.targets import value_hash
 
@@ -163,7 +161,10 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None) -> Non
 
 def write_back(action: Action, state: EntityState, source: str) -> None:
     """Put the action's result on the bus as an observation of the case from the target."""
-    observed = result_observation(action, state, source, utcnow())
+    publish(result_observation(action, state, source, utcnow()))
+
+
+def publish(observed: ObservedEntity) -> None:
     adapters()[4].put(
         EVENT_SOURCE,
         [(DETAIL_OBSERVED.format(entity_type=observed.entity_type), observed.model_dump_json(exclude_unset=True))],
@@ -171,111 +172,28 @@ def write_back(action: Action, state: EntityState, source: str) -> None:
 
 
 @cache
-def workload() -> DynamoWorkload:
-    return DynamoWorkload(settings().state_table)
-
-
-def write_back_assignee(state: EntityState, agent: str, now: datetime) -> None:
-    """The assignment as an observation of the ticket from ``dispatch`` (ranked like the help desk:
-    the newer of a dispatch and a person's reassignment there wins). The decision comes after what it
-    was based on: its clock is at least a millisecond past every clock of the state it read."""
-    seen = max((at(clock.at) for clock in state.clocks.values()), default=now)
-    now = max(now, seen + timedelta(milliseconds=1))
-    key = f"{state.entity_id}:{agent}:{now.isoformat()}"
-    observed = ObservedEntity(
-        event_id=event_id_for(f"dispatch:{key}", "ticket", state.entity_id),
-        tenant=state.tenant,
-        source="dispatch",
-        source_event_id=key,
-        topic="automation:dispatch",
-        entity_type="ticket",
-        entity_id=state.entity_id,
-        occurred_at=now,
-        received_at=utcnow(),
-        origin="automation",
-        entity=Ticket(ticket_id=state.fields["ticket_id"], assignee=agent),
+def dispatcher() -> Dispatcher:
+    store = adapters()[0]
+    return Dispatcher(
+        rosters=settings().dispatch,
+        work=DynamoWorkload(settings().state_table),
+        load_ticket=lambda tenant, ticket: store.load(tenant, "ticket", ticket)[0],
+        publish=publish,
+        count=lambda name: metrics.add_metric(name=name, unit=MetricUnit.Count, value=1),
     )
-    adapters()[4].put(
-        EVENT_SOURCE, [(DETAIL_OBSERVED.format(entity_type="ticket"), observed.model_dump_json(exclude_unset=True))]
-    )
-
-
-def dispatch_ticket(state: EntityState, now: datetime) -> None:
-    """A ticket changed: an open one nobody in the team holds goes to the best agent on shift; a
-    solved or closed one frees its agent's slot; one a person moved to a colleague is counted so."""
-    roster = settings().dispatch.get(state.tenant)
-    if roster is None:
-        return
-    work, fields = workload(), state.fields
-    held = work.holder(state.tenant, state.entity_id)
-    if fields.get("status") not in OPEN_STATUSES:
-        if held is not None and work.release(state.tenant, state.entity_id, held):
-            metrics.add_metric(name="TicketReleased", unit=MetricUnit.Count, value=1)
-        work.stop_waiting(state.tenant, state.entity_id)
-        return
-    if not wants_dispatch(fields, roster):  # a team member holds it (we, or a person, chose them)
-        assignee = str(fields["assignee"])
-        if held != assignee and not work.assign(state.tenant, state.entity_id, assignee, None, held):
-            raise DeliveryFailed(f"ticket {state.entity_id} moved while recording its assignee: retried")
-        return
-    if held is not None:  # assigned, and the assignment not yet in the ticket's state: write it again
-        write_back_assignee(state, held, now)
-        return
-    ids = [a.id for a in roster.agents]
-    agent = roster.choose(fields, work.loads(state.tenant, ids), now)
-    if agent is None:  # nobody on shift with the skills and room: the shift check tries again
-        work.wait(state.tenant, state.entity_id)
-        metrics.add_metric(name="TicketWaiting", unit=MetricUnit.Count, value=1)
-        logger.warning("no agent can take the ticket now", extra={"ticket": state.entity_id})
-        return
-    if not work.assign(state.tenant, state.entity_id, agent.id, agent.capacity, None):
-        raise DeliveryFailed(f"ticket {state.entity_id}: {agent.id} filled up or the ticket moved: retried")
-    metrics.add_metric(name="TicketDispatched", unit=MetricUnit.Count, value=1)
-    logger.info("ticket dispatched", extra={"ticket": state.entity_id, "agent": agent.id})
-    write_back_assignee(state, agent.id, now)
-
-
-def shift_check(now: datetime) -> None:
-    """Every few minutes: the tickets of agents whose shift is over move to colleagues on shift, and
-    tickets that waited for an agent are dispatched."""
-    store, work = adapters()[0], workload()
-    for tenant, roster in settings().dispatch.items():
-        ids = [a.id for a in roster.agents]
-        for agent in (a for a in roster.agents if not roster.on_shift(a, now)):
-            for ticket in work.tickets_of(tenant, agent.id):
-                state, _ = store.load(tenant, "ticket", ticket)
-                if state is None or state.fields.get("status") not in OPEN_STATUSES:
-                    work.release(tenant, ticket, agent.id)
-                    continue
-                colleague = roster.choose(state.fields, work.loads(tenant, ids), now, exclude=agent.id)
-                if colleague is None:
-                    metrics.add_metric(name="TicketNotReassigned", unit=MetricUnit.Count, value=1)
-                    continue  # nobody can take it: it stays, and the next check tries again
-                if work.assign(tenant, ticket, colleague.id, colleague.capacity, agent.id):
-                    metrics.add_metric(name="TicketReassigned", unit=MetricUnit.Count, value=1)
-                    logger.info(
-                        "ticket reassigned at shift end", extra={"ticket": ticket, "from": agent.id, "to": colleague.id}
-                    )
-                    write_back_assignee(state, colleague.id, now)
-        for ticket in work.waiting(tenant):
-            state, _ = store.load(tenant, "ticket", ticket)
-            if state is None:
-                work.stop_waiting(tenant, ticket)
-            else:
-                dispatch_ticket(state, now)
 
 
 def record_handler(record: SQSRecord) -> None:
     event = EventBridgeModel.model_validate(record.json_body)
     if event.detail_type == SCHEDULED:
-        shift_check(event.time)
+        dispatcher().shift_check(event.time)
         return
     changed = EntityChanged.model_validate(event.detail)
     state, _ = adapters()[0].load(changed.tenant, changed.entity_type, changed.entity_id)
     if state is None:
         raise DeliveryFailed(f"{changed.entity_type} {changed.entity_id} has no state yet")
     if state.entity_type == "ticket":
-        dispatch_ticket(state, event.time)
+        dispatcher().on_change(state, event.time)
         return
     order: list[dict[str, Any] | None] = []  # loaded at most once, and only when a rule reads it
 

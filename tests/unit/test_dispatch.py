@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from shared.dispatch import Roster, wants_dispatch
+from shared.dispatch import Dispatcher, Roster, wants_dispatch
+from shared.state.merge import EntityState
 
 EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ROSTER = Roster.model_validate(
@@ -85,3 +86,62 @@ def test_a_roster_naming_a_skill_nobody_has_is_refused_with_the_skill() -> None:
                 ]
             }
         )
+
+
+class MemoryWorkload:
+    """The Workload port in memory, with the adapter's conditions."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, str] = {}
+        self.waits: set[str] = set()
+
+    def holder(self, tenant: str, ticket: str) -> str | None:
+        return self.held.get(ticket)
+
+    def loads(self, tenant: str, agents: list[str]) -> dict[str, int]:
+        return {a: n for a in agents if (n := sum(1 for h in self.held.values() if h == a))}
+
+    def tickets_of(self, tenant: str, agent: str) -> list[str]:
+        return sorted(t for t, h in self.held.items() if h == agent)
+
+    def waiting(self, tenant: str) -> list[str]:
+        return sorted(self.waits)
+
+    def assign(self, tenant: str, ticket: str, agent: str, capacity: int | None, previous: str | None) -> bool:
+        if self.held.get(ticket) != previous or (
+            capacity is not None and self.loads(tenant, [agent]).get(agent, 0) >= capacity
+        ):
+            return False
+        self.held[ticket] = agent
+        self.waits.discard(ticket)
+        return True
+
+    def release(self, tenant: str, ticket: str, agent: str) -> bool:
+        return self.held.pop(ticket) == agent if self.held.get(ticket) == agent else False
+
+    def wait(self, tenant: str, ticket: str) -> None:
+        self.waits.add(ticket)
+
+    def stop_waiting(self, tenant: str, ticket: str) -> None:
+        self.waits.discard(ticket)
+
+
+def _ticket(fields: dict[str, object]) -> EntityState:
+    return EntityState(tenant="t", entity_type="ticket", entity_id="zendesk:1", fields={"ticket_id": "1", **fields})
+
+
+def test_dispatch_assigns_counts_and_steps_back_when_a_person_gives_the_ticket_outside_the_team() -> None:
+    work, published, counted = MemoryWorkload(), [], []
+    dispatcher = Dispatcher({"t": ROSTER}, work, lambda t, i: None, published.append, counted.append)
+    dispatcher.on_change(_ticket({"status": "new", "tags": ["repair"]}), FRIDAY_MORNING)
+    assert work.held == {"zendesk:1": "ann"} and counted == ["TicketDispatched"]
+    [observed] = published
+    assert (observed.source, observed.entity.assignee, observed.occurred_at) == ("dispatch", "ann", FRIDAY_MORNING)  # type: ignore[union-attr]
+    # The same change again (at-least-once): the assignment is only written again, not made twice
+    dispatcher.on_change(_ticket({"status": "new", "tags": ["repair"]}), FRIDAY_MORNING)
+    assert work.held == {"zendesk:1": "ann"} and counted == ["TicketDispatched"] and len(published) == 2
+    # A person moves it to bo (in the team): counted with bo; then to an outsider: nobody's count
+    dispatcher.on_change(_ticket({"status": "open", "assignee": "bo"}), FRIDAY_MORNING)
+    assert work.held == {"zendesk:1": "bo"}
+    dispatcher.on_change(_ticket({"status": "open", "assignee": "partner-desk"}), FRIDAY_MORNING)
+    assert work.held == {} and len(published) == 2  # and not taken back from the person's choice
