@@ -383,9 +383,14 @@ def identity_report(scores: list[Any]) -> list[str]:
         )
     lines += [
         "",
-        "Precision is the hard requirement (no wrong merge) and holds. Recall over all pairs is capped by the data: "
+        "Precision is the hard requirement (no wrong merge). Recall is judged on the pairs the evidence links: "
         "the 'linkable ceiling' is the share of same-person pairs joined by any chain of shared keys (a strong key, "
-        "or phone + name); records that share no key with the rest of their person cannot be joined by any resolver.",
+        "or phone + name). The rest are records that share no key with the rest of their person (a Shopify "
+        "account known only by e-mail and a Douyin buyer known only by phone); joining those would mean "
+        "guessing, which the resolver must never do, so they bound recall over all pairs for any resolver. "
+        "Merge candidates are what is left for a person (`aftersync customers candidates`): one record naming "
+        "two customers whose names or keys disagree. A record carrying strong keys of two customers of its own "
+        "name with no key that tells them apart joins them (absorbed, with the evidence kept).",
         "",
     ]
     return lines

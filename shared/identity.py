@@ -7,8 +7,13 @@ Key strength:
 - weak: phone (families share one). A phone alone links a record to an existing customer only when
   exactly one customer with that phone also has the same name and no conflicting strong key.
 
-When strong keys point at two different customers, nothing is merged: a merge candidate is recorded
-for a person to decide, and the record stays with the customer its own source id points to.
+When one record carries strong keys of two existing customers (a shop account known by e-mail, a
+WeChat follower known by OpenID, and the CRM record that has both), they are absorbed into one only
+when every one of them goes by the record's name and no strong key kind tells them apart (two
+different e-mails) and no person has decided they are two people. Anything less records a merge
+candidate for a person to decide (``aftersync customers``), and the record stays with the customer
+its own source id points to. Absorbed customers keep answering to their old id through an alias
+that records the evidence.
 """
 
 from __future__ import annotations
@@ -110,16 +115,19 @@ class IdentityIndex(Protocol):
         """Attach ``(hash, kind)`` keys and the name to a customer; a strong key goes to one customer only
         (a claim that lost a race to another customer is dropped, never moved)."""
 
-    def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None: ...
+    def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
+        """Record a possible merge for a person, once: a candidate already decided is not raised again."""
 
-    def absorb(self, alias: str, customer_id: str) -> None:
-        """``alias`` was the same person all along: its keys and name now answer to ``customer_id``."""
+    def absorb(self, alias: str, customer_id: str, evidence: Sequence[str]) -> None:
+        """``alias`` was the same person all along: its keys and name now answer to ``customer_id``;
+        the evidence is kept with the alias."""
 
 
 @dataclass
 class CustomerProfile:
     names: set[str] = field(default_factory=set)
     strong_kinds: dict[str, set[str]] = field(default_factory=dict)  # kind -> hashes
+    apart: set[str] = field(default_factory=set)  # customers a person decided are someone else
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class Resolution:
     created: bool
     merge_candidates: tuple[str, ...] = ()
     evidence: tuple[str, ...] = ()
+    absorbed: tuple[str, ...] = ()  # customers found to be this one (their ids now answer to it)
 
 
 def resolve(
@@ -146,12 +155,23 @@ def resolve(
                 strong_owners.setdefault(cid, []).append(hashed[h].kind)
 
     if len(strong_owners) > 1:
-        # Two people's strong keys in one record: never merge on our own. Keep the record with the
-        # customer its own source id points to (or the one with most evidence) and flag the pair.
+        # One record carries strong keys of several customers. Keep it with the customer its own source
+        # id points to (or the one with most evidence).
         chosen = next(iter(owners.get(own_id_hash, ())), None) or max(
             sorted(strong_owners), key=lambda c: len(strong_owners[c])
         )
         evidence = tuple(sorted({kind for kinds in strong_owners.values() for kind in kinds}))
+        if name and all(name in index.profile(cid).names for cid in strong_owners) and _joinable(index, strong_owners):
+            # Two identifiers that each name one person, seen together by one source, under the name
+            # every one of these customers goes by, and no key on which they differ: they are one
+            # person seen in parts (e.g. a shop account by e-mail and a WeChat follower by OpenID,
+            # joined by the CRM record that has both). Absorbed, with the evidence recorded.
+            for other in sorted(set(strong_owners) - {chosen}):
+                index.absorb(other, chosen, evidence)
+            _claim_unowned(index, chosen, hashed, index.owners(list(hashed)), name)
+            return Resolution(chosen, False, (), evidence, absorbed=tuple(sorted(set(strong_owners) - {chosen})))
+        # Anything less (another name, two different e-mails, no name at all) is not ours to decide:
+        # a merge candidate for a person, and no merge.
         index.merge_candidate(sorted(strong_owners), evidence)
         _claim_unowned(index, chosen, hashed, owners, name)
         return Resolution(chosen, False, tuple(sorted(set(strong_owners) - {chosen})), evidence)
@@ -160,13 +180,12 @@ def resolve(
         [chosen] = strong_owners
         # A customer created earlier from a phone-only record may be this same person: absorb it when
         # it passes the same test a record must pass to link by phone (same name, no conflicting key).
-        profile = index.profile(chosen)
         for h, key in hashed.items():
             if key.kind != "phone":
                 continue
             for other in sorted(owners.get(h, set()) - {chosen}):
-                if name and name in index.profile(other).names and _profiles_compatible(profile, index.profile(other)):
-                    index.absorb(other, chosen)
+                if name and name in index.profile(other).names and _joinable(index, (chosen, other)):
+                    index.absorb(other, chosen, ("phone", "name"))
         _claim_unowned(index, chosen, hashed, owners, name)
         return Resolution(chosen, False, (), tuple(sorted(set(strong_owners[chosen]))))
 
@@ -174,13 +193,11 @@ def resolve(
     phone_hashes = [h for h, k in hashed.items() if k.kind == "phone"]
     candidates = sorted({cid for h in phone_hashes for cid in owners.get(h, set())})
     compatible = [cid for cid in candidates if _compatible(index.profile(cid), name, hashed)]
-    if len(compatible) > 1 and all(
-        _profiles_compatible(index.profile(a), index.profile(b)) for a, b in itertools.pairwise(compatible)
-    ):
+    if len(compatible) > 1 and _joinable(index, compatible):
         # Several customers created from partial records of one person (same phone, same name, no key
         # that tells them apart): they become one, by the same test a single record must pass.
         for other in compatible[1:]:
-            index.absorb(other, compatible[0])
+            index.absorb(other, compatible[0], ("phone", "name"))
         compatible = compatible[:1]
     if len(compatible) == 1:
         _claim_unowned(index, compatible[0], hashed, owners, name)
@@ -201,6 +218,16 @@ def _compatible(profile: CustomerProfile, name: str | None, hashed: dict[str, Id
         if key.strong and key.kind != "source_id" and known and h not in known:
             return False  # e.g. a different e-mail: another person sharing the phone
     return True
+
+
+def _joinable(index: IdentityIndex, customer_ids: Iterable[str]) -> bool:
+    """Every pair may be one person: no strong key kind on which they differ, and no person's decision
+    that they are two (a rejected merge candidate)."""
+    profiles = {cid: index.profile(cid) for cid in customer_ids}
+    return all(
+        _profiles_compatible(profiles[a], profiles[b]) and a not in profiles[b].apart and b not in profiles[a].apart
+        for a, b in itertools.combinations(sorted(profiles), 2)
+    )
 
 
 def _profiles_compatible(a: CustomerProfile, b: CustomerProfile) -> bool:
@@ -237,15 +264,18 @@ class MemoryIdentityIndex:
         self.profiles: dict[str, CustomerProfile] = {}
         self.candidates: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.aliases: dict[str, str] = {}
+        self.absorbed: dict[str, tuple[str, ...]] = {}  # alias -> the evidence it was absorbed on
 
-    def absorb(self, alias: str, customer_id: str) -> None:
+    def absorb(self, alias: str, customer_id: str, evidence: Sequence[str]) -> None:
         alias, customer_id = self.canonical(alias), self.canonical(customer_id)
         if alias == customer_id:
             return
         self.aliases[alias] = customer_id
+        self.absorbed[alias] = tuple(evidence)
         merged = self.profiles.setdefault(customer_id, CustomerProfile())
         gone = self.profiles.pop(alias, CustomerProfile())
         merged.names |= gone.names
+        merged.apart |= gone.apart
         for kind, hashes in gone.strong_kinds.items():
             merged.strong_kinds.setdefault(kind, set()).update(hashes)
 
@@ -275,3 +305,9 @@ class MemoryIdentityIndex:
 
     def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
         self.candidates.setdefault(tuple(sorted(customer_ids)), tuple(evidence))
+
+    def keep_apart(self, customer_ids: Sequence[str]) -> None:
+        """A person decided these are different people: no resolution will join them."""
+        ids = [self.canonical(c) for c in customer_ids]
+        for cid in ids:
+            self.profiles.setdefault(cid, CustomerProfile()).apart.update(set(ids) - {cid})

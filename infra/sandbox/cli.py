@@ -154,6 +154,16 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def _identity_of(store: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """For a customer that was found to be another one: the customer it now answers to."""
+    if args.entity_type != "customer":
+        return {}
+    from shared.adapters.identity_index import DynamoIdentityIndex
+
+    survivor = DynamoIdentityIndex(store.table, args.tenant).canonical(args.entity_id)
+    return {"absorbed_into": survivor} if survivor != args.entity_id else {}
+
+
 def cmd_entity_show(args: argparse.Namespace) -> int:
     from shared.trail import full_trail
 
@@ -165,6 +175,7 @@ def cmd_entity_show(args: argparse.Namespace) -> int:
         return 2
     document = {
         "state": state.model_dump(mode="json"),
+        **_identity_of(store, args),
         "audit_head": trail.head,
         "audit": [r.model_dump(mode="json") for r in trail.records],
         "archived_versions": trail.archived_versions,
@@ -175,6 +186,8 @@ def cmd_entity_show(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2, ensure_ascii=False))
         return 0
     print(f"{state.entity_type} {state.entity_id} (tenant {state.tenant}) version {state.version}")
+    if "absorbed_into" in document:
+        print(f"  absorbed into {document['absorbed_into']}: it answers for this customer from now on")
     for name, value in sorted(state.fields.items()):
         clock = state.clocks.get(name)
         origin = f"{clock.source} @ {clock.at}" if clock else ""
@@ -187,6 +200,40 @@ def cmd_entity_show(args: argparse.Namespace) -> int:
         dropped = ", ".join(f"{d['field']} ({d['reason']})" for d in decision["discarded"])
         print(f"  discarded from {decision['source']} {decision['source_event_id']}: {dropped}")
     print("audit chain: " + ("intact" if not document["audit_problems"] else "; ".join(document["audit_problems"])))
+    return 0
+
+
+def cmd_customers(args: argparse.Namespace) -> int:
+    """Merge candidates and a person's decisions on them."""
+    from shared.adapters.identity_index import DynamoIdentityIndex
+
+    store, _ = _stores(args)
+    index = DynamoIdentityIndex(store.table, args.tenant)
+    if args.action == "candidates":
+        found = [c for c in index.candidates() if args.all or c["status"] == "open"]
+        if args.json:
+            print(json.dumps({"candidates": found}, indent=2))
+            return 0
+        for c in found:
+            decided = f" ({c['decided_by']}, {c['decided_at']})" if "decided_by" in c else ""
+            print(f"{c['status']:<11} {' '.join(c['customers'])}  evidence: {', '.join(c['evidence'])}{decided}")
+        print(f"{len(found)} {'' if args.all else 'open '}merge candidate(s) for tenant {args.tenant}")
+        return 0
+    ids = [args.customer, *args.others]
+    if len(set(ids)) < 2:
+        print("aftersync: name at least two different customer ids", file=sys.stderr)
+        return 2
+    unknown = [c for c in ids if store.load(args.tenant, "customer", c)[0] is None]
+    if unknown:
+        print(f"aftersync: no customer {', '.join(map(repr, unknown))} for tenant {args.tenant!r}", file=sys.stderr)
+        return 2
+    status = index.decide(ids, merge=args.action == "merge", by=args.by)
+    if args.json:
+        print(json.dumps({"customers": ids, "status": status}))
+    elif status == "merged":
+        print(f"merged {', '.join(ids[1:])} into {ids[0]}: their keys and later events answer to {ids[0]}")
+    else:
+        print(f"kept apart: {', '.join(ids)} (no resolution will join them)")
     return 0
 
 
@@ -330,6 +377,26 @@ def parser() -> argparse.ArgumentParser:
         d.add_argument("--env", default="dev")
         d.add_argument("--aws", action="store_true", help="the deployed stack of --env instead of the sandbox")
         d.set_defaults(func=cmd_dlq)
+    customers = sub.add_parser(
+        "customers", help="customer identity: merge candidates, and a person's decision on them"
+    ).add_subparsers(dest="action", required=True)
+    for action, help_text in (
+        ("candidates", "merge candidates: customers one record named but the resolver would not join"),
+        ("merge", "these are one person: merge the others into the first id"),
+        ("keep-apart", "these are different people: no resolution will join them"),
+    ):
+        c = customers.add_parser(action, help=help_text)
+        if action == "candidates":
+            c.add_argument("--all", action="store_true", help="decided candidates too")
+        else:
+            c.add_argument("customer", help="a customer id (for merge: the one that stays)")
+            c.add_argument("others", nargs="+", help="the other customer id(s)")
+            c.add_argument("--by", required=True, help="who decided (kept with the decision)")
+        c.add_argument("--tenant", default="demo")
+        c.add_argument("--json", action="store_true")
+        c.add_argument("--env", default="dev")
+        c.add_argument("--aws", action="store_true", help="the deployed stack of --env instead of the sandbox")
+        c.set_defaults(func=cmd_customers)
     audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="action", required=True)
     verify = audit.add_parser("verify", help="check every audit chain (hot and archived); exit 1 if any is broken")
     verify.add_argument("--tenant", default=None, help="only this tenant (default: all)")

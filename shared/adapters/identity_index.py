@@ -3,7 +3,8 @@
 - ``{tenant}#idkey#{hash}`` / ``KEY``: the customers holding a key (one for a strong key, a family
   for a phone); claimed with a condition so two writers cannot give one strong key to two customers;
 - ``{tenant}#idprofile#{id}`` / ``PROFILE``: normalised names and strong-key hashes by kind, and
-  ``alias_of`` once the customer was absorbed into another;
+  ``alias_of`` (with ``absorbed_on``, the evidence, and ``absorbed_at``) once the customer was found
+  to be another one and absorbed into it;
 - ``{tenant}#merge#{a}|{b}`` / ``CANDIDATE``: a possible merge for a person to decide.
 
 One instance serves one resolution: it reads the owners' profiles in one batch and reuses them,
@@ -13,6 +14,7 @@ so resolving a known customer costs two batch reads and no write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -78,7 +80,9 @@ class DynamoIdentityIndex:
 
     def profile(self, customer_id: str) -> CustomerProfile:
         item = self._profiles.get(self.canonical(customer_id), {})
-        profile = CustomerProfile(names=set(item.get("names", {}).get("SS", [])))
+        profile = CustomerProfile(
+            names=set(item.get("names", {}).get("SS", [])), apart=set(item.get("apart", {}).get("SS", []))
+        )
         for attribute, value in item.items():
             if attribute.startswith("kind_"):
                 profile.strong_kinds[attribute[5:]] = set(value["SS"])
@@ -105,13 +109,17 @@ class DynamoIdentityIndex:
                     raise  # a lost race for a strong key: it stays with the other customer
         self._add_to_profile(customer_id, won, {name} if name else set())
 
-    def _add_to_profile(self, customer_id: str, keys: Iterable[tuple[str, str]], names: set[str]) -> None:
+    def _add_to_profile(
+        self, customer_id: str, keys: Iterable[tuple[str, str]], names: set[str], apart: Iterable[str] = ()
+    ) -> None:
         additions: dict[str, set[str]] = {}
         for h, kind in keys:
             if kind in STRONG:
                 additions.setdefault(f"kind_{kind}", set()).add(h)
         if names:
             additions["names"] = names
+        if apart:
+            additions["apart"] = set(apart)
         if not additions:
             return
         self.client.update_item(
@@ -123,19 +131,26 @@ class DynamoIdentityIndex:
         )
         self._profiles.pop(customer_id, None)  # changed: read again when next needed
 
-    def absorb(self, alias: str, customer_id: str) -> None:
+    def absorb(self, alias: str, customer_id: str, evidence: Sequence[str]) -> None:
         alias, customer_id = self.canonical(alias), self.canonical(customer_id)
         if alias == customer_id:
             return
         gone = self.profile(alias)
         self._add_to_profile(
-            customer_id, [(h, kind) for kind, hashes in gone.strong_kinds.items() for h in hashes], gone.names
+            customer_id,
+            [(h, kind) for kind, hashes in gone.strong_kinds.items() for h in hashes],
+            gone.names,
+            gone.apart - {customer_id},
         )
         self.client.update_item(
             TableName=self.table,
             Key=self._profile_key(alias),
-            UpdateExpression="SET alias_of = :c",
-            ExpressionAttributeValues={":c": {"S": customer_id}},
+            UpdateExpression="SET alias_of = :c, absorbed_on = :e, absorbed_at = :t",
+            ExpressionAttributeValues={
+                ":c": {"S": customer_id},
+                ":e": {"SS": sorted(set(evidence)) or ["unknown"]},
+                ":t": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
+            },
         )
         self._profiles.pop(alias, None)
 
@@ -155,3 +170,64 @@ class DynamoIdentityIndex:
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+
+    # --- a person's decisions (``aftersync customers``) ------------------------------------------------
+    def keep_apart(self, customer_ids: Sequence[str]) -> None:
+        """These are different people: no resolution will join them, whatever a later record says."""
+        ids = sorted({self.canonical(c) for c in customer_ids})
+        for customer_id in ids:
+            self._add_to_profile(customer_id, [], set(), set(ids) - {customer_id})
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every merge candidate of the tenant, open or decided: an operator's scan, never on a hot path."""
+        found: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": "sk = :c AND begins_with(pk, :p)",
+            "ExpressionAttributeValues": {":c": {"S": "CANDIDATE"}, ":p": {"S": f"{self.tenant}#merge#"}},
+        }
+        while True:
+            page = self.client.scan(**kwargs)
+            for item in page.get("Items", []):
+                found.append(
+                    {
+                        "customers": sorted(item["customers"]["SS"]),
+                        "evidence": sorted(item["evidence"]["SS"]),
+                        "status": item.get("status", {}).get("S", "open"),
+                        **{k: item[k]["S"] for k in ("decided_by", "decided_at", "survivor") if k in item},
+                    }
+                )
+            if "LastEvaluatedKey" not in page:
+                return sorted(found, key=lambda c: (c["status"] != "open", c["customers"]))
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def decide(self, customer_ids: Sequence[str], merge: bool, by: str) -> str:
+        """A person's answer to a candidate (or to any two customers): merge them into the first id, or
+        keep them apart for good. The candidate keeps the answer, so it is not raised again."""
+        survivor, *others = customer_ids
+        if merge:
+            for other in others:
+                self.absorb(other, survivor, ("confirmed by a person",))
+        else:
+            self.keep_apart(customer_ids)
+        ids = sorted(customer_ids)
+        status = "merged" if merge else "kept_apart"
+        values = {
+            ":ids": {"SS": ids},
+            ":s": {"S": status},
+            ":by": {"S": by},
+            ":at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
+            ":ev": {"SS": ["decided by a person"]},
+        }
+        if merge:
+            values[":sv"] = {"S": survivor}
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"{self.tenant}#merge#{'|'.join(ids)}"}, "sk": {"S": "CANDIDATE"}},
+            UpdateExpression="SET customers = :ids, #s = :s, decided_by = :by, decided_at = :at"
+            + (", survivor = :sv" if merge else "")
+            + " ADD evidence :ev",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=values,
+        )
+        return status

@@ -1,4 +1,5 @@
-"""Orders link to one resolved customer; the identity index on DynamoDB holds only salted hashes."""
+"""Orders link to one resolved customer; customers seen in parts are joined on strong evidence; the identity
+index on DynamoDB holds only salted hashes."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import uuid
 import boto3
 
 from infra.sandbox.samples import SignedWebhook, load_sample
+from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
 from shared.sources import shopify
 from tests.integration.conftest import Stack
+from tests.integration.test_inhouse_pipeline import erp_webhook
 
 
 def order_webhook(secret: str, order_id: int, customer: dict[str, object], email: str | None) -> SignedWebhook:
@@ -71,3 +74,46 @@ def test_the_identity_index_holds_no_raw_identity_keys(stack: Stack, shopify_sec
     assert len(index_items) >= 3
     dumped = json.dumps(index_items)
     assert "jon@example.com" not in dumped and "13800138000" not in dumped
+
+
+def test_a_crm_record_naming_a_shop_account_and_a_wechat_follower_joins_them_with_the_evidence_kept(
+    stack: Stack, shopify_secret: str
+) -> None:
+    jon = {"id": 3001, "first_name": "Jon", "last_name": "Snow", "email": "jon@example.com", "phone": None}
+
+    def crm_record(webhook_id: str, **keys: str) -> SignedWebhook:
+        observation = {
+            "entity_type": "customer",
+            "entity_id": "C-77",
+            "occurred_at": "2026-11-20T02:20:00Z",
+            "entity": {"source_customer_id": "C-77", "name": "JON SNOW", **keys},
+        }
+        return erp_webhook(webhook_id, observation)
+
+    stack.post(order_webhook(shopify_secret, 11, jon, "jon@example.com"))  # a shop account, by e-mail
+    stack.post(crm_record("msg_c1", openid="oU-jon"))  # a WeChat follower, by OpenID: nothing in common yet
+    stack.run_until_quiet()
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    order, _ = store.load("demo", "order", "shopify:11")
+    assert order is not None
+    shop_customer = order.fields["customer_id"]
+    index = DynamoIdentityIndex(stack.resources.refs.state_table, "demo")
+    [follower] = [c for _, t, c in store.entities("demo") if t == "customer" and c != shop_customer]
+
+    stack.post(crm_record("msg_c2", openid="oU-jon", email=" Jon@Example.com"))  # the CRM learns the e-mail
+    stack.run_until_quiet()
+    assert index.canonical(shop_customer) == follower  # the CRM's own id decides who stays
+    profile = boto3.client("dynamodb").get_item(
+        TableName=stack.resources.refs.state_table,
+        Key={"pk": {"S": f"demo#idprofile#{shop_customer}"}, "sk": {"S": "PROFILE"}},
+    )["Item"]
+    assert (profile["alias_of"]["S"], sorted(profile["absorbed_on"]["SS"])) == (
+        follower,
+        ["email", "openid", "source_id"],
+    )
+    assert index.candidates() == []
+
+    stack.post(order_webhook(shopify_secret, 12, jon, "jon@example.com"))  # the next order of the shop account
+    stack.run_until_quiet()
+    later, _ = store.load("demo", "order", "shopify:12")
+    assert later is not None and later.fields["customer_id"] == follower

@@ -111,6 +111,66 @@ def test_strong_keys_of_two_customers_make_a_merge_candidate_not_a_merge() -> No
     assert index.canonical(a.customer_id) != index.canonical(b.customer_id)
 
 
+def test_one_record_with_strong_keys_of_two_customers_of_its_name_joins_them() -> None:
+    index = MemoryIdentityIndex()
+    shop = resolve(Customer(source_customer_id="s1", name="Li Na", email="li.na@example.com"), "shopify", index, SALT)
+    follower = resolve(Customer(source_customer_id="y1", name="LI NA", openid="oU1"), "youzan", index, SALT)
+    assert shop.customer_id != follower.customer_id  # nothing in common yet
+    crm = resolve(
+        Customer(source_customer_id="c1", name="li  na", email="Li.Na@example.com", openid="oU1"), "wecom", index, SALT
+    )
+    # Equal evidence (one key each) and the CRM's own id unknown: the lower id stays, the other is absorbed.
+    stays, goes = sorted([shop.customer_id, follower.customer_id])
+    assert (crm.customer_id, crm.absorbed, crm.merge_candidates, crm.created) == (stays, (goes,), (), False)
+    assert index.canonical(shop.customer_id) == index.canonical(follower.customer_id) == crm.customer_id
+    assert index.absorbed == {crm.absorbed[0]: ("email", "openid")}
+    assert index.candidates == {}
+    again = resolve(Customer(source_customer_id="s1", name="Li Na"), "shopify", index, SALT)
+    assert again.customer_id == crm.customer_id  # the absorbed customer's own keys answer to the survivor
+
+
+@pytest.mark.parametrize(
+    ("record", "why"),
+    [
+        (Customer(source_customer_id="c1", name="Li Na", email="a@example.com", openid="oU2"), "another name"),
+        (Customer(source_customer_id="c1", email="a@example.com", openid="oU2"), "no name"),
+    ],
+)
+def test_two_customers_named_by_one_record_stay_apart_without_the_same_name(record: Customer, why: str) -> None:
+    index = MemoryIdentityIndex()
+    a = resolve(Customer(source_customer_id="1", name="Li Na", email="a@example.com"), "shopify", index, SALT)
+    b = resolve(Customer(source_customer_id="2", name="Wang Fang", openid="oU2"), "youzan", index, SALT)
+    both = resolve(record, "wecom", index, SALT)
+    assert both.absorbed == (), why
+    assert list(index.candidates) == [tuple(sorted({a.customer_id, b.customer_id}))]
+    assert index.canonical(a.customer_id) != index.canonical(b.customer_id)
+
+
+def test_two_customers_with_different_emails_are_not_joined_by_a_record_naming_both() -> None:
+    index = MemoryIdentityIndex()
+    a = resolve(Customer(source_customer_id="1", name="Li Na", email="a@example.com"), "shopify", index, SALT)
+    b = resolve(
+        Customer(source_customer_id="2", name="Li Na", email="b@example.com", openid="oU2"), "youzan", index, SALT
+    )
+    both = resolve(
+        Customer(source_customer_id="3", name="Li Na", email="a@example.com", openid="oU2"), "wecom", index, SALT
+    )
+    assert both.absorbed == () and set(both.merge_candidates) | {both.customer_id} == {a.customer_id, b.customer_id}
+    assert index.canonical(a.customer_id) != index.canonical(b.customer_id)
+
+
+def test_customers_a_person_kept_apart_are_never_joined_again() -> None:
+    index = MemoryIdentityIndex()
+    a = resolve(Customer(source_customer_id="1", name="Li Na", email="a@example.com"), "shopify", index, SALT)
+    b = resolve(Customer(source_customer_id="2", name="Li Na", openid="oU2"), "youzan", index, SALT)
+    index.keep_apart([a.customer_id, b.customer_id])
+    both = resolve(
+        Customer(source_customer_id="3", name="Li Na", email="a@example.com", openid="oU2"), "wecom", index, SALT
+    )
+    assert both.absorbed == ()
+    assert index.canonical(a.customer_id) != index.canonical(b.customer_id)
+
+
 def test_resolution_is_deterministic_on_retry() -> None:
     customer = Customer(source_customer_id="9", name="Z", email="z@example.com")
     first = resolve(customer, "shopify", MemoryIdentityIndex(), SALT)
@@ -121,7 +181,7 @@ def test_resolution_is_deterministic_on_retry() -> None:
 def test_generated_data_set_precision_is_total_and_recall_reaches_what_is_linkable() -> None:
     score = evaluate(generate(2000, seed=7))
     assert score.precision == 1.0
-    assert score.correct_pairs / score.linkable_pairs >= 0.98
+    assert score.correct_pairs / score.linkable_pairs >= 0.99
     assert score.records > 5000
 
 
