@@ -142,16 +142,40 @@ class DynamoIdentityIndex:
             gone.names,
             gone.apart - {customer_id},
         )
-        self.client.update_item(
-            TableName=self.table,
-            Key=self._profile_key(alias),
-            UpdateExpression="SET alias_of = :c, absorbed_on = :e, absorbed_at = :t",
-            ExpressionAttributeValues={
-                ":c": {"S": customer_id},
-                ":e": {"SS": sorted(set(evidence)) or ["unknown"]},
-                ":t": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
-            },
-        )
+        # The alias pointer and a check that the survivor is not itself absorbed, together: two workers
+        # joining the same pair from opposite ends cannot make each other's alias (a cycle).
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": self._profile_key(alias),
+                            "UpdateExpression": "SET alias_of = :c, absorbed_on = :e, absorbed_at = :t",
+                            "ConditionExpression": "attribute_not_exists(alias_of) OR alias_of = :c",
+                            "ExpressionAttributeValues": {
+                                ":c": {"S": customer_id},
+                                ":e": {"SS": sorted(set(evidence)) or ["unknown"]},
+                                ":t": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
+                            },
+                        }
+                    },
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table,
+                            "Key": self._profile_key(customer_id),
+                            "ConditionExpression": "attribute_not_exists(alias_of)",
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            self._profiles.clear()
+            raise RuntimeError(
+                f"customer {alias} or {customer_id} was absorbed meanwhile; the message will be retried"
+            ) from exc
         self._profiles.pop(alias, None)
 
     def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:

@@ -8,6 +8,7 @@ import json
 import uuid
 
 import boto3
+import pytest
 
 from infra.sandbox.samples import SignedWebhook, load_sample
 from shared.adapters.identity_index import DynamoIdentityIndex
@@ -117,3 +118,16 @@ def test_a_crm_record_naming_a_shop_account_and_a_wechat_follower_joins_them_wit
     stack.run_until_quiet()
     later, _ = store.load("demo", "order", "shopify:12")
     assert later is not None and later.fields["customer_id"] == follower
+
+
+def test_two_workers_joining_one_pair_from_opposite_ends_cannot_make_an_alias_cycle(stack: Stack) -> None:
+    table = stack.resources.refs.state_table
+    first, second = DynamoIdentityIndex(table, "demo"), DynamoIdentityIndex(table, "demo")
+    for index, customer in ((first, "cus_a"), (second, "cus_b")):
+        index.claim(customer, [], "li na")
+    first.profile("cus_a"), second.profile("cus_b")  # both read before either writes
+    first.absorb("cus_b", "cus_a", ("email", "openid"))
+    with pytest.raises(RuntimeError, match="absorbed meanwhile; the message will be retried"):
+        second.absorb("cus_a", "cus_b", ("email", "openid"))
+    fresh = DynamoIdentityIndex(table, "demo")
+    assert (fresh.canonical("cus_a"), fresh.canonical("cus_b")) == ("cus_a", "cus_a")
