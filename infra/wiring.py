@@ -233,6 +233,7 @@ def routes(cfg: EnvironmentConfig) -> list[Route]:
                     "detail": {
                         "entity_type": list(target.entity_types),
                         "origin_source": [{"anything-but": [target.name]}],
+                        **({"entity_id": [{"prefix": p} for p in target.id_prefixes]} if target.id_prefixes else {}),
                     },
                 },
                 f"deliver-{target.name}",

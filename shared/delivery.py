@@ -61,7 +61,9 @@ class HttpResponse(Protocol):
 
 
 class HttpPort(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> HttpResponse: ...
+    def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float, method: str = "POST"
+    ) -> HttpResponse: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def deliver_change(
     http: HttpPort,
     credentials: dict[str, Any],
 ) -> DeliveryResult:
-    if changed.entity_type not in target.entity_types:
+    if changed.entity_type not in target.entity_types or not changed.entity_id.startswith(target.id_prefixes or ""):
         return DeliveryResult("not_wanted", changed.version)
     state, ack = store.load_for_delivery(changed.tenant, changed.entity_type, changed.entity_id, target.name)
     if state is None:
@@ -96,13 +98,18 @@ def deliver_change(
         store.record_ack(state, target.name, {**new_ack, "acked_at": utcnow().isoformat()})
         return DeliveryResult("nothing_new", state.version, missing=missing)
 
+    try:
+        changes = target.render(to_send)
+        url = target.endpoint(state.entity_id, state.fields) if target.kind == "http" else ""
+    except ValueError as exc:  # a value or a path the target cannot take: no retry fixes it
+        raise DeliveryRejected(f"target {target.name}: {exc}") from exc
     payload = {
         "tenant": state.tenant,
         "entity_type": state.entity_type,
         "entity_id": state.entity_id,
         "version": state.version,
         "identifiers": {k: state.fields.get(k) for k in IDENTIFIERS.get(state.entity_type, ()) if k in state.fields},
-        "changes": target.render(to_send),
+        "changes": changes,
     }
     payload_hash = value_hash(payload["changes"])
     if payload_hash == ack.get("payload_hash"):
@@ -115,9 +122,10 @@ def deliver_change(
             state, target.name, {**new_ack, "payload_hash": payload_hash, "acked_at": utcnow().isoformat()}
         )
         return DeliveryResult("sent", state.version, tuple(sorted(to_send)), len(body), missing)
-    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    document = payload if target.body == "envelope" else {target.wrap: changes} if target.wrap else changes
+    body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     headers = {"Content-Type": "application/json", **auth_headers(target, credentials, body, payload_hash, http)}
-    response = http.post(str(target.url), body, headers, target.timeout_seconds)
+    response = http.post(url, body, headers, target.timeout_seconds, method=target.method)
     if not 200 <= response.status < 300:
         detail = f"target {target.name} answered HTTP {response.status}: {response.text[:200]}"
         if response.status in RETRIABLE_STATUSES or response.status >= 500:

@@ -12,8 +12,10 @@ import hashlib
 import json
 import random
 import re
+import string
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
@@ -98,8 +100,29 @@ class TargetConfig(_Frozen):
     # False: a target only the after-sales automation calls (payment, WMS, OMS actions), with no
     # queue of entity changes of its own
     push_changes: bool = True
+    # Only entities whose id starts with one of these (e.g. "zendesk:" for a help desk's write-back:
+    # the tickets it knows); routed by EventBridge, so the others never reach the target's queue.
+    id_prefixes: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = ()
+    # http only: how a change is sent. The default POSTs the change envelope to url. A REST API of
+    # records takes e.g. PUT {url}{path}, path placeholders ({ticket_id}) filled from the entity's
+    # fields (URL-encoded), with the changes alone as the body, optionally under one key ({"ticket": …}).
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    path: Annotated[str, Field(pattern=r"^(/[^\s?#]*)?$", max_length=200)] = ""
+    body: Literal["envelope", "changes"] = "envelope"
+    wrap: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")] | None = None
+    # canonical field -> the JSON type the target insists on ("1512863381481" -> 1512863381481)
+    value_types: dict[str, Literal["integer", "string"]] = {}
     retry: RetryPolicy = RetryPolicy()
     circuit: CircuitPolicy = CircuitPolicy()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _api_key_by_default(cls, data: Any) -> Any:
+        """``auth`` without a kind is an API key (the default kind), e.g. ``{"header": "Authorization"}``:
+        so written by hand, and so written back by a dump without defaults (the functions' env)."""
+        if isinstance(data, dict) and isinstance(data.get("auth"), dict) and "kind" not in data["auth"]:
+            return {**data, "auth": {"kind": "api_key", **data["auth"]}}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -128,7 +151,39 @@ class TargetConfig(_Frozen):
                 raise ValueError(f"url: a {self.kind} target needs one")
             if self.sender is not None or self.languages:
                 raise ValueError(f"sender / languages: only for sms and email targets, not {self.kind}")
+        if self.kind != "http":
+            shaped = [
+                name
+                for name, default in (("method", "POST"), ("path", ""), ("body", "envelope"), ("wrap", None))
+                if getattr(self, name) != default
+            ]
+            if shaped:
+                raise ValueError(f"{shaped}: only for http targets, not {self.kind}")
+        if self.kind in MESSAGE_KINDS and self.id_prefixes:
+            raise ValueError(f"id_prefixes: not used by a target of kind {self.kind}")
+        if self.wrap and self.body != "changes":
+            raise ValueError('wrap: only with body "changes" (the envelope is not wrapped)')
         return self
+
+    def path_fields(self) -> tuple[str, ...]:
+        """The placeholders of ``path``, in order."""
+        try:
+            return tuple(name for _, name, _, _ in string.Formatter().parse(self.path) if name is not None)
+        except ValueError as exc:
+            raise ValueError(f"path: {exc}") from None
+
+    def endpoint(self, entity_id: str, fields: Mapping[str, Any]) -> str:
+        """The URL one change of this entity goes to; a placeholder whose field the entity lacks is a
+        ``ValueError`` naming it (the change cannot be sent)."""
+        values: dict[str, str] = {}
+        for name in self.path_fields():
+            value = entity_id if name == "entity_id" else fields.get(name)
+            if value is None or value == "":
+                raise ValueError(f"path needs {name!r}, which {entity_id!r} does not have")
+            if str(value) in (".", ".."):
+                raise ValueError(f"path: {name} {value!r} would leave the path")
+            values[name] = quote(str(value), safe="")
+        return str(self.url).rstrip("/") + self.path.format(**values)
 
     def language(self, tenant: str) -> str:
         return self.languages.get(tenant, self.default_language)
@@ -143,9 +198,14 @@ class TargetConfig(_Frozen):
         if self.field_map and self.fields:
             raise ValueError("give either fields or field_map, not both")
         sent = set(self.field_map.values()) or set(self.fields) or known
-        stray = sorted(set(self.value_maps) - sent)
-        if stray:
-            raise ValueError(f"value_maps: {stray} are not fields this target is sent")
+        for where, keyed in (("value_maps", set(self.value_maps)), ("value_types", set(self.value_types))):
+            stray = sorted(keyed - sent)
+            if stray:
+                raise ValueError(f"{where}: {stray} are not fields this target is sent")
+        everywhere = set.intersection(*(set(ENTITY_MODELS[t].model_fields) for t in self.entity_types))
+        unknown = sorted(set(self.path_fields()) - everywhere - {"entity_id"})
+        if unknown:
+            raise ValueError(f"path: {unknown} are not fields of every one of {list(self.entity_types)}")
         return self
 
     def wanted(self, available: Mapping[str, Any]) -> tuple[str, ...]:
@@ -159,7 +219,15 @@ class TargetConfig(_Frozen):
         def value(field: str) -> Any:
             mapped = self.value_maps.get(field, {})
             raw = changes[field]
-            return mapped.get(str(raw), raw) if isinstance(raw, str | int) else raw
+            out = mapped.get(str(raw), raw) if isinstance(raw, str | int) else raw
+            kind = self.value_types.get(field)
+            if kind == "string" and isinstance(out, int | float):
+                return str(out)
+            if kind == "integer" and not isinstance(out, int):
+                if not (isinstance(out, str) and out.strip().lstrip("-").isdigit()):
+                    raise ValueError(f"{field}: {out!r} is not an integer, which target {self.name} requires")
+                return int(out)
+            return out
 
         if not self.field_map:
             return {field: value(field) for field in changes}

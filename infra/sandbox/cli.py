@@ -305,6 +305,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _where(p: argparse.ArgumentParser, aws_help: str = "the deployed stack of --env instead of the sandbox") -> None:
+    """The options every inspection command shares: JSON output, and the sandbox or a deployed stack."""
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--env", default="dev")
+    p.add_argument("--aws", action="store_true", help=aws_help)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="aftersync", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
@@ -335,9 +342,7 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("entity_type", choices=sorted(ENTITY_MODELS))
     show.add_argument("entity_id")
     show.add_argument("--tenant", default="demo")
-    show.add_argument("--json", action="store_true")
-    show.add_argument("--env", default="dev")
-    show.add_argument("--aws", action="store_true", help="read the deployed stack of --env instead of the sandbox")
+    _where(show, "read the deployed stack of --env instead of the sandbox")
     show.set_defaults(func=cmd_entity_show)
     rp = sub.add_parser("replay", help="re-feed archived raw deliveries through normalise (origin=replay)")
     rp.add_argument("--source", required=True)
@@ -345,9 +350,7 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--since", required=True, help="ISO-8601 time (UTC if no offset)")
     rp.add_argument("--until", required=True, help="ISO-8601 time (UTC if no offset)")
     rp.add_argument("--entity", help="only deliveries about this entity id, e.g. shopify:820982911946154508")
-    rp.add_argument("--json", action="store_true")
-    rp.add_argument("--env", default="dev")
-    rp.add_argument("--aws", action="store_true", help="replay in the deployed stack of --env")
+    _where(rp, "replay in the deployed stack of --env")
     rp.set_defaults(func=cmd_replay)
     dlq = sub.add_parser("dlq", help="dead-letter queues: list, look inside, redrive").add_subparsers(
         dest="action", required=True
@@ -373,9 +376,7 @@ def parser() -> argparse.ArgumentParser:
                 default="auto",
                 help="auto: StartMessageMoveTask where SQS offers it, else receive/send/delete",
             )
-        d.add_argument("--json", action="store_true")
-        d.add_argument("--env", default="dev")
-        d.add_argument("--aws", action="store_true", help="the deployed stack of --env instead of the sandbox")
+        _where(d)
         d.set_defaults(func=cmd_dlq)
     customers = sub.add_parser(
         "customers", help="customer identity: merge candidates, and a person's decision on them"
@@ -393,17 +394,13 @@ def parser() -> argparse.ArgumentParser:
             c.add_argument("others", nargs="+", help="the other customer id(s)")
             c.add_argument("--by", required=True, help="who decided (kept with the decision)")
         c.add_argument("--tenant", default="demo")
-        c.add_argument("--json", action="store_true")
-        c.add_argument("--env", default="dev")
-        c.add_argument("--aws", action="store_true", help="the deployed stack of --env instead of the sandbox")
+        _where(c)
         c.set_defaults(func=cmd_customers)
     audit = sub.add_parser("audit", help="audit trail tools").add_subparsers(dest="action", required=True)
     verify = audit.add_parser("verify", help="check every audit chain (hot and archived); exit 1 if any is broken")
     verify.add_argument("--tenant", default=None, help="only this tenant (default: all)")
     verify.add_argument("--entity", help="only this entity, as TYPE:ID (needs --tenant)")
-    verify.add_argument("--json", action="store_true")
-    verify.add_argument("--env", default="dev")
-    verify.add_argument("--aws", action="store_true", help="verify the deployed stack of --env")
+    _where(verify, "verify the deployed stack of --env")
     verify.set_defaults(func=cmd_audit_verify)
     return root
 

@@ -84,8 +84,8 @@ def gateway(host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, A
 
 
 class FakeTarget:
-    """Records every POST; ``GET /_received`` lists them; ``POST /_control/<target>`` sets the status
-    code it answers with (e.g. 503 to simulate an outage)."""
+    """Records every POST, PUT and PATCH to ``/<target>/…``; ``GET /_received`` lists them; ``POST
+    /_control/<target>`` sets the status code it answers with (e.g. 503 to simulate an outage)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.received: list[dict[str, Any]] = []
@@ -96,16 +96,27 @@ class FakeTarget:
         class Handler(_Quiet):
             def do_POST(self) -> None:
                 body = self._body()
-                name = self.path.strip("/").split("/")[-1]
                 if self.path.startswith("/_control/"):
-                    outer.status[name] = int(json.loads(body)["status"])
+                    outer.status[self.path.strip("/").split("/")[-1]] = int(json.loads(body)["status"])
                     self._reply(200, b"{}")
                     return
+                self._record(body)
+
+            def do_PUT(self) -> None:
+                self._record(self._body())
+
+            def do_PATCH(self) -> None:
+                self._record(self._body())
+
+            def _record(self, body: bytes) -> None:
+                name = self.path.strip("/").split("/")[0]
                 status = outer.status.get(name, 200)
                 with outer.lock:
                     outer.received.append(
                         {
                             "target": name,
+                            "method": self.command,
+                            "path": self.path,
                             "at": time.time(),
                             "status": status,
                             "headers": {k.lower(): v for k, v in self.headers.items()},

@@ -471,3 +471,22 @@ def test_the_shift_check_runs_on_a_schedule_into_the_automation_queue(templates:
     assert cfg.resource("dispatch-check").replace("dev", "prod") not in by_name(
         templates["prod"], "AWS::Events::Rule", "Name"
     )
+
+
+def test_a_target_for_some_ids_gets_only_those_routed_to_its_queue(templates: dict[str, Any]) -> None:
+    cfg = load_environment("dev")
+    queues = {k: v["Properties"]["QueueName"] for k, v in resources(templates["dev"], "AWS::SQS::Queue").items()}
+    [pattern] = [
+        rule["Properties"]["EventPattern"]
+        for rule in resources(templates["dev"], "AWS::Events::Rule").values()
+        if any(
+            queues.get(t["Arn"]["Fn::GetAtt"][0]) == cfg.resource("deliver-zendesk")
+            for t in rule["Properties"].get("Targets", [])
+            if isinstance(t["Arn"], dict) and "Fn::GetAtt" in t["Arn"]
+        )
+    ]
+    assert pattern["detail"] == {
+        "entity_type": ["ticket"],
+        "origin_source": [{"anything-but": ["zendesk"]}],  # no echo of what Zendesk said
+        "entity_id": [{"prefix": "zendesk:"}],  # only the tickets Zendesk knows
+    }

@@ -1,6 +1,6 @@
 """Ticket dispatch on the real handlers: a new ticket goes to the skilled agent on shift with the
-least work, the group hears of it, a solved ticket frees the slot, and at shift end the open tickets
-move to a colleague."""
+least work, the group hears of it, Zendesk gets the assignee written back, a solved ticket frees the
+slot, and at shift end the open tickets move to a colleague."""
 
 from __future__ import annotations
 
@@ -92,5 +92,14 @@ def test_a_new_ticket_is_dispatched_by_skill_and_workload_and_moves_at_shift_end
     assert work.loads("demo", [colleague.id]) == {colleague.id: 0}
     assert work.holder("demo", TICKET) is None
     assert stack.depth("automation-dlq") == 0
+    # Zendesk itself was told each assignment (its REST API: PUT the ticket, the id as an integer); the
+    # status it sent us is never sent back to it
+    puts = [(d["method"], d["path"], d["body"]) for d in stack.target.accepted("zendesk")]
+    assert puts == [
+        ("PUT", "/zendesk/api/v2/tickets/7001.json", {"ticket": {"assignee_id": int(on_shift.id)}}),
+        ("PUT", "/zendesk/api/v2/tickets/7001.json", {"ticket": {"assignee_id": int(colleague.id)}}),
+    ]
+    zendesk_key = sandbox_secrets["targets"]["zendesk"]["value"]
+    assert {d["headers"]["authorization"] for d in stack.target.accepted("zendesk")} == {zendesk_key}
     totals = stack.functions.metric_totals()
     assert (totals["TicketDispatched"], totals["TicketReassigned"], totals["TicketReleased"]) == (1, 1, 1)

@@ -109,8 +109,10 @@ class FakeHttp:
         self.headers = headers or {}
         self.text = text
         self.requests: list[tuple[str, bytes, dict[str, str]]] = []
+        self.methods: list[str] = []
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Response:
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float, method: str = "POST") -> Response:
         self.requests.append((url, body, headers))
+        self.methods.append(method)
         text = self.text if self.text is not None else ("ok" if self.status < 300 else "unavailable")
         return Response(self.status, text, self.headers)

@@ -176,7 +176,9 @@ def test_standard_webhooks_signed_deliveries_verify_with_the_receivers_own_check
 
 def test_oauth2_tokens_are_fetched_once_and_reused_until_they_expire() -> None:
     class TokenAndTarget(FakeHttp):
-        def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Response:
+        def post(
+            self, url: str, body: bytes, headers: dict[str, str], timeout: float, method: str = "POST"
+        ) -> Response:
             self.requests.append((url, body, headers))
             if url == "https://auth.example.com/token":
                 return Response(200, json.dumps({"access_token": "tok-1", "expires_in": 3600}), {})
@@ -217,3 +219,83 @@ def test_a_wecom_group_target_gets_the_change_as_markdown_and_its_errcodes_decid
     assert limited.value.retry_after == 60
     with pytest.raises(DeliveryRejected, match="errcode 93000"):
         deliver_change(changed(2), group, store, FakeHttp(200, text='{"errcode": 93000}'), {"key": "revoked"})
+
+
+OMS_RECORDS = {
+    "name": "oms",
+    "url": "https://oms.example.com/api/",
+    "entity_types": ["order"],
+    "method": "PATCH",
+    "path": "/orders/{order_number}",
+    "body": "changes",
+    "wrap": "order",
+    "field_map": {"state": "status", "remark": "note", "ref": "order_id"},
+    "value_types": {"order_id": "integer"},
+}
+
+
+def test_a_rest_api_of_records_gets_its_method_its_record_path_and_the_changes_alone() -> None:
+    target = TargetConfig.model_validate(OMS_RECORDS)
+    store, http = FakeStateStore(), FakeHttp()
+    apply_observation(observed("a", 0), store, default_policy())
+    assert deliver_change(changed(1), target, store, http, CREDENTIALS).outcome == "sent"
+    apply_observation(observed("b", 5, note="ring twice"), store, default_policy())
+    deliver_change(changed(2), target, store, http, CREDENTIALS)
+    sent = [(url, json.loads(body)) for url, body, _ in http.requests]
+    assert http.methods == ["PATCH", "PATCH"]
+    assert sent == [
+        ("https://oms.example.com/api/orders/%231", {"order": {"state": "open", "ref": 1}}),  # "#1", URL-encoded
+        ("https://oms.example.com/api/orders/%231", {"order": {"remark": "ring twice"}}),
+    ]
+
+
+def test_a_record_path_or_a_value_the_target_cannot_take_is_rejected_for_the_dlq() -> None:
+    store = FakeStateStore()
+    apply_observation(observed("a", 0, order_id="A-1"), store, default_policy())
+    with pytest.raises(DeliveryRejected, match="target oms: order_id: 'A-1' is not an integer, which target oms"):
+        deliver_change(changed(1), TargetConfig.model_validate(OMS_RECORDS), store, FakeHttp(), CREDENTIALS)
+    assert store.acks == {}
+    by_id = TargetConfig.model_validate({**OMS_RECORDS, "path": "/orders/{order_id}", "value_types": {}})
+    other = FakeStateStore()
+    apply_observation(observed("a", 0, order_id=".."), other, default_policy())
+    with pytest.raises(DeliveryRejected, match=r"path: order_id '\.\.' would leave the path"):
+        deliver_change(changed(1), by_id, other, FakeHttp(), CREDENTIALS)
+    assert other.acks == {}
+
+
+def test_a_target_for_some_ids_only_is_not_sent_the_others() -> None:
+    store, http = FakeStateStore(), FakeHttp()
+    apply_observation(observed("a", 0), store, default_policy())
+    woo_only = CRM.model_copy(update={"id_prefixes": ("woocommerce:",)})
+    assert deliver_change(changed(1), woo_only, store, http, CREDENTIALS).outcome == "not_wanted"
+    assert http.requests == []
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"path": "/orders/{nope}"}, "path: \\['nope'\\] are not fields of every one of \\['order'\\]"),
+        ({"path": "/orders/{"}, "path: Single '{' encountered"),
+        ({"path": "orders"}, "path\n  String should match pattern"),
+        ({"body": "envelope"}, 'wrap: only with body "changes"'),
+        ({"value_types": {"channel": "integer"}}, "value_types: \\['channel'\\] are not fields this target is sent"),
+        ({"method": "DELETE"}, "method\n  Input should be 'POST', 'PUT' or 'PATCH'"),
+    ],
+)
+def test_a_malformed_record_api_target_names_the_field(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        TargetConfig.model_validate({**OMS_RECORDS, **change})
+
+
+def test_only_http_targets_take_a_request_shape() -> None:
+    with pytest.raises(ValidationError, match="\\['method', 'path'\\]: only for http targets, not wecom"):
+        TargetConfig.model_validate(
+            {
+                "name": "group",
+                "kind": "wecom",
+                "url": "https://qyapi.weixin.qq.com",
+                "entity_types": ["ticket"],
+                "method": "PUT",
+                "path": "/x",
+            }
+        )
