@@ -36,6 +36,7 @@ class AftersyncStack(Stack):
         CfnOutput(self, "WebhookUrl", value=api.url, description="POST /webhooks/{source}/{tenant}")
         CfnOutput(self, "StateTable", value=storage.state_table.table_name)
         CfnOutput(self, "ArchiveBucket", value=storage.archive.bucket_name)
+        CfnOutput(self, "IdempotencyTable", value=storage.idempotency_table.table_name)  # for backfills
         CfnOutput(self, "Dashboard", value=alarms.dashboard.dashboard_name)
         for severity, topic in alarms.topics.items():
             CfnOutput(self, f"AlarmTopic{severity.title()}", value=topic.topic_arn)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from shared.constants import INLINE_BODY_MAX_BYTES, source_secret_name
 from shared.errors import ConfigurationError, PayloadTooLarge, UnknownTenant
-from shared.models import InboxMessage
+from shared.models import InboxMessage, Origin
 from shared.sources import get_source
 from shared.sources.base import Ack, BatchSource, Delivery, Headers, Part, parse_json
 
@@ -136,29 +136,59 @@ def _admit(
     source: str, kept_headers: tuple[str, ...], request: WebhookRequest, part: Part, ports: StorePorts
 ) -> Accepted:
     """Archive and enqueue one delivery exactly once (per dedupe key); a repeat is a duplicate."""
-    delivery = part.delivery
-    dedupe_key = f"{source}:{request.tenant}:{delivery.source_event_id}"
     body = request.body if part.body is None else part.body.encode("utf-8")
-    message = InboxMessage(
+    message = inbox_message(
+        source,
+        request.tenant,
+        part.delivery,
+        request.received_at,
+        request.headers.subset((*kept_headers, "Content-Type")),
+        body,
+    )
+    return store_once(message, ports)
+
+
+def inbox_message(
+    source: str,
+    tenant: str,
+    delivery: Delivery,
+    received_at: datetime,
+    headers: dict[str, str],
+    body: bytes,
+    origin: Origin = "webhook",
+) -> InboxMessage:
+    """The raw envelope of one delivery, as archived and enqueued (the body whole, inline)."""
+    dedupe_key = f"{source}:{tenant}:{delivery.source_event_id}"
+    return InboxMessage(
         source=source,
-        tenant=request.tenant,
+        tenant=tenant,
         dedupe_key=dedupe_key,
         source_event_id=delivery.source_event_id,
         topic=delivery.topic,
-        received_at=request.received_at,
-        headers=request.headers.subset((*kept_headers, "Content-Type")),
+        received_at=received_at,
+        origin=origin,
+        headers=headers,
         body_sha256=hashlib.sha256(body).hexdigest(),
-        archive_key=archive_key(source, request.tenant, request.received_at, dedupe_key),
+        archive_key=archive_key(source, tenant, received_at, dedupe_key),
         body=body.decode("utf-8", errors="strict"),
     )
+
+
+def store_once(message: InboxMessage, ports: StorePorts) -> Accepted:
+    """Archive the envelope and put it on the inbox, once per dedupe key (a body too large for a
+    queue message travels by its archive key)."""
+    body = (message.body or "").encode("utf-8")
 
     def store() -> dict[str, Any]:
         ports.archive.put(message.archive_key, message.model_dump_json().encode())
         inline = message if len(body) <= INLINE_BODY_MAX_BYTES else message.model_copy(update={"body": None})
-        ports.inbox.send(inline.model_dump_json(), {"source": source, "tenant": request.tenant})
+        attributes = {"source": message.source, "tenant": message.tenant}
+        if message.origin != "webhook":
+            attributes["origin"] = message.origin
+        ports.inbox.send(inline.model_dump_json(), attributes)
         return {"archive_key": message.archive_key}
 
-    _, duplicate = ports.once.run({"dedupe_key": dedupe_key, "body_sha256": message.body_sha256}, store)
+    _, duplicate = ports.once.run({"dedupe_key": message.dedupe_key, "body_sha256": message.body_sha256}, store)
     return Accepted(message, duplicate)
 
 

@@ -305,6 +305,129 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backfill_resources(args: argparse.Namespace) -> dict[str, str]:
+    """What a backfill writes to and reads: from a deployed stack's outputs (``--aws``) or the sandbox."""
+    if args.aws:
+        import boto3
+
+        cfg = load_environment(args.env)
+        outputs = boto3.client("cloudformation").describe_stacks(StackName=cfg.stack_name)["Stacks"][0]["Outputs"]
+        values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
+        keys = {
+            "state": "StateTable",
+            "archive": "ArchiveBucket",
+            "idempotency": "IdempotencyTable",
+            "inbox": "QueueInbox",
+        }
+        return {name: values[key] for name, key in keys.items()}
+    _stores(args)  # points boto3 at the sandbox's AWS stand-in
+    info = json.loads(STATE_FILE.read_text(encoding="utf-8"))
+    return {
+        "state": info["state_table"],
+        "archive": info["archive_bucket"],
+        "idempotency": info["idempotency_table"],
+        "inbox": info["queues"]["inbox"],
+    }
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    import time
+    from datetime import UTC, datetime
+
+    from shared import backfill
+    from shared.adapters.aws import S3Archive, SqsQueue
+    from shared.adapters.idempotency import IdempotentOnce
+    from shared.adapters.state_store import DynamoStateStore
+    from shared.ingest import StorePorts
+    from shared.state.policy import default_policy
+
+    cfg = load_environment(args.env)
+    if args.source not in cfg.sources:
+        print(
+            f"aftersync: source {args.source!r} is not enabled in {cfg.name} (enabled: {', '.join(cfg.sources)})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"aftersync: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    plan = backfill.plan(args.source, args.tenant, args.topic, backfill.lines(text), datetime.now(UTC), cfg.field_maps)
+    summary: dict[str, Any] = {
+        "records": len(plan.records),
+        "entities": len(plan.entities),
+        "rejected": [{"line": r.line, "reason": r.reason} for r in plan.rejected],
+    }
+    if not args.json:
+        print(
+            f"checked {len(plan.records) + len(plan.rejected)} record(s) of {args.source}/{args.tenant} "
+            f"({args.topic}): {len(plan.records)} usable ({len(plan.entities)} entities), {len(plan.rejected)} rejected"
+        )
+        for r in plan.rejected[:20]:
+            print(f"  line {r.line}: {r.reason}")
+    if not plan.records or (plan.rejected and not args.skip_rejected and not args.verify_only):
+        reason = "no usable record" if not plan.records else "fix or drop the rejected lines, or pass --skip-rejected"
+        print(json.dumps({**summary, "sent": False}, indent=2) if args.json else f"nothing sent: {reason}")
+        return 2
+    if args.dry_run:
+        print(json.dumps({**summary, "sent": False}, indent=2) if args.json else "dry run: nothing sent")
+        return 0
+    resources = _backfill_resources(args)
+    if not args.verify_only:
+        ports = StorePorts(
+            archive=S3Archive(resources["archive"]),
+            inbox=SqsQueue(resources["inbox"]),
+            once=IdempotentOnce(resources["idempotency"], cfg.idempotency_ttl_hours * 3600),
+        )
+        ports.once.register_context(backfill.OperatorRun())
+        admitted = backfill.admit(plan, ports)
+        summary.update(admitted=len(admitted.new), already_backfilled=len(admitted.duplicates))
+        if not args.json:
+            print(
+                f"admitted {len(admitted.new)} into the inbox (origin=backfill); "
+                f"{len(admitted.duplicates)} had been backfilled before"
+            )
+    store = DynamoStateStore(resources["state"])
+
+    def load(tenant: str, entity_type: str, entity_id: str) -> Any:
+        return store.load(tenant, entity_type, entity_id)[0]
+
+    deadline = time.monotonic() + args.wait
+    report = backfill.verify(plan, load, default_policy())
+    while not report.complete and time.monotonic() < deadline:
+        time.sleep(1)
+        report = backfill.verify(plan, load, default_policy())
+    pending = [c for c in report.checks if c.status == "pending"]
+    summary["report"] = {
+        "applied": report.count("applied"),
+        "pending": [
+            {
+                "line": c.line,
+                "entity_type": c.entity_type,
+                "entity_id": c.entity_id,
+                "fields": list(c.pending_fields),
+                "note": c.note,
+            }
+            for c in pending
+        ],
+        "not_checked": report.count("not_checked"),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+    else:
+        customers = report.count("not_checked")
+        print(
+            f"verified: {report.count('applied')} applied (the state holds these values or ones that beat them), "
+            f"{len(pending)} pending"
+            + (f", {customers} customer(s) resolved by identity (not checked)" if customers else "")
+        )
+        for c in pending[:20]:
+            what = c.note or f"fields {', '.join(c.pending_fields)} not in the state"
+            print(f"  line {c.line}: {c.entity_type} {c.entity_id}: {what}")
+    return 1 if pending else 0
+
+
 def _where(p: argparse.ArgumentParser, aws_help: str = "the deployed stack of --env instead of the sandbox") -> None:
     """The options every inspection command shares: JSON output, and the sandbox or a deployed stack."""
     p.add_argument("--json", action="store_true")
@@ -352,6 +475,23 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--entity", help="only deliveries about this entity id, e.g. shopify:820982911946154508")
     _where(rp, "replay in the deployed stack of --env")
     rp.set_defaults(func=cmd_replay)
+    bf = sub.add_parser(
+        "backfill", help="feed a file of a source's records (JSON Lines) through the pipeline, then verify the state"
+    )
+    bf.add_argument("file", type=Path, help="one record per line, as the source's API or export gives it")
+    bf.add_argument("--source", required=True)
+    bf.add_argument("--tenant", required=True)
+    bf.add_argument(
+        "--topic", required=True, help="what the records are, as the source's webhook topic (orders/updated)"
+    )
+    bf.add_argument("--dry-run", action="store_true", help="check every record; send nothing")
+    bf.add_argument("--skip-rejected", action="store_true", help="send the usable records even if some are rejected")
+    bf.add_argument(
+        "--verify-only", action="store_true", help="send nothing; report how far the state reflects the file"
+    )
+    bf.add_argument("--wait", type=float, default=60, help="seconds to wait for the pipeline before the report")
+    _where(bf, "backfill the deployed stack of --env")
+    bf.set_defaults(func=cmd_backfill)
     dlq = sub.add_parser("dlq", help="dead-letter queues: list, look inside, redrive").add_subparsers(
         dest="action", required=True
     )

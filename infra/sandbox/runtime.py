@@ -157,6 +157,7 @@ class Sandbox:
             "fake_wecom_robot": self.robot.url,
             "handler_logs": str(self.log_file),
             "state_table": self.resources.refs.state_table,
+            "idempotency_table": self.resources.refs.idempotency_table,
             "archive_bucket": self.resources.refs.archive_bucket,
             "queues": self.resources.queue_urls,
         }

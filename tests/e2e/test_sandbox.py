@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import urllib.request
+from pathlib import Path
 
 from infra.sandbox.samples import SignedWebhook, load_sample, signed
 from shared.sources.shopify import sign
@@ -220,3 +221,35 @@ def test_merge_candidates_are_listed_and_a_persons_decision_sticks(
     assert _order_for(sandbox, shopify_secret, 26, {**ann, "id": 4004, "email": "ann.lee@example.net"}) == c
     shown = _cli("entity", "show", "customer", d, "--json")
     assert json.loads(shown.stdout)["absorbed_into"] == c
+
+
+BACKFILL = ROOT / "events" / "backfill" / "shopify_orders_2025.jsonl"
+
+
+def _backfill(*args: str) -> subprocess.CompletedProcess[str]:
+    return _cli("backfill", *args, "--source", "shopify", "--tenant", "demo", "--topic", "orders/updated", "--json")
+
+
+def test_backfill_checks_the_file_sends_each_record_once_and_reports_the_state(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(BACKFILL.read_text(encoding="utf-8") + '{"id": 1, "line_items": "none"\n', encoding="utf-8")
+    refused = _backfill(str(broken))
+    assert refused.returncode == 2, refused.stderr
+    answer = json.loads(refused.stdout)
+    assert (answer["sent"], answer["records"], [r["line"] for r in answer["rejected"]]) == (False, 4, [5])
+    assert answer["rejected"][0]["reason"].startswith("not JSON")
+    assert json.loads(_backfill(str(BACKFILL), "--dry-run").stdout)["sent"] is False
+
+    first = _backfill(str(BACKFILL))
+    assert first.returncode == 0, first.stdout + first.stderr
+    report = json.loads(first.stdout)
+    assert (report["admitted"], report["already_backfilled"]) == (4, 0)
+    assert report["report"] == {"applied": 4, "pending": [], "not_checked": 0}
+    for line in BACKFILL.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        assert sandbox.entity(f"shopify:{record['id']}")["state"]["fields"]["order_number"] == record["name"]
+
+    again = json.loads(_backfill(str(BACKFILL), "--wait", "0").stdout)
+    assert (again["admitted"], again["already_backfilled"], again["report"]["applied"]) == (0, 4, 4)
