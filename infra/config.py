@@ -17,6 +17,7 @@ from shared.constants import delivery_queue_purpose, resource_name, secrets_pref
 from shared.dispatch import Roster
 from shared.errors import ConfigurationError
 from shared.field_map import FieldMap
+from shared.reconcile import ReconcileJob
 from shared.sources import SOURCES
 from shared.sources.inhouse import INHOUSE_SYSTEMS
 from shared.targets import MESSAGE_KINDS, TargetConfig
@@ -97,6 +98,9 @@ class EnvironmentConfig(BaseModel):
     # In-house source -> declarative map from its own JSON to canonical observations (shared/field_map.py)
     field_maps: dict[str, FieldMap] = {}
     amazon_sellers: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{8,20}$")], Annotated[str, Field(min_length=1)]] = {}
+    # Scheduled pulls of what a platform changed, compared with the state: what no webhook brought is
+    # fed in (shared/reconcile.py). Credentials: the secret aftersync/<env>/pull/<source>/<tenant>.
+    reconcile: tuple[ReconcileJob, ...] = ()
 
     @model_validator(mode="after")
     def _known_sources(self) -> EnvironmentConfig:
@@ -110,6 +114,14 @@ class EnvironmentConfig(BaseModel):
                 )
         if len(json.dumps([m.model_dump(mode="json", exclude_none=True) for m in self.field_maps.values()])) > 2048:
             raise ValueError("field_maps: over 2 KB of maps do not fit the normalise function's environment")
+        for n, job in enumerate(self.reconcile):
+            if job.source not in self.sources:
+                raise ValueError(f"reconcile.{n}.source: {job.source!r} is not an enabled source")
+            if job.url.scheme != "https":
+                raise ValueError(f"reconcile.{n}.url: must use https (got {job.url.scheme})")
+        jobs = [(j.source, j.tenant) for j in self.reconcile]
+        if len(jobs) != len(set(jobs)):
+            raise ValueError(f"reconcile: one job per source and tenant, got {jobs}")
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ValueError(f"targets: names must be unique, got {names}")

@@ -54,6 +54,11 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("notify", "functions.notify.handler.lambda_handler", "Alarm changes to WeCom group robots"),
         FunctionSpec("automate", "functions.automate.handler.lambda_handler", "After-sales automation rules"),
         FunctionSpec(
+            "reconcile",
+            "functions.reconcile.handler.lambda_handler",
+            "Pull what platforms changed; feed in what no webhook brought",
+        ),
+        FunctionSpec(
             "amazon-intake",
             "functions.amazon_intake.handler.lambda_handler",
             "Admit Amazon SP-API notifications into the inbox",
@@ -63,8 +68,10 @@ FUNCTIONS: dict[str, FunctionSpec] = {
 
 
 def deployed_functions(cfg: EnvironmentConfig) -> list[str]:
-    """The functions an environment runs: the SP-API intake only where Amazon sellers are configured."""
-    return [name for name in FUNCTIONS if name != "amazon-intake" or cfg.amazon_sellers]
+    """The functions an environment runs: the SP-API intake only where Amazon sellers are configured,
+    reconcile only where pulls are."""
+    optional = {"amazon-intake": bool(cfg.amazon_sellers), "reconcile": bool(cfg.reconcile)}
+    return [name for name in FUNCTIONS if optional.get(name, True)]
 
 
 def function_environment(
@@ -119,6 +126,20 @@ def function_environment(
             Env.IDEMPOTENCY_TTL_SECONDS: str(cfg.idempotency_ttl_hours * 3600),
             Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
             Env.AMAZON_SELLERS: json.dumps(cfg.amazon_sellers, separators=(",", ":"), sort_keys=True),
+        },
+        "reconcile": {
+            Env.STATE_TABLE: refs.state_table,
+            Env.IDEMPOTENCY_TABLE: refs.idempotency_table,
+            Env.ARCHIVE_BUCKET: refs.archive_bucket,
+            Env.INBOX_QUEUE_URL: refs.inbox_queue_url,
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+            Env.IDEMPOTENCY_TTL_SECONDS: str(cfg.idempotency_ttl_hours * 3600),
+            Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
+            Env.RECONCILE_JOBS: json.dumps(
+                [j.model_dump(mode="json", exclude_defaults=True) for j in cfg.reconcile], separators=(",", ":")
+            ),
+            Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
         },
         "publish": {Env.EVENT_BUS: refs.event_bus},
         "automate": {
@@ -199,6 +220,7 @@ def queues(cfg: EnvironmentConfig) -> list[QueueSpec]:
         *(QueueSpec(f"deliver-{t.name}", "deliver") for t in cfg.targets if t.push_changes),
         QueueSpec("automation", "automate"),  # after-sales changes -> the automation rules
         *([QueueSpec("amazon", "amazon-intake", AMAZON_SP_API_PRINCIPAL)] if cfg.amazon_sellers else []),
+        *([QueueSpec("reconcile", "reconcile")] if cfg.reconcile else []),  # one message per scheduled run
     ]
 
 

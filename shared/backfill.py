@@ -49,6 +49,7 @@ class Record:
 class Rejected:
     line: int
     reason: str
+    message: InboxMessage | None = None  # a JSON object that would not normalise, as it would be enqueued
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,10 @@ def plan(
     records: Iterable[tuple[int, str]],
     received_at: datetime,
     field_maps: Mapping[str, FieldMap] | None = None,
+    origin: Literal["backfill", "reconcile"] = ORIGIN,
 ) -> Plan:
-    """Parse and normalise every record, storing nothing; the rejects say which line and why."""
+    """Parse and normalise every record, storing nothing; the rejects say which line and why. The
+    dedupe key is ``<origin>:<hash of the record's bytes>``."""
     planned: list[Record] = []
     rejected: list[Rejected] = []
     for line, text in records:
@@ -134,14 +137,14 @@ def plan(
             rejected.append(Rejected(line, f"a record must be a JSON object, not {type(payload).__name__}"))
             continue
         body = text.encode("utf-8")
-        delivery = Delivery(source_event_id=f"{ORIGIN}:{hashlib.sha256(body).hexdigest()[:32]}", topic=topic)
+        delivery = Delivery(source_event_id=f"{origin}:{hashlib.sha256(body).hexdigest()[:32]}", topic=topic)
         message = inbox_message(
-            source, tenant, delivery, received_at, {"Content-Type": "application/json"}, body, origin=ORIGIN
+            source, tenant, delivery, received_at, {"Content-Type": "application/json"}, body, origin=origin
         )
         try:
             observations = normalise_message(message, _NoArchive(), field_maps)
         except NormalisationError as exc:
-            rejected.append(Rejected(line, str(exc)))
+            rejected.append(Rejected(line, str(exc), message))
             continue
         planned.append(Record(line, message, tuple(observations)))
     return Plan(tuple(planned), tuple(rejected))

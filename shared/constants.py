@@ -64,6 +64,7 @@ class Env:
     MAX_RECEIVE_COUNT = "MAX_RECEIVE_COUNT"
     AMAZON_SELLERS = "AMAZON_SELLERS_JSON"
     DISPATCH = "DISPATCH_JSON"
+    RECONCILE_JOBS = "RECONCILE_JOBS_JSON"
     FIELD_MAPS = "FIELD_MAPS_JSON"
     WECOM_ROBOTS = "WECOM_ROBOTS_JSON"
     AUTOMATION_ROLES = "AUTOMATION_ROLES_JSON"
@@ -89,6 +90,12 @@ def target_from_queue_name(queue_name: str, environment: str) -> str:
 
 def secrets_prefix(environment: str) -> str:
     return f"{APP}/{environment}"
+
+
+def pull_secret_name(prefix: str, source: str, tenant: str) -> str:
+    """Secret holding the API credentials a scheduled pull uses: ``{"access_token": "…"}`` (Shopify).
+    Apart from the webhook secrets, so only the reconcile function can read it."""
+    return f"{prefix}/pull/{source}/{tenant}"
 
 
 def source_secret_name(prefix: str, source: str, tenant: str) -> str:

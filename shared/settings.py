@@ -17,6 +17,7 @@ from shared.constants import Env
 from shared.dispatch import Roster
 from shared.errors import ConfigurationError
 from shared.field_map import FieldMap
+from shared.reconcile import ReconcileJob
 from shared.targets import TargetConfig
 
 
@@ -42,23 +43,24 @@ class _Settings(BaseModel):
             raise ConfigurationError(f"{cls.__name__} cannot start: {problems}") from exc
 
 
-class IngestSettings(_Settings):
+class _AdmitSettings(_Settings):
+    """What admitting a delivery needs (the ingest path's store): dedupe, archive, inbox."""
+
     idempotency_table: str = Field(alias=Env.IDEMPOTENCY_TABLE)
     archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
     inbox_queue_url: str = Field(alias=Env.INBOX_QUEUE_URL)
+    idempotency_ttl_seconds: int = Field(alias=Env.IDEMPOTENCY_TTL_SECONDS, gt=0)
+
+
+class IngestSettings(_AdmitSettings):
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     enabled_sources: Annotated[frozenset[str], BeforeValidator(_csv)] = Field(alias=Env.ENABLED_SOURCES)
     max_body_bytes: int = Field(alias=Env.MAX_BODY_BYTES, gt=0)
-    idempotency_ttl_seconds: int = Field(alias=Env.IDEMPOTENCY_TTL_SECONDS, gt=0)
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
 
 
-class AmazonIntakeSettings(_Settings):
-    idempotency_table: str = Field(alias=Env.IDEMPOTENCY_TABLE)
-    archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
-    inbox_queue_url: str = Field(alias=Env.INBOX_QUEUE_URL)
+class AmazonIntakeSettings(_AdmitSettings):
     quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
-    idempotency_ttl_seconds: int = Field(alias=Env.IDEMPOTENCY_TTL_SECONDS, gt=0)
     max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
     sellers: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.AMAZON_SELLERS)  # seller -> tenant
 
@@ -144,3 +146,25 @@ class AutomateSettings(_TargetSettings):
     customer_targets: Annotated[tuple[str, ...], BeforeValidator(_json)] = Field(alias=Env.CUSTOMER_NOTIFICATIONS)
     default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
     dispatch: Annotated[dict[str, Roster], BeforeValidator(_json)] = Field(alias=Env.DISPATCH)  # tenant -> team
+
+
+class ReconcileSettings(_AdmitSettings):
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+    max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
+    jobs: Annotated[tuple[ReconcileJob, ...], BeforeValidator(_json)] = Field(alias=Env.RECONCILE_JOBS)
+    allow_http: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)  # the sandbox's fake shop alone
+
+    @model_validator(mode="after")
+    def _https_only(self) -> Self:
+        for job in self.jobs:
+            if job.url.scheme != "https" and not self.allow_http:
+                raise ValueError(f"reconcile {job.source}/{job.tenant}: url must use https (got {job.url.scheme})")
+        return self
+
+    def job(self, source: str, tenant: str) -> ReconcileJob:
+        for job in self.jobs:
+            if (job.source, job.tenant) == (source, tenant):
+                return job
+        raise ConfigurationError(f"no reconcile job for {source}/{tenant} in {Env.RECONCILE_JOBS}")

@@ -184,6 +184,16 @@ class Alarms(Construct):
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             "A WeCom robot refused alarm messages for good (errcode 93000: its key is invalid)",
         )
+        if cfg.reconcile:
+            self.alarm(
+                "webhooks-missed",
+                "warning",
+                self.metric("ReconcileMissed"),
+                0,
+                cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                "A scheduled pull found changes no webhook had brought (now fed in): a platform's webhook "
+                "subscription or our endpoint is losing events",
+            )
         self.dashboard = self._dashboard(messaging, functions, api, dead_letters)
 
     def metric(self, name: str, statistic: str = "Sum") -> cw.Metric:

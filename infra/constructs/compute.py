@@ -222,6 +222,29 @@ class Compute(Construct):
             messaging.queues["inbox"].grant_send_messages(fn["amazon-intake"])
             messaging.queues["quarantine"].grant_send_messages(fn["amazon-intake"])
             key.grant_encrypt_decrypt(fn["amazon-intake"])
+        # reconcile: its schedule's queue -> the platform's API (its pull credentials) -> compare with the
+        # state (read only) -> dedupe, archive, inbox (like ingest); its own watermark items
+        if "reconcile" in fn:
+            self._consume(fn["reconcile"], messaging, "reconcile", batch_size=1)
+            storage.idempotency_table.grant(
+                fn["reconcile"],
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:DeleteItem",
+            )
+            storage.state_table.grant(fn["reconcile"], "dynamodb:GetItem")
+            fn["reconcile"].add_to_role_policy(
+                iam.PolicyStatement(
+                    actions=["dynamodb:PutItem"],
+                    resources=[storage.state_table.table_arn],
+                    conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ops#reconcile#*"]}},
+                )
+            )
+            self._archive_objects(fn["reconcile"], storage, "s3:PutObject", "raw/")
+            messaging.queues["inbox"].grant_send_messages(fn["reconcile"])
+            self._secrets(fn["reconcile"], f"{cfg.secrets_prefix}/pull/*")
+            key.grant_encrypt_decrypt(fn["reconcile"])
         key.grant_encrypt_decrypt(fn["sync"])
         key.grant_encrypt_decrypt(fn["ingest"])
 

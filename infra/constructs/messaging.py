@@ -118,6 +118,23 @@ class Messaging(Construct):
                 )
             )
 
+        for job in cfg.reconcile:  # each scheduled pull: one message per run on the reconcile queue
+            pull = events.Rule(
+                self,
+                f"Rule-reconcile-{job.source}-{job.tenant}",
+                rule_name=cfg.resource(f"reconcile-{job.source}-{job.tenant}")[:64],
+                schedule=events.Schedule.rate(Duration.minutes(job.every_minutes)),
+            )
+            pull.add_target(
+                targets.SqsQueue(
+                    self.queues["reconcile"],
+                    message=events.RuleTargetInput.from_object({"source": job.source, "tenant": job.tenant}),
+                    dead_letter_queue=self.events_dlq,
+                    retry_attempts=185,
+                    max_event_age=Duration.minutes(job.every_minutes),
+                )
+            )
+
     def dead_letter_queue(self, purpose: str, key: kms.IKey) -> sqs.Queue:
         queue = sqs.Queue(
             self,

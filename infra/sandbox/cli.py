@@ -428,6 +428,62 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 1 if pending else 0
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    """Run a scheduled pull now: the same message its schedule sends, then the run's counts."""
+    import time
+
+    import boto3
+
+    from shared.adapters.aws import ReconcileWatermarks
+
+    cfg = load_environment(args.env)
+    jobs = [(j.source, j.tenant) for j in cfg.reconcile]
+    if (args.source, args.tenant) not in jobs:
+        print(
+            f"aftersync: no scheduled pull of {args.source}/{args.tenant} in {cfg.name} (have {jobs})", file=sys.stderr
+        )
+        return 2
+    queue = _queue_urls(args).get("reconcile")
+    store, _ = _stores(args)
+    dynamodb = boto3.client("dynamodb")
+
+    def saved() -> dict[str, Any] | None:
+        item = dynamodb.get_item(
+            TableName=store.table, Key=ReconcileWatermarks.key(args.source, args.tenant), ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return {
+            "newest": item["newest"]["S"],
+            "saved_at": item["saved_at"]["S"],
+            **{k: int(v["N"]) for k, v in item["run"]["M"].items()},
+        }
+
+    before = saved()
+    boto3.client("sqs").send_message(
+        QueueUrl=queue, MessageBody=json.dumps({"source": args.source, "tenant": args.tenant})
+    )
+    deadline = time.monotonic() + args.wait
+    after = saved()
+    while after == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+        after = saved()
+    if after == before:
+        message = "queued; no page moved the watermark yet (nothing changed since, or the run is still going)"
+        print(json.dumps({"queued": True, "watermark": after}) if args.json else message)
+        return 0
+    assert after is not None
+    if args.json:
+        print(json.dumps({"queued": True, "watermark": after}, indent=2))
+    else:
+        print(
+            f"{args.source}/{args.tenant}: pulled {after['pulled']} in {after['pages']} page(s): {after['known']} "
+            f"already in the state, {after['missed']} missed by webhooks and fed in, {after['unusable']} unusable "
+            f"(quarantined); watermark {after['newest']}"
+        )
+    return 0
+
+
 def _where(p: argparse.ArgumentParser, aws_help: str = "the deployed stack of --env instead of the sandbox") -> None:
     """The options every inspection command shares: JSON output, and the sandbox or a deployed stack."""
     p.add_argument("--json", action="store_true")
@@ -475,6 +531,14 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--entity", help="only deliveries about this entity id, e.g. shopify:820982911946154508")
     _where(rp, "replay in the deployed stack of --env")
     rp.set_defaults(func=cmd_replay)
+    rc = sub.add_parser(
+        "reconcile", help="run a scheduled pull now: what the platform changed, compared with the state"
+    )
+    rc.add_argument("--source", required=True)
+    rc.add_argument("--tenant", required=True)
+    rc.add_argument("--wait", type=float, default=30, help="seconds to wait for the run's counts")
+    _where(rc, "run it in the deployed stack of --env")
+    rc.set_defaults(func=cmd_reconcile)
     bf = sub.add_parser(
         "backfill", help="feed a file of a source's records (JSON Lines) through the pipeline, then verify the state"
     )

@@ -138,3 +138,74 @@ class FakeTarget:
     def accepted(self, target: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             return [r for r in self.received if r["status"] < 300 and (target is None or r["target"] == target)]
+
+
+class FakeShop:
+    """The Shopify Admin REST API's orders list, for reconciliation: ``GET /admin/api/<version>/
+    orders.json`` with ``updated_at_min`` (the orders changed at or after it, oldest change first),
+    ``page_size`` orders a page and a ``page_info`` cursor in the ``Link: <…>; rel="next"`` header,
+    as Shopify pages. The access token must match; ``status`` makes it answer 429 / 401 / 500 instead
+    (429 with ``Retry-After: 2``). ``requests`` counts the pages served. ``POST /_orders`` with a JSON
+    list adds or replaces orders (by id), for a sandbox in another process."""
+
+    def __init__(self, token: str, page_size: int = 250, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.token, self.page_size = token, page_size
+        self.orders: dict[int, dict[str, Any]] = {}
+        self.status: int | None = None
+        self.requests = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(_Quiet):
+            def do_POST(self) -> None:
+                if self.path != "/_orders":
+                    return self._reply(404, b'{"errors":"Not Found"}')
+                outer.put(*json.loads(self._body()))
+                self._reply(200, b'{"ok":true}')
+
+            def do_GET(self) -> None:
+                from urllib.parse import parse_qs, urlencode, urlsplit
+
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                if not parts.path.startswith("/admin/api/") or not parts.path.endswith("/orders.json"):
+                    return self._reply(404, b'{"errors":"Not Found"}')
+                if self.headers.get("X-Shopify-Access-Token") != outer.token:
+                    return self._reply(401, b'{"errors":"[API] Invalid API key or access token"}')
+                if outer.status is not None:
+                    headers = {"Content-Type": "application/json", "Retry-After": "2"} if outer.status == 429 else None
+                    return self._reply(outer.status, b'{"errors":"unavailable"}', headers)
+                with outer.lock:
+                    outer.requests += 1
+                    since = query.get("updated_at_min", "")
+                    if "page_info" in query:
+                        since, offset = query["page_info"].split("|")
+                    changed = sorted(
+                        (o for o in outer.orders.values() if _utc(o["updated_at"]) >= _utc(since)),
+                        key=lambda o: (_utc(o["updated_at"]), o["id"]),
+                    )
+                start = int(offset) if "page_info" in query else 0
+                page = changed[start : start + outer.page_size]
+                headers = {"Content-Type": "application/json"}
+                if start + outer.page_size < len(changed):
+                    cursor = urlencode({"page_info": f"{since}|{start + outer.page_size}"})
+                    host = self.headers.get("Host")
+                    headers["Link"] = f'<http://{host}{parts.path}?{cursor}>; rel="next"'
+                self._reply(200, json.dumps({"orders": page}).encode(), headers)
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def put(self, *orders: dict[str, Any]) -> None:
+        with self.lock:
+            for order in orders:
+                self.orders[int(order["id"])] = order
+
+
+def _utc(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else 0.0

@@ -12,6 +12,7 @@ from infra.config import EnvironmentConfig
 from infra.wiring import ResourceRefs, queues, routes
 from shared.constants import (
     ALARM_TOPIC_SUFFIXES,
+    pull_secret_name,
     robot_secret_name,
     source_secret_name,
     target_secret_name,
@@ -41,6 +42,12 @@ def local_targets(cfg: EnvironmentConfig, fake_target: str, fake_robot: str) -> 
         return target if url is None else type(target).model_validate({**target.model_dump(), "url": url})
 
     return cfg.model_copy(update={"targets": tuple(local(t) for t in cfg.targets)})
+
+
+def local_shop(cfg: EnvironmentConfig, fake_shop: str) -> EnvironmentConfig:
+    """The environment with its scheduled pulls pointed at the local fake shop."""
+    jobs = tuple(type(j).model_validate({**j.model_dump(), "url": fake_shop}) for j in cfg.reconcile)
+    return cfg.model_copy(update={"reconcile": jobs})
 
 
 def robot_keys(secrets: dict[str, Any]) -> set[str]:
@@ -153,6 +160,11 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             boto3.client("sesv2").create_email_identity(EmailIdentity=target.sender)
     for robot, value in secrets.get("wecom", {}).items():
         sm.create_secret(Name=robot_secret_name(cfg.secrets_prefix, robot), SecretString=json.dumps(value))
+    for source, tenants in secrets.get("pull", {}).items():  # a scheduled pull's API credentials
+        for tenant, credentials in tenants.items():
+            sm.create_secret(
+                Name=pull_secret_name(cfg.secrets_prefix, source, tenant), SecretString=json.dumps(credentials)
+            )
     for target, credentials in secrets.get("targets", {}).items():
         sm.create_secret(Name=target_secret_name(cfg.secrets_prefix, target), SecretString=json.dumps(credentials))
     return result

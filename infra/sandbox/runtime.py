@@ -21,10 +21,10 @@ from moto.server import ThreadedMotoServer
 from infra.config import ROOT, EnvironmentConfig, load_environment
 from infra.sandbox import moto_fidelity
 from infra.sandbox.alarms import SandboxAlarms
-from infra.sandbox.http_servers import FakeTarget, gateway, serve
+from infra.sandbox.http_servers import FakeShop, FakeTarget, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
-from infra.sandbox.resources import SandboxResources, create_resources, local_targets, robot_keys
+from infra.sandbox.resources import SandboxResources, create_resources, local_shop, local_targets, robot_keys
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, function_environment, queues
 
@@ -87,8 +87,10 @@ class Sandbox:
         serve(self.target.server)
         self.robot = FakeWeComRobot(robot_keys(self.secrets))
         serve(self.robot.server)
-        # Same config as the stack, but targets point at the local fakes.
-        self.cfg: EnvironmentConfig = local_targets(base, self.target.url, self.robot.url)
+        self.shop = FakeShop(self.secrets.get("pull", {}).get("shopify", {}).get("demo", {}).get("access_token", ""))
+        serve(self.shop.server)
+        # Same config as the stack, but targets and scheduled pulls point at the local fakes.
+        self.cfg: EnvironmentConfig = local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url)
         self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
         self._create_stream_failure_queue()
         for name in FUNCTIONS:
@@ -154,6 +156,7 @@ class Sandbox:
             "region": self.cfg.region,
             "api": f"http://127.0.0.1:{self.api_port}",
             "fake_target": self.target.url,
+            "fake_shop": self.shop.url,
             "fake_wecom_robot": self.robot.url,
             "handler_logs": str(self.log_file),
             "state_table": self.resources.refs.state_table,
@@ -170,6 +173,7 @@ class Sandbox:
         self.api.shutdown()
         self.target.server.shutdown()
         self.robot.server.shutdown()
+        self.shop.server.shutdown()
         self.moto.stop()
         if (
             self.announce

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -174,3 +175,27 @@ class MessageVisibility:
             QueueUrl=self._urls[queue_arn], ReceiptHandle=receipt_handle, VisibilityTimeout=wait
         )
         return wait
+
+
+class ReconcileWatermarks(DynamoTable):
+    """The newest change time each (source, tenant) pull has seen, in the state table
+    (``ops#reconcile#<source>#<tenant>`` / ``watermark``), with the counts of the run that moved it."""
+
+    @staticmethod
+    def key(source: str, tenant: str) -> dict[str, Any]:
+        return {"pk": {"S": f"ops#reconcile#{source}#{tenant}"}, "sk": {"S": "watermark"}}
+
+    def load(self, source: str, tenant: str) -> datetime | None:
+        item = self.client.get_item(TableName=self.table, Key=self.key(source, tenant), ConsistentRead=True).get("Item")
+        return datetime.fromisoformat(item["newest"]["S"]) if item else None
+
+    def save(self, source: str, tenant: str, newest: datetime, run: dict[str, int]) -> None:
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **self.key(source, tenant),
+                "newest": {"S": newest.isoformat()},
+                "saved_at": {"S": datetime.now(UTC).isoformat()},
+                "run": {"M": {k: {"N": str(v)} for k, v in run.items()}},
+            },
+        )

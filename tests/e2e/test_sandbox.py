@@ -253,3 +253,24 @@ def test_backfill_checks_the_file_sends_each_record_once_and_reports_the_state(
 
     again = json.loads(_backfill(str(BACKFILL), "--wait", "0").stdout)
     assert (again["admitted"], again["already_backfilled"], again["report"]["applied"]) == (0, 4, 4)
+
+
+def test_reconcile_now_pulls_in_what_no_webhook_brought(sandbox: RunningSandbox) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    recent = (datetime.now(UTC) - timedelta(minutes=20)).replace(microsecond=0).isoformat()
+    missed = {**json.loads(BACKFILL.read_text(encoding="utf-8").splitlines()[0]), "id": 5577000000000001}
+    missed.update(name="#8101", order_number=8101, updated_at=recent)
+    request = urllib.request.Request(
+        sandbox.info["fake_shop"] + "/_orders", data=json.dumps([missed]).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+    ran = _cli("reconcile", "--source", "shopify", "--tenant", "demo", "--json")
+    assert ran.returncode == 0, ran.stderr
+    watermark = json.loads(ran.stdout)["watermark"]
+    assert (watermark["newest"], watermark["pulled"], watermark["missed"]) == (recent, 1, 1)
+    sandbox.wait_drained()
+    assert sandbox.entity("shopify:5577000000000001")["state"]["fields"]["order_number"] == "#8101"
+    assert _cli("reconcile", "--source", "shopify", "--tenant", "nobody").returncode == 2

@@ -24,6 +24,7 @@ from shared.settings import (
     NormaliseSettings,
     NotifySettings,
     PublishSettings,
+    ReconcileSettings,
     SyncSettings,
 )
 from shared.sources.amazon import AMAZON_SP_API_PRINCIPAL
@@ -63,7 +64,8 @@ def test_every_consumer_queue_has_a_dlq_and_a_visibility_of_six_consumer_timeout
     consumed = {m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]: m for m in sqs_mappings}
     amazon = ("amazon",) if cfg.amazon_sellers else ()
     pushed = (f"deliver-{t.name}" for t in cfg.targets if t.push_changes)  # action-only targets have no queue
-    consumed_purposes = ("inbox", *DOMAINS, *pushed, "alarms", "automation", *amazon)
+    reconcile = ("reconcile",) if cfg.reconcile else ()
+    consumed_purposes = ("inbox", *DOMAINS, *pushed, "alarms", "automation", *amazon, *reconcile)
     expected = {cfg.resource(p) for p in consumed_purposes}
     names = {template["Resources"][q]["Properties"]["QueueName"] for q in consumed}
     assert names == expected
@@ -140,6 +142,7 @@ SETTINGS = {
     "amazon-intake": AmazonIntakeSettings,
     "notify": NotifySettings,
     "automate": AutomateSettings,
+    "reconcile": ReconcileSettings,
 }
 
 
@@ -149,7 +152,8 @@ def test_each_function_gets_exactly_the_variables_its_settings_require(templates
     cfg = load_environment(env)
     for name, model in SETTINGS.items():
         if cfg.resource(name) not in functions:
-            assert name == "amazon-intake" and not cfg.amazon_sellers  # deployed only where sellers are set
+            optional = {"amazon-intake": bool(cfg.amazon_sellers), "reconcile": bool(cfg.reconcile)}
+            assert name in optional and not optional[name]  # deployed only where sellers / pulls are configured
             continue
         variables = set(functions[cfg.resource(name)]["Properties"]["Environment"]["Variables"])
         required = {f.alias for f in model.model_fields.values() if f.is_required()}
@@ -490,3 +494,51 @@ def test_a_target_for_some_ids_gets_only_those_routed_to_its_queue(templates: di
         "origin_source": [{"anything-but": ["zendesk"]}],  # no echo of what Zendesk said
         "entity_id": [{"prefix": "zendesk:"}],  # only the tickets Zendesk knows
     }
+
+
+def test_scheduled_pulls_run_into_the_reconcile_queue_with_only_what_they_need(templates: dict[str, Any]) -> None:
+    cfg = load_environment("dev")
+    template = templates["dev"]
+    rule = by_name(template, "AWS::Events::Rule", "Name")[cfg.resource("reconcile-shopify-demo")]["Properties"]
+    assert rule["ScheduleExpression"] == "rate(15 minutes)"
+    [target] = rule["Targets"]
+    queues = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+    assert queues[target["Arn"]["Fn::GetAtt"][0]] == cfg.resource("reconcile")
+    assert json.loads(target["Input"]) == {"source": "shopify", "tenant": "demo"}
+    assert "DeadLetterConfig" in target
+    # its own credentials, which the webhook path cannot read; state read-only but for its watermarks
+    assert secret_patterns(template, "reconcile", "dev") == ["aftersync/dev/pull/*"]
+    assert secret_patterns(template, "ingest", "dev") == ["aftersync/dev/sources/*"]
+    actions = policy_actions(template, "reconcile", "dev")
+    assert {"dynamodb:GetItem", "s3:PutObject", "sqs:SendMessage", "secretsmanager:GetSecretValue"} <= actions
+    assert not any(a.startswith(("events:", "sns:", "ses:")) or a == "dynamodb:Scan" for a in actions)
+    [state] = [
+        k for k, v in resources(template, "AWS::DynamoDB::Table").items() if "StreamSpecification" in v["Properties"]
+    ]
+    role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource("reconcile")]["Properties"]["Role"]
+    state_writes = [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role["Fn::GetAtt"][0]} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "dynamodb:PutItem" in statement["Action"] and state in json.dumps(statement["Resource"])
+    ]
+    assert [s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in state_writes] == [
+        ["ops#reconcile#*"]
+    ]
+    # prod pulls nothing: no schedule, no function
+    assert cfg.resource("reconcile").replace("dev", "prod") not in by_name(
+        templates["prod"], "AWS::Lambda::Function", "FunctionName"
+    )
+
+
+def test_changes_found_only_by_a_scheduled_pull_raise_a_warning(templates: dict[str, Any]) -> None:
+    cfg = load_environment("dev")
+    missed = alarms_by_name(templates["dev"])[cfg.resource("webhooks-missed")]
+    assert (missed["MetricName"], missed["Threshold"], missed["ComparisonOperator"]) == (
+        "ReconcileMissed",
+        0,
+        "GreaterThanThreshold",
+    )
+    assert missed["AlarmDescription"].startswith("[warning] A scheduled pull found changes no webhook had brought")
+    assert cfg.resource("webhooks-missed").replace("dev", "prod") not in alarms_by_name(templates["prod"])

@@ -14,10 +14,10 @@ from moto import mock_aws
 
 from infra.config import EnvironmentConfig, load_environment
 from infra.sandbox import moto_fidelity
-from infra.sandbox.http_servers import FakeTarget, api_gateway_event, serve
+from infra.sandbox.http_servers import FakeShop, FakeTarget, api_gateway_event, serve
 from infra.sandbox.lambda_runtime import Functions, LambdaContext
 from infra.sandbox.pollers import SqsPoller, StreamPoller
-from infra.sandbox.resources import SandboxResources, create_resources, local_targets, robot_keys
+from infra.sandbox.resources import SandboxResources, create_resources, local_shop, local_targets, robot_keys
 from infra.sandbox.samples import SignedWebhook
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, function_environment, queues
@@ -30,6 +30,7 @@ class Stack:
     target: FakeTarget
     functions: Functions
     robot: FakeWeComRobot
+    shop: FakeShop
 
     def post(self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None) -> dict[str, Any]:
         event = api_gateway_event(
@@ -121,7 +122,9 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     serve(target.server)
     robot = FakeWeComRobot(robot_keys(sandbox_secrets))
     serve(robot.server)
-    cfg = local_targets(load_environment("dev"), target.url, robot.url)
+    shop = FakeShop(sandbox_secrets["pull"]["shopify"]["demo"]["access_token"], page_size=2)
+    serve(shop.server)
+    cfg = local_shop(local_targets(load_environment("dev"), target.url, robot.url), shop.url)
     saved = dict(os.environ)
     with mock_aws():
         resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)
@@ -133,11 +136,12 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
                 function_environment(name, cfg, resources.refs, allow_http_targets=True, wecom_api_base=robot.url)
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
-        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot)
+        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot, shop)
     os.environ.clear()
     os.environ.update(saved)
     target.server.shutdown()
     robot.server.shutdown()
+    shop.server.shutdown()
 
 
 @pytest.fixture

@@ -1,0 +1,116 @@
+"""Scheduled reconciliation: one run per ``{"source", "tenant"}`` message from the job's schedule.
+
+Pulls what the platform changed since the watermark, compares it with the state and admits only
+what the state does not reflect (see ``shared/reconcile.py``). ``ReconcileMissed`` counts changes
+that had not arrived by webhook: above zero, a subscription or an endpoint is losing events.
+Throttling ends the run early (the watermark keeps its progress; the next run resumes). Bad
+credentials, a platform error or junk fail the record: retried by SQS, then dead-lettered with the
+reason, and the DLQ alarm reaches the on-call group.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared import reconcile
+from shared.adapters.aws import ReconcileWatermarks, S3Archive, SecretReader, SqsQueue
+from shared.adapters.dead_letter import DeadLetteringProcessor
+from shared.adapters.http import SafeHttp
+from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.state_store import DynamoStateStore
+from shared.constants import pull_secret_name
+from shared.errors import ConfigurationError
+from shared.ingest import StorePorts
+from shared.observability import logger, metrics, tracer
+from shared.settings import ReconcileSettings
+from shared.sources.shopify_admin import ShopifyOrders
+from shared.state.merge import EntityState
+from shared.state.policy import default_policy
+
+INVOCATION: dict[str, Any] = {}  # the running invocation's context: its time left bounds a run
+
+
+@cache
+def settings() -> ReconcileSettings:
+    return ReconcileSettings.from_env()
+
+
+@cache
+def processor() -> DeadLetteringProcessor:
+    return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
+
+
+@cache
+def adapters() -> tuple[StorePorts, DynamoStateStore, ReconcileWatermarks, SecretReader, SafeHttp]:
+    s = settings()
+    ports = StorePorts(
+        archive=S3Archive(s.archive_bucket),
+        inbox=SqsQueue(s.inbox_queue_url),
+        once=IdempotentOnce(s.idempotency_table, s.idempotency_ttl_seconds),
+    )
+    return (
+        ports,
+        DynamoStateStore(s.state_table),
+        ReconcileWatermarks(s.state_table),
+        SecretReader(s.secrets_max_age_seconds),
+        SafeHttp(allow_private=s.allow_http),
+    )
+
+
+def record_handler(record: SQSRecord) -> dict[str, Any]:
+    ports, store, watermarks, secrets, http = adapters()
+    try:
+        request = json.loads(record.body)
+        job = settings().job(str(request["source"]), str(request["tenant"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigurationError(f'a reconcile message must be {{"source", "tenant"}}: {exc}') from exc
+    name = pull_secret_name(settings().secrets_prefix, job.source, job.tenant)
+    credentials = secrets.get_json(name)
+    token = (credentials or {}).get("access_token")
+    if not isinstance(token, str) or not token:
+        raise ConfigurationError(f'secret {name!r} must exist and hold {{"access_token": "…"}}')
+
+    def load(tenant: str, entity_type: str, entity_id: str) -> EntityState | None:
+        return store.load(tenant, entity_type, entity_id)[0]
+
+    context = INVOCATION.get("context")
+    result = reconcile.run(
+        job,
+        ShopifyOrders(job, token, http),
+        watermarks,
+        load,
+        default_policy(),
+        ports,
+        datetime.now(UTC),
+        seconds_left=(lambda: context.get_remaining_time_in_millis() / 1000) if context else lambda: float("inf"),
+    )
+    summary = {**result.as_dict(), "more": result.more, "watermark": str(result.watermark)}
+    logger.info("reconciled", extra={"source": job.source, "tenant": job.tenant, **summary})
+    for metric, value in (
+        ("ReconcilePulled", result.pulled),
+        ("ReconcileKnown", result.known),
+        ("ReconcileMissed", result.missed),
+        ("ReconcileUnusable", result.unusable),
+        ("ReconcileThrottled", int(result.throttled)),
+    ):
+        metrics.add_metric(name=metric, unit=MetricUnit.Count, value=value)
+    return summary
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    settings()
+    INVOCATION["context"] = context
+    adapters()[0].once.register_context(context)
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

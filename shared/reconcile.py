@@ -1,0 +1,163 @@
+"""Reconciliation: pull what a platform changed since the last run, compare it with the state, and
+feed in only what the state does not already reflect (a webhook that never came).
+
+A platform's webhooks are at-least-once while the subscription is healthy, but a subscription that
+failed too often is removed, an outage on our side can outlast the platform's retries, and some
+changes never fire a webhook at all. So on a schedule, per (source, tenant):
+
+1. read the watermark (the newest change time seen by the last run), or start ``first_lookback_hours``
+   back; go back ``overlap_minutes`` more, since a platform's change times are not strictly ordered
+   with its list;
+2. page through the platform's records changed since then, oldest first;
+3. normalise each page as the webhook path would and compare every record with the state (the
+   backfill check: would merging it change anything?). Records the state already reflects are
+   counted and dropped; the others are admitted to the inbox with origin ``reconcile``, once per
+   record content. A record that does not normalise is admitted too, so normalise quarantines it
+   with the reason rather than it vanishing here;
+4. move the watermark after every page, so a run cut short (throttled, timed out) resumes there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from shared.backfill import plan, verify
+from shared.ingest import StorePorts, store_once
+from shared.state.merge import EntityState
+from shared.state.policy import ConflictPolicy
+
+ORIGIN: Literal["reconcile"] = "reconcile"
+
+
+class ReconcileJob(BaseModel):
+    """One scheduled pull: ``{"source": "shopify", "tenant": "acme", "url": "https://acme.myshopify.com"}``.
+    The credentials are the secret ``aftersync/<env>/pull/<source>/<tenant>``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Literal["shopify"]
+    tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+    url: HttpUrl  # the shop's base URL; https only outside the sandbox
+    every_minutes: Annotated[int, Field(ge=5, le=1440)] = 15
+    overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
+    first_lookback_hours: Annotated[int, Field(ge=1, le=24 * 60)] = 24
+    max_pages: Annotated[int, Field(ge=1, le=100)] = 20  # per run; the rest waits for the next one
+    api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")] = "2025-01"
+
+
+# What a pulled record is, in the source's webhook terms: its normaliser reads it as that topic.
+TOPICS: dict[str, str] = {"shopify": "orders/updated"}
+
+
+@dataclass(frozen=True)
+class Pulled:
+    changed_at: datetime
+    text: str  # the record as the platform sent it (JSON)
+
+
+class Throttled(Exception):
+    """The platform asked us to slow down: this run stops here and the next one resumes."""
+
+    def __init__(self, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PullFailed(Exception):
+    """The platform refused or failed the pull (bad credentials, 5xx, junk): retried, then dead-lettered."""
+
+
+class PagesPort(Protocol):
+    def pages(self, since: datetime) -> Iterator[list[Pulled]]:
+        """The records changed at or after ``since``, oldest change first, a page at a time."""
+        ...
+
+
+class WatermarkPort(Protocol):
+    def load(self, source: str, tenant: str) -> datetime | None: ...
+
+    def save(self, source: str, tenant: str, newest: datetime, run: dict[str, int]) -> None: ...
+
+
+@dataclass
+class RunResult:
+    pulled: int = 0
+    known: int = 0  # the state already reflected them
+    missed: int = 0  # admitted: the state did not have them (or had them older)
+    already_admitted: int = 0  # admitted by an earlier run and not processed yet
+    unusable: int = 0  # admitted for normalise to quarantine with the reason
+    pages: int = 0
+    more: bool = False  # stopped at max_pages or by throttling; the next run resumes
+    throttled: bool = False
+    watermark: datetime | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "pulled": self.pulled,
+            "known": self.known,
+            "missed": self.missed,
+            "already_admitted": self.already_admitted,
+            "unusable": self.unusable,
+            "pages": self.pages,
+        }
+
+
+def run(
+    job: ReconcileJob,
+    pages: PagesPort,
+    watermarks: WatermarkPort,
+    load_state: Callable[[str, str, str], EntityState | None],
+    policy: ConflictPolicy,
+    ports: StorePorts,
+    now: datetime,
+    seconds_left: Callable[[], float] = lambda: float("inf"),
+    reserve_seconds: float = 10.0,
+) -> RunResult:
+    """One pull of ``job``: stops after ``max_pages``, when throttled, or when less than
+    ``reserve_seconds`` of the invocation would be left for another page."""
+    result = RunResult(watermark=watermarks.load(job.source, job.tenant))
+    start = (result.watermark or now - timedelta(hours=job.first_lookback_hours)) - timedelta(
+        minutes=job.overlap_minutes
+    )
+    try:
+        for page in pages.pages(start):
+            result.pages += 1
+            result.pulled += len(page)
+            planned = plan(
+                job.source,
+                job.tenant,
+                TOPICS[job.source],
+                ((n, p.text) for n, p in enumerate(page, start=1)),
+                now,
+                origin=ORIGIN,
+            )
+            pending = {c.line for c in verify(planned, load_state, policy).checks if c.status != "applied"}
+            for record in planned.records:
+                if record.line not in pending:
+                    result.known += 1
+                elif store_once(record.message, ports).duplicate:
+                    result.already_admitted += 1
+                else:
+                    result.missed += 1
+            for rejected in planned.rejected:
+                result.unusable += 1
+                if rejected.message is not None:
+                    store_once(rejected.message, ports)
+            if page:
+                newest = max(p.changed_at for p in page)
+                if result.watermark is None or newest > result.watermark:
+                    result.watermark = newest
+                watermarks.save(job.source, job.tenant, result.watermark, result.as_dict())
+            if result.pages >= job.max_pages or seconds_left() < reserve_seconds:
+                result.more = True
+                break
+    except Throttled:
+        result.more = result.throttled = True
+    if result.pages == 0 and result.watermark is not None:  # nothing changed since: the run is still recorded
+        watermarks.save(job.source, job.tenant, result.watermark, result.as_dict())
+    return result

@@ -1,0 +1,119 @@
+"""Reconciliation on the real handlers against the fake shop: what no webhook brought is pulled in,
+once; what came by webhook is left alone; throttling waits for the next run; bad credentials reach
+the DLQ with the reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+
+from infra.sandbox.samples import load_sample, signed
+from shared.adapters.aws import ReconcileWatermarks
+from shared.adapters.state_store import DynamoStateStore
+from tests.integration.conftest import Stack
+from tests.unit.test_backfill import FILE
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+LIVE = load_sample("shopify_orders_create")["body"]
+
+
+def at(minutes_ago: int) -> str:
+    return (NOW - timedelta(minutes=minutes_ago)).astimezone(UTC).isoformat()
+
+
+def history() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in FILE.read_text(encoding="utf-8").splitlines()][:3]
+
+
+def run_reconcile(stack: Stack) -> dict[str, Any]:
+    boto3.client("sqs").send_message(
+        QueueUrl=stack.resources.queue_urls["reconcile"],
+        MessageBody=json.dumps({"source": "shopify", "tenant": "demo"}),
+    )
+    stack.run_until_quiet()
+    item = boto3.client("dynamodb").get_item(
+        TableName=stack.resources.refs.state_table, Key=ReconcileWatermarks.key("shopify", "demo")
+    )
+    found = item.get("Item")
+    if not found:
+        return {}
+    return {"newest": found["newest"]["S"], **{k: int(v["N"]) for k, v in found["run"]["M"].items()}}
+
+
+def test_what_no_webhook_brought_is_pulled_in_once_and_what_did_is_left_alone(
+    stack: Stack, shopify_secret: str
+) -> None:
+    stack.post(signed("shopify_orders_create", shopify_secret))
+    stack.run_until_quiet()
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    live, _ = store.load("demo", "order", f"shopify:{LIVE['id']}")
+    assert live is not None
+    crm_before = len(stack.target.accepted("crm"))
+
+    b, c, d = history()
+    stack.shop.put(
+        {**LIVE, "updated_at": at(120)},  # came by webhook: the same values (Shopify touched updated_at)
+        {**b, "updated_at": at(90)},
+        {**c, "updated_at": at(60)},
+        {**d, "updated_at": at(30)},
+    )
+    first = run_reconcile(stack)
+    assert first == {
+        "newest": at(30),
+        "pulled": 4,
+        "known": 1,
+        "missed": 3,
+        "already_admitted": 0,
+        "unusable": 0,
+        "pages": 2,  # the fake shop pages by two
+    }
+    for order in (b, c, d):
+        state, _ = store.load("demo", "order", f"shopify:{order['id']}")
+        assert state is not None and state.fields["order_number"] == order["name"]
+    after, _ = store.load("demo", "order", f"shopify:{LIVE['id']}")
+    assert after is not None and after.version == live.version
+    sent = [r["body"]["entity_id"] for r in stack.target.accepted("crm")[crm_before:]]
+    assert sorted(sent) == sorted(f"shopify:{o['id']}" for o in (b, c, d))
+
+    # The next run starts ten minutes before the watermark: it sees D again and knows it.
+    second = run_reconcile(stack)
+    assert {k: second[k] for k in ("pulled", "known", "missed", "pages")} == {
+        "pulled": 1,
+        "known": 1,
+        "missed": 0,
+        "pages": 1,
+    }
+    assert len(stack.target.accepted("crm")) == crm_before + 3
+
+    # D changes in the shop and its webhook never comes: the next run brings the change, once.
+    stack.shop.put({**d, "updated_at": at(5), "note": "leave at the door"})
+    third = run_reconcile(stack)
+    assert (third["newest"], third["missed"], third["known"]) == (at(5), 1, 0)
+    state, _ = store.load("demo", "order", f"shopify:{d['id']}")
+    assert state is not None and (state.version, state.fields["note"]) == (2, "leave at the door")
+    [update] = [r["body"] for r in stack.target.accepted("crm")[crm_before + 3 :]]
+    assert (update["entity_id"], update["version"], update["changes"]) == (
+        f"shopify:{d['id']}",
+        2,
+        {"note": "leave at the door"},
+    )
+
+
+def test_a_throttled_pull_waits_for_the_next_run_and_bad_credentials_reach_the_dlq_with_the_reason(
+    stack: Stack,
+) -> None:
+    stack.shop.put({**history()[0], "updated_at": at(30)})
+    stack.shop.status = 429
+    assert run_reconcile(stack) == {}  # nothing pulled, no watermark; the message is done, not retried
+    assert stack.depth("reconcile") == 0 and stack.depth("reconcile-dlq") == 0
+
+    stack.shop.status = None
+    stack.shop.token = "rotated-elsewhere"
+    run_reconcile(stack)
+    [dead] = stack.messages("reconcile-dlq")
+    reason = dead["MessageAttributes"]["reason"]["StringValue"]
+    assert reason.startswith("PullFailed: shopify answered HTTP 401: ")
+    assert "shpat_" not in json.dumps(dead)  # the token is never in a message

@@ -1,0 +1,188 @@
+"""Reconciliation logic on fakes: the Shopify pager (cursor links, the token's origin, junk), and a
+run's bounds (pages, time, throttling) with its watermark kept page by page."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared.adapters.http import Response
+from shared.ingest import StorePorts
+from shared.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, run
+from shared.sources.shopify_admin import ShopifyOrders, next_link
+from shared.state.policy import default_policy
+from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue
+from tests.unit.test_backfill import records
+
+JOB = ReconcileJob(source="shopify", tenant="demo", url="https://acme.myshopify.com")  # type: ignore[arg-type]
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+class ScriptedHttp:
+    def __init__(self, *responses: Response) -> None:
+        self.responses = list(responses)
+        self.calls: list[tuple[str, dict[str, str], str]] = []
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float, method: str = "POST") -> Response:
+        self.calls.append((url, headers, method))
+        return self.responses.pop(0)
+
+
+def page(*orders: dict[str, Any], link: str | None = None) -> Response:
+    return Response(200, json.dumps({"orders": list(orders)}), {"link": link} if link else {})
+
+
+def test_the_pager_follows_the_next_link_with_the_token_and_stops_at_the_last_page() -> None:
+    a, b = records()[0], records()[1]
+    nxt = "https://acme.myshopify.com/admin/api/2025-01/orders.json?limit=250&page_info=abc"
+    http = ScriptedHttp(page(a, link=f'<{nxt}>; rel="next"'), page(b))
+    pages = list(ShopifyOrders(JOB, "shpat_x", http).pages(NOW - timedelta(hours=1)))
+    assert [[json.loads(p.text)["id"] for p in pg] for pg in pages] == [[a["id"]], [b["id"]]]
+    assert pages[0][0].changed_at == datetime.fromisoformat(str(a["updated_at"]))
+    first, second = http.calls
+    assert first[0] == (
+        "https://acme.myshopify.com/admin/api/2025-01/orders.json?status=any"
+        "&updated_at_min=2026-11-23T07%3A00%3A00%2B00%3A00&order=updated_at+asc&limit=250"
+    )
+    assert (second[0], first[1]["X-Shopify-Access-Token"], first[2]) == (nxt, "shpat_x", "GET")
+
+
+def test_link_headers_are_read_for_next_only() -> None:
+    prev = '<https://s/orders.json?page_info=p>; rel="previous"'
+    assert next_link(prev) is None
+    assert next_link(prev + ', <https://s/orders.json?page_info=n>; rel="next"') == "https://s/orders.json?page_info=n"
+
+
+def test_a_next_link_to_another_origin_is_not_followed_with_the_token() -> None:
+    http = ScriptedHttp(page(records()[0], link='<https://evil.example/steal>; rel="next"'))
+    pages = ShopifyOrders(JOB, "shpat_x", http).pages(NOW)
+    next(pages)
+    with pytest.raises(PullFailed, match=r"leaves the shop \(evil.example\)"):
+        next(pages)
+    assert len(http.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "match"),
+    [
+        (Response(429, "slow down", {"retry-after": "2.0"}), Throttled, "429"),
+        (Response(401, '{"errors":"[API] Invalid API key"}', {}), PullFailed, "HTTP 401: .*Invalid API key"),
+        (Response(200, "<html>", {}), PullFailed, "not usable"),
+        (Response(200, '{"orders": {}}', {}), PullFailed, "orders is not a list"),
+        (Response(200, '{"orders": [{"id": 1, "updated_at": "2026-11-23T08:00:00"}]}', {}), PullFailed, "UTC offset"),
+    ],
+)
+def test_refusals_throttling_and_junk_are_told_apart(response: Response, error: type, match: str) -> None:
+    with pytest.raises(error, match=match) as caught:
+        next(ShopifyOrders(JOB, "t", ScriptedHttp(response)).pages(NOW))
+    if error is Throttled:
+        assert caught.value.retry_after == 2
+
+
+class Pages:
+    def __init__(self, pages: list[list[Pulled]], throttle_after: int | None = None) -> None:
+        self.pages_, self.throttle_after = pages, throttle_after
+        self.since: list[datetime] = []
+
+    def pages(self, since: datetime) -> Iterator[list[Pulled]]:
+        self.since.append(since)
+        for n, p in enumerate(self.pages_):
+            if self.throttle_after is not None and n >= self.throttle_after:
+                raise Throttled("429")
+            yield p
+
+
+class Watermarks:
+    def __init__(self, start: datetime | None = None) -> None:
+        self.value = start
+        self.saved: list[tuple[datetime, dict[str, int]]] = []
+
+    def load(self, source: str, tenant: str) -> datetime | None:
+        return self.value
+
+    def save(self, source: str, tenant: str, newest: datetime, run: dict[str, int]) -> None:
+        self.value = newest
+        self.saved.append((newest, dict(run)))
+
+
+def pulled(minutes_ago: int, order: dict[str, Any]) -> Pulled:
+    at = NOW - timedelta(minutes=minutes_ago)
+    return Pulled(at, json.dumps({**order, "updated_at": at.isoformat()}))
+
+
+def ports() -> tuple[StorePorts, FakeQueue]:
+    queue = FakeQueue()
+    return StorePorts(archive=FakeArchive(), inbox=queue, once=FakeOnce()), queue
+
+
+def test_a_run_stops_at_max_pages_and_keeps_its_watermark_page_by_page() -> None:
+    a, b, c = records()[:3]
+    source = Pages([[pulled(50, a)], [pulled(40, b)], [pulled(30, c)]])
+    marks = Watermarks()
+    store, queue = ports()
+    job = JOB.model_copy(update={"max_pages": 2})
+    result = run(job, source, marks, lambda *_: None, default_policy(), store, NOW)
+    assert (result.pages, result.missed, result.more, result.throttled) == (2, 2, True, False)
+    assert source.since == [NOW - timedelta(hours=24, minutes=10)]  # first run: lookback, then the overlap
+    assert [m for m, _ in marks.saved] == [NOW - timedelta(minutes=50), NOW - timedelta(minutes=40)]
+    assert marks.saved[-1][1] == {
+        "pulled": 2,
+        "known": 0,
+        "missed": 2,
+        "already_admitted": 0,
+        "unusable": 0,
+        "pages": 2,
+    }
+    assert len(queue.messages) == 2
+
+    again = Pages([[pulled(40, b)], [pulled(30, c)]])
+    result = run(JOB, again, marks, lambda *_: None, default_policy(), store, NOW)
+    assert again.since == [NOW - timedelta(minutes=50)]  # the watermark, less the overlap
+    # b was admitted by the first run and is not in the state yet: not admitted twice
+    assert (result.missed, result.already_admitted, result.more) == (1, 1, False)
+
+
+def test_time_running_out_or_throttling_ends_the_run_early_with_its_progress_kept() -> None:
+    a, b = records()[:2]
+    store, _ = ports()
+    clock = iter([100.0, 5.0])  # seconds left after each page
+    marks = Watermarks()
+    result = run(
+        JOB,
+        Pages([[pulled(50, a)], [pulled(40, b)], [pulled(30, a)]]),
+        marks,
+        lambda *_: None,
+        default_policy(),
+        store,
+        NOW,
+        seconds_left=lambda: next(clock),
+    )
+    assert (result.pages, result.more, marks.value) == (2, True, NOW - timedelta(minutes=40))
+
+    throttled = run(
+        JOB,
+        Pages([[pulled(20, a)], [pulled(10, b)]], throttle_after=1),
+        marks,
+        lambda *_: None,
+        default_policy(),
+        store,
+        NOW,
+    )
+    assert (throttled.pages, throttled.throttled, throttled.more, marks.value) == (
+        1,
+        True,
+        True,
+        NOW - timedelta(minutes=20),
+    )
+
+
+def test_a_record_that_does_not_normalise_is_admitted_for_quarantine_not_dropped() -> None:
+    store, queue = ports()
+    junk = Pulled(NOW, json.dumps({"id": 7, "updated_at": NOW.isoformat(), "line_items": "?"}))
+    result = run(JOB, Pages([[junk]]), Watermarks(), lambda *_: None, default_policy(), store, NOW)
+    assert (result.unusable, result.missed, len(queue.messages)) == (1, 0, 1)
+    assert json.loads(queue.messages[0][0])["origin"] == "reconcile"
