@@ -19,6 +19,7 @@ import boto3
 
 from infra.sandbox.runtime import Sandbox
 from infra.sandbox.samples import SignedWebhook, body_bytes, load_sample, signed
+from shared.adapters.aws import ReconcileWatermarks
 from shared.adapters.state_store import DynamoStateStore
 from shared.sources import shopify
 from shared.targets import pending_changes
@@ -227,6 +228,8 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         for _ in range(2):
             sqs.send_message(QueueUrl=sandbox.resources.queue_urls["amazon"], MessageBody=json.dumps(amazon))
             queued += 1
+    # The shop also has an order whose webhook never came: the scheduled pull (run now) brings it in.
+    pulled = reconcile_missed_order(sandbox, expected)
     drained = sandbox.drain(timeout=drain_timeout)
     elapsed = time.monotonic() - started
 
@@ -362,6 +365,14 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms over {len(latencies)} deliveries"
         f" (mean {statistics.fmean(latencies) * 1000 if latencies else float('nan'):.0f} ms); run took {elapsed:.1f} s"
     )
+    if pulled:
+        run = pulled()
+        print(
+            f"reconcile:        the shop listed {run.get('pulled', 0)} changed order(s): {run.get('missed', 0)} "
+            f"no webhook had brought (fed in now), {run.get('known', 0)} already in the state"
+        )
+        if run.get("missed") != 1:
+            problems.append(f"the order only the shop had was not pulled in once: {run}")
     totals = sandbox.functions.metric_totals()
     print("metrics emitted:  " + ", ".join(f"{name} {value:g}" for name, value in sorted(totals.items())))
     if sample_state is not None:
@@ -384,6 +395,36 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         "tampered body changed nothing."
     )
     return 0
+
+
+def reconcile_missed_order(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Any:
+    """Put an order in the fake shop that no webhook announced, and run the shop's scheduled pull now
+    (the message its schedule sends). Returns a reader of the run's counts, or ``None`` where the
+    environment pulls nothing."""
+    if not any(j.source == "shopify" and j.tenant == TENANT for j in sandbox.cfg.reconcile):
+        return None
+    order = copy.deepcopy(load_sample("shopify_orders_create")["body"])
+    changed = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 600))
+    order.update(id=830000000000000001, name="#10001", order_number=10001, created_at=changed, updated_at=changed)
+    sandbox.shop.put(order)
+    expected[("order", f"shopify:{order['id']}")] = {"order_number": "#10001", "status": "open"}
+    boto3.client("sqs").send_message(
+        QueueUrl=sandbox.resources.queue_urls["reconcile"],
+        MessageBody=json.dumps({"source": "shopify", "tenant": TENANT}),
+    )
+
+    def counts() -> dict[str, Any]:
+        item = (
+            boto3.client("dynamodb")
+            .get_item(
+                TableName=sandbox.resources.refs.state_table,
+                Key=ReconcileWatermarks.key("shopify", TENANT),
+            )
+            .get("Item")
+        )
+        return {k: int(v["N"]) for k, v in item["run"]["M"].items()} if item else {}
+
+    return counts
 
 
 def _answer(body: dict[str, Any]) -> str:
