@@ -160,10 +160,22 @@ def admit(plan: Plan, ports: StorePorts, progress: Callable[[int], None] | None 
     return Admitted(tuple(a for a in results if not a.duplicate), tuple(a for a in results if a.duplicate))
 
 
-def verify(plan: Plan, load: Callable[[str, str, str], EntityState | None], policy: ConflictPolicy) -> Report:
-    """Whether the state reflects each record (see the module's docstring). Customers are resolved to
-    an Aftersync customer id by identity, not by their source id, so they are not checked here; the
-    orders, cases and tickets that name them are."""
+StateKey = tuple[str, str, str]  # (tenant, entity type, entity id)
+LoadStates = Callable[[list[StateKey]], Mapping[StateKey, EntityState]]
+
+
+def one_by_one(load: Callable[[str, str, str], EntityState | None]) -> LoadStates:
+    """A batch loader from a loader of one state (for stores without batch reads)."""
+    return lambda keys: {k: state for k in keys if (state := load(*k)) is not None}
+
+
+def verify(plan: Plan, load_states: LoadStates, policy: ConflictPolicy) -> Report:
+    """Whether the state reflects each record (see the module's docstring), reading every entity's
+    state in one batch. Customers are resolved to an Aftersync customer id by identity, not by their
+    source id, so they are not checked here; the orders, cases and tickets that name them are."""
+    observed = [o for r in plan.records for o in r.observations if o.entity_type != "customer"]
+    keys: list[StateKey] = [(o.tenant, o.entity_type, o.entity_id) for o in observed]
+    states = load_states(keys) if keys else {}
     checks = []
     for record in plan.records:
         for observation in record.observations:
@@ -171,7 +183,7 @@ def verify(plan: Plan, load: Callable[[str, str, str], EntityState | None], poli
             if kind == "customer":
                 checks.append(Check(record.line, kind, entity_id, "not_checked", note="resolved by identity"))
                 continue
-            state = load(observation.tenant, kind, entity_id)
+            state = states.get((observation.tenant, kind, entity_id))
             if state is None:
                 checks.append(Check(record.line, kind, entity_id, "pending", note="no state yet"))
                 continue

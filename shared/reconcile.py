@@ -26,9 +26,8 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from shared.backfill import plan, verify
+from shared.backfill import LoadStates, plan, verify
 from shared.ingest import StorePorts, store_once
-from shared.state.merge import EntityState
 from shared.state.policy import ConflictPolicy
 
 ORIGIN: Literal["reconcile"] = "reconcile"
@@ -111,7 +110,7 @@ def run(
     job: ReconcileJob,
     pages: PagesPort,
     watermarks: WatermarkPort,
-    load_state: Callable[[str, str, str], EntityState | None],
+    load_states: LoadStates,
     policy: ConflictPolicy,
     ports: StorePorts,
     now: datetime,
@@ -136,7 +135,7 @@ def run(
                 now,
                 origin=ORIGIN,
             )
-            pending = {c.line for c in verify(planned, load_state, policy).checks if c.status != "applied"}
+            pending = {c.line for c in verify(planned, load_states, policy).checks if c.status != "applied"}
             for record in planned.records:
                 if record.line not in pending:
                     result.known += 1

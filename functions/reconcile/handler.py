@@ -33,7 +33,6 @@ from shared.ingest import StorePorts
 from shared.observability import logger, metrics, tracer
 from shared.settings import ReconcileSettings
 from shared.sources.shopify_admin import ShopifyOrders
-from shared.state.merge import EntityState
 from shared.state.policy import default_policy
 
 INVOCATION: dict[str, Any] = {}  # the running invocation's context: its time left bounds a run
@@ -79,15 +78,12 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     if not isinstance(token, str) or not token:
         raise ConfigurationError(f'secret {name!r} must exist and hold {{"access_token": "…"}}')
 
-    def load(tenant: str, entity_type: str, entity_id: str) -> EntityState | None:
-        return store.load(tenant, entity_type, entity_id)[0]
-
     context = INVOCATION.get("context")
     result = reconcile.run(
         job,
         ShopifyOrders(job, token, http),
         watermarks,
-        load,
+        store.load_states,
         default_policy(),
         ports,
         datetime.now(UTC),

@@ -233,7 +233,7 @@ class Compute(Construct):
                 "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem",
             )
-            storage.state_table.grant(fn["reconcile"], "dynamodb:GetItem")
+            storage.state_table.grant(fn["reconcile"], "dynamodb:GetItem", "dynamodb:BatchGetItem")
             fn["reconcile"].add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["dynamodb:PutItem"],

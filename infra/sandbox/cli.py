@@ -390,14 +390,11 @@ def cmd_backfill(args: argparse.Namespace) -> int:
             )
     store = DynamoStateStore(resources["state"])
 
-    def load(tenant: str, entity_type: str, entity_id: str) -> Any:
-        return store.load(tenant, entity_type, entity_id)[0]
-
     deadline = time.monotonic() + args.wait
-    report = backfill.verify(plan, load, default_policy())
+    report = backfill.verify(plan, store.load_states, default_policy())
     while not report.complete and time.monotonic() < deadline:
         time.sleep(1)
-        report = backfill.verify(plan, load, default_policy())
+        report = backfill.verify(plan, store.load_states, default_policy())
     pending = [c for c in report.checks if c.status == "pending"]
     summary["report"] = {
         "applied": report.count("applied"),

@@ -510,7 +510,7 @@ def test_scheduled_pulls_run_into_the_reconcile_queue_with_only_what_they_need(t
     assert secret_patterns(template, "reconcile", "dev") == ["aftersync/dev/pull/*"]
     assert secret_patterns(template, "ingest", "dev") == ["aftersync/dev/sources/*"]
     actions = policy_actions(template, "reconcile", "dev")
-    assert {"dynamodb:GetItem", "s3:PutObject", "sqs:SendMessage", "secretsmanager:GetSecretValue"} <= actions
+    assert {"dynamodb:BatchGetItem", "s3:PutObject", "sqs:SendMessage", "secretsmanager:GetSecretValue"} <= actions
     assert not any(a.startswith(("events:", "sns:", "ses:")) or a == "dynamodb:Scan" for a in actions)
     [state] = [
         k for k, v in resources(template, "AWS::DynamoDB::Table").items() if "StreamSpecification" in v["Properties"]

@@ -47,13 +47,10 @@ def test_a_backfilled_history_is_applied_once_and_never_overrides_newer_state(
     archived = [k for k in stack.archived_keys() if any(a.message.archive_key == k for a in admitted.new)]
     assert len(archived) == 5
 
-    def load(tenant: str, entity_type: str, entity_id: str) -> object:
-        return store.load(tenant, entity_type, entity_id)[0]
-
-    assert verify(planned, load, default_policy()).count("pending") == 4  # type: ignore[arg-type]
+    assert verify(planned, store.load_states, default_policy()).count("pending") == 4
     stack.run_until_quiet()
 
-    report = verify(planned, load, default_policy())  # type: ignore[arg-type]
+    report = verify(planned, store.load_states, default_policy())
     assert (report.count("applied"), report.count("pending"), report.complete) == (5, 0, True)
     live_after, _ = store.load("demo", "order", LIVE_ORDER)
     assert live_after is not None

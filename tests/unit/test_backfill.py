@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.backfill import admit, lines, plan, verify
+from shared.backfill import admit, lines, one_by_one, plan, verify
 from shared.ingest import StorePorts
 from shared.models import InboxMessage
 from shared.state.policy import default_policy
@@ -81,10 +81,9 @@ def test_verify_says_applied_only_when_the_state_holds_the_record_or_what_beats_
     result = plan("shopify", "demo", "orders/updated", lines(FILE.read_text(encoding="utf-8")), NOW)
     store = FakeStateStore()
 
-    def load(tenant: str, entity_type: str, entity_id: str) -> object:
-        return store.load(tenant, entity_type, entity_id)[0]
+    load = one_by_one(lambda tenant, entity_type, entity_id: store.load(tenant, entity_type, entity_id)[0])
 
-    report = verify(result, load, POLICY)  # type: ignore[arg-type]
+    report = verify(result, load, POLICY)
     assert (report.count("applied"), report.count("pending"), report.count("not_checked")) == (0, 4, 0)
     assert {c.note for c in report.checks if c.status == "pending"} == {"no state yet"}
 
@@ -99,7 +98,7 @@ def test_verify_says_applied_only_when_the_state_holds_the_record_or_what_beats_
         }
     )
     apply_observation(newer, store, POLICY)  # the shop changed it since: the record is still accounted for
-    report = verify(result, load, POLICY)  # type: ignore[arg-type]
+    report = verify(result, load, POLICY)
     assert [(c.line, c.status) for c in report.checks if c.entity_type == "order"] == [
         (1, "applied"),
         (2, "pending"),
@@ -112,6 +111,6 @@ def test_verify_says_applied_only_when_the_state_holds_the_record_or_what_beats_
     apply_observation(
         partial.model_copy(update={"event_id": "x", "occurred_at": NOW.replace(year=2024)}), store, POLICY
     )
-    [check] = [c for c in verify(result, load, POLICY).checks if c.line == 2 and c.entity_type == "order"]  # type: ignore[arg-type]
+    [check] = [c for c in verify(result, load, POLICY).checks if c.line == 2 and c.entity_type == "order"]
     assert (check.status, check.pending_fields) == ("pending", ("note",))
-    assert not verify(result, load, POLICY).complete  # type: ignore[arg-type]
+    assert not verify(result, load, POLICY).complete

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from shared.adapters.http import Response
+from shared.backfill import LoadStates
 from shared.ingest import StorePorts
 from shared.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, run
 from shared.sources.shopify_admin import ShopifyOrders, next_link
@@ -18,6 +19,7 @@ from shared.state.policy import default_policy
 from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue
 from tests.unit.test_backfill import records
 
+NOTHING: LoadStates = lambda keys: {}  # noqa: E731 - a state store that has nothing yet
 JOB = ReconcileJob(source="shopify", tenant="demo", url="https://acme.myshopify.com")  # type: ignore[arg-type]
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -125,7 +127,7 @@ def test_a_run_stops_at_max_pages_and_keeps_its_watermark_page_by_page() -> None
     marks = Watermarks()
     store, queue = ports()
     job = JOB.model_copy(update={"max_pages": 2})
-    result = run(job, source, marks, lambda *_: None, default_policy(), store, NOW)
+    result = run(job, source, marks, NOTHING, default_policy(), store, NOW)
     assert (result.pages, result.missed, result.more, result.throttled) == (2, 2, True, False)
     assert source.since == [NOW - timedelta(hours=24, minutes=10)]  # first run: lookback, then the overlap
     assert [m for m, _ in marks.saved] == [NOW - timedelta(minutes=50), NOW - timedelta(minutes=40)]
@@ -140,7 +142,7 @@ def test_a_run_stops_at_max_pages_and_keeps_its_watermark_page_by_page() -> None
     assert len(queue.messages) == 2
 
     again = Pages([[pulled(40, b)], [pulled(30, c)]])
-    result = run(JOB, again, marks, lambda *_: None, default_policy(), store, NOW)
+    result = run(JOB, again, marks, NOTHING, default_policy(), store, NOW)
     assert again.since == [NOW - timedelta(minutes=50)]  # the watermark, less the overlap
     # b was admitted by the first run and is not in the state yet: not admitted twice
     assert (result.missed, result.already_admitted, result.more) == (1, 1, False)
@@ -155,7 +157,7 @@ def test_time_running_out_or_throttling_ends_the_run_early_with_its_progress_kep
         JOB,
         Pages([[pulled(50, a)], [pulled(40, b)], [pulled(30, a)]]),
         marks,
-        lambda *_: None,
+        NOTHING,
         default_policy(),
         store,
         NOW,
@@ -167,7 +169,7 @@ def test_time_running_out_or_throttling_ends_the_run_early_with_its_progress_kep
         JOB,
         Pages([[pulled(20, a)], [pulled(10, b)]], throttle_after=1),
         marks,
-        lambda *_: None,
+        NOTHING,
         default_policy(),
         store,
         NOW,
@@ -183,6 +185,6 @@ def test_time_running_out_or_throttling_ends_the_run_early_with_its_progress_kep
 def test_a_record_that_does_not_normalise_is_admitted_for_quarantine_not_dropped() -> None:
     store, queue = ports()
     junk = Pulled(NOW, json.dumps({"id": 7, "updated_at": NOW.isoformat(), "line_items": "?"}))
-    result = run(JOB, Pages([[junk]]), Watermarks(), lambda *_: None, default_policy(), store, NOW)
+    result = run(JOB, Pages([[junk]]), Watermarks(), NOTHING, default_policy(), store, NOW)
     assert (result.unusable, result.missed, len(queue.messages)) == (1, 0, 1)
     assert json.loads(queue.messages[0][0])["origin"] == "reconcile"
