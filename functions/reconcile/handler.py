@@ -23,7 +23,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared import reconcile
 from shared.adapters.aws import ReconcileWatermarks, S3Archive, SecretReader, SqsQueue
-from shared.adapters.dead_letter import DeadLetteringProcessor
+from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.adapters.http import SafeHttp
 from shared.adapters.idempotency import IdempotentOnce
 from shared.adapters.state_store import DynamoStateStore
@@ -34,8 +34,6 @@ from shared.observability import logger, metrics, tracer
 from shared.settings import ReconcileSettings
 from shared.sources.shopify_admin import ShopifyOrders
 from shared.state.policy import default_policy
-
-INVOCATION: dict[str, Any] = {}  # the running invocation's context: its time left bounds a run
 
 
 @cache
@@ -65,20 +63,20 @@ def adapters() -> tuple[StorePorts, DynamoStateStore, ReconcileWatermarks, Secre
     )
 
 
-def record_handler(record: SQSRecord) -> dict[str, Any]:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
+    """One run; Powertools passes the invocation's context, whose time left bounds the run."""
     ports, store, watermarks, secrets, http = adapters()
     try:
         request = json.loads(record.body)
         job = settings().job(str(request["source"]), str(request["tenant"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigurationError(f'a reconcile message must be {{"source", "tenant"}}: {exc}') from exc
+    except (ValueError, KeyError, TypeError, ConfigurationError) as exc:  # no retry makes it a job
+        raise PermanentFailure(f'not a configured reconcile job {{"source", "tenant"}}: {exc}') from exc
     name = pull_secret_name(settings().secrets_prefix, job.source, job.tenant)
     credentials = secrets.get_json(name)
     token = (credentials or {}).get("access_token")
     if not isinstance(token, str) or not token:
         raise ConfigurationError(f'secret {name!r} must exist and hold {{"access_token": "…"}}')
 
-    context = INVOCATION.get("context")
     result = reconcile.run(
         job,
         ShopifyOrders(job, token, http),
@@ -87,7 +85,9 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
         default_policy(),
         ports,
         datetime.now(UTC),
-        seconds_left=(lambda: context.get_remaining_time_in_millis() / 1000) if context else lambda: float("inf"),
+        seconds_left=(lambda: lambda_context.get_remaining_time_in_millis() / 1000)
+        if lambda_context
+        else lambda: float("inf"),
     )
     summary = {**result.as_dict(), "more": result.more, "watermark": str(result.watermark)}
     logger.info("reconciled", extra={"source": job.source, "tenant": job.tenant, **summary})
@@ -107,6 +107,5 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    INVOCATION["context"] = context
     adapters()[0].once.register_context(context)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

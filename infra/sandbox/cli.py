@@ -427,11 +427,10 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     """Run a scheduled pull now: the same message its schedule sends, then the run's counts."""
+    import functools
     import time
 
-    import boto3
-
-    from shared.adapters.aws import ReconcileWatermarks
+    from shared.adapters.aws import ReconcileWatermarks, SqsQueue
 
     cfg = load_environment(args.env)
     jobs = [(j.source, j.tenant) for j in cfg.reconcile]
@@ -440,33 +439,18 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             f"aftersync: no scheduled pull of {args.source}/{args.tenant} in {cfg.name} (have {jobs})", file=sys.stderr
         )
         return 2
-    queue = _queue_urls(args).get("reconcile")
     store, _ = _stores(args)
-    dynamodb = boto3.client("dynamodb")
-
-    def saved() -> dict[str, Any] | None:
-        item = dynamodb.get_item(
-            TableName=store.table, Key=ReconcileWatermarks.key(args.source, args.tenant), ConsistentRead=True
-        ).get("Item")
-        if item is None:
-            return None
-        return {
-            "newest": item["newest"]["S"],
-            "saved_at": item["saved_at"]["S"],
-            **{k: int(v["N"]) for k, v in item["run"]["M"].items()},
-        }
+    saved = functools.partial(ReconcileWatermarks(store.table).last_run, args.source, args.tenant)
 
     before = saved()
-    boto3.client("sqs").send_message(
-        QueueUrl=queue, MessageBody=json.dumps({"source": args.source, "tenant": args.tenant})
-    )
+    SqsQueue(_queue_urls(args)["reconcile"]).send(json.dumps({"source": args.source, "tenant": args.tenant}))
     deadline = time.monotonic() + args.wait
     after = saved()
     while after == before and time.monotonic() < deadline:
         time.sleep(0.5)
         after = saved()
     if after == before:
-        message = "queued; no page moved the watermark yet (nothing changed since, or the run is still going)"
+        message = "queued; the run has not reported yet (see the reconcile function's logs, or run again with --wait)"
         print(json.dumps({"queued": True, "watermark": after}) if args.json else message)
         return 0
     assert after is not None

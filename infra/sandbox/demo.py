@@ -414,15 +414,7 @@ def reconcile_missed_order(sandbox: Sandbox, expected: dict[tuple[str, str], dic
     )
 
     def counts() -> dict[str, Any]:
-        item = (
-            boto3.client("dynamodb")
-            .get_item(
-                TableName=sandbox.resources.refs.state_table,
-                Key=ReconcileWatermarks.key("shopify", TENANT),
-            )
-            .get("Item")
-        )
-        return {k: int(v["N"]) for k, v in item["run"]["M"].items()} if item else {}
+        return ReconcileWatermarks(sandbox.resources.refs.state_table).last_run("shopify", TENANT) or {}
 
     return counts
 

@@ -189,6 +189,14 @@ class ReconcileWatermarks(DynamoTable):
         item = self.client.get_item(TableName=self.table, Key=self.key(source, tenant), ConsistentRead=True).get("Item")
         return datetime.fromisoformat(item["newest"]["S"]) if item else None
 
+    def last_run(self, source: str, tenant: str) -> dict[str, Any] | None:
+        """What operators see of the last run that saved: ``newest``, ``saved_at`` and its counts."""
+        item = self.client.get_item(TableName=self.table, Key=self.key(source, tenant), ConsistentRead=True).get("Item")
+        if not item:
+            return None
+        counts = {k: int(v["N"]) for k, v in item["run"]["M"].items()}
+        return {"newest": item["newest"]["S"], "saved_at": item["saved_at"]["S"], **counts}
+
     def save(self, source: str, tenant: str, newest: datetime, run: dict[str, int]) -> None:
         self.client.put_item(
             TableName=self.table,

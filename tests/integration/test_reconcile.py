@@ -34,13 +34,9 @@ def run_reconcile(stack: Stack) -> dict[str, Any]:
         MessageBody=json.dumps({"source": "shopify", "tenant": "demo"}),
     )
     stack.run_until_quiet()
-    item = boto3.client("dynamodb").get_item(
-        TableName=stack.resources.refs.state_table, Key=ReconcileWatermarks.key("shopify", "demo")
-    )
-    found = item.get("Item")
-    if not found:
-        return {}
-    return {"newest": found["newest"]["S"], **{k: int(v["N"]) for k, v in found["run"]["M"].items()}}
+    run = ReconcileWatermarks(stack.resources.refs.state_table).last_run("shopify", "demo") or {}
+    run.pop("saved_at", None)
+    return run
 
 
 def test_what_no_webhook_brought_is_pulled_in_once_and_what_did_is_left_alone(
@@ -117,3 +113,16 @@ def test_a_throttled_pull_waits_for_the_next_run_and_bad_credentials_reach_the_d
     reason = dead["MessageAttributes"]["reason"]["StringValue"]
     assert reason.startswith("PullFailed: shopify answered HTTP 401: ")
     assert "shpat_" not in json.dumps(dead)  # the token is never in a message
+
+
+def test_a_message_that_names_no_configured_job_is_dead_lettered_at_once_with_the_reason(stack: Stack) -> None:
+    sqs = boto3.client("sqs")
+    sqs.send_message(
+        QueueUrl=stack.resources.queue_urls["reconcile"], MessageBody=json.dumps({"source": "shopify", "tenant": "x"})
+    )
+    stack.run_until_quiet()
+    [dead] = stack.messages("reconcile-dlq")
+    reason = dead["MessageAttributes"]["reason"]["StringValue"]
+    assert reason.startswith('PermanentFailure: not a configured reconcile job {"source", "tenant"}: ')
+    assert "no reconcile job for shopify/x" in reason
+    assert stack.shop.requests == 0  # the shop was never asked
