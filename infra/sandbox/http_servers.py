@@ -8,8 +8,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 
 def api_gateway_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
@@ -164,8 +166,6 @@ class FakeShop:
                 self._reply(200, b'{"ok":true}')
 
             def do_GET(self) -> None:
-                from urllib.parse import parse_qs, urlencode, urlsplit
-
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 if not parts.path.startswith("/admin/api/") or not parts.path.endswith("/orders.json"):
@@ -206,6 +206,4 @@ class FakeShop:
 
 
 def _utc(text: str) -> float:
-    from datetime import datetime
-
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else 0.0

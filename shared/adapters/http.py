@@ -7,7 +7,7 @@ endpoints 169.254.169.254 / fd00:ec2::254 / 100.100.100.200 among them — share
 or unspecified address), and the connection then goes to exactly that checked address (TLS still
 verifies the host name), so a DNS answer cannot change between the check and the connect. Only
 HTTPS is allowed. A 307/308 redirect is followed (at most 3) through the same checks; other
-redirects are not followed (the method is POST, PUT or PATCH). The sandbox alone may allow plain
+redirects are not followed. Deliveries POST, PUT or PATCH; scheduled pulls GET. The sandbox alone may allow plain
 HTTP to private addresses (its fake targets on 127.0.0.1), by an explicit setting.
 """
 
@@ -101,6 +101,9 @@ class SafeHttp:
             else:
                 self._pools[key] = urllib3.HTTPConnectionPool(address, port, retries=False, maxsize=2)
         return self._pools[key]
+
+    def get(self, url: str, headers: dict[str, str], timeout: float) -> Response:
+        return self.post(url, b"", headers, timeout, method="GET")
 
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float, method: str = "POST") -> Response:
         for _ in range(MAX_REDIRECTS + 1):

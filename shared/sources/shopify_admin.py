@@ -23,7 +23,7 @@ _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
 class HttpGet(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float, method: str = "POST") -> Any: ...
+    def get(self, url: str, headers: dict[str, str], timeout: float) -> Any: ...
 
 
 def next_link(header: str | None) -> str | None:
@@ -48,8 +48,8 @@ class ShopifyOrders:
         while url:
             if urlsplit(url)[:2] != origin:
                 raise PullFailed(f"shopify: a next-page link leaves the shop ({urlsplit(url).netloc}); not followed")
-            response = self.http.post(
-                url, b"", {"X-Shopify-Access-Token": self.token, "Accept": "application/json"}, self.timeout, "GET"
+            response = self.http.get(
+                url, {"X-Shopify-Access-Token": self.token, "Accept": "application/json"}, self.timeout
             )
             if response.status == 429:
                 after = (response.headers or {}).get("retry-after")

@@ -29,8 +29,8 @@ class ScriptedHttp:
         self.responses = list(responses)
         self.calls: list[tuple[str, dict[str, str], str]] = []
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float, method: str = "POST") -> Response:
-        self.calls.append((url, headers, method))
+    def get(self, url: str, headers: dict[str, str], timeout: float) -> Response:
+        self.calls.append((url, headers, "GET"))
         return self.responses.pop(0)
 
 
@@ -188,3 +188,22 @@ def test_a_record_that_does_not_normalise_is_admitted_for_quarantine_not_dropped
     result = run(JOB, Pages([[junk]]), Watermarks(), NOTHING, default_policy(), store, NOW)
     assert (result.unusable, result.missed, len(queue.messages)) == (1, 0, 1)
     assert json.loads(queue.messages[0][0])["origin"] == "reconcile"
+
+
+def test_the_pager_reads_every_page_of_the_fake_shop_over_real_http_get() -> None:
+    from infra.sandbox.http_servers import FakeShop, serve
+    from shared.adapters.http import SafeHttp
+
+    shop = FakeShop("shpat_x", page_size=1)
+    serve(shop.server)
+    try:
+        a, b = records()[:2]
+        shop.put({**a, "updated_at": "2026-11-23T07:30:00+00:00"}, {**b, "updated_at": "2026-11-23T07:40:00+00:00"})
+        job = JOB.model_copy(update={"url": shop.url})
+        pages = list(ShopifyOrders(job, "shpat_x", SafeHttp(allow_private=True)).pages(NOW - timedelta(hours=1)))
+        assert [[json.loads(p.text)["id"] for p in pg] for pg in pages] == [[a["id"]], [b["id"]]]
+        assert shop.requests == 2
+        with pytest.raises(PullFailed, match="HTTP 401"):
+            next(ShopifyOrders(job, "wrong", SafeHttp(allow_private=True)).pages(NOW))
+    finally:
+        shop.server.shutdown()
