@@ -275,3 +275,29 @@ def test_reconcile_now_pulls_in_what_no_webhook_brought(sandbox: RunningSandbox)
     sandbox.wait_drained()
     assert sandbox.entity("shopify:5577000000000001")["state"]["fields"]["order_number"] == "#8101"
     assert _cli("reconcile", "--source", "shopify", "--tenant", "nobody").returncode == 2
+
+
+def test_dlq_list_and_show_include_the_quarantine_and_fail_if_any_counts_it(
+    sandbox: RunningSandbox, shopify_secret: str
+) -> None:
+    # Given three verified deliveries the pipeline can never process: they wait in the quarantine
+    for n in range(3):
+        hook = signed(
+            "shopify_orders_create",
+            shopify_secret,
+            **{"X-Shopify-Topic": "products/update", "X-Shopify-Event-Id": f"e2e-product-{n}"},
+        )
+        assert sandbox.post(hook)[0] == 200
+    sandbox.wait_drained()
+
+    # When an operator lists the queues and looks into the quarantine
+    listed = _cli("dlq", "list", "--json", "--fail-if-any")
+    shown = _cli("dlq", "show", "quarantine", "--json")
+
+    # Then the quarantine is listed with its three messages, --fail-if-any fails on them, and show reads it
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert (rows["quarantine"]["messages"], rows["quarantine"]["redrives_to"]) == (3, None)
+    assert listed.returncode == 1
+    assert shown.returncode == 0, shown.stderr
+    reasons = [m["reason"] for m in json.loads(shown.stdout)]
+    assert reasons == ["unsupported topic 'products/update'"] * 3

@@ -7,12 +7,13 @@ import json
 import time
 
 import boto3
+import pytest
 
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.samples import signed
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import source_secret_name, tenant_salt_secret_name
-from shared.dlq import dead_letter_queues, peek, redrive
+from shared.dlq import dead_letter_queues, describe, peek, redrive
 from tests.integration.conftest import Stack
 
 ORDER = "shopify:820982911946154508"
@@ -89,3 +90,30 @@ def test_an_alarm_for_a_robot_with_an_invalid_key_is_dead_lettered_with_the_reas
     reason = dead["MessageAttributes"]["reason"]["StringValue"]
     assert reason == "PermanentFailure: robot dev: errcode 93000 (invalid key)"
     assert dead["MessageAttributes"]["receive_count"]["StringValue"] == "1"  # not retried
+
+
+def test_the_quarantine_is_listed_with_the_dead_letter_queues_and_shown_with_its_reasons(
+    stack: Stack, shopify_secret: str
+) -> None:
+    # Given three verified deliveries that can never be processed: they wait in the quarantine
+    for n in range(3):
+        hook = signed(
+            "shopify_orders_create",
+            shopify_secret,
+            **{"X-Shopify-Topic": "products/update", "X-Shopify-Event-Id": f"product-{n}"},
+        )
+        assert stack.post(hook)["statusCode"] == 200
+    stack.run_until_quiet()
+    assert stack.depth("quarantine") == 3
+
+    # When an operator lists the queues that hold messages for a person
+    sqs = boto3.client("sqs")
+    listed = {d.name: d for d in dead_letter_queues(stack.resources.queue_urls)}
+
+    # Then the quarantine is among them, with its depth and reasons, and it does not redrive anywhere
+    quarantine = listed["quarantine"]
+    assert quarantine.source is None
+    assert describe(sqs, quarantine)["messages"] == 3
+    assert [m["reason"] for m in peek(sqs, quarantine)] == ["unsupported topic 'products/update'"] * 3
+    with pytest.raises(ValueError, match=r"quarantine cannot be redriven: .*aftersync replay"):
+        redrive(sqs, quarantine, stack.resources.queue_urls["inbox"])
