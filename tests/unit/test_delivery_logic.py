@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 import random
+import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+import boto3
+import moto.core.utils
 import pytest
+from moto import mock_aws
 from pydantic import ValidationError
 
+from infra.config import EnvironmentConfig, load_environment
+from infra.sandbox.lambda_runtime import Functions, sqs_record
+from infra.sandbox.resources import SandboxResources, create_resources
+from infra.wiring import function_environment
+from shared.adapters.guards import DynamoGuards
 from shared.adapters.http import Response
+from shared.adapters.wecom import DynamoMinuteSlots
 from shared.delivery import DeliveryRejected, deliver_change
 from shared.errors import DeliveryFailed
 from shared.models import EntityChanged
@@ -299,3 +312,133 @@ def test_only_http_targets_take_a_request_shape() -> None:
                 "path": "/x",
             }
         )
+
+
+class Clock:
+    """A clock the test moves: the deliver handler's ``time.time`` and ``utcnow``, and moto's own
+    clock (message delays, visibility), so a wait of minutes takes no real time."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: float) -> None:
+        import functions.deliver.handler as deliver
+
+        self.now = start
+        monkeypatch.setattr(time, "time", lambda: self.now)
+        monkeypatch.setattr(
+            moto.core.utils, "utcnow", lambda: datetime.fromtimestamp(self.now, UTC).replace(tzinfo=None)
+        )
+        monkeypatch.setattr(deliver, "utcnow", lambda: datetime.fromtimestamp(self.now, UTC))
+
+    @staticmethod
+    def next_minute_plus(seconds: int) -> float:
+        """A start after the real now (messages sent before the clock was set stay in the past), at
+        ``seconds`` into its minute (a per-minute limit does not roll over under the test)."""
+        return (int(time.time()) // 60 + 1) * 60 + seconds
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class DeliverOnMoto:
+    """The deliver function's queues, table and environment on moto; the real handler and processor."""
+
+    def __init__(self, cfg: EnvironmentConfig, resources: SandboxResources) -> None:
+        self.cfg, self.resources = cfg, resources
+        self.functions = Functions(cfg.region, cfg.resource("fn"))
+        self.sqs = boto3.client("sqs")
+
+    def send(self, target: str, entity_type: str, attempts: int | None) -> None:
+        changed = EntityChanged(
+            tenant="demo",
+            entity_type=entity_type,
+            entity_id="shopify:1" if entity_type == "order" else "zendesk:1",
+            version=1,
+            event_id="e",
+            origin_source="shopify" if entity_type == "order" else "zendesk",
+            occurred_at=datetime(2026, 11, 20, tzinfo=UTC),
+            changed={},
+        )
+        envelope = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "entity.changed",
+            "source": "aftersync",
+            "account": "123456789012",
+            "time": "2026-11-20T00:00:00Z",
+            "region": self.cfg.region,
+            "resources": [],
+            "detail": changed.model_dump(mode="json"),
+        }
+        extra: dict[str, Any] = {}
+        if attempts is not None:
+            extra["MessageAttributes"] = {"attempts": {"DataType": "Number", "StringValue": str(attempts)}}
+        self.sqs.send_message(QueueUrl=self.url(target), MessageBody=json.dumps(envelope), **extra)
+
+    def url(self, target: str) -> str:
+        return self.resources.queue_urls[f"deliver-{target}"]
+
+    def receive(self, target: str) -> list[dict[str, Any]]:
+        return list(
+            self.sqs.receive_message(
+                QueueUrl=self.url(target),
+                MaxNumberOfMessages=10,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        )
+
+    def invoke(self, target: str, messages: list[dict[str, Any]]) -> Any:
+        arn = self.resources.queue_arns[f"deliver-{target}"]
+        return self.functions.invoke("deliver", {"Records": [sqs_record(m, arn, self.cfg.region) for m in messages]})
+
+
+@pytest.fixture
+def deliver_on_moto(sandbox_secrets: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[DeliverOnMoto]:
+    cfg = load_environment("dev")
+    with mock_aws():
+        resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)
+        for name, value in function_environment("deliver", cfg, resources.refs, allow_http_targets=True).items():
+            monkeypatch.setenv(name, value)
+        yield DeliverOnMoto(cfg, resources)
+
+
+@pytest.mark.parametrize(
+    ("target", "entity_type", "use_up"),
+    [
+        # the ERP takes 20 requests a second: this second's are used up
+        ("erp", "order", lambda env, t, now: DynamoGuards(env.resources.refs.state_table).take(t, now)),
+        # a WeCom robot takes 20 messages a minute: this minute's are used up
+        (
+            "service-group",
+            "ticket",
+            lambda env, t, now: DynamoMinuteSlots(env.resources.refs.state_table).take(
+                t.name, datetime.fromtimestamp(now, UTC)
+            ),
+        ),
+    ],
+    ids=["rate-limit", "wecom-minute-cap"],
+)
+def test_a_wait_for_a_limit_uses_no_attempt_and_is_no_failure(
+    deliver_on_moto: DeliverOnMoto, monkeypatch: pytest.MonkeyPatch, target: str, entity_type: str, use_up: Any
+) -> None:
+    env = deliver_on_moto
+    clock = Clock(monkeypatch, Clock.next_minute_plus(10))
+    config = next(t for t in env.cfg.targets if t.name == target)
+    for _ in range(100):  # the real limiter, until it says no
+        if not use_up(env, config, clock.now):
+            break
+    else:
+        raise AssertionError(f"the limit of {target} never ran out")
+    env.send(target, entity_type, attempts=3)  # three real attempts before this one
+    [message] = env.receive(target)
+    response = env.invoke(target, [message])
+    # Not a failure: the record is reported processed (deleted), and a copy waits in the queue
+    assert response == {"batchItemFailures": []}
+    totals = env.functions.metric_totals()
+    assert (totals.get("RecordDeferred"), totals.get("RecordFailed"), totals.get("RecordProcessed")) == (1, None, None)
+    clock.advance(62)  # past any wait for a second's or a minute's slot
+    [copy] = env.receive(target)
+    assert copy["Body"] == message["Body"] and copy["MessageId"] != message["MessageId"]
+    # The wait used none of the target's attempts: still the three real ones
+    assert copy["MessageAttributes"]["attempts"]["StringValue"] == "3"
+    assert copy["Attributes"]["ApproximateReceiveCount"] == "1"
+    assert env.receive(target) == []  # and only that one copy
