@@ -1,5 +1,8 @@
 """Dead-letter queues for operators: list them, look inside, and send the messages back for another try.
 
+The quarantine is listed with them: it is not a DLQ, but like one it holds messages that wait for a
+person (verified deliveries that can never be processed as they are, each with its reason).
+
 ``redrive`` uses SQS StartMessageMoveTask where the service offers it (rate-capped, tracked by task
 handle) and otherwise moves the messages itself — receive, send to the source queue, delete —
 no faster than the rate cap. The reasons the consumers attached (``reason``, ``source_queue``,
@@ -24,7 +27,11 @@ REASON_ATTRIBUTES = ("reason", "source_queue", "receive_count")
 NOT_REDRIVABLE = {
     "publish-dlq": "stream failure records (they point at table stream positions): re-publish with `aftersync replay`",
     "events-dlq": "EventBridge events that missed their rule target: re-put them on the bus",
+    "quarantine": "verified deliveries that cannot be processed as they are: fix the cause, then re-feed them "
+    "from the archive with `aftersync replay`",
 }
+# Queues that are not DLQs but hold messages for an operator, listed with the DLQs.
+PARKED = ("quarantine",)
 
 
 @dataclass(frozen=True)
@@ -35,10 +42,11 @@ class DeadLetterQueue:
 
 
 def dead_letter_queues(queue_urls: dict[str, str]) -> list[DeadLetterQueue]:
-    """The DLQs among an environment's queues (by purpose), with the queue each drains back into."""
+    """The DLQs among an environment's queues (by purpose), with the queue each drains back into, and
+    the quarantine (which drains back into nothing)."""
     found = []
     for name, url in sorted(queue_urls.items()):
-        if not name.endswith("-dlq"):
+        if not name.endswith("-dlq") and name not in PARKED:
             continue
         source = None if name in NOT_REDRIVABLE else name.removesuffix("-dlq")
         if name == "alarm-topics-dlq":

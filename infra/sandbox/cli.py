@@ -105,7 +105,7 @@ def _progress(done: int, total: int) -> None:
 def cmd_dlq(args: argparse.Namespace) -> int:
     import boto3
 
-    from shared.dlq import dead_letter_queues, describe, peek, redrive
+    from shared.dlq import NOT_REDRIVABLE, dead_letter_queues, describe, peek, redrive
 
     urls = _queue_urls(args)
     sqs = boto3.client("sqs")
@@ -115,11 +115,11 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            print(f"{'dead-letter queue':<28}{'messages':>9}{'in flight':>11}   redrives to")
+            print(f"{'queue':<28}{'messages':>9}{'in flight':>11}   redrives to")
             for row in rows:
                 print(f"{row['name']:<28}{row['messages']:>9}{row['in_flight']:>11}   {row['redrives_to'] or '-'}")
         return 1 if any(r["messages"] or r["in_flight"] for r in rows) and args.fail_if_any else 0
-    name = args.queue if args.queue.endswith("-dlq") else f"{args.queue}-dlq"
+    name = args.queue if args.queue in dlqs or args.queue.endswith("-dlq") else f"{args.queue}-dlq"
     if name not in dlqs:
         print(f"aftersync: no dead-letter queue {name!r} (have {', '.join(sorted(dlqs))})", file=sys.stderr)
         return 2
@@ -137,7 +137,8 @@ def cmd_dlq(args: argparse.Namespace) -> int:
                     print(f"  body:   {m['body'][:500]}")
         return 0
     if dlq.source is None:
-        print(f"aftersync: {name} cannot be redriven", file=sys.stderr)
+        why = NOT_REDRIVABLE.get(name, "its source queue is unknown")
+        print(f"aftersync: {name} cannot be redriven: {why}", file=sys.stderr)
         return 2
     result = redrive(
         sqs,
@@ -541,15 +542,17 @@ def parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     for action, help_text in (
-        ("list", "every DLQ with its depth"),
-        ("show", "a DLQ's messages with their reasons (bodies only with --body, masked)"),
+        ("list", "every DLQ and the quarantine, with their depths"),
+        ("show", "a DLQ's (or the quarantine's) messages with their reasons (bodies only with --body, masked)"),
         ("redrive", "send a DLQ's messages back to their source queue, rate-capped"),
     ):
         d = dlq.add_parser(action, help=help_text)
         if action != "list":
-            d.add_argument("queue", help="the DLQ, e.g. orders-dlq (or its source queue: orders)")
+            d.add_argument("queue", help="the DLQ, e.g. orders-dlq (or its source queue: orders), or quarantine")
         if action == "list":
-            d.add_argument("--fail-if-any", action="store_true", help="exit 1 when any DLQ holds messages")
+            d.add_argument(
+                "--fail-if-any", action="store_true", help="exit 1 when any DLQ or the quarantine holds messages"
+            )
         if action == "show":
             d.add_argument("--limit", type=int, default=10)
             d.add_argument("--body", action="store_true", help="include message bodies (personal data masked)")
