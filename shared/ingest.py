@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.constants import INLINE_BODY_MAX_BYTES, source_secret_name
-from shared.errors import ConfigurationError, PayloadTooLarge, UnknownTenant
+from shared.errors import ConfigurationError, MalformedPayload, PayloadTooLarge, UnknownTenant
 from shared.models import InboxMessage, Origin
 from shared.sources import get_source
 from shared.sources.base import Ack, BatchSource, Delivery, Headers, Part, parse_json
+
+MAX_IDENTITY_CHARS = 256  # platforms' event ids are ≤ 64 characters; a key must stay well under DynamoDB's
 
 
 class SecretsPort(Protocol):
@@ -103,6 +105,8 @@ def accept_webhook(request: WebhookRequest, policy: IngestPolicy, ports: IngestP
         if isinstance(source, BatchSource)
         else [Part(source.identify(request.headers, payload), None)]
     )
+    for part in parts:
+        _check_identity(part.delivery)
     accepted = tuple(_admit(source.name, source.kept_headers, request, part, ports) for part in parts)
     return IngestOutcome(ack=source.ack(parts[0].delivery, all(a.duplicate for a in accepted)), accepted=accepted)
 
@@ -126,10 +130,19 @@ def accept_notification(
     The queue's access policy is what authenticates it; the tenant comes from the payload's account
     id through config. Raises ``WebhookRejected`` (malformed, unknown tenant, conflicting duplicate)."""
     payload = parse_json(body)
-    delivery = source.identify(Headers({}), payload)
+    delivery = _check_identity(source.identify(Headers({}), payload))
     tenant = source.tenant(payload, tenants)
     request = WebhookRequest(source.name, tenant, Headers({}), body, received_at)
     return _admit(source.name, (), request, Part(delivery, None), ports)
+
+
+def _check_identity(delivery: Delivery) -> Delivery:
+    """An event id and topic short enough to key on (the dedupe key, the archive, the queue)."""
+    if not 0 < len(delivery.source_event_id) <= MAX_IDENTITY_CHARS:
+        raise MalformedPayload(f"the event id must be 1 to {MAX_IDENTITY_CHARS} characters")
+    if len(delivery.topic) > MAX_IDENTITY_CHARS:
+        raise MalformedPayload(f"the topic must be at most {MAX_IDENTITY_CHARS} characters")
+    return delivery
 
 
 def _admit(

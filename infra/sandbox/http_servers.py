@@ -53,7 +53,8 @@ class _Quiet(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":  # a HEAD answer has headers only
+            self.wfile.write(body)
 
     def _body(self) -> bytes:
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -65,7 +66,14 @@ def serve(server: ThreadingHTTPServer) -> threading.Thread:
     return thread
 
 
+WEBHOOK_METHODS = ("POST",)
+
+
 def gateway(host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, Any]]) -> ThreadingHTTPServer:
+    """The API's routes: ``POST /webhooks/{source}/{tenant}`` goes to the ingest handler; another method
+    on a webhook path is answered 405 here, before any handler runs (API Gateway itself answers such a
+    request 403 ``Missing Authentication Token``: the stack defines no other method there)."""
+
     class Gateway(_Quiet):
         def do_POST(self) -> None:
             self._handle("POST")
@@ -73,7 +81,28 @@ def gateway(host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, A
         def do_GET(self) -> None:
             self._handle("GET")
 
+        def do_PUT(self) -> None:
+            self._handle("PUT")
+
+        def do_PATCH(self) -> None:
+            self._handle("PATCH")
+
+        def do_DELETE(self) -> None:
+            self._handle("DELETE")
+
+        def do_HEAD(self) -> None:
+            self._handle("HEAD")
+
+        def do_OPTIONS(self) -> None:
+            self._handle("OPTIONS")
+
         def _handle(self, method: str) -> None:
+            if self.path.startswith("/webhooks/") and method not in WEBHOOK_METHODS:
+                self._body()  # read and drop what was sent, so the connection stays usable
+                message = f"{method} is not allowed here; webhooks are POSTed to /webhooks/{{source}}/{{tenant}}"
+                answer = json.dumps({"error": "method_not_allowed", "message": message}).encode()
+                self._reply(405, answer, {"Content-Type": "application/json", "Allow": ", ".join(WEBHOOK_METHODS)})
+                return
             event = api_gateway_event(method, self.path, dict(self.headers.items()), self._body())
             result = invoke(event)
             body = result.get("body") or ""

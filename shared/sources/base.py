@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import ValidationError
-
-from shared.errors import MalformedPayload
+from shared.masking import describe
 from shared.models import InboxMessage, ObservedEntity
+from shared.sources import wire
 
 
 class Headers(Mapping[str, str]):
@@ -77,12 +75,8 @@ class Source(Protocol):
 
 
 def parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body.decode("utf-8"))  # JSON on the wire is UTF-8 (RFC 8259); no guessing
-    except UnicodeDecodeError as exc:
-        raise MalformedPayload(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
-    except json.JSONDecodeError as exc:
-        raise MalformedPayload(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    """The verified body as JSON (UTF-8, RFC 8259; no guessing), bounded: see ``shared.sources.wire``."""
+    return wire.loads(body)
 
 
 @dataclass(frozen=True)
@@ -124,13 +118,9 @@ PAYLOAD_ERRORS: tuple[type[Exception], ...] = (
 
 
 def describe_error(exc: Exception) -> str:
-    """What was wrong with a payload, without quoting it (payloads hold personal data)."""
-    if isinstance(exc, ValidationError):
-        first = exc.errors()[0]
-        return f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
-    if isinstance(exc, KeyError):
-        return f"missing field {exc.args[0]!r}"
-    return f"{type(exc).__name__}: {exc}"[:300]
+    """What was wrong with a payload: a field path and an error kind (``lines.0.quantity: Input should
+    be a valid integer``, ``missing field 'currency'``, ``ValueError``), never the value (personal data)."""
+    return describe(exc)[:300]
 
 
 def observation(

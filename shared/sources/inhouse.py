@@ -21,7 +21,8 @@ from pydantic import ValidationError
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.models import InboxMessage, ObservedEntity
-from shared.sources.base import Ack, Delivery, Headers, JsonSource, event_id_for
+from shared.sources import wire
+from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, event_id_for
 
 TOLERANCE_SECONDS = 300
 
@@ -59,7 +60,7 @@ class StandardWebhooksSource(JsonSource):
             if not value:
                 raise SignatureInvalid(f"missing {header} header")
         assert webhook_id and timestamp and signatures
-        if not timestamp.strip().isdigit() or abs(now.timestamp() - int(timestamp)) > TOLERANCE_SECONDS:
+        if abs(now.timestamp() - wire.epoch_seconds(timestamp, "webhook-timestamp")) > TOLERANCE_SECONDS:
             raise SignatureInvalid(f"webhook-timestamp is outside the ±{TOLERANCE_SECONDS} s tolerance")
         given = [s.strip().encode() for s in signatures.split() if s.startswith("v1,")]
         matched = False
@@ -100,9 +101,8 @@ class StandardWebhooksSource(JsonSource):
                     )
                 )
             except (KeyError, TypeError, AttributeError, ValidationError) as exc:
-                detail = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": repr(exc)}
-                where = ".".join(map(str, detail["loc"]))
-                raise NormalisationError(self.name, f"observation {index}: {where}: {detail['msg']}") from exc
+                # a field path and an error kind, never the item's values (personal data)
+                raise NormalisationError(self.name, f"observation {index}: {describe_error(exc)}") from exc
         return events
 
 

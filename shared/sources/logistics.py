@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from functools import cache
@@ -16,9 +15,10 @@ from urllib.parse import parse_qs
 
 from pydantic import RootModel
 
-from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
+from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid, UnusableValue
 from shared.mappings import load_mapping
 from shared.models import Checkpoint, InboxMessage, ObservedEntity, Shipment, TrackingStatus
+from shared.sources import wire
 from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
 
 CHINA = timezone(timedelta(hours=8))  # Kuaidi100 times are mainland local time without an offset
@@ -29,7 +29,7 @@ class TrackingMaps(RootModel[dict[str, dict[str, TrackingStatus]]]):
         try:
             return self.root[source][code]
         except KeyError:
-            raise ValueError(f"unknown {source} tracking status {code!r}") from None
+            raise UnusableValue(f"{source} tracking status") from None
 
 
 @cache
@@ -137,10 +137,7 @@ class Kuaidi100:
             raise SignatureInvalid("sign does not match param")
 
     def parse(self, headers: Headers, body: bytes) -> Any:
-        try:
-            return json.loads(self._form(body)["param"])
-        except json.JSONDecodeError as exc:
-            raise MalformedPayload(f"param is not valid JSON: {exc.msg}") from exc
+        return wire.loads(self._form(body)["param"], "param")
 
     def identify(self, headers: Headers, payload: Any) -> Delivery:
         last = payload.get("lastResult") if isinstance(payload, dict) else None

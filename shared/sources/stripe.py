@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.mappings import load_mapping
 from shared.models import AfterSalesCase, CaseStatus, InboxMessage, Money, ObservedEntity
+from shared.sources import wire
 from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
 
 SIGNATURE_HEADER = "Stripe-Signature"
@@ -50,9 +51,9 @@ class Stripe(JsonSource):
         parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
         timestamps = [v for k, v in parts if k.strip() == "t"]
         given = [v.strip().encode() for k, v in parts if k.strip() == "v1"]
-        if len(timestamps) != 1 or not timestamps[0].strip().isdigit() or not given:
+        if len(timestamps) != 1 or not given:
             raise SignatureInvalid(f"{SIGNATURE_HEADER} must carry one t= and at least one v1=")
-        timestamp = int(timestamps[0])
+        timestamp = wire.epoch_seconds(timestamps[0], f"{SIGNATURE_HEADER} t=")
         if abs(now.timestamp() - timestamp) > TOLERANCE_SECONDS:
             raise SignatureInvalid(f"{SIGNATURE_HEADER} timestamp is outside the {TOLERANCE_SECONDS} s tolerance")
         matched = False
