@@ -128,3 +128,115 @@ def test_the_sandbox_setting_alone_allows_its_local_fake_targets() -> None:
             SafeHttp().post(f"http://127.0.0.1:{server.port}/moved", b"{}", {}, 2)
     finally:
         server.server.shutdown()
+
+
+# Every way an IPv6 address can carry an IPv4 one, around three IPv4 addresses no target may reach
+# (the instance metadata endpoint, a private address, loopback). Teredo carries two: the server's in
+# bits 32-63 and the client's, inverted, in the last 32 bits.
+EMBEDDED = {
+    "169.254.169.254": {
+        "IPv4-mapped": "::ffff:a9fe:a9fe",
+        "IPv4-compatible": "::a9fe:a9fe",
+        "NAT64 well-known": "64:ff9b::a9fe:a9fe",
+        "NAT64 local-use": "64:ff9b:1::a9fe:a9fe",
+        "6to4": "2002:a9fe:a9fe::1",
+        "Teredo client": "2001:0:4136:e378:8000:63bf:5601:5601",
+        "Teredo server": "2001:0:a9fe:a9fe:8000:63bf:a247:27dd",
+    },
+    "10.0.0.1": {
+        "IPv4-mapped": "::ffff:a00:1",
+        "IPv4-compatible": "::a00:1",
+        "NAT64 well-known": "64:ff9b::a00:1",
+        "NAT64 local-use": "64:ff9b:1::a00:1",
+        "6to4": "2002:a00:1::1",
+        "Teredo client": "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+        "Teredo server": "2001:0:a00:1:8000:63bf:a247:27dd",
+    },
+    "127.0.0.1": {
+        "IPv4-mapped": "::ffff:7f00:1",
+        "IPv4-compatible": "::7f00:1",
+        "NAT64 well-known": "64:ff9b::7f00:1",
+        "NAT64 local-use": "64:ff9b:1::7f00:1",
+        "6to4": "2002:7f00:1::1",
+        "Teredo client": "2001:0:4136:e378:8000:63bf:80ff:fffe",
+        "Teredo server": "2001:0:7f00:1:8000:63bf:a247:27dd",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("inner", "how", "address"),
+    [(inner, how, address) for inner, ways in EMBEDDED.items() for how, address in ways.items()],
+)
+def test_an_ipv6_address_embedding_a_non_public_ipv4_one_is_refused(inner: str, how: str, address: str) -> None:
+    assert not is_public(address), f"{how} embedding of {inner}"
+    http = SafeHttp(resolver=resolving({"erp.shop.example": [address]}))
+    with pytest.raises(TargetRefused, match=r"'erp\.shop\.example' resolves to a non-public address"):
+        http.post("https://erp.shop.example/in", b"{}", {}, 1)
+
+
+@pytest.mark.parametrize(
+    ("address", "what"),
+    [
+        ("100.64.0.1", "shared address space 100.64/10"),
+        ("192.0.0.9", "IETF protocol assignments 192.0.0/24"),
+        ("192.0.2.10", "TEST-NET-1"),
+        ("198.18.0.1", "benchmarking 198.18/15"),
+        ("198.51.100.7", "TEST-NET-2"),
+        ("203.0.113.7", "TEST-NET-3"),
+        ("240.0.0.1", "reserved 240/4"),
+        ("255.255.255.255", "limited broadcast"),
+        ("0.1.2.3", "this network 0/8"),
+        ("169.254.170.2", "ECS task metadata (link-local)"),
+        ("168.63.129.16", "Azure wire server (platform metadata)"),
+        ("::", "IPv6 unspecified"),
+        ("100::1", "IPv6 discard-only 100::/64"),
+        ("2001:db8::1", "IPv6 documentation"),
+        ("2001:2::1", "IPv6 benchmarking"),
+        ("2001:10::1", "ORCHID"),
+        ("3fff::1", "IPv6 documentation 3fff::/20"),
+        ("fc00::1", "unique local"),
+        ("fd00:ec2::23", "AWS time sync (unique local)"),
+        ("fec0::1", "site-local (deprecated)"),
+        ("ff02::1", "IPv6 multicast"),
+        ("5f00::1", "SRv6 SIDs"),
+    ],
+)
+def test_every_special_purpose_block_is_refused(address: str, what: str) -> None:
+    assert not is_public(address), what
+
+
+@pytest.mark.parametrize(
+    ("address", "what"),
+    [
+        ("93.184.216.34", "public IPv4"),
+        ("8.8.8.8", "public IPv4"),
+        ("2606:2800:220:1:248:1893:25c8:1946", "public IPv6"),
+        ("::ffff:5db8:d822", "IPv4-mapped public"),
+        ("64:ff9b::5db8:d822", "NAT64 of a public IPv4 (an IPv6-only subnet with DNS64)"),
+        ("2002:5db8:d822::1", "6to4 of a public IPv4"),
+    ],
+)
+def test_public_addresses_are_allowed(address: str, what: str) -> None:
+    assert is_public(address), what
+
+
+@pytest.mark.parametrize(
+    "address", ["169.254.169.254", "10.0.0.1", "fd00:ec2::254", "100.100.100.200", "64:ff9b::a9fe:a9fe"]
+)
+def test_the_sandbox_allowance_admits_loopback_only_never_metadata_or_private(address: str) -> None:
+    # The sandbox's setting lets the functions reach its fake servers on 127.0.0.1 over plain HTTP;
+    # a target (or a redirect) naming anything else non-public is still refused
+    http = SafeHttp(allow_private=True, resolver=resolving({"target.example": [address]}))
+    with pytest.raises(TargetRefused, match=r"'target\.example' resolves to a non-public address"):
+        http.post("http://target.example/in", b"{}", {}, 0.5)
+
+
+@pytest.mark.parametrize(
+    "base", ["https://169.254.169.254", "https://[fd00:ec2::254]", "https://100.100.100.200", "https://10.0.0.1"]
+)
+def test_the_wecom_robot_client_is_guarded_like_every_outbound_client(base: str) -> None:
+    from shared.adapters.wecom import WeComRobotHttp
+
+    with pytest.raises(TargetRefused, match="resolves to a non-public address"):
+        WeComRobotHttp(base, timeout=0.5).send("robot-key", {"msgtype": "text", "text": {"content": "x"}})
