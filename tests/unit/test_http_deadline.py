@@ -1,0 +1,166 @@
+"""A timeout is a deadline: a call ends when its wall-clock budget does, however slowly the target
+answers, and it never reads more than the response cap. Real local servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from shared.adapters.http import SafeHttp
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
+BODY = b'{"ok": true, "padding": "' + b"x" * 13 + b'"}'
+assert len(BODY) == 40
+
+
+class Server:
+    """One connection: reads the request head, then answers ``fast`` at once and ``slow`` one byte
+    every ``interval`` seconds (a target that trickles), stopping when the client hangs up."""
+
+    def __init__(self, fast: bytes, slow: bytes = b"", interval: float = 0.2) -> None:
+        self.fast, self.slow, self.interval = fast, slow, interval
+        self.sent = 0  # bytes the server managed to hand to the client's socket
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(30)
+        self.done = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/in"
+
+    def _run(self) -> None:
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            self.done.set()
+            return
+        self.connections += 1
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                request += chunk
+            try:
+                view = memoryview(self.fast)
+                while view:  # fast part: as fast as the client reads
+                    n = conn.send(view[:65536])
+                    self.sent += n
+                    view = view[n:]
+                for byte in self.slow:
+                    conn.sendall(bytes([byte]))
+                    self.sent += 1
+                    time.sleep(self.interval)
+            except OSError:
+                pass  # the client hung up: what it did not read was never sent
+        self.done.set()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.done.wait(30)
+
+
+@pytest.fixture
+def local() -> SafeHttp:
+    return SafeHttp(allow_private=True)  # the sandbox's allowance: plain HTTP to loopback
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Server]]:
+    made: list[Server] = []
+    yield made
+    for server in made:
+        server.close()
+
+
+def test_a_target_that_trickles_its_answer_is_cut_at_the_deadline(local: SafeHttp, servers: list[Server]) -> None:
+    # Each byte comes well within the per-read timeout, so only a wall-clock deadline can end the call
+    server = Server(HEAD, BODY, interval=0.2)
+    servers.append(server)
+    response = local.post(server.url, b"{}", {}, 1.0)
+    assert response.status == 599
+    assert response.failure == "deadline"
+    assert response.text == "no complete answer within the deadline"
+    server.close()
+    assert server.sent < len(HEAD) + len(BODY)  # the client stopped reading before the answer ended
+
+
+def test_a_target_that_trickles_its_status_line_and_headers_is_cut_at_the_deadline(
+    local: SafeHttp, servers: list[Server]
+) -> None:
+    server = Server(b"", HEAD + BODY, interval=0.2)
+    servers.append(server)
+    response = local.post(server.url, b"{}", {}, 1.0)
+    assert response.status == 599
+    assert response.failure == "deadline"
+    server.close()
+    assert server.sent < len(HEAD)  # cut while the headers were still coming
+
+
+def test_the_invocation_deadline_bounds_a_call_with_a_longer_timeout(local: SafeHttp, servers: list[Server]) -> None:
+    server = Server(HEAD, BODY, interval=0.2)
+    servers.append(server)
+    response = local.post(server.url, b"{}", {}, 30.0, deadline=time.monotonic() + 1.0)
+    assert (response.status, response.failure) == (599, "deadline")
+    server.close()
+    assert server.sent < len(HEAD) + len(BODY)
+
+
+def test_no_call_is_started_when_the_deadline_has_passed(local: SafeHttp, servers: list[Server]) -> None:
+    server = Server(HEAD + BODY)
+    servers.append(server)
+    response = local.post(server.url, b"{}", {}, 5.0, deadline=time.monotonic() - 0.1)
+    assert (response.status, response.failure) == (599, "deadline")
+    assert response.text == "no time left before the deadline"
+    server.listener.close()
+    server.done.wait(30)
+    assert server.connections == 0
+
+
+def test_a_huge_response_is_cut_at_the_size_cap(local: SafeHttp, servers: list[Server]) -> None:
+    total = 64 * 1024 * 1024
+    server = Server(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total + b"0" * total)
+    servers.append(server)
+    response = local.post(server.url, b"{}", {}, 30.0)  # the default cap: 1 MiB
+    assert response.status == 599
+    assert response.failure == "too_large"
+    assert response.text == "the answer is larger than 1048576 bytes"
+    server.close()
+    assert server.sent < total // 2  # the rest was never read (only socket buffers filled)
+
+
+def test_an_answer_within_budget_and_cap_is_read_whole(local: SafeHttp, servers: list[Server]) -> None:
+    server = Server(HEAD + BODY)
+    servers.append(server)
+    response = local.post(server.url, b"{}", {}, 5.0, deadline=time.monotonic() + 5.0)
+    assert (response.status, response.text, response.failure) == (200, BODY.decode(), None)
+    assert response.headers["content-type"] == "application/json"
+
+
+class Context:
+    def __init__(self, millis: int) -> None:
+        self.millis = millis
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis
+
+
+def test_the_deadline_from_a_lambda_context_leaves_the_reserve(local: SafeHttp, servers: list[Server]) -> None:
+    from shared.adapters.http import deadline_from
+
+    # 2.5 s left in the invocation, 2 s kept back to record the failure: 0.5 s for the call
+    server = Server(HEAD, BODY, interval=0.2)
+    servers.append(server)
+    response = local.post(server.url, b"{}", {}, 30.0, deadline=deadline_from(Context(2500), reserve_seconds=2.0))
+    assert (response.status, response.failure) == (599, "deadline")
+    server.close()
+    assert server.sent < len(HEAD) + len(BODY)
+    late = deadline_from(Context(1500), reserve_seconds=2.0)  # less left than the reserve: no call at all
+    assert local.post(server.url, b"{}", {}, 30.0, deadline=late).text == "no time left before the deadline"
