@@ -1,0 +1,63 @@
+"""A sandbox that died without cleaning up (kill -9, a closed laptop): the CLI says so in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from infra.sandbox import cli
+from infra.sandbox.runtime import free_port
+
+
+def _dead_pid() -> int:
+    finished = subprocess.Popen(["true"])  # noqa: S607 - any short-lived process: its pid is then free
+    finished.wait()
+    return finished.pid
+
+
+@pytest.fixture
+def stale_state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The state file a killed ``aftersync local`` leaves behind: its process and its endpoint are gone."""
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    state = tmp_path / "sandbox.json"
+    state.write_text(
+        json.dumps(
+            {
+                "pid": _dead_pid(),
+                "environment": "dev",
+                "aws_endpoint_url": endpoint,
+                "region": "eu-west-1",
+                "api": "http://127.0.0.1:1",
+                "state_table": "aftersync-dev-state",
+                "idempotency_table": "aftersync-dev-idempotency",
+                "archive_bucket": "aftersync-dev-archive-123456789012-eu-west-1",
+                "queues": {"orders": f"{endpoint}/123456789012/aftersync-dev-orders"},
+            }
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(cli, "STATE_FILE", state)
+    return state
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["dlq", "list"],
+        ["entity", "show", "order", "shopify:1", "--tenant", "demo"],
+        ["audit", "verify"],
+    ],
+)
+def test_a_command_against_a_dead_sandbox_says_so_in_one_line_and_exits_non_zero(
+    stale_state_file: Path, argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    message = str(exited.value.code)
+    assert message == (
+        f"aftersync: the sandbox recorded in {stale_state_file} is not running any more (it stopped without "
+        "cleaning up); start one with `aftersync local`"
+    )
