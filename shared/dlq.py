@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.masking import mask
+from shared.masking import mask_json, mask_text
 
 REASON_ATTRIBUTES = ("reason", "source_queue", "receive_count")
 # Dead-letter queues whose messages are not the source queue's messages and cannot go back as they are.
@@ -92,7 +92,7 @@ def peek(sqs: Any, dlq: DeadLetterQueue, limit: int = 10, with_body: bool = Fals
             if "reason" not in entry:
                 entry["reason"] = _reason_in_body(message["Body"])
             if with_body:
-                entry["body"] = mask(message["Body"])
+                entry["body"] = mask_json(message["Body"])  # by field when JSON, else the regex
             seen[message["MessageId"]] = entry
         if len(seen) >= limit or not batch:
             break
@@ -106,7 +106,7 @@ def _reason_in_body(body: str) -> str:
     except ValueError:
         return "(no reason recorded: moved by the queue's redrive policy after maxReceiveCount)"
     if isinstance(document, dict) and isinstance(document.get("reason"), str):
-        return mask(document["reason"])
+        return mask_text(document["reason"])
     return "(no reason recorded: moved by the queue's redrive policy after maxReceiveCount)"
 
 

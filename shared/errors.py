@@ -62,3 +62,13 @@ class DeliveryFailed(Exception):
 
 class ConfigurationError(Exception):
     """Configuration or settings that cannot work; raised at start-up, naming the field."""
+
+
+class UnusableValue(ValueError):
+    """A payload field whose value cannot be used. The text names the field and the problem, never
+    the value: it becomes a quarantine or dead-letter reason and a log line, and values are personal data."""
+
+    def __init__(self, path: str, problem: str = "not a known value") -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem

@@ -73,7 +73,7 @@ class Rule(BaseModel):
             return _MISSING
         if self.map is not None:
             if str(found) not in self.map:
-                raise MappingFailed(f"{name}: {self.path} value {str(found)[:40]!r} is not in the map")
+                raise MappingFailed(f"{name}: {self.path} value is not in the map")
             return self.map[str(found)]
         return found
 

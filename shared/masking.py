@@ -1,15 +1,222 @@
-"""Masking of personal data in what operators see (DLQ views): e-mail addresses and phone numbers."""
+"""Personal data out of what operators see and what is logged.
+
+- JSON documents (a dead letter's body, an envelope) are masked **by field**: the value of every field
+  named like personal data (names, phones, e-mails, addresses, id-card numbers, a Chinese shop's
+  ``receiver_*`` / ``buyer_*`` fields, whole address objects) becomes ``***``; ids, amounts, codes and
+  dates are kept exactly, and the result is still valid JSON. JSON inside a string (the webhook body in
+  an envelope, Youzan's ``msg``) is masked the same way. Free-text fields (notes, remarks) get the regex.
+- Free text (a reason, a body that is not JSON) gets the e-mail and phone-number regex: it cannot find
+  names or street addresses, which is why reasons never quote values in the first place.
+- Errors are described by field path and error kind (``describe``), never by the value that was wrong:
+  the text of ``int()``'s ``ValueError``, a ``KeyError`` of a looked-up value or pydantic's
+  ``Value error, ...`` quotes the payload.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
+from typing import Any, get_args
+
+from pydantic import ValidationError
+from pydantic_core.core_schema import ErrorType
+
+from shared.errors import UnusableValue
+
+MASK = "***"
 
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # A run of 7+ digits, possibly with spaces, dashes or a leading +, as phone numbers are written
 _PHONE = re.compile(r"\+?\d[\d\s-]{5,}\d")
 
 
-def mask(text: str) -> str:
-    """``alice@example.com`` -> ``a***@example.com``; ``+86 139 1234 5678`` -> ``***5678``."""
+def mask_text(text: str) -> str:
+    """Free text: ``alice@example.com`` -> ``a***@example.com``; ``+86 139 1234 5678`` -> ``***5678``."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
     return _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group())[-4:], text)
+
+
+# Field names are compared lower-cased without "_", "-" or spaces: ``receiver_name``, ``receiverName``
+# and ``ReceiverName`` are one name.
+PERSONAL_FIELDS = frozenset(
+    {
+        # names
+        "name", "firstname", "lastname", "fullname", "givenname", "familyname", "middlename", "surname",
+        "nickname", "realname", "username", "contactname", "customername", "buyername", "buyernick",
+        "fansnickname", "recipientname", "sendername", "billingname", "shippingname", "cardholdername",
+        "consignee", "contact", "contactperson", "requestername",
+        # phones, e-mails
+        "phone", "phonenumber", "mobile", "mobilephone", "mobileno", "tel", "telephone", "fax",
+        "email", "emailaddress", "contactemail", "receiptemail", "customeremail", "buyeremail",
+        "buyerphone", "buyermobile", "customerphone", "contactphone",
+        # addresses (objects named like an address are masked whole, below)
+        "street", "street1", "street2", "streetaddress", "address1", "address2", "address3",
+        "addressline1", "addressline2", "addressline3", "line1", "line2", "line3",
+        "city", "zip", "zipcode", "postcode", "postalcode", "latitude", "longitude",
+        # identity documents, network identity, birth dates
+        "idcard", "idcardno", "idnumber", "idno", "nationalid", "identitycard", "identitynumber", "certno",
+        "passport", "passportno", "ssn", "taxid", "birthday", "birthdate", "dateofbirth", "dob",
+        "ip", "browserip", "clientip",
+    }
+)  # fmt: skip
+# Any field whose name contains one of these is personal data too (``receiver_tel``, ``post_receiver``,
+# ``shipping_address`` with all it holds, ``buyer_email``, ``mask_post_tel``).
+PERSONAL_PARTS = ("address", "addr", "receiver", "recipient", "phone", "mobile", "email", "telephone", "posttel")
+# Free text a person typed (an order note, a buyer's message): the regex, not a blanket mask.
+FREE_TEXT_FIELDS = frozenset(
+    {"note", "notes", "remark", "remarks", "comment", "comments", "memo", "message", "buyermessage",
+     "sellermemo", "customernote", "description", "body", "text", "content", "reason", "staffnote"}
+)  # fmt: skip
+
+
+def _normal(key: str) -> str:
+    return re.sub(r"[\s_-]", "", key).lower()
+
+
+def is_personal_field(key: str) -> bool:
+    name = _normal(key)
+    return name in PERSONAL_FIELDS or any(part in name for part in PERSONAL_PARTS)
+
+
+def _erase(value: Any) -> Any:
+    """Everything under a personal field: strings and numbers masked, structure, nulls and flags kept."""
+    if isinstance(value, dict):
+        return {k: _erase(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_erase(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    return MASK
+
+
+def _embedded(text: str) -> Any:
+    """The document inside a string that holds JSON (an object or an array), else ``None``."""
+    stripped = text.strip()
+    if not stripped.startswith(("{", "[")):
+        return None
+    try:
+        return json.loads(stripped)
+    except (ValueError, RecursionError):
+        return None
+
+
+def mask_document(value: Any, key: str | None = None) -> Any:
+    """A parsed JSON document with every personal field masked; ids and amounts untouched."""
+    if key is not None and is_personal_field(key):
+        return _erase(value)
+    if isinstance(value, dict):
+        return {k: mask_document(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_document(v) for v in value]
+    if isinstance(value, str):
+        inner = _embedded(value)
+        if isinstance(inner, dict | list):
+            return json.dumps(mask_document(inner), ensure_ascii=False)
+        if key is not None and _normal(key) in FREE_TEXT_FIELDS:
+            return mask_text(value)
+        return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)  # an e-mail in a field of any name
+    return value
+
+
+def mask_json(text: str) -> str:
+    """A JSON document masked by field (valid JSON out); text that is not JSON gets the free-text regex."""
+    try:
+        document = json.loads(text)
+        return json.dumps(mask_document(document), ensure_ascii=False)
+    except (ValueError, RecursionError):  # not JSON, or too deep / too large a number to parse
+        return mask_text(text)
+
+
+# --- errors: field paths and kinds, never values ---------------------------------------------------------
+
+# Builtin errors whose text quotes the value they choked on (int("..."), {...}["..."], Decimal("...")).
+VALUE_QUOTING: tuple[type[BaseException], ...] = (
+    LookupError,
+    ValueError,
+    TypeError,
+    ArithmeticError,
+    AttributeError,
+    UnicodeError,
+)
+# pydantic-core's own error types whose message can quote the input (or a validator's text about it);
+# for these, and for custom error types, the reason gives the kind only.
+_QUOTING_KINDS = frozenset(
+    {
+        "value_error",
+        "assertion_error",
+        "union_tag_invalid",
+        "get_attribute_error",
+        "iteration_error",
+        "mapping_type",
+        "datetime_object_invalid",
+        "no_such_attribute",
+    }
+)
+_CORE_KINDS = frozenset(get_args(ErrorType))
+# A field name as payloads spell them (a dict key from the payload that looks otherwise is shown as "*")
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}")
+_DIGIT_RUN = re.compile(r"\d{5}")
+
+
+def _field(part: Any) -> str:
+    if isinstance(part, int):
+        return str(part)
+    text = str(part)
+    return text if _FIELD_NAME.fullmatch(text) and not _DIGIT_RUN.search(text) else "*"
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    return ".".join(_field(p) for p in loc) or "(root)"
+
+
+def _problem(error: Any) -> str:
+    kind = str(error["type"])
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, UnusableValue):
+        return cause.problem
+    if kind in _QUOTING_KINDS or kind not in _CORE_KINDS:
+        return kind
+    return str(error["msg"])
+
+
+def validation_problems(exc: ValidationError) -> list[str]:
+    """``lines.0.quantity: Input should be a valid integer, ...`` for each error: path and kind only."""
+    return [f"{field_path(e['loc'])}: {_problem(e)}" for e in exc.errors(include_input=False, include_url=False)]
+
+
+def _causes(error: BaseException) -> Iterable[BaseException]:
+    seen: set[int] = set()
+    current = error.__cause__ or error.__context__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def describe(error: BaseException) -> str:
+    """What went wrong, without the value that was wrong.
+
+    A ``ValidationError``: its first problem (path and kind); ``UnusableValue``: its own words (they
+    name a field); a builtin error that quotes values: its kind (``missing field 'currency'`` for a
+    ``KeyError`` of a field name); anything else (our own errors, AWS errors): its text, where the text
+    of a value-quoting error it wraps is replaced by that error's kind, and e-mails and phones masked.
+    """
+    if isinstance(error, ValidationError):
+        return validation_problems(error)[0]
+    if isinstance(error, UnusableValue):
+        return str(error)
+    if isinstance(error, KeyError):
+        key = error.args[0] if error.args else None
+        return f"missing field {key!r}" if isinstance(key, str) and _field(key) == key else "KeyError"
+    if isinstance(error, VALUE_QUOTING):
+        return type(error).__name__
+    text = str(error)
+    for cause in _causes(error):
+        quoted = str(cause)
+        if quoted and isinstance(cause, VALUE_QUOTING) and quoted in text:
+            summary = describe(cause)
+            if isinstance(cause, ValidationError):
+                summary = f"ValidationError ({cause.error_count()}): " + "; ".join(validation_problems(cause))
+            text = text.replace(quoted, summary)
+    return mask_text(text)

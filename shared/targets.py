@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+from shared.errors import UnusableValue
 from shared.models import ENTITY_MODELS, EntityType
 
 MESSAGE_KINDS = frozenset({"sms", "email"})
@@ -225,7 +226,7 @@ class TargetConfig(_Frozen):
                 return str(out)
             if kind == "integer" and not isinstance(out, int):
                 if not (isinstance(out, str) and out.strip().lstrip("-").isdigit()):
-                    raise ValueError(f"{field}: {out!r} is not an integer, which target {self.name} requires")
+                    raise UnusableValue(field, f"not an integer, which target {self.name} requires")
                 return int(out)
             return out
 

@@ -21,6 +21,7 @@ from shared.normalise import normalise_message
 from shared.observability import logger, metrics, tracer
 from shared.quarantine import park
 from shared.settings import NormaliseSettings
+from shared.sources.base import describe_error
 
 
 @cache
@@ -42,8 +43,8 @@ def adapters() -> tuple[S3Archive, EventBus, SqsQueue]:
 def quarantine(record: SQSRecord, source: str, reason: str) -> None:
     """Park a delivery that verified but cannot be normalised, with its reason; never retried blindly."""
     _, _, queue = adapters()
-    park(queue, source=source, reason=reason, message_id=record.message_id, envelope=record.body)
-    logger.warning("quarantined", extra={"source": source, "reason": reason})
+    kept = park(queue, source=source, reason=reason, message_id=record.message_id, envelope=record.body)
+    logger.warning("quarantined", extra={"source": source, "reason": kept})
     metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
 
 
@@ -52,7 +53,7 @@ def record_handler(record: SQSRecord) -> None:
     try:
         message = InboxMessage.model_validate_json(record.body)
     except ValidationError as exc:
-        quarantine(record, "unknown", f"not an inbox envelope: {exc.errors()[0]['msg']}")
+        quarantine(record, "unknown", f"not an inbox envelope: {describe_error(exc)}")
         return
     try:
         events = normalise_message(message, archive, settings().field_maps)

@@ -28,6 +28,7 @@ from shared.models import ObservedEntity
 from shared.observability import logger, metrics, tracer
 from shared.quarantine import park
 from shared.settings import SyncSettings
+from shared.sources.base import describe_error
 from shared.state.policy import default_policy
 from shared.sync import apply_observation
 
@@ -71,8 +72,7 @@ def record_handler(record: SQSRecord) -> None:
     try:
         event = ObservedEntity.model_validate(envelope.detail)
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        quarantine(record, f"{'.'.join(map(str, problem['loc']))}: {problem['msg']}")
+        quarantine(record, describe_error(exc))  # a field path and an error kind, never the value
         return
     store = adapters()[0]
     for observation in link_customers(event, identity_index, tenant_salt, settings().default_phone_region):

@@ -19,15 +19,19 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from shared.constants import DLQ_SUFFIX
+from shared.masking import VALUE_QUOTING, describe, validation_problems
 
 
 def describe_failure(error: BaseException) -> str:
-    """The reason kept with a dead letter: field paths and messages only. A validation error's text
-    would quote the input, and the input may hold a phone number or an address."""
+    """The reason kept with a dead letter (and logged): field paths and error kinds, never the values.
+    A validation error's text, ``int()``'s or a ``KeyError``'s would quote the input, and the input
+    may hold a name, a phone number or an address. Our own errors keep their words (see ``describe``)."""
     if isinstance(error, ValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in error.errors())
+        problems = "; ".join(validation_problems(error))
         return f"ValidationError ({error.error_count()}): {problems}"[:1000]
-    return f"{type(error).__name__}: {error}"[:1000]
+    if isinstance(error, VALUE_QUOTING):
+        return describe(error)[:1000]
+    return f"{type(error).__name__}: {describe(error)}"[:1000]
 
 
 class PermanentFailure(Exception):

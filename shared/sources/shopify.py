@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
+from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid, UnusableValue
 from shared.mappings import status_maps
 from shared.models import (
     Address,
@@ -147,9 +147,9 @@ def _order(p: dict[str, Any]) -> Order:
     payment = maps.lookup("payment_status", p.get("financial_status"))
     fulfillment = maps.lookup("fulfillment_status", p.get("fulfillment_status"))
     if payment is None:
-        raise ValueError(f"unknown financial_status {p.get('financial_status')!r}")
+        raise UnusableValue("financial_status")
     if fulfillment is None:
-        raise ValueError(f"unknown fulfillment_status {p.get('fulfillment_status')!r}")
+        raise UnusableValue("fulfillment_status")
     status = "cancelled" if p.get("cancelled_at") else "closed" if p.get("closed_at") else "open"
     customer = p.get("customer") or {}
     tags = tuple(sorted(t.strip() for t in (p.get("tags") or "").split(",") if t.strip()))
@@ -240,7 +240,7 @@ def _refund(p: dict[str, Any]) -> AfterSalesCase:
 def _fulfillment(p: dict[str, Any]) -> Shipment:
     number = p.get("tracking_number") or (p.get("tracking_numbers") or [None])[0]
     if not number:
-        raise ValueError("fulfillment has no tracking number")
+        raise UnusableValue("tracking_number", "missing: a fulfillment needs one")
     carrier = (p.get("tracking_company") or "unknown").strip().lower().replace(" ", "-")
     status = tracking_maps().status("shopify", p["shipment_status"]) if p.get("shipment_status") else "info_received"
     return Shipment(
@@ -266,12 +266,12 @@ def _return(topic: str, p: dict[str, Any]) -> AfterSalesCase:
     maps = status_maps("shopify")
     return_id = str(p["id"]) if p.get("id") else _gid_tail(p.get("admin_graphql_api_id"))
     if not return_id:
-        raise ValueError("a return needs 'id' or 'admin_graphql_api_id'")
+        raise UnusableValue("id", "missing (and no admin_graphql_api_id)")
     status = maps.return_topic.get(topic)
     if status is None and p.get("status") is not None:
         status = maps.return_status.get(str(p["status"]).lower())
         if status is None:
-            raise ValueError(f"unknown return status {p['status']!r}")
+            raise UnusableValue("status")
     order = p.get("order") or {}
     order_id = p.get("order_id") or order.get("id") or _gid_tail(order.get("admin_graphql_api_id"))
     lines = p.get("return_line_items")
@@ -307,7 +307,7 @@ def _exchange_item(x: dict[str, Any]) -> ReplacementItem:
     variant = x.get("variant") or line_item.get("variant") or {}
     sku = line_item.get("sku") or variant.get("sku")
     if not sku:
-        raise ValueError(f"exchange line item {x.get('id')!r} has no sku")
+        raise UnusableValue("exchange_line_items.sku", "missing")
     return ReplacementItem(
         sku=str(sku),
         quantity=int(x.get("quantity") or line_item["quantity"]),

@@ -57,7 +57,7 @@ CASES = [
     (lambda: {"paid": 1}[PII], "KeyError"),
     (lambda: {"a": 1}["currency"], "missing field 'currency'"),
     (lambda: [][int("3")], "IndexError"),
-    (lambda: PII + 1, "TypeError"),
+    (lambda: PII + 1, "TypeError"),  # type: ignore[operator]
     (
         lambda: _Line.model_validate({"quantity": PII}),
         "quantity: Input should be a valid integer, unable to parse string as an integer",

@@ -157,7 +157,7 @@ def test_a_verified_payload_that_is_not_an_order_says_which_field() -> None:
         SHOPIFY.normalise(_message("orders/create", b"{}"), {"id": 1})
     payload = json.loads(body_bytes(load_sample("shopify_orders_create")))
     payload["financial_status"] = "paid_twice"
-    with pytest.raises(NormalisationError, match="unknown financial_status 'paid_twice'"):
+    with pytest.raises(NormalisationError, match="financial_status: not a known value"):
         SHOPIFY.normalise(_message("orders/create", b"{}"), payload)
 
 
@@ -227,7 +227,7 @@ def test_a_fulfillment_update_is_a_shipment_on_the_canonical_tracking_scale() ->
     [event] = SHOPIFY.normalise(_message("fulfillments/update", body), json.loads(body))
     assert (event.entity_id, event.entity.status) == ("sf-express:SF1410029637153", "in_transit")  # type: ignore[union-attr]
     no_tracking = {**json.loads(body), "tracking_number": None, "tracking_numbers": []}
-    with pytest.raises(NormalisationError, match="fulfillment has no tracking number"):
+    with pytest.raises(NormalisationError, match="tracking_number: missing: a fulfillment needs one"):
         SHOPIFY.normalise(_message("fulfillments/update", b"{}"), no_tracking)
 
 
@@ -302,7 +302,7 @@ def test_returns_update_without_a_status_reports_no_status_and_no_item_list() ->
 
 def test_an_unknown_return_status_is_quarantined_with_the_status() -> None:
     message, payload = _sample_message("shopify_returns_update")
-    with pytest.raises(NormalisationError, match="unknown return status 'LOST'"):
+    with pytest.raises(NormalisationError, match="status: not a known value"):
         SHOPIFY.normalise(message, {**payload, "status": "LOST"})
 
 
