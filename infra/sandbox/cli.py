@@ -7,10 +7,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from infra.config import load_environment
 from infra.sandbox.runtime import DEFAULT_SECRETS, STATE_FILE
@@ -66,9 +68,7 @@ def _stores(args: argparse.Namespace) -> tuple[Any, Any]:
         outputs = boto3.client("cloudformation").describe_stacks(StackName=cfg.stack_name)["Stacks"][0]["Outputs"]
         values = {o["OutputKey"]: o["OutputValue"] for o in outputs}
         return DynamoStateStore(values["StateTable"]), S3Archive(values["ArchiveBucket"])
-    if not STATE_FILE.exists():
-        sys.exit("aftersync: no sandbox is running (start `aftersync local`, or pass --aws for a deployed stack)")
-    info = json.loads(STATE_FILE.read_text(encoding="utf-8"))
+    info = _running_sandbox()
     os.environ.update(
         {
             "AWS_ENDPOINT_URL": info["aws_endpoint_url"],
@@ -78,6 +78,45 @@ def _stores(args: argparse.Namespace) -> tuple[Any, Any]:
         }
     )
     return DynamoStateStore(info["state_table"]), S3Archive(info["archive_bucket"])
+
+
+def _running_sandbox() -> dict[str, Any]:
+    """What the running sandbox announced; one line and exit if there is none, or it died (kill -9,
+    a closed laptop) and left its file behind."""
+    if not STATE_FILE.exists():
+        sys.exit("aftersync: no sandbox is running (start `aftersync local`, or pass --aws for a deployed stack)")
+    try:
+        info = json.loads(STATE_FILE.read_text(encoding="utf-8"))
+        alive = _answers(info["aws_endpoint_url"]) and _process_exists(info.get("pid"))
+    except (ValueError, KeyError, TypeError):
+        alive = False
+    if not alive:
+        sys.exit(
+            f"aftersync: the sandbox recorded in {STATE_FILE} is not running any more (it stopped without "
+            "cleaning up); start one with `aftersync local`"
+        )
+    return info  # type: ignore[no-any-return]
+
+
+def _process_exists(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return True  # a file from before pids were recorded: the endpoint decides
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process has this pid
+    return True
+
+
+def _answers(endpoint: str) -> bool:
+    url = urlsplit(endpoint)
+    try:
+        socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def _queue_urls(args: argparse.Namespace) -> dict[str, str]:
@@ -594,8 +633,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from botocore.exceptions import EndpointConnectionError
+
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except EndpointConnectionError as exc:  # the sandbox went away during the command
+        sys.exit(
+            f"aftersync: cannot reach {exc.kwargs.get('endpoint_url', 'the AWS endpoint')}: is the sandbox running?"
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in's request 
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 DEFAULT_SECRETS = ROOT / "infra" / "sandbox" / "secrets.local.json"
-STATE_FILE = ROOT / ".aftersync" / "sandbox.json"
+# Where a running sandbox announces itself (and writes its logs); AFTERSYNC_STATE_DIR moves it, so
+# test runs in one checkout do not find each other's sandboxes.
+STATE_FILE = Path(os.environ.get("AFTERSYNC_STATE_DIR") or ROOT / ".aftersync") / "sandbox.json"
 
 
 def free_port() -> int:
@@ -100,7 +102,7 @@ class Sandbox:
                 )
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = self.cfg.resource("ingest")
-        STATE_FILE.parent.mkdir(exist_ok=True)
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = STATE_FILE.parent / ("sandbox.log" if self.announce else "demo.log")
         self.log_file.write_text("", encoding="utf-8")
         self.functions = Functions(self.cfg.region, self.cfg.resource("fn"), self.log_file)
@@ -146,11 +148,12 @@ class Sandbox:
         self.resources.queue_urls["publish-dlq"] = url
 
     def _write_state_file(self) -> None:
-        STATE_FILE.parent.mkdir(exist_ok=True)
+        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
         STATE_FILE.write_text(json.dumps(self.describe(), indent=2), encoding="utf-8")
 
     def describe(self) -> dict[str, Any]:
         return {
+            "pid": os.getpid(),  # the CLI tells a crashed sandbox's leftover file from a running one
             "environment": self.environment,
             "aws_endpoint_url": self.endpoint,
             "region": self.cfg.region,

@@ -87,8 +87,21 @@ class RunningSandbox:
         return json.loads(result.stdout)  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
+@pytest.fixture(scope="session", autouse=True)
+def _own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """This run's sandboxes announce themselves in a directory of its own: other runs in the same
+    checkout (and their CLI calls) never find them, nor they ours."""
+    before = os.environ.get("AFTERSYNC_STATE_DIR")
+    os.environ["AFTERSYNC_STATE_DIR"] = str(tmp_path_factory.mktemp("aftersync-state"))
+    yield
+    if before is None:
+        os.environ.pop("AFTERSYNC_STATE_DIR", None)
+    else:
+        os.environ["AFTERSYNC_STATE_DIR"] = before
+
+
+def start_local() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """``aftersync local --port 0`` as its own process; what it printed about itself."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
         [CLI, "local", "--port", "0"],
@@ -100,7 +113,7 @@ def sandbox() -> Iterator[RunningSandbox]:
     )
     assert process.stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line:
@@ -109,12 +122,17 @@ def sandbox() -> Iterator[RunningSandbox]:
         if line.rstrip() == "}":
             break
     try:
-        info = json.loads("".join(lines))
+        return process, json.loads("".join(lines))
     except json.JSONDecodeError:
         process.kill()
         raise AssertionError(
             f"sandbox did not start: {''.join(lines)} {process.stderr.read() if process.stderr else ''}"
         ) from None
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[RunningSandbox]:
+    process, info = start_local()
     yield RunningSandbox(info)
     process.terminate()
     process.wait(timeout=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from infra.sandbox import cli
 from infra.sandbox.runtime import free_port
+from tests.e2e.conftest import CLI, ROOT, start_local
 
 
 def _dead_pid() -> int:
@@ -61,3 +63,36 @@ def test_a_command_against_a_dead_sandbox_says_so_in_one_line_and_exits_non_zero
         f"aftersync: the sandbox recorded in {stale_state_file} is not running any more (it stopped without "
         "cleaning up); start one with `aftersync local`"
     )
+
+
+def test_after_a_kill_9_the_cli_says_so_and_a_new_sandbox_starts_cleanly() -> None:
+    # Given a sandbox killed with -9: it leaves its state file behind
+    crashed, _ = start_local()
+    crashed.kill()
+    crashed.wait(timeout=30)
+    state_file = Path(os.environ["AFTERSYNC_STATE_DIR"]) / "sandbox.json"
+    assert state_file.exists()
+
+    # When an operator runs a command, it says in one line that the sandbox is gone
+    stale = _cli("dlq", "list")
+    assert stale.returncode == 1
+    assert stale.stderr.splitlines() == [
+        f"aftersync: the sandbox recorded in {state_file} is not running any more (it stopped without "
+        "cleaning up); start one with `aftersync local`"
+    ]
+
+    # Then a new sandbox starts, the same command reaches it, and a clean stop removes its file
+    restarted, _ = start_local()
+    try:
+        listed = _cli("dlq", "list", "--json")
+        assert listed.returncode == 0, listed.stderr
+        assert {"inbox-dlq", "orders-dlq", "quarantine"} <= {row["name"] for row in json.loads(listed.stdout)}
+        assert json.loads(state_file.read_text(encoding="utf-8"))["pid"] == restarted.pid
+    finally:
+        restarted.terminate()
+        restarted.wait(timeout=30)
+    assert not state_file.exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
