@@ -39,12 +39,17 @@ class Stack:
         return self.functions.invoke("ingest", event)  # type: ignore[no-any-return]
 
     def depth(self, purpose: str) -> int:
-        """Messages in a queue (visible or in flight), read from its attributes: no receive is counted."""
+        """Messages in a queue (visible, in flight, or delayed: a waiting delivery's copy), read from its
+        attributes: no receive is counted."""
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
         attributes = boto3.client("sqs").get_queue_attributes(
-            QueueUrl=self.resources.queue_urls[purpose],
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            QueueUrl=self.resources.queue_urls[purpose], AttributeNames=names
         )["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+        return sum(int(attributes[name]) for name in names)
 
     def messages(self, purpose: str) -> list[dict[str, Any]]:
         """The messages in a queue. Each peek counts as a receive, so on a queue with a redrive policy
@@ -80,8 +85,11 @@ class Stack:
             self.run_until_quiet(max_rounds=5, must_settle=False)
             time.sleep(0.2)
 
-    def run_until_quiet(self, max_rounds: int = 50, must_settle: bool = True) -> None:
-        """Poll every queue and the stream, invoking the real handlers, until nothing moves."""
+    def run_until_quiet(
+        self, max_rounds: int = 50, must_settle: bool = True, skip: frozenset[str] = frozenset()
+    ) -> None:
+        """Poll every queue and the stream, invoking the real handlers, until nothing moves (the
+        consumers named in ``skip`` are not run: their queues keep what reaches them)."""
         pollers: list[Any] = [
             SqsPoller(
                 self.functions,
@@ -93,7 +101,7 @@ class Stack:
                 retry_delay=None if spec.consumer == "deliver" else lambda _: 0,
             )
             for spec in queues(self.cfg)
-            if spec.consumer
+            if spec.consumer and spec.consumer not in skip
         ]
         pollers += [
             StreamPoller(

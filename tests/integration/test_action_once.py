@@ -1,0 +1,109 @@
+"""An after-sales action runs once however many copies of its change arrive at the same moment.
+
+SQS and EventBridge deliver at least once and in parallel: two workers can hold copies of one
+``entity.changed`` at the same time. The real automate handler runs here on ten threads at once, on
+moto; every action kind must make exactly one call: HTTP actions (the payment refund, the OMS
+status), the SMS and the e-mail to the customer.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ses import ses_backends
+from moto.sns import sns_backends
+
+from infra.sandbox.lambda_runtime import sqs_record
+from infra.sandbox.samples import signed
+from shared.adapters.state_store import DynamoStateStore
+from shared.models import EntityChanged
+from tests.integration.conftest import Stack
+
+CASE = "shopify:refund:929361463"
+COPIES = 10
+
+
+def _calls(stack: Stack, target: str) -> list[dict[str, Any]]:
+    return [r for r in stack.target.received if r["target"] == target]
+
+
+def _sent(stack: Stack) -> tuple[int, int]:
+    sms = len(sns_backends[DEFAULT_ACCOUNT_ID][stack.cfg.region].sms_messages)
+    email = len(ses_backends[DEFAULT_ACCOUNT_ID][stack.cfg.region].sent_messages)
+    return sms, email
+
+
+def _copy_of_the_change(stack: Stack) -> dict[str, Any]:
+    """One SQS record of the case's ``entity.changed`` (a new message id each time: another copy)."""
+    state, _ = DynamoStateStore(stack.resources.refs.state_table).load("demo", "after_sales_case", CASE)
+    assert state is not None and state.fields["status"] == "approved"
+    changed = EntityChanged(
+        tenant="demo",
+        entity_type="after_sales_case",
+        entity_id=CASE,
+        version=state.version,
+        event_id="e",
+        origin_source="shopify",
+        occurred_at=datetime(2026, 12, 2, 10, tzinfo=UTC),
+        changed=dict(state.fields),
+    )
+    event = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "entity.changed",
+        "source": "aftersync",
+        "account": "123456789012",
+        "time": "2026-12-02T10:00:00Z",
+        "region": stack.cfg.region,
+        "resources": [],
+        "detail": json.loads(changed.model_dump_json()),
+    }
+    message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": str(uuid.uuid4()), "Body": json.dumps(event)}
+    return sqs_record(message, stack.resources.queue_arns["automation"], stack.cfg.region)
+
+
+def test_ten_concurrent_copies_of_one_change_make_one_call_per_action_of_every_kind(
+    stack: Stack, shopify_secret: str
+) -> None:
+    # Given an approved refund on an order with a phone and an e-mail, before any rule has run
+    for name in ("shopify_orders_create", "shopify_refunds_create_pending"):
+        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
+        stack.run_until_quiet(skip=frozenset({"automate"}))
+    boto3.client("sqs").purge_queue(QueueUrl=stack.resources.queue_urls["automation"])
+    stack.functions.handler("automate")  # imported with the stack's environment
+    from functions.automate import handler as automate
+
+    # When ten workers take ten copies of its change at the same moment
+    start = threading.Barrier(COPIES)
+
+    def worker(record: dict[str, Any]) -> str:
+        start.wait()
+        try:
+            automate.record_handler(SQSRecord(record))
+        except Exception as exc:  # a copy that must come back later: the record fails, SQS redelivers it
+            return type(exc).__name__
+        return "done"
+
+    copies = [_copy_of_the_change(stack) for _ in range(COPIES)]
+    with ThreadPoolExecutor(COPIES) as pool:
+        outcomes = list(pool.map(worker, copies))
+
+    # Then each action made one call: one refund, one OMS status, one SMS, one e-mail
+    assert len(_calls(stack, "payments")) == 1
+    assert [c["body"]["after_sales_status"] for c in _calls(stack, "oms")] == ["after_sales_in_progress"]
+    assert _sent(stack) == (1, 1)
+    # ... and the copies that found an action in flight, tried again once it is done, send nothing more
+    for record, outcome in zip(copies, outcomes, strict=True):
+        if outcome != "done":
+            automate.record_handler(SQSRecord(record))
+    assert len(_calls(stack, "payments")) == 1
+    assert len(_calls(stack, "oms")) == 1
+    assert _sent(stack) == (1, 1)
