@@ -8,18 +8,30 @@
   transactions are atomic and isolated, so every operation of moto's DynamoDB backend runs under one
   lock here: requests from concurrent writers (threads in a test, the sandbox's threaded server) see
   each other's transactions whole or not at all.
+- IAM: moto checks an identity policy's Resource only for SQS and S3; for every other service it
+  checks the action against ``*``, which a statement naming a table or a secret never matches. Here
+  each request names what AWS authorizes: the table (its index, its stream) for DynamoDB, the
+  secret's ARN, the event bus, the topic (an SMS to a phone number: ``*``), the SES identity. And
+  where one API call is authorized as other actions, those are checked: a transaction's items as
+  PutItem / UpdateItem / DeleteItem / ConditionCheckItem / GetItem per table, SQS's batch calls as
+  SendMessage / DeleteMessage / ChangeMessageVisibility. Every denial is also reported to
+  ``IAM_DENIALS`` listeners (the sandbox logs and counts them).
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.events import models as events_models
+from moto.iam import access_control
+from moto.secretsmanager.models import secretsmanager_backends
 
 _original_send_to_sqs = events_models.Rule._send_to_sqs_queue
 
@@ -43,7 +55,97 @@ def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+IAM_DENIALS: list[Callable[[str, str, str], None]] = []  # (principal ARN, action, resource)
+_TRANSACT = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem", "ConditionCheck": "ConditionCheckItem"}
+_SQS_BATCH = {
+    "SendMessageBatch": "SendMessage",
+    "DeleteMessageBatch": "DeleteMessage",
+    "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+}
+
+
+def _params(body: Any) -> dict[str, Any]:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+    return {k: v[0] for k, v in parse_qs(text).items()}
+
+
+def authorized_as(action: str, resource: str, body: Any, region: str, account: str) -> list[tuple[str, str]]:
+    """The (action, resource) pairs AWS authorizes for one request to ``action`` (``service:Name``)."""
+    service, name = action.split(":", 1)
+    if service == "sqs" and name in _SQS_BATCH:
+        return [(f"sqs:{_SQS_BATCH[name]}", resource)]
+    if service not in ("dynamodb", "secretsmanager", "events", "sns", "ses"):
+        return [(action, resource)]
+    params = _params(body)
+    if service == "dynamodb":
+
+        def table(t: str) -> str:
+            return t if t.startswith("arn:") else f"arn:aws:dynamodb:{region}:{account}:table/{t}"
+
+        if name in ("TransactWriteItems", "TransactGetItems"):
+            pairs = []
+            for item in params.get("TransactItems", []):
+                for kind, request in item.items():
+                    pairs.append((f"dynamodb:{_TRANSACT.get(kind, 'GetItem')}", table(request["TableName"])))
+            return pairs or [(action, resource)]
+        if name in ("BatchGetItem", "BatchWriteItem"):
+            return [(action, table(t)) for t in params.get("RequestItems", {})] or [(action, resource)]
+        if "StreamArn" in params:
+            return [(action, params["StreamArn"])]
+        if "ShardIterator" in params:  # moto's iterators begin with the stream's ARN
+            return [(action, str(params["ShardIterator"]).split("|", 1)[0])]
+        if "TableName" in params:
+            arn = table(params["TableName"])
+            return [(action, f"{arn}/index/{params['IndexName']}" if "IndexName" in params else arn)]
+    if service == "secretsmanager" and "SecretId" in params:
+        secrets = secretsmanager_backends[account][region].secrets
+        secret_id = str(params["SecretId"])
+        if secret_id in secrets:
+            return [(action, secrets[secret_id].arn)]
+        return [(action, f"arn:aws:secretsmanager:{region}:{account}:secret:{secret_id}")]
+    if service == "events" and name == "PutEvents":
+        buses = {str(e.get("EventBusName") or "default") for e in params.get("Entries", [])}
+        return [
+            (action, b if b.startswith("arn:") else f"arn:aws:events:{region}:{account}:event-bus/{b}")
+            for b in sorted(buses)
+        ] or [(action, resource)]
+    if service == "sns" and name == "Publish":
+        return [(action, str(params.get("TopicArn") or params.get("TargetArn") or "*"))]
+    if service == "ses" and name in ("SendEmail", "SendRawEmail"):
+        sender = str(params.get("FromEmailAddress") or params.get("Source") or "")
+        if sender:
+            return [(action, f"arn:aws:ses:{region}:{account}:identity/{sender.rsplit('<', 1)[-1].rstrip('>')}")]
+    return [(action, resource)]
+
+
+_original_check = access_control.IAMRequestBase.check_action_permitted
+
+
+def _check_as_aws_does(self: Any, resource: str) -> None:
+    action = self._action
+    try:
+        for checked_action, checked_resource in authorized_as(
+            action, resource, self._body or "", self._region, self.account_id
+        ):
+            self._action = checked_action
+            try:
+                _original_check(self, checked_resource)
+            except Exception:
+                for listener in list(IAM_DENIALS):
+                    listener(self._access_key.arn, checked_action, checked_resource)
+                raise
+    finally:
+        self._action = action
+
+
 def apply() -> None:
+    access_control.IAMRequestBase.check_action_permitted = _check_as_aws_does  # type: ignore[method-assign]
     events_models.Rule._send_to_sqs_queue = _send_to_sqs_with_account  # type: ignore[method-assign]
     for name, method in inspect.getmembers(DynamoDBBackend, inspect.isfunction):
         if not name.startswith("_") and not getattr(method, "__aftersync_serialised__", False):
