@@ -11,9 +11,11 @@ from typing import Any
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_sqs as sqs
+from moto.iam.access_control import IAMPolicy, PermissionResult
 
 from app import build_app
 from infra.config import load_environment
+from infra.sandbox.iam import SandboxArns, function_policies
 from infra.wiring import DOMAINS
 from shared.settings import (
     AmazonIntakeSettings,
@@ -542,3 +544,36 @@ def test_changes_found_only_by_a_scheduled_pull_raise_a_warning(templates: dict[
     )
     assert missed["AlarmDescription"].startswith("[warning] A scheduled pull found changes no webhook had brought")
     assert cfg.resource("webhooks-missed").replace("dev", "prod") not in alarms_by_name(templates["prod"])
+
+
+def sandbox_arns(template: dict[str, Any], env: str) -> SandboxArns:
+    """The template's intrinsics resolved as the sandbox resolves them (account 123456789012)."""
+    cfg = load_environment(env)
+    return SandboxArns(
+        template,
+        cfg.region,
+        "123456789012",
+        stream_arns={cfg.resource("state"): f"arn:aws:dynamodb:{cfg.region}:123456789012:table/state/stream/1"},
+        names={"/Storage/Archive/Resource": cfg.archive_bucket("123456789012")},
+    )
+
+
+def test_automate_may_text_a_phone_number_but_never_publish_to_a_topic(templates: dict[str, Any]) -> None:
+    # Given the automate role of an environment that sends SMS (sns:Publish has no ARN for a phone number)
+    template = templates["dev"]
+    arns = sandbox_arns(template, "dev")
+    role = function_policies(arns)[load_environment("dev").resource("automate")]
+    statements = [s for document in role.inline.values() for s in document["Statement"]]
+
+    # Then an explicit Deny covers every topic ARN...
+    assert {"Action": "sns:Publish", "Effect": "Deny", "Resource": "arn:aws:sns:*:*:*"} in statements
+
+    # ...so, evaluated by moto's policy engine, an SMS is allowed and the alarm topics are not
+    def publish(resource: str) -> set[PermissionResult]:
+        return {IAMPolicy(json.dumps(d)).is_action_permitted("sns:Publish", resource) for d in role.inline.values()}
+
+    assert PermissionResult.PERMITTED in publish("*") and PermissionResult.DENIED not in publish("*")
+    topics = [arns.attribute(t, "TopicArn") for t in resources(template, "AWS::SNS::Topic")]
+    assert len(topics) == 2
+    for topic in topics:
+        assert PermissionResult.DENIED in publish(topic), topic
