@@ -193,6 +193,15 @@ class Compute(Construct):
             fn["automate"].add_to_role_policy(
                 iam.PolicyStatement(actions=["sns:Publish"], resources=["*"])  # SMS: a phone number has no ARN
             )
+            # ...and that "*" must not reach a topic (the alarm topics page on-call): an explicit Deny on
+            # every topic ARN leaves only the phone numbers, which have none.
+            fn["automate"].add_to_role_policy(
+                iam.PolicyStatement(
+                    effect=iam.Effect.DENY,
+                    actions=["sns:Publish"],
+                    resources=[f"arn:{Stack.of(self).partition}:sns:*:*:*"],
+                )
+            )
         senders = sorted({t.sender for t in messengers if t.kind == "email" and t.sender})
         if senders:
             stack = Stack.of(self)
