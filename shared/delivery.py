@@ -10,6 +10,7 @@ succeed by retrying (``DeliveryRejected``: straight to the target's DLQ with the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -117,14 +118,20 @@ def deliver_change(
         store.record_ack(state, target.name, {**new_ack, "acked_at": utcnow().isoformat()})
         return DeliveryResult("nothing_new", state.version, missing=missing)
     if target.kind == "wecom":
-        body = _to_robot(target, payload, credentials, http)
+        message_id = delivery_id(state.tenant, state.entity_type, state.entity_id, state.version, target.name)
+        body = _to_robot(target, payload, credentials, http, message_id)
         store.record_ack(
             state, target.name, {**new_ack, "payload_hash": payload_hash, "acked_at": utcnow().isoformat()}
         )
         return DeliveryResult("sent", state.version, tuple(sorted(to_send)), len(body), missing)
     document = payload if target.body == "envelope" else {target.wrap: changes} if target.wrap else changes
     body = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json", **auth_headers(target, credentials, body, payload_hash, http)}
+    message_id = delivery_id(state.tenant, state.entity_type, state.entity_id, state.version, target.name)
+    headers = {
+        "Content-Type": "application/json",
+        **idempotency_header(target, message_id),
+        **auth_headers(target, credentials, body, message_id, http),
+    }
     response = http.post(url, body, headers, target.timeout_seconds, method=target.method)
     if not 200 <= response.status < 300:
         detail = f"target {target.name} answered HTTP {response.status}: {response.text[:200]}"
@@ -147,7 +154,9 @@ def robot_markdown(payload: dict[str, Any]) -> str:
     return cut_utf8("\n".join(lines), MARKDOWN_MAX_BYTES)
 
 
-def _to_robot(target: TargetConfig, payload: dict[str, Any], credentials: dict[str, Any], http: HttpPort) -> bytes:
+def _to_robot(
+    target: TargetConfig, payload: dict[str, Any], credentials: dict[str, Any], http: HttpPort, message_id: str
+) -> bytes:
     """POST the change to the group robot; its errcode decides: 0 sent, 45009 / -1 retry later, any
     other (93000: invalid key) never works."""
     key = credentials.get("key")
@@ -155,7 +164,8 @@ def _to_robot(target: TargetConfig, payload: dict[str, Any], credentials: dict[s
         raise ConfigurationError(f'target {target.name}: credentials must be {{"key": "<robot key>"}}')
     body = json.dumps({"msgtype": "markdown", "markdown": {"content": robot_markdown(payload)}}, ensure_ascii=False)
     url = f"{str(target.url).rstrip('/')}/cgi-bin/webhook/send?key={quote(key, safe='')}"
-    response = http.post(url, body.encode(), {"Content-Type": "application/json"}, target.timeout_seconds)
+    headers = {"Content-Type": "application/json", **idempotency_header(target, message_id)}
+    response = http.post(url, body.encode(), headers, target.timeout_seconds)
     if response.status != 200:
         raise DeliveryFailed(f"robot {target.name} answered HTTP {response.status}")
     try:
@@ -186,9 +196,33 @@ def retry_after(headers: dict[str, str]) -> int | None:
 _TOKENS: dict[str, tuple[str, float]] = {}  # target -> (bearer token, expires at): per warm container
 
 
+def delivery_id(tenant: str, entity_type: str, entity_id: str, version: int, target: str) -> str:
+    """The id of one delivery of one change: the same on every retry and re-delivery of this version to
+    this target, different for anything else. Receivers dedupe on it, so it must never be derived from
+    the changed values (a value that flips back, or the same change on two orders, would collide)."""
+    return _message_id(tenant, entity_type, entity_id, str(version), target)
+
+
+def action_id(tenant: str, ledger_key: str, target: str) -> str:
+    """The id of one after-sales action's request to one target (the same on every retry of it)."""
+    return _message_id(tenant, "action", ledger_key, target)
+
+
+def _message_id(*parts: str) -> str:
+    return f"msg_{hashlib.sha256(chr(0x1F).join(parts).encode()).hexdigest()[:32]}"
+
+
+def idempotency_header(target: TargetConfig, message_id: str) -> dict[str, str]:
+    """``Idempotency-Key`` for HTTP targets; a Standard Webhooks target gets ``webhook-id`` instead (its
+    spec's dedupe key, set with the signature)."""
+    return {} if isinstance(target.auth, StandardWebhooksAuth) else {"Idempotency-Key": message_id}
+
+
 def auth_headers(
-    target: TargetConfig, credentials: dict[str, Any], body: bytes, payload_hash: str, http: HttpPort
+    target: TargetConfig, credentials: dict[str, Any], body: bytes, message_id: str, http: HttpPort
 ) -> dict[str, str]:
+    """What authenticates a request to ``target``; for Standard Webhooks also its ``webhook-id``
+    (``message_id``: see ``delivery_id``) and timestamp, which the signature covers."""
     auth = target.auth
     if isinstance(auth, ApiKeyAuth):
         value = credentials.get("value")
@@ -200,11 +234,11 @@ def auth_headers(
         secret = credentials.get("secret")
         if not isinstance(secret, str) or not secret:
             raise ConfigurationError(f'target {target.name}: credentials must be {{"secret": "whsec_..."}}')
-        webhook_id, timestamp = f"msg_{payload_hash}", str(int(time.time()))
+        timestamp = str(int(time.time()))
         return {
-            "webhook-id": webhook_id,
+            "webhook-id": message_id,
             "webhook-timestamp": timestamp,
-            "webhook-signature": standard_sign(secret, webhook_id, timestamp, body),
+            "webhook-signature": standard_sign(secret, message_id, timestamp, body),
         }
     if isinstance(auth, OAuth2ClientCredentials):
         return {"Authorization": f"Bearer {_token(target, auth, credentials, http)}"}
