@@ -10,6 +10,8 @@ status change → the order's after-sales status at the OMS. Rules are data
 from __future__ import annotations
 
 import json
+import random
+import time
 from functools import cache
 from typing import Any
 
@@ -19,16 +21,17 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import ClientError
 
 from shared.adapters.aws import CustomerMessages, EventBus, SecretReader
-from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
+from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure
 from shared.adapters.dispatch import DynamoWorkload
 from shared.adapters.guards import DynamoActionLedger
-from shared.adapters.http import SafeHttp, TargetRefused
+from shared.adapters.http import Response, SafeHttp, TargetRefused
 from shared.adapters.state_store import DynamoStateStore
 from shared.automation import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
-from shared.delivery import RETRIABLE_STATUSES, auth_headers
+from shared.delivery import RETRIABLE_STATUSES, action_id, auth_headers
 from shared.dispatch import Dispatcher
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import EntityChanged, ObservedEntity, utcnow
@@ -36,9 +39,10 @@ from shared.notifications import compose
 from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import AutomateSettings
 from shared.state.merge import EntityState
-from shared.targets import value_hash
+from shared.targets import TargetConfig
 
 SCHEDULED = "Scheduled Event"  # EventBridge's detail-type for the shift check's schedule
+MAX_LEASE_SECONDS = 900.0  # Lambda's longest run: the lease when no invocation context says less
 
 
 @cache
@@ -78,9 +82,24 @@ def order_of(state: EntityState) -> dict[str, Any] | None:
     return order.fields if order is not None else None
 
 
-def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | None) -> None:
-    """Through every sms / email target: the contact on the case's order, once per target and case
-    status, in the language the target sets for the tenant."""
+def claim(tenant: str, key: str, lease_seconds: float, rerun_after_crash: bool, what: str) -> str | None:
+    """The claim's owner token when this worker is to act; None when the action is done (or may be).
+    A live claim of another worker defers the record until that claim's lease is over."""
+    now = time.time()
+    found = adapters()[1].claim(tenant, key, now, lease_seconds, rerun_after_crash)
+    if found.outcome == "busy":
+        jitter = random.uniform(1, 3)  # noqa: S311 - spreading retries, not a secret
+        raise Deferred(f"{what}: another worker is running it", max(0.0, found.until - now) + jitter)
+    if found.outcome == "uncertain":
+        metrics.add_metric(name="ActionUncertain", unit=MetricUnit.Count, value=1)
+        logger.warning("an action's worker stopped after claiming it; not repeated", extra={"action": what})
+    return found.owner if found.outcome == "run" else None
+
+
+def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | None, lease_seconds: float) -> None:
+    """Through every sms / email target: the contact on the case's order, at most once per target and
+    case status (nobody dedupes a text message: a send cut off by a crash is not repeated), in the
+    language the target sets for the tenant."""
     s = settings()
     ledger = adapters()[1]
     contact = order or {}
@@ -96,10 +115,15 @@ def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | 
             s.default_phone_region,
         ):
             key = f"{action.ledger_key}:{target.name}"
-            if not ledger.claim(state.tenant, key):
+            owner = claim(state.tenant, key, lease_seconds, rerun_after_crash=False, what=f"{action.rule.name} {key}")
+            if owner is None:
                 continue
-            message_id = messages().send(notification, target.sender)
-            ledger.done(state.tenant, key, f"{notification.channel} {notification.template} {message_id}")
+            try:
+                message_id = messages().send(notification, target.sender)
+            except ClientError as exc:  # the provider answered: nothing was sent, a retry may send it
+                ledger.release(state.tenant, key, owner, f"{notification.channel}: {exc.response['Error']['Code']}")
+                raise
+            ledger.done(state.tenant, key, owner, f"{notification.channel} {notification.template} {message_id}")
             count_by("CustomerNotified", "channel", notification.channel)
             logger.info(  # the contact itself is personal data: never logged
                 "customer notified",
@@ -107,7 +131,7 @@ def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | 
             )
 
 
-def run(action: Action, state: EntityState, order: dict[str, Any] | None) -> None:
+def run(action: Action, state: EntityState, order: dict[str, Any] | None, lease_seconds: float) -> None:
     s = settings()
     if action.blocked:
         count_by("ActionBlocked", "rule", action.rule.name)
@@ -116,16 +140,33 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None) -> Non
             raise DeliveryFailed(detail)  # the order may still come: retried, then the DLQ with this reason
         raise PermanentFailure(detail)
     if action.rule.role == "customer":
-        notify_customer(action, state, order)
+        notify_customer(action, state, order, lease_seconds)
         return
     _, ledger, http, secrets, _ = adapters()
     role_target = s.roles.get(action.rule.role)
     if role_target is None:
         logger.info("no target for the rule's role", extra={"rule": action.rule.name, "role": action.rule.role})
         return
-    if not ledger.claim(state.tenant, action.ledger_key):
+    # The receiver dedupes on the Idempotency-Key: a call cut off by a crash may be made again.
+    owner = claim(state.tenant, action.ledger_key, lease_seconds, rerun_after_crash=True, what=action.rule.name)
+    if owner is None:
         return  # done before: a replay, a duplicate, or a later change of the same case
-    target = s.target(role_target)
+    try:
+        response, target = call(action, state, http, secrets)
+    except Exception as exc:
+        ledger.release(state.tenant, action.ledger_key, owner, type(exc).__name__)
+        raise
+    ledger.done(state.tenant, action.ledger_key, owner, f"HTTP {response.status}")
+    count_by("ActionSucceeded", "rule", action.rule.name)
+    logger.info("action done", extra={"rule": action.rule.name, "entity_id": state.entity_id, "target": target.name})
+    if action.rule.write_back:
+        write_back(action, state, target.name)
+
+
+def call(action: Action, state: EntityState, http: SafeHttp, secrets: SecretReader) -> tuple[Response, TargetConfig]:
+    """The action's request to its role's target; raises unless the target took it (2xx)."""
+    s = settings()
+    target = s.target(s.roles[action.rule.role])
     credentials = secrets.get_json(target_secret_name(s.secrets_prefix, target.name))
     if credentials is None:
         raise ConfigurationError(f"secret for target {target.name!r} does not exist")
@@ -140,7 +181,7 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None) -> Non
     headers = {
         "Content-Type": "application/json",
         "Idempotency-Key": action.key,
-        **auth_headers(target, credentials, body, value_hash(payload), http),
+        **auth_headers(target, credentials, body, action_id(state.tenant, action.ledger_key, target.name), http),
     }
     try:
         response = http.post(str(target.url), body, headers, target.timeout_seconds)
@@ -152,11 +193,7 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None) -> Non
         if response.status in RETRIABLE_STATUSES or response.status >= 500:
             raise DeliveryFailed(detail)
         raise PermanentFailure(detail)
-    ledger.done(state.tenant, action.ledger_key, f"HTTP {response.status}")
-    count_by("ActionSucceeded", "rule", action.rule.name)
-    logger.info("action done", extra={"rule": action.rule.name, "entity_id": state.entity_id, "target": target.name})
-    if action.rule.write_back:
-        write_back(action, state, target.name)
+    return response, target
 
 
 def write_back(action: Action, state: EntityState, source: str) -> None:
@@ -183,7 +220,10 @@ def dispatcher() -> Dispatcher:
     )
 
 
-def record_handler(record: SQSRecord) -> None:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
+    """``lambda_context`` (passed by the batch processor) bounds a claim's lease by the time this
+    invocation has left: past it, the worker is gone and the claim may be taken over."""
+    lease_seconds = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else MAX_LEASE_SECONDS
     event = EventBridgeModel.model_validate(record.json_body)
     if event.detail_type == SCHEDULED:
         dispatcher().shift_check(event.time)
@@ -203,7 +243,7 @@ def record_handler(record: SQSRecord) -> None:
         return order[0]
 
     for action in actions_for(state.entity_type, set(changed.changed), state.fields, load_order):
-        run(action, state, load_order() if action.rule.role == "customer" else None)
+        run(action, state, load_order() if action.rule.role == "customer" else None, lease_seconds)
     metrics.add_metric(name="AutomationEvaluated", unit=MetricUnit.Count, value=1)
 
 
