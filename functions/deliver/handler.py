@@ -1,11 +1,18 @@
 """Delivery queue consumer (one queue per target): push the target's unacknowledged changes.
 
-Before calling the target: its circuit (open: the message waits in the queue until the pause is
-over) and its rate limit (used up: the message comes back in a second or two). After: a retriable
-failure (408/425/429/5xx, no answer) counts toward the circuit and sends the message back after the
-target's ``Retry-After`` or an exponential backoff with jitter — through the message's visibility,
-never by sleeping here; a change the target can never take (another 4xx, an address the SSRF guard
-refuses) goes to the target's DLQ at once with the response. The retry budget is the target's own.
+Waiting is not failing. Before calling the target, the record may have to wait: too little time
+left in this invocation for a call and a reserve to record its failure, the target's circuit is
+open, its rate limit or a WeCom robot's minute is used up. A wait raises ``Deferred``: the
+processor sends a copy of the message back to the queue (``DelaySeconds``, with the record's
+attempts so far) and reports the one received processed — no attempt of the target's budget used,
+no ``RecordFailed`` (``RecordDeferred`` instead), and nothing native redrive could count.
+
+An attempt that fails and may succeed later (408/425/429/5xx, no answer) counts toward the circuit
+and comes back after the target's ``Retry-After`` or an exponential backoff with jitter (at least
+the circuit's pause) — through a delayed copy or the message's visibility, never by sleeping here;
+it is an attempt and a ``RecordFailed``, and after ``retry.max_attempts`` attempts the record goes to
+the target's DLQ with the reason. A change the target can never take (another 4xx, an address the
+SSRF guard refuses) goes to the DLQ at once with the response.
 """
 
 from __future__ import annotations
@@ -22,8 +29,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import MessageVisibility, SecretReader
-from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
+from shared.adapters.aws import SecretReader
+from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure, TryAgain
 from shared.adapters.guards import DynamoGuards
 from shared.adapters.http import SafeHttp, TargetRefused
 from shared.adapters.state_store import DynamoStateStore
@@ -36,9 +43,13 @@ from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import DeliverSettings
 from shared.targets import TargetConfig
 
+# Kept in every invocation after a call's timeout, to record a failure: the circuit, the record's copy
+# or its dead letter, the metrics.
+RESERVE_SECONDS = 3.0
 
-class NotDeliveredYet(Exception):
-    """The message goes back to the queue and is tried again when its visibility runs out."""
+
+class NotDeliveredYet(TryAgain):
+    """The target did not take the change this time: tried again after ``seconds``."""
 
 
 @cache
@@ -57,47 +68,41 @@ def processor() -> DeadLetteringProcessor:
 
 
 @cache
-def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, MessageVisibility, DynamoMinuteSlots]:
+def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, DynamoMinuteSlots]:
     s = settings()
     return (
         DynamoStateStore(s.state_table),
         SafeHttp(allow_private=s.allow_http_targets),
         SecretReader(max_age=s.secrets_max_age_seconds),
         DynamoGuards(s.state_table),
-        MessageVisibility(),
         DynamoMinuteSlots(s.state_table),  # a WeCom robot target's 20 messages a minute
     )
 
 
-def come_back_in(record: SQSRecord, seconds: float, why: str) -> NotDeliveredYet:
-    """Hide the message for ``seconds`` (the retry's wait), and the exception that fails its record."""
-    wait = adapters()[4].hide(record.event_source_arn, record.receipt_handle, seconds)
-    return NotDeliveredYet(f"{why}; next try in {wait} s")
-
-
-def record_handler(record: SQSRecord) -> None:
-    store, http, secrets, guards, *_ = adapters()
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
+    """One change to one target; Powertools passes the invocation's context (its time left)."""
+    store, http, secrets, guards, robot_minutes = adapters()
     target = target_of(record)
+    seconds_left = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else float("inf")
+    if seconds_left < target.timeout_seconds + RESERVE_SECONDS:
+        raise Deferred(f"{seconds_left:.1f} s left in this invocation: too little for a call to {target.name}", 0)
     changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
     now = time.time()
     circuit = guards.circuit(target.name)
     if circuit.open_for(now) > 0:
-        metrics.add_metric(name="DeliveryDeferred", unit=MetricUnit.Count, value=1)
         jitter = random.uniform(0, 2)  # noqa: S311 - spreading retries, not a secret
-        raise come_back_in(record, circuit.open_for(now) + jitter, f"circuit of {target.name} is open")
-    if target.kind == "wecom" and not adapters()[5].take(target.name, utcnow()):
-        metrics.add_metric(name="DeliveryDeferred", unit=MetricUnit.Count, value=1)
-        raise come_back_in(
-            record, 61 - utcnow().second, f"robot {target.name}: its 20 messages of this minute are used"
-        )
+        raise Deferred(f"circuit of {target.name} is open", circuit.open_for(now) + jitter)
+    if target.kind == "wecom" and not robot_minutes.take(target.name, utcnow()):
+        raise Deferred(f"robot {target.name}: its 20 messages of this minute are used", 61 - utcnow().second)
     if not guards.take(target, now):
-        metrics.add_metric(name="DeliveryDeferred", unit=MetricUnit.Count, value=1)
         jitter = random.uniform(0, 1)  # noqa: S311 - spreading retries, not a secret
-        raise come_back_in(record, 1 + jitter, f"rate limit of {target.name} reached")
+        raise Deferred(f"rate limit of {target.name} reached", 1 + jitter)
     secret_name = target_secret_name(settings().secrets_prefix, target.name)
     credentials = secrets.get_json(secret_name)
     if credentials is None:
         raise ConfigurationError(f"secret {secret_name!r} for target {target.name!r} does not exist")
+    # TODO(lead, issue 13 #4): pass SafeHttp.post its wall-clock deadline, seconds_left - RESERVE_SECONDS,
+    # once it takes one; until then the check above bounds a call only as well as its timeout does.
     try:
         result = deliver_change(changed, target, store, http, credentials)
     except (DeliveryRejected, TargetRefused) as exc:
@@ -106,11 +111,12 @@ def record_handler(record: SQSRecord) -> None:
     except DeliveryFailed as exc:
         count_by("DeliveryFailed", "target", target.name)
         after = guards.failed(target, now)
-        attempt = int(record.attributes.approximate_receive_count)
+        attempt = DeadLetteringProcessor.attempts(record)
         wait: float = exc.retry_after if exc.retry_after is not None else target.retry.delay(attempt)
         if after.open_for(now) > wait:
-            wait = after.open_for(now)
-        raise come_back_in(record, wait, str(exc)) from exc
+            # the circuit's pause, spread as the waiting records are: not always this one tries first
+            wait = after.open_for(now) + random.uniform(0, 2)  # noqa: S311 - spreading retries, not a secret
+        raise NotDeliveredYet(str(exc), wait) from exc
     if circuit.failures:
         guards.succeeded(target.name)
     if result.missing:

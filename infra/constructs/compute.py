@@ -135,6 +135,8 @@ class Compute(Construct):
         # deliver: one queue per target; reads state and acks, writes acks, reads target credentials
         for target in (t for t in cfg.targets if t.push_changes):
             self._consume(fn["deliver"], messaging, f"deliver-{target.name}")
+            # a record that waits (open circuit, rate limit) or retries goes back as a delayed copy
+            messaging.queues[f"deliver-{target.name}"].grant_send_messages(fn["deliver"])
         storage.state_table.grant(fn["deliver"], "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem")
         # its circuit, rate-limit and robot-minute counters, and nothing else, are updated in place
         fn["deliver"].add_to_role_policy(

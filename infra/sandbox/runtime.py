@@ -10,7 +10,9 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,20 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from infra.config import ROOT, EnvironmentConfig, load_environment
+from infra.sandbox import iam as sandbox_iam
 from infra.sandbox import moto_fidelity
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.http_servers import FakeShop, FakeTarget, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
-from infra.sandbox.resources import SandboxResources, create_resources, local_shop, local_targets, robot_keys
+from infra.sandbox.resources import (
+    ACCOUNT,
+    SandboxResources,
+    create_resources,
+    local_shop,
+    local_targets,
+    robot_keys,
+)
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, function_environment, queues
 
@@ -52,20 +62,29 @@ class Sandbox:
         secrets_file: Path = DEFAULT_SECRETS,
         verbose: bool = False,
         announce: bool = True,
+        enforce_iam: bool = True,
     ) -> None:
         """``announce``: write ``.aftersync/sandbox.json`` so other ``aftersync`` commands find this
-        sandbox (``aftersync local``); a one-off run (the demo) leaves a running sandbox's file alone."""
+        sandbox (``aftersync local``); a one-off run (the demo) leaves a running sandbox's file alone.
+        ``enforce_iam``: each function runs with its stack role's policy and the stand-in checks every
+        call (see ``infra/sandbox/iam.py``); everything else is the operator, allowed everything."""
         self.environment = environment
         self.api_port = api_port
         self.secrets = json.loads(Path(secrets_file).read_text(encoding="utf-8"))
         self.verbose = verbose
         self.announce = announce
+        self.enforce_iam = enforce_iam
         self.pollers: list[Any] = []
+        self.iam_denials: list[str] = []
+        self.operator: sandbox_iam.Frozen | None = None
+        self._log_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------
     def start(self) -> Sandbox:
         base = load_environment(self.environment)
         moto_fidelity.apply()
+        # The stack's template (its roles' policies): from the cache, or synthesized while moto starts
+        template = ThreadPoolExecutor(max_workers=1).submit(sandbox_iam.synthesized_template, self.environment)
         self.moto_port = free_port()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self.moto.start()
@@ -84,6 +103,14 @@ class Sandbox:
             }
         )
         os.environ.pop("AWS_PROFILE", None)
+        self.log_file: Path | None = None
+        if self.enforce_iam:
+            self.operator, operator_arn = sandbox_iam.create_operator(self.endpoint, base.region)
+            os.environ.update(
+                {"AWS_ACCESS_KEY_ID": self.operator.access_key, "AWS_SECRET_ACCESS_KEY": self.operator.secret_key}
+            )
+            sandbox_iam.install_acting_credentials()
+            moto_fidelity.IAM_DENIALS.append(self._denied)
 
         self.target = FakeTarget()
         serve(self.target.server)
@@ -107,6 +134,18 @@ class Sandbox:
         self.log_file.write_text("", encoding="utf-8")
         self.functions = Functions(self.cfg.region, self.cfg.resource("fn"), self.log_file)
         self.functions.echo = self.verbose
+        if self.enforce_iam:
+            arns = sandbox_iam.SandboxArns(
+                template.result(),
+                self.cfg.region,
+                ACCOUNT,
+                stream_arns={self.resources.refs.state_table: self.resources.stream_arn},
+                names={"/Storage/Archive/Resource": self.resources.refs.archive_bucket},
+            )
+            roles = sandbox_iam.create_function_roles(sandbox_iam.function_policies(arns), operator_arn)
+            self.functions.credentials = {
+                n: roles[self.cfg.resource(n)] for n in FUNCTIONS if self.cfg.resource(n) in roles
+            }
 
         self.api = gateway("127.0.0.1", self.api_port, lambda event: self.functions.invoke("ingest", event))
         self.api_port = self.api.server_port
@@ -142,6 +181,15 @@ class Sandbox:
             self._write_state_file()
         return self
 
+    def _denied(self, principal: str, action: str, resource: str) -> None:
+        """A call the caller's policy does not allow: into the handler log, and counted."""
+        line = f"IAM denied: {principal} {action} on {resource}"
+        with self._log_lock:
+            self.iam_denials.append(line)
+            if self.log_file is not None:
+                with self.log_file.open("a", encoding="utf-8") as log:
+                    log.write(line + "\n")
+
     def _create_stream_failure_queue(self) -> None:
         sqs = boto3.client("sqs")
         url = sqs.create_queue(QueueName=self.cfg.resource("publish-dlq"))["QueueUrl"]
@@ -162,6 +210,16 @@ class Sandbox:
             "fake_shop": self.shop.url,
             "fake_wecom_robot": self.robot.url,
             "handler_logs": str(self.log_file),
+            **(
+                {
+                    "operator": {
+                        "aws_access_key_id": self.operator.access_key,
+                        "aws_secret_access_key": self.operator.secret_key,
+                    }
+                }
+                if self.operator
+                else {}
+            ),
             "state_table": self.resources.refs.state_table,
             "idempotency_table": self.resources.refs.idempotency_table,
             "archive_bucket": self.resources.refs.archive_bucket,
@@ -177,6 +235,9 @@ class Sandbox:
         self.target.server.shutdown()
         self.robot.server.shutdown()
         self.shop.server.shutdown()
+        if self.enforce_iam:
+            moto_fidelity.IAM_DENIALS.remove(self._denied)
+            sandbox_iam.disable_authentication(self.endpoint)  # a later sandbox in this process starts open
         self.moto.stop()
         if (
             self.announce
@@ -187,16 +248,17 @@ class Sandbox:
 
     # ------------------------------------------------------------------------------------------
     def queue_depths(self) -> dict[str, int]:
+        """Messages per queue: visible, in flight, or delayed (a waiting delivery's copy)."""
         sqs = boto3.client("sqs")
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
         depths = {}
         for purpose, url in self.resources.queue_urls.items():
-            attrs = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            depths[purpose] = int(attrs["ApproximateNumberOfMessages"]) + int(
-                attrs["ApproximateNumberOfMessagesNotVisible"]
-            )
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+            depths[purpose] = sum(int(attrs[name]) for name in names)
         return depths
 
     def drain(self, timeout: float = 60.0, settle: int = 3) -> bool:

@@ -25,11 +25,8 @@ CLI = str(Path(sys.executable).parent / "aftersync")
 class RunningSandbox:
     def __init__(self, info: dict[str, Any]) -> None:
         self.info = info
-        self.session = boto3.session.Session(
-            aws_access_key_id="sandbox",
-            aws_secret_access_key="sandbox",
-            region_name=info["region"],
-        )
+        operator = info.get("operator", {"aws_access_key_id": "sandbox", "aws_secret_access_key": "sandbox"})
+        self.session = boto3.session.Session(**operator, region_name=info["region"])  # the operator's keys
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.info["aws_endpoint_url"])
@@ -56,12 +53,14 @@ class RunningSandbox:
     def depths(self) -> dict[str, int]:
         sqs = self.client("sqs")
         result = {}
-        for name, url in self.info["queues"].items():
-            a = sqs.get_queue_attributes(
-                QueueUrl=url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-            )["Attributes"]
-            result[name] = int(a["ApproximateNumberOfMessages"]) + int(a["ApproximateNumberOfMessagesNotVisible"])
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        for name, url in self.info["queues"].items():  # delayed: a waiting delivery's copy
+            a = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+            result[name] = sum(int(a[n]) for n in names)
         return result
 
     def wait_drained(self, timeout: float = 60) -> None:
@@ -136,3 +135,6 @@ def sandbox() -> Iterator[RunningSandbox]:
     yield RunningSandbox(info)
     process.terminate()
     process.wait(timeout=30)
+    # Every handler ran with its stack role: a call its policy does not allow fails the run
+    denied = [line for line in Path(info["handler_logs"]).read_text().splitlines() if line.startswith("IAM denied")]
+    assert denied == [], "calls the stack's IAM policies do not allow:\n" + "\n".join(denied)

@@ -143,3 +143,32 @@ def test_records_without_time_left_for_a_safe_call_are_deferred_neither_attempte
     )["Messages"]
     assert sorted(c["Body"] for c in copies) == sorted(m["Body"] for m in messages)
     assert [c["MessageAttributes"]["attempts"]["StringValue"] for c in copies] == ["0", "0", "0"]
+
+
+def test_real_failures_still_use_the_budget_across_the_copies_and_dead_letter_with_the_reason(
+    stack: Stack, shopify_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch, Clock.next_minute_plus(0))
+    random.seed(13)
+    crm = next(t for t in stack.cfg.targets if t.name == "crm")
+    stack.target.status["crm"] = 503  # down for good
+    create, _, _ = generated_order(1, shopify_secret)
+    stack.post(create)
+    stack.run_until_quiet(must_settle=False)
+    poller = crm_poller(stack)
+    for _ in range(2 * 60 * 60):
+        if stack.depth("deliver-crm") == 0:
+            break
+        clock.advance(1)
+        drain(poller)
+
+    # Every attempt was a real call; the waits between them (open circuit, backoff) used none
+    assert len(crm_calls(stack, 503)) == crm.retry.max_attempts
+    assert stack.functions.metric_totals()["RecordFailed"] == crm.retry.max_attempts
+    [dead] = stack.messages("deliver-crm-dlq")
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes == {
+        "reason": 'NotDeliveredYet: target crm answered HTTP 503: {"ok": false}',
+        "source_queue": "aftersync-dev-deliver-crm",
+        "receive_count": str(crm.retry.max_attempts),
+    }

@@ -387,8 +387,16 @@ class DeliverOnMoto:
         )
 
     def invoke(self, target: str, messages: list[dict[str, Any]]) -> Any:
+        """As the event source mapping does: the records the response does not name as failed are deleted."""
         arn = self.resources.queue_arns[f"deliver-{target}"]
-        return self.functions.invoke("deliver", {"Records": [sqs_record(m, arn, self.cfg.region) for m in messages]})
+        response = self.functions.invoke(
+            "deliver", {"Records": [sqs_record(m, arn, self.cfg.region) for m in messages]}
+        )
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for message in messages:
+            if message["MessageId"] not in failed:
+                self.sqs.delete_message(QueueUrl=self.url(target), ReceiptHandle=message["ReceiptHandle"])
+        return response
 
 
 @pytest.fixture
