@@ -3,8 +3,10 @@
 A batch of alarm changes becomes as few robot messages as the byte limit allows, per robot of the
 change's severity; each message takes a slot of the robot's 20 per minute first. A change that could
 not go out now (no slot, errcode 45009 or -1, HTTP failure, a missing robot secret) fails its record,
-so SQS brings it back with the next batch; one that never can (errcode 93000, not an alarm) is
-dead-lettered at once with the reason. The robot key lives in Secrets Manager and is never logged.
+so SQS brings it back with the next batch; one that never can (errcode 93000, not an alarm, an API base
+the SSRF guard refuses) is dead-lettered at once with the reason. Every robot call goes through
+``SafeHttp`` and ends before the invocation's remaining time less a reserve, so the outcome is always
+recorded. The robot key lives in Secrets Manager and is never logged.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.aws import SecretReader
 from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
+from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.wecom import DynamoMinuteSlots, WeComRobotHttp
 from shared.constants import ALARM_TOPIC_SUFFIXES, robot_secret_name
 from shared.errors import ConfigurationError
@@ -48,7 +51,11 @@ def processor() -> DeadLetteringProcessor:
 @cache
 def adapters() -> tuple[WeComRobotHttp, DynamoMinuteSlots, SecretReader]:
     s = settings()
-    return WeComRobotHttp(s.api_base), DynamoMinuteSlots(s.state_table), SecretReader(max_age=s.secrets_max_age_seconds)
+    return (
+        WeComRobotHttp(s.api_base, http=SafeHttp(allow_loopback=s.allow_http)),  # loopback: the sandbox's robot
+        DynamoMinuteSlots(s.state_table),
+        SecretReader(max_age=s.secrets_max_age_seconds),
+    )
 
 
 def severity_of(topic_arn: str) -> Severity:
@@ -68,8 +75,9 @@ def robot(name: str) -> Robot:
     return Robot(name=name, key=secret["key"], mentioned_mobile_list=tuple(str(m) for m in mobiles))
 
 
-def plan(records: list[SQSRecord]) -> dict[str, Exception | None]:
-    """Send the batch; what each record's outcome is (None: delivered to every robot of its severity)."""
+def plan(records: list[SQSRecord], deadline: float | None = None) -> dict[str, Exception | None]:
+    """Send the batch, every robot call ending by ``deadline`` (``time.monotonic()`` based); what each
+    record's outcome is (None: delivered to every robot of its severity)."""
     s = settings()
     results: dict[str, Exception | None] = {}
     by_robot: dict[str, list[AlarmChange]] = defaultdict(list)
@@ -85,13 +93,19 @@ def plan(records: list[SQSRecord]) -> dict[str, Exception | None]:
             by_robot[name].append(change)
         if not s.robots.get(change.severity):
             results[record.message_id] = PermanentFailure(f"no WeCom robot is configured for {change.severity} alarms")
-    port, slots, _ = adapters()
+    http, slots, _ = adapters()
+    port = http.within(deadline)
     for name, changes in by_robot.items():
         try:
             outcome = notify(changes, robot(name), s.environment, port, slots, utcnow())
         except ConfigurationError as exc:
             for change in changes:
                 results[change.message_id] = NotDeliveredYet(str(exc))
+            continue
+        except TargetRefused as exc:  # the API base leads somewhere no call may go: config, not chance
+            for change in changes:
+                results[change.message_id] = PermanentFailure(f"robot {name}: {exc}")
+            logger.error("wecom api base refused by the SSRF guard", extra={"robot": name, "reason": str(exc)})
             continue
         for message in outcome.sent:
             metrics.add_metric(name="WeComMessageSent", unit=MetricUnit.Count, value=1)
@@ -111,7 +125,7 @@ def plan(records: list[SQSRecord]) -> dict[str, Exception | None]:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    results = plan([SQSRecord(r) for r in event.get("Records", [])])
+    results = plan([SQSRecord(r) for r in event.get("Records", [])], deadline_from(context))
 
     def record_handler(record: SQSRecord) -> None:
         failure = results.get(record.message_id)

@@ -1,48 +1,50 @@
-"""WeCom robot over HTTPS and the per-robot minute counter in DynamoDB."""
+"""WeCom robot over HTTPS (through the SSRF guard) and the per-robot minute counter in DynamoDB."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any
 from urllib.parse import quote
 
-import urllib3
 from botocore.exceptions import ClientError
 
 from shared.adapters.aws import DynamoTable
+from shared.adapters.http import SafeHttp
 from shared.wecom import BUSY, MESSAGES_PER_MINUTE
 
 
 class WeComRobotHttp:
-    """POST to ``<base>/cgi-bin/webhook/send?key=<key>``. The key is the credential: it is never
-    logged, and neither is the URL that contains it."""
+    """POST to ``<base>/cgi-bin/webhook/send?key=<key>`` through ``SafeHttp`` like every outbound call:
+    an API base resolving to a metadata, private or otherwise non-public address raises
+    ``TargetRefused`` before anything is sent. The key is the credential: it is never logged, and
+    neither is the URL that contains it. ``deadline`` (``time.monotonic()`` based; see ``within``)
+    bounds each send besides ``timeout``; no whole answer in time counts as busy."""
 
-    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 5.0, http: SafeHttp | None = None, deadline: float | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.http = http if http is not None else SafeHttp()
+        self.deadline = deadline
 
-    @cached_property
-    def pool(self) -> urllib3.PoolManager:
-        return urllib3.PoolManager(retries=False)
+    def within(self, deadline: float | None) -> WeComRobotHttp:
+        """The same client (and connections), every send also ending by ``deadline``."""
+        return WeComRobotHttp(self.base_url, self.timeout, self.http, deadline)
 
     def send(self, key: str, payload: dict[str, Any]) -> int:
-        try:
-            response = self.pool.request(
-                "POST",
-                f"{self.base_url}/cgi-bin/webhook/send?key={quote(key, safe='')}",
-                body=json.dumps(payload, ensure_ascii=False).encode("utf-8"),
-                headers={"Content-Type": "application/json"},
-                timeout=urllib3.Timeout(total=self.timeout),
-                redirect=False,
-            )
-        except urllib3.exceptions.HTTPError:
-            return BUSY
+        response = self.http.post(
+            f"{self.base_url}/cgi-bin/webhook/send?key={quote(key, safe='')}",
+            json.dumps(payload, ensure_ascii=False).encode("utf-8"),
+            {"Content-Type": "application/json"},
+            self.timeout,
+            deadline=self.deadline,
+        )
         if response.status != 200:
             return BUSY
         try:
-            return int(json.loads(response.data).get("errcode", BUSY))
+            return int(json.loads(response.text).get("errcode", BUSY))
         except (ValueError, AttributeError):
             return BUSY
 

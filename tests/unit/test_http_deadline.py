@@ -27,12 +27,13 @@ class Server:
         self.connections = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(30)
+        self.port = self.listener.getsockname()[1]
         self.done = threading.Event()
         threading.Thread(target=self._run, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/in"
+        return f"http://127.0.0.1:{self.port}/in"
 
     def _run(self) -> None:
         try:
@@ -164,3 +165,14 @@ def test_the_deadline_from_a_lambda_context_leaves_the_reserve(local: SafeHttp, 
     assert server.sent < len(HEAD) + len(BODY)
     late = deadline_from(Context(1500), reserve_seconds=2.0)  # less left than the reserve: no call at all
     assert local.post(server.url, b"{}", {}, 30.0, deadline=late).text == "no time left before the deadline"
+
+
+def test_a_tls_handshake_that_trickles_is_cut_at_the_deadline(servers: list[Server]) -> None:
+    # The server answers the ClientHello one junk byte at a time: the handshake itself must be bounded
+    server = Server(b"", b"\x16" * 60, interval=0.2)
+    servers.append(server)
+    http = SafeHttp(resolver=lambda host, port: ["127.0.0.1"], address_allowed=lambda a: a == "127.0.0.1")
+    response = http.post(f"https://erp.shop.example:{server.port}/in", b"{}", {}, 1.0)
+    assert (response.status, response.failure) == (599, "deadline")
+    server.close()
+    assert server.sent < 60
