@@ -1,8 +1,10 @@
-"""WeCom robot over HTTPS (through the SSRF guard) and the per-robot minute counter in DynamoDB."""
+"""WeCom robot over HTTPS (through the SSRF guard) and the per-robot sliding limit in DynamoDB."""
 
 from __future__ import annotations
 
 import json
+import random
+import time
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -50,28 +52,73 @@ class WeComRobotHttp:
 
 
 class DynamoMinuteSlots(DynamoTable):
-    """At most ``limit`` messages per robot per clock minute: one conditional counter item per minute
-    in the state table (``ops#wecom#<robot>`` / ``WINDOW#<minute>``), expired by the table's TTL."""
+    """At most ``limit`` messages per robot in ANY ``window`` (60 s), as the robot counts them, not per
+    clock minute (a clock-minute counter lets 20 through at 08:00:59 and 20 more at 08:01:00).
 
-    def __init__(self, table: str, limit: int = MESSAGES_PER_MINUTE, client: Any = None) -> None:
+    A sliding log: one item per robot in the state table (``ops#wecom#<robot>`` / ``SENT``) holds the
+    times of its sends within the window. A slot is free when fewer than ``limit`` of them lie in the
+    last ``window``; taking it writes the item with the new time on the condition that its ``version``
+    is still the one this caller based its decision on, so of concurrent callers racing for the last
+    slot exactly one wins. A loser gets the current item back with the failed condition
+    (``ReturnValuesOnConditionCheckFailure``) and decides again on it; no separate read, so the item
+    costs one conditional UpdateItem per message when uncontended (the caller remembers the item it
+    wrote) and the function needs no more than UpdateItem on ``ops#wecom#*``. Seen items only ever
+    gain sends, so a remembered item that shows the window full is full. A caller that loses
+    ``attempts`` races in a row is told no slot (the message waits; it is never sent over the limit).
+    The table's TTL removes the items of idle robots."""
+
+    def __init__(
+        self,
+        table: str,
+        limit: int = MESSAGES_PER_MINUTE,
+        client: Any = None,
+        window: timedelta = timedelta(seconds=60),
+        attempts: int = 25,
+    ) -> None:
         super().__init__(table, client)
         self.limit = limit
+        self.window = window.total_seconds()
+        self.attempts = attempts
+        self._seen: dict[str, dict[str, Any]] = {}  # robot -> the item as this caller last saw it
 
     def take(self, robot: str, now: datetime) -> bool:
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"ops#wecom#{robot}"}, "sk": {"S": f"WINDOW#{now:%Y%m%d%H%M}"}},
-                UpdateExpression="ADD sent :one SET expires_at = :expires",
-                ConditionExpression="attribute_not_exists(sent) OR sent < :limit",
-                ExpressionAttributeValues={
-                    ":one": {"N": "1"},
-                    ":limit": {"N": str(self.limit)},
-                    ":expires": {"N": str(int((now + timedelta(hours=1)).timestamp()))},
-                },
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+        at = now.timestamp()
+        for attempt in range(self.attempts):
+            item = self._seen.get(robot)
+            version = int(item["version"]["N"]) if item else 0
+            sent = [float(v["N"]) for v in item["sent"]["L"]] if item else []
+            recent = sorted(t for t in sent if t > at - self.window)  # a clock behind counts later sends too
+            if len(recent) >= self.limit:
                 return False
-            raise
-        return True
+            written = {
+                "sent": {"L": [{"N": f"{t:.6f}"} for t in sorted([*recent, at])]},
+                "version": {"N": str(version + 1)},
+            }
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": f"ops#wecom#{robot}"}, "sk": {"S": "SENT"}},
+                    UpdateExpression="SET sent = :sent, version = :next, expires_at = :expires",
+                    ConditionExpression="version = :read" if item else "attribute_not_exists(version)",
+                    ExpressionAttributeValues={
+                        ":sent": written["sent"],
+                        ":next": written["version"],
+                        ":expires": {"N": str(int(at + self.window + 3600))},
+                        **({":read": {"N": str(version)}} if item else {}),
+                    },
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+                current = exc.response.get("Item")
+                if current is None:  # the item vanished (TTL) after we saw it: start from nothing
+                    self._seen.pop(robot, None)
+                else:
+                    self._seen[robot] = current
+                if attempt:
+                    time.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311 - spreading retries
+                continue
+            self._seen[robot] = written
+            return True
+        return False
