@@ -82,10 +82,11 @@ def test_concurrent_callers_get_exactly_twenty_slots(slots: DynamoMinuteSlots) -
     barrier = threading.Barrier(8)
 
     def worker(n: int) -> None:
+        mine = DynamoMinuteSlots(TABLE)  # each worker its own client and memory, as separate invocations
         barrier.wait()
         for i in range(10):
             at = START + timedelta(seconds=30, milliseconds=n * 10 + i)
-            if slots.take("oncall", at):
+            if mine.take("oncall", at):
                 with lock:
                     granted.append(at)
 
