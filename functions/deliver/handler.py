@@ -5,7 +5,8 @@ left in this invocation for a call and a reserve to record its failure, the targ
 open, its rate limit or a WeCom robot's minute is used up. A wait raises ``Deferred``: the
 processor sends a copy of the message back to the queue (``DelaySeconds``, with the record's
 attempts so far) and reports the one received processed — no attempt of the target's budget used,
-no ``RecordFailed`` (``RecordDeferred`` instead), and nothing native redrive could count.
+no ``RecordFailed`` (``RecordDeferred`` instead), and nothing native redrive could count. A call
+that starts is bounded by the invocation too: it ends ``RESERVE_SECONDS`` before the invocation does.
 
 An attempt that fails and may succeed later (408/425/429/5xx, no answer) counts toward the circuit
 and comes back after the target's ``Retry-After`` or an exponential backoff with jitter (at least
@@ -32,7 +33,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.adapters.aws import SecretReader
 from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure, TryAgain
 from shared.adapters.guards import DynamoGuards
-from shared.adapters.http import SafeHttp, TargetRefused
+from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.state_store import DynamoStateStore
 from shared.adapters.wecom import DynamoMinuteSlots
 from shared.constants import target_from_queue_name, target_secret_name
@@ -101,10 +102,10 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     credentials = secrets.get_json(secret_name)
     if credentials is None:
         raise ConfigurationError(f"secret {secret_name!r} for target {target.name!r} does not exist")
-    # TODO(lead, issue 13 #4): pass SafeHttp.post its wall-clock deadline, seconds_left - RESERVE_SECONDS,
-    # once it takes one; until then the check above bounds a call only as well as its timeout does.
+    # Every call of this delivery (an OAuth token, the change) also ends RESERVE_SECONDS before the invocation
+    bounded = http.within(deadline_from(lambda_context, RESERVE_SECONDS)) if lambda_context else http
     try:
-        result = deliver_change(changed, target, store, http, credentials)
+        result = deliver_change(changed, target, store, bounded, credentials)
     except (DeliveryRejected, TargetRefused) as exc:
         count_by("DeliveryFailed", "target", target.name)
         raise PermanentFailure(str(exc)) from exc
