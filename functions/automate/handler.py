@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -27,11 +28,11 @@ from shared.adapters.aws import CustomerMessages, EventBus, SecretReader
 from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure
 from shared.adapters.dispatch import DynamoWorkload
 from shared.adapters.guards import DynamoActionLedger
-from shared.adapters.http import Response, SafeHttp, TargetRefused
+from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.state_store import DynamoStateStore
 from shared.automation import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
-from shared.delivery import RETRIABLE_STATUSES, action_id, auth_headers
+from shared.delivery import RETRIABLE_STATUSES, HttpPort, HttpResponse, action_id, auth_headers
 from shared.dispatch import Dispatcher
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import EntityChanged, ObservedEntity, utcnow
@@ -61,7 +62,7 @@ def adapters() -> tuple[DynamoStateStore, DynamoActionLedger, SafeHttp, SecretRe
     return (
         DynamoStateStore(s.state_table),
         DynamoActionLedger(s.state_table),
-        SafeHttp(allow_private=s.allow_http_targets),
+        SafeHttp(allow_loopback=s.allow_http_targets),
         SecretReader(max_age=s.secrets_max_age_seconds),
         EventBus(s.event_bus),
     )
@@ -82,6 +83,21 @@ def order_of(state: EntityState) -> dict[str, Any] | None:
     return order.fields if order is not None else None
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What the invocation has left: a claim's lease lasts as long, and calls end before it does
+    (``deadline``, leaving time to record a failure)."""
+
+    lease_seconds: float
+    deadline: float | None
+
+    @classmethod
+    def of(cls, context: LambdaContext | None) -> Budget:
+        if context is None:
+            return cls(MAX_LEASE_SECONDS, None)
+        return cls(context.get_remaining_time_in_millis() / 1000, deadline_from(context))
+
+
 def claim(tenant: str, key: str, lease_seconds: float, rerun_after_crash: bool, what: str) -> str | None:
     """The claim's owner token when this worker is to act; None when the action is done (or may be).
     A live claim of another worker defers the record until that claim's lease is over."""
@@ -96,7 +112,7 @@ def claim(tenant: str, key: str, lease_seconds: float, rerun_after_crash: bool, 
     return found.owner if found.outcome == "run" else None
 
 
-def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | None, lease_seconds: float) -> None:
+def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | None, budget: Budget) -> None:
     """Through every sms / email target: the contact on the case's order, at most once per target and
     case status (nobody dedupes a text message: a send cut off by a crash is not repeated), in the
     language the target sets for the tenant."""
@@ -115,7 +131,7 @@ def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | 
             s.default_phone_region,
         ):
             key = f"{action.ledger_key}:{target.name}"
-            owner = claim(state.tenant, key, lease_seconds, rerun_after_crash=False, what=f"{action.rule.name} {key}")
+            owner = claim(state.tenant, key, budget.lease_seconds, False, f"{action.rule.name} {key}")
             if owner is None:
                 continue
             try:
@@ -131,7 +147,7 @@ def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | 
             )
 
 
-def run(action: Action, state: EntityState, order: dict[str, Any] | None, lease_seconds: float) -> None:
+def run(action: Action, state: EntityState, order: dict[str, Any] | None, budget: Budget) -> None:
     s = settings()
     if action.blocked:
         count_by("ActionBlocked", "rule", action.rule.name)
@@ -140,7 +156,7 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None, lease_
             raise DeliveryFailed(detail)  # the order may still come: retried, then the DLQ with this reason
         raise PermanentFailure(detail)
     if action.rule.role == "customer":
-        notify_customer(action, state, order, lease_seconds)
+        notify_customer(action, state, order, budget)
         return
     _, ledger, http, secrets, _ = adapters()
     role_target = s.roles.get(action.rule.role)
@@ -148,11 +164,11 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None, lease_
         logger.info("no target for the rule's role", extra={"rule": action.rule.name, "role": action.rule.role})
         return
     # The receiver dedupes on the Idempotency-Key: a call cut off by a crash may be made again.
-    owner = claim(state.tenant, action.ledger_key, lease_seconds, rerun_after_crash=True, what=action.rule.name)
+    owner = claim(state.tenant, action.ledger_key, budget.lease_seconds, True, action.rule.name)
     if owner is None:
         return  # done before: a replay, a duplicate, or a later change of the same case
     try:
-        response, target = call(action, state, http, secrets)
+        response, target = call(action, state, http.within(budget.deadline), secrets)
     except Exception as exc:
         ledger.release(state.tenant, action.ledger_key, owner, type(exc).__name__)
         raise
@@ -163,7 +179,9 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None, lease_
         write_back(action, state, target.name)
 
 
-def call(action: Action, state: EntityState, http: SafeHttp, secrets: SecretReader) -> tuple[Response, TargetConfig]:
+def call(
+    action: Action, state: EntityState, http: HttpPort, secrets: SecretReader
+) -> tuple[HttpResponse, TargetConfig]:
     """The action's request to its role's target; raises unless the target took it (2xx)."""
     s = settings()
     target = s.target(s.roles[action.rule.role])
@@ -222,8 +240,9 @@ def dispatcher() -> Dispatcher:
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     """``lambda_context`` (passed by the batch processor) bounds a claim's lease by the time this
-    invocation has left: past it, the worker is gone and the claim may be taken over."""
-    lease_seconds = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else MAX_LEASE_SECONDS
+    invocation has left (past it, the worker is gone and the claim may be taken over) and every call
+    by a deadline that leaves time to record a failure."""
+    budget = Budget.of(lambda_context)
     event = EventBridgeModel.model_validate(record.json_body)
     if event.detail_type == SCHEDULED:
         dispatcher().shift_check(event.time)
@@ -243,7 +262,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         return order[0]
 
     for action in actions_for(state.entity_type, set(changed.changed), state.fields, load_order):
-        run(action, state, load_order() if action.rule.role == "customer" else None, lease_seconds)
+        run(action, state, load_order() if action.rule.role == "customer" else None, budget)
     metrics.add_metric(name="AutomationEvaluated", unit=MetricUnit.Count, value=1)
 
 
