@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from shared.dlq import DeadLetterQueue, dead_letter_queues, peek, redrive
+from shared.masking import mask_text
 
 ORDER = json.loads((Path(__file__).parents[2] / "events" / "shopify_orders_create.json").read_text())["body"]
 
@@ -28,6 +29,11 @@ def _shown_body(body: str) -> str:
 def test_free_text_bodies_have_emails_and_phone_numbers_masked() -> None:
     text = "call alice.wong@example.com or +86 139 1234 5678 about #1001"
     assert _shown_body(text) == "call a***@example.com or ***5678 about #1001"
+
+
+def test_free_text_keeps_ids_longer_than_any_phone_number() -> None:
+    text = "order '820982911946154508' is not synced yet; call 13912345678"
+    assert mask_text(text) == "order '820982911946154508' is not synced yet; call ***5678"
 
 
 def test_a_json_body_is_masked_by_field_and_stays_valid_json_with_its_ids_and_amounts() -> None:
