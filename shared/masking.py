@@ -29,12 +29,20 @@ MASK = "***"
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # A run of 7+ digits, possibly with spaces, dashes or a leading +, as phone numbers are written
 _PHONE = re.compile(r"\+?\d[\d\s-]{5,}\d")
+MAX_PHONE_DIGITS = 15
 
 
 def mask_text(text: str) -> str:
-    """Free text: ``alice@example.com`` -> ``a***@example.com``; ``+86 139 1234 5678`` -> ``***5678``."""
+    """Free text: ``alice@example.com`` -> ``a***@example.com``; ``+86 139 1234 5678`` -> ``***5678``.
+    A run of more than 15 digits is no phone number (E.164 has at most 15): an order or a platform id
+    (``820982911946154508``) stays readable, as operators need it to find the record."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    return _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group())[-4:], text)
+    return _PHONE.sub(_mask_phone, text)
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    digits = re.sub(r"\D", "", match.group())
+    return match.group() if len(digits) > MAX_PHONE_DIGITS else "***" + digits[-4:]
 
 
 # Field names are compared lower-cased without "_", "-" or spaces: ``receiver_name``, ``receiverName``
