@@ -46,7 +46,7 @@ class SandboxIamError(Exception):
 
 # -- the template --------------------------------------------------------------------------------
 def template_inputs_hash(root: Path = ROOT) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(b"synth v2\0")  # bumped when the way of synthesizing changes
     for name in TEMPLATE_INPUTS:
         path = root / name
         files = [path] if path.is_file() else sorted(path.rglob("*"))
@@ -69,6 +69,8 @@ def synthesized_template(environment: str, cache: Path = SYNTH_CACHE) -> dict[st
     with tempfile.TemporaryDirectory(prefix="synth-", dir=cache) as out:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CDK_"))}
         env["JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"] = "1"
+        # as the CDK CLI does: each resource's construct path, how the sandbox finds the unnamed bucket
+        env["CDK_CONTEXT_JSON"] = json.dumps({"aws:cdk:enable-path-metadata": True})
         result = subprocess.run(  # noqa: S603 - our own interpreter on our own app
             [
                 sys.executable,

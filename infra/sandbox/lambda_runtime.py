@@ -12,11 +12,12 @@ import logging
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.sandbox.iam import Frozen, acting_as
 from infra.wiring import FUNCTIONS
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -92,6 +93,9 @@ class Functions:
 
     What an invocation prints to stdout is captured as CloudWatch would: embedded-metric-format
     lines become metric records in ``emf``, anything else goes to ``output`` (or a log file).
+
+    ``credentials``: each function's role session (the sandbox with IAM enforced); an invocation, and
+    the event source mapping's calls for it, sign with them. ``None``: the caller's credentials.
     """
 
     def __init__(self, region: str, name_prefix: str, log_file: Path | None = None) -> None:
@@ -102,6 +106,18 @@ class Functions:
         self.emf: list[dict[str, Any]] = []
         self.log_file = log_file
         self.echo = False
+        self.credentials: dict[str, Frozen] | None = None
+
+    @contextlib.contextmanager
+    def role_of(self, name: str) -> Iterator[None]:
+        """Calls on this thread sign as function ``name``'s role (as Lambda's do)."""
+        if self.credentials is None:
+            yield
+            return
+        if name not in self.credentials:
+            raise KeyError(f"function {name!r} has no role in this environment's stack")
+        with acting_as(self.credentials[name]):
+            yield
 
     def handler(self, name: str) -> Handler:
         if name not in self._handlers:
@@ -119,7 +135,7 @@ class Functions:
         captured = io.StringIO()
         with self.lock:
             try:
-                with _stdout().capture(captured):
+                with _stdout().capture(captured), self.role_of(name):
                     return handler(event, LambdaContext(f"{self.name_prefix}-{name}", self.region))
             finally:
                 self._collect(name, captured.getvalue())

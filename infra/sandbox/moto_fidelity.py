@@ -64,7 +64,8 @@ _SQS_BATCH = {
 }
 
 
-def _params(body: Any) -> dict[str, Any]:
+def _params(body: Any, form: Any) -> dict[str, Any]:
+    """A request's parameters: its JSON body, or its form (query protocol: moto has parsed it already)."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body or "")
     if text.startswith("{"):
         try:
@@ -72,17 +73,26 @@ def _params(body: Any) -> dict[str, Any]:
         except ValueError:
             return {}
         return parsed if isinstance(parsed, dict) else {}
+    if isinstance(form, dict) and form:
+        return {k: v[0] if isinstance(v, list) and v else v for k, v in form.items()}
     return {k: v[0] for k, v in parse_qs(text).items()}
 
 
-def authorized_as(action: str, resource: str, body: Any, region: str, account: str) -> list[tuple[str, str]]:
+def authorized_as(
+    action: str, resource: str, body: Any, region: str, account: str, form: Any = None
+) -> list[tuple[str, str]]:
     """The (action, resource) pairs AWS authorizes for one request to ``action`` (``service:Name``)."""
     service, name = action.split(":", 1)
     if service == "sqs" and name in _SQS_BATCH:
         return [(f"sqs:{_SQS_BATCH[name]}", resource)]
-    if service not in ("dynamodb", "secretsmanager", "events", "sns", "ses"):
+    if service not in ("dynamodb", "secretsmanager", "events", "sns", "ses", "sqs"):
         return [(action, resource)]
-    params = _params(body)
+    params = _params(body, form)
+    if service == "sqs":
+        if name == "GetQueueUrl" and "QueueName" in params:  # authorized on the queue it names
+            owner = params.get("QueueOwnerAWSAccountId") or account
+            return [(action, f"arn:aws:sqs:{region}:{owner}:{params['QueueName']}")]
+        return [(action, resource)]
     if service == "dynamodb":
 
         def table(t: str) -> str:
@@ -131,7 +141,7 @@ def _check_as_aws_does(self: Any, resource: str) -> None:
     action = self._action
     try:
         for checked_action, checked_resource in authorized_as(
-            action, resource, self._body or "", self._region, self.account_id
+            action, resource, self._body or "", self._region, self.account_id, self._data
         ):
             self._action = checked_action
             try:

@@ -49,6 +49,11 @@ class SqsPoller(threading.Thread):
                 self.busy = False
 
     def poll_once(self, wait_seconds: int = 0) -> int:
+        # The event source mapping receives, deletes and hides with the function's role, as Lambda does.
+        with self.functions.role_of(self.function):
+            return self._poll_once(wait_seconds)
+
+    def _poll_once(self, wait_seconds: int) -> int:
         messages = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
@@ -114,6 +119,11 @@ class StreamPoller(threading.Thread):
                 time.sleep(0.25)  # the Lambda service polls a stream shard about four times a second
 
     def poll_once(self) -> int:
+        # The event source mapping reads the stream (and writes its failure queue) with the function's role.
+        with self.functions.role_of(self.function):
+            return self._poll_once()
+
+    def _poll_once(self) -> int:
         shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
         total = 0
         for shard in shards:

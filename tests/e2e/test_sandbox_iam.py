@@ -69,7 +69,9 @@ def test_a_caller_the_stand_in_does_not_know_is_refused(sandbox: RunningSandbox)
     )
     with pytest.raises(ClientError) as refused:
         stranger.get_queue_attributes(QueueUrl=sandbox.info["queues"]["inbox"], AttributeNames=["All"])
-    assert refused.value.response["Error"]["Code"] == "InvalidClientTokenId"
+    # (moto answers this JSON-protocol call in XML, so botocore sees the code only in the message)
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "<Code>InvalidClientTokenId</Code>" in refused.value.response["Error"]["Message"]
 
 
 def test_the_automate_role_may_text_a_phone_but_not_post_to_an_alarm_topic(sandbox: RunningSandbox) -> None:
@@ -81,9 +83,11 @@ def test_the_automate_role_may_text_a_phone_but_not_post_to_an_alarm_topic(sandb
     assert denied.value.response["Error"]["Code"] in ("AccessDenied", "AuthorizationError")
 
 
-def test_a_grant_missing_from_a_role_fails_the_handler_call_with_access_denied(shopify_secret: str) -> None:
-    # Given a sandbox whose deliver role lacks dynamodb:UpdateItem (its rate-limit counters need it)
-    process, info = start_local()
+def test_a_grant_missing_from_a_role_fails_the_handler_call_with_access_denied(
+    shopify_secret: str, tmp_path: Path
+) -> None:
+    # Given a sandbox (of its own) whose deliver role lacks dynamodb:UpdateItem (its rate-limit counters need it)
+    process, info = start_local(state_dir=tmp_path)
     try:
         sandbox = RunningSandbox(info)
         role = load_environment("dev").resource("deliver")
