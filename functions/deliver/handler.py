@@ -73,11 +73,20 @@ def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, 
     s = settings()
     return (
         DynamoStateStore(s.state_table),
-        SafeHttp(allow_private=s.allow_http_targets),
+        SafeHttp(allow_loopback=s.allow_http_targets),
         SecretReader(max_age=s.secrets_max_age_seconds),
         DynamoGuards(s.state_table),
         DynamoMinuteSlots(s.state_table),  # a WeCom robot target's 20 messages a minute
     )
+
+
+def waiting(changed: EntityChanged, target: TargetConfig, why: str, seconds: float) -> Deferred:
+    """A wait, reported with how old the waiting change is (``WaitingAge``): a waiting copy goes back as
+    a new message, so the queue's oldest-message age cannot show a long wait, and this does."""
+    age_ms = max(0.0, (utcnow() - changed.occurred_at).total_seconds() * 1000)
+    metrics.add_metric(name="WaitingAge", unit=MetricUnit.Milliseconds, value=age_ms)
+    count_by("DeliveryDeferred", "target", target.name)
+    return Deferred(why, seconds)
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
@@ -92,12 +101,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     circuit = guards.circuit(target.name)
     if circuit.open_for(now) > 0:
         jitter = random.uniform(0, 2)  # noqa: S311 - spreading retries, not a secret
-        raise Deferred(f"circuit of {target.name} is open", circuit.open_for(now) + jitter)
+        raise waiting(changed, target, f"circuit of {target.name} is open", circuit.open_for(now) + jitter)
     if target.kind == "wecom" and not robot_minutes.take(target.name, utcnow()):
-        raise Deferred(f"robot {target.name}: its 20 messages of this minute are used", 61 - utcnow().second)
+        minute_used = f"robot {target.name}: its 20 messages of this minute are used"
+        raise waiting(changed, target, minute_used, 61 - utcnow().second)
     if not guards.take(target, now):
         jitter = random.uniform(0, 1)  # noqa: S311 - spreading retries, not a secret
-        raise Deferred(f"rate limit of {target.name} reached", 1 + jitter)
+        raise waiting(changed, target, f"rate limit of {target.name} reached", 1 + jitter)
     secret_name = target_secret_name(settings().secrets_prefix, target.name)
     credentials = secrets.get_json(secret_name)
     if credentials is None:

@@ -9,6 +9,8 @@ its recovery (OK).
 
 from __future__ import annotations
 
+import math
+
 from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
@@ -168,6 +170,21 @@ class Alarms(Construct):
             cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             f"Over {cfg.alarms.api_4xx_rate:.0%} of webhooks refused: a rotated secret, a new topic, or an attack",
         )
+        # Deliveries waiting on a target (open circuit, rate limit): each wait sends a new copy of its
+        # message, so the queue's oldest-message age restarts; WaitingAge says how old the waiting change
+        # is. A copy comes back within 15 minutes, so any breaching point in the last 15 minutes alarms.
+        waiting_window = max(1, math.ceil(15 / self.cfg.alarms.period_minutes))
+        self.alarm(
+            "deliveries-waiting",
+            "warning",
+            self.metric("WaitingAge", "Maximum"),
+            cfg.alarms.max_message_age_seconds * 1000,
+            cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            f"A change has waited over {cfg.alarms.max_message_age_seconds} s for its target "
+            "(circuit open or rate limited): see the DeliveryDeferred count per target",
+            evaluation_periods=waiting_window,
+            datapoints_to_alarm=1,
+        )
         self.alarm(
             "freshness-p99",
             "warning",
@@ -213,6 +230,8 @@ class Alarms(Construct):
         threshold: float,
         operator: cw.ComparisonOperator,
         description: str,
+        evaluation_periods: int | None = None,
+        datapoints_to_alarm: int | None = None,
     ) -> cw.Alarm:
         alarm = cw.Alarm(
             self,
@@ -222,8 +241,8 @@ class Alarms(Construct):
             metric=metric,
             threshold=threshold,
             comparison_operator=operator,
-            evaluation_periods=max(self.cfg.alarms.datapoints_to_alarm, 1),
-            datapoints_to_alarm=self.cfg.alarms.datapoints_to_alarm,
+            evaluation_periods=evaluation_periods or max(self.cfg.alarms.datapoints_to_alarm, 1),
+            datapoints_to_alarm=datapoints_to_alarm or self.cfg.alarms.datapoints_to_alarm,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
         action = cw_actions.SnsAction(self.topics[severity])

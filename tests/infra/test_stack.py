@@ -577,3 +577,14 @@ def test_automate_may_text_a_phone_number_but_never_publish_to_a_topic(templates
     assert len(topics) == 2
     for topic in topics:
         assert PermissionResult.DENIED in publish(topic), topic
+
+
+def test_a_delivery_waiting_on_its_target_alarms_though_its_message_is_always_new(templates: dict[str, Any]) -> None:
+    # A waiting delivery goes back as a new copy every <= 15 minutes (the queue's oldest-message age restarts):
+    # the age of the waiting change alarms instead, on any breaching point in the last 15 minutes
+    for env, period_minutes, max_age in (("prod", 5, 600), ("dev", 5, 1800)):
+        alarm = alarms_by_name(templates[env])[f"aftersync-{env}-deliveries-waiting"]
+        watched = (alarm["MetricName"], alarm["Statistic"], alarm["Threshold"])
+        assert watched == ("WaitingAge", "Maximum", max_age * 1000)
+        assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (period_minutes * 60, 3, 1)
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"

@@ -88,8 +88,9 @@ class Stack:
     def run_until_quiet(
         self, max_rounds: int = 50, must_settle: bool = True, skip: frozenset[str] = frozenset()
     ) -> None:
-        """Poll every queue and the stream, invoking the real handlers, until nothing moves (the
-        consumers named in ``skip`` are not run: their queues keep what reaches them)."""
+        """Poll every queue and the stream, invoking the real handlers, until nothing moves (``skip``
+        names consumers, e.g. ``automate``, or queues, e.g. ``deliver-crm``, left unconsumed: they keep
+        what reaches them)."""
         pollers: list[Any] = [
             SqsPoller(
                 self.functions,
@@ -101,7 +102,7 @@ class Stack:
                 retry_delay=None if spec.consumer == "deliver" else lambda _: 0,
             )
             for spec in queues(self.cfg)
-            if spec.consumer and spec.consumer not in skip
+            if spec.consumer and not {spec.consumer, spec.purpose} & skip
         ]
         pollers += [
             StreamPoller(
