@@ -267,13 +267,11 @@ class SafeHttp:
         allow_http: bool | None = None,
         address_allowed: Callable[[str], bool] = is_public,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
-        allow_private: bool = False,
     ) -> None:
-        """``allow_loopback`` (the sandbox's explicit setting; ``allow_private`` is its former name and
-        means no more than it) also admits loopback addresses, never link-local, metadata or private
-        ones, and plain HTTP unless ``allow_http`` says otherwise. ``resolver`` and
-        ``address_allowed`` are replaceable for tests."""
-        self.allow_loopback = allow_loopback or allow_private
+        """``allow_loopback`` (the sandbox's explicit setting) also admits loopback addresses, never
+        link-local, metadata or private ones, and plain HTTP unless ``allow_http`` says otherwise.
+        ``resolver`` and ``address_allowed`` are replaceable for tests."""
+        self.allow_loopback = allow_loopback
         self.allow_http = self.allow_loopback if allow_http is None else allow_http
         self.resolver = resolver
         self.address_allowed = address_allowed

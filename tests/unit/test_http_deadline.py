@@ -70,7 +70,7 @@ class Server:
 
 @pytest.fixture
 def local() -> SafeHttp:
-    return SafeHttp(allow_private=True)  # the sandbox's allowance: plain HTTP to loopback
+    return SafeHttp(allow_loopback=True)  # the sandbox's allowance: plain HTTP to loopback
 
 
 @pytest.fixture

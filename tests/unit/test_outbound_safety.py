@@ -122,7 +122,7 @@ def test_an_allowed_redirect_is_followed_with_the_same_checks() -> None:
 def test_the_sandbox_setting_alone_allows_its_local_fake_targets() -> None:
     server = _Redirecting("/moved")
     try:
-        response = SafeHttp(allow_private=True).post(f"http://127.0.0.1:{server.port}/moved", b"{}", {}, 2)
+        response = SafeHttp(allow_loopback=True).post(f"http://127.0.0.1:{server.port}/moved", b"{}", {}, 2)
         assert response.status == 200
         with pytest.raises(TargetRefused):
             SafeHttp().post(f"http://127.0.0.1:{server.port}/moved", b"{}", {}, 2)
@@ -227,7 +227,7 @@ def test_public_addresses_are_allowed(address: str, what: str) -> None:
 def test_the_sandbox_allowance_admits_loopback_only_never_metadata_or_private(address: str) -> None:
     # The sandbox's setting lets the functions reach its fake servers on 127.0.0.1 over plain HTTP;
     # a target (or a redirect) naming anything else non-public is still refused
-    http = SafeHttp(allow_private=True, resolver=resolving({"target.example": [address]}))
+    http = SafeHttp(allow_loopback=True, resolver=resolving({"target.example": [address]}))
     with pytest.raises(TargetRefused, match=r"'target\.example' resolves to a non-public address"):
         http.post("http://target.example/in", b"{}", {}, 0.5)
 
