@@ -588,3 +588,30 @@ def test_a_delivery_waiting_on_its_target_alarms_though_its_message_is_always_ne
         assert watched == ("WaitingAge", "Maximum", max_age * 1000)
         assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (period_minutes * 60, 3, 1)
         assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+
+
+def sends_to(template: dict[str, Any], function: str, queue_name: str, cfg_env: str) -> bool:
+    """Whether the function's role may sqs:SendMessage to the named queue."""
+    cfg = load_environment(cfg_env)
+    functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    role = functions[cfg.resource(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+    queue = {v["Properties"]["QueueName"]: k for k, v in resources(template, "AWS::SQS::Queue").items()}[queue_name]
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            targets = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            if "sqs:SendMessage" in actions and {"Fn::GetAtt": [queue, "Arn"]} in targets:
+                return True
+    return False
+
+
+def test_a_function_that_defers_records_may_send_their_copies_back_to_its_own_queue(templates: dict[str, Any]) -> None:
+    # A record that only waits (an action claimed by another worker, an open circuit) goes back to its queue
+    # as a delayed copy; without SendMessage the copy is refused and the wait fails the record after all
+    cfg = load_environment("dev")
+    assert sends_to(templates["dev"], "automate", cfg.resource("automation"), "dev")
+    for target in (t for t in cfg.targets if t.push_changes):
+        assert sends_to(templates["dev"], "deliver", cfg.resource(f"deliver-{target.name}"), "dev")
+    assert not sends_to(templates["dev"], "sync", cfg.resource("orders"), "dev")  # it never defers
