@@ -167,6 +167,8 @@ class Compute(Construct):
         # automate: after-sales changes -> rules; reads the case, claims/marks its action ledger items,
         # calls the role targets with their credentials, writes results back to the bus
         self._consume(fn["automate"], messaging, "automation")
+        # a change whose action another worker holds waits as a delayed copy of its message
+        messaging.queues["automation"].grant_send_messages(fn["automate"])
         storage.state_table.grant(fn["automate"], "dynamodb:GetItem")
         fn["automate"].add_to_role_policy(
             iam.PolicyStatement(
