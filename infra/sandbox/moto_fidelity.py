@@ -16,6 +16,9 @@
   PutItem / UpdateItem / DeleteItem / ConditionCheckItem / GetItem per table, SQS's batch calls as
   SendMessage / DeleteMessage / ChangeMessageVisibility. Every denial is also reported to
   ``IAM_DENIALS`` listeners (the sandbox logs and counts them).
+- SQS message bodies: SQS refuses a body holding a character outside XML's set (#x9, #xA, #xD,
+  #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF: U+FFFE, U+FFFF, most C0 controls, lone surrogates)
+  with ``InvalidMessageContents``; moto takes anything, so a sender that would fail on AWS passed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -32,8 +36,30 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.events import models as events_models
 from moto.iam import access_control
 from moto.secretsmanager.models import secretsmanager_backends
+from moto.sqs.exceptions import SQSException
+from moto.sqs.models import SQSBackend
 
 _original_send_to_sqs = events_models.Rule._send_to_sqs_queue
+_original_sqs_send = SQSBackend.send_message
+# What SQS does not carry in a message body: https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_SendMessage.html
+_NOT_CARRIED = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class InvalidMessageContents(SQSException):
+    code = "InvalidMessageContents"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "InvalidMessageContents",
+            "Invalid characters found. Valid values: #x9 | #xA | #xD | "
+            "#x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF",
+        )
+
+
+def _send_as_sqs_does(self: Any, queue_name: str, message_body: str, *args: Any, **kwargs: Any) -> Any:
+    if _NOT_CARRIED.search(message_body):
+        raise InvalidMessageContents()
+    return _original_sqs_send(self, queue_name, message_body, *args, **kwargs)
 
 
 def _send_to_sqs_with_account(self: Any, resource_id: str, event: dict[str, Any], group_id: str | None = None) -> None:
@@ -157,6 +183,7 @@ def _check_as_aws_does(self: Any, resource: str) -> None:
 def apply() -> None:
     access_control.IAMRequestBase.check_action_permitted = _check_as_aws_does  # type: ignore[method-assign]
     events_models.Rule._send_to_sqs_queue = _send_to_sqs_with_account  # type: ignore[method-assign]
+    SQSBackend.send_message = _send_as_sqs_does  # type: ignore[method-assign]
     for name, method in inspect.getmembers(DynamoDBBackend, inspect.isfunction):
         if not name.startswith("_") and not getattr(method, "__aftersync_serialised__", False):
             setattr(DynamoDBBackend, name, _serialised(method))
