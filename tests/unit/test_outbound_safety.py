@@ -8,7 +8,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from infra.sandbox.http_servers import _Quiet, serve
-from shared.adapters.http import SafeHttp, TargetRefused, is_public
+from shared.adapters.http import SafeHttp, TargetRefused, _resolve, is_public
 
 
 def resolving(mapping: dict[str, list[str]]):  # type: ignore[no-untyped-def]
@@ -65,18 +65,21 @@ def test_a_literal_metadata_address_in_the_url_is_refused() -> None:
 
 
 class _Redirecting:
-    """A local server standing in for a public target that redirects (307) somewhere."""
+    """A local server standing in for a public target that redirects (307) somewhere (``{port}`` in
+    the location: its own port)."""
 
     def __init__(self, location: str) -> None:
         self.requests: list[str] = []
+        self.headers: list[dict[str, str]] = []  # of each request, names lower-cased
         outer = self
 
         class Handler(_Quiet):
             def do_POST(self) -> None:
                 self._body()
                 outer.requests.append(self.path)
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if self.path == "/in":
-                    self._reply(307, b"", {"Location": location})
+                    self._reply(307, b"", {"Location": location.replace("{port}", str(outer.port))})
                 else:
                     self._reply(200, json.dumps({"ok": True}).encode())
 
@@ -240,3 +243,97 @@ def test_the_wecom_robot_client_is_guarded_like_every_outbound_client(base: str)
 
     with pytest.raises(TargetRefused, match="resolves to a non-public address"):
         WeComRobotHttp(base, timeout=0.5).send("robot-key", {"msgtype": "text", "text": {"content": "x"}})
+
+
+# A target controls the Location of its 307/308: whatever it says, the call ends in TargetRefused with a
+# reason (never ValueError or UnicodeError out of URL parsing or IDNA), and the URL's host is never called.
+MALFORMED = [
+    ("https://x.example:99999/", "the URL's port is not a number from 1 to 65535"),
+    ("https://x.example:0/", "the URL's port is not a number from 1 to 65535"),
+    ("https://x.example:abc/", "the URL's port is not a number from 1 to 65535"),
+    ("https://[::1/", "the URL is malformed"),
+    ("https://[zz]/", "the URL is malformed"),
+    (f"https://{'a' * 64}.example/", "the URL's host name is not valid"),
+    ("https://a..example/", "the URL's host name is not valid"),
+    ("https://crm.example\x00.evil/", "the URL's host name is not valid"),
+]
+
+
+def _local_and_real(host: str, port: int) -> list[str]:
+    # crm.example is the local server; every other name goes to the real resolver (IDNA, getaddrinfo)
+    return ["127.0.0.1"] if host == "crm.example" else _resolve(host, port)
+
+
+@pytest.mark.parametrize(("location", "reason"), MALFORMED)
+def test_a_malformed_redirect_location_is_refused_with_a_reason(location: str, reason: str) -> None:
+    server = _Redirecting(location)
+    try:
+        http = SafeHttp(
+            resolver=_local_and_real, allow_http=True, address_allowed=lambda a: a == "127.0.0.1" or is_public(a)
+        )
+        with pytest.raises(TargetRefused) as refused:
+            http.post(f"http://crm.example:{server.port}/in", b"{}", {}, 2)
+        assert str(refused.value) == reason
+        assert server.requests == ["/in"]
+    finally:
+        server.server.shutdown()
+
+
+@pytest.mark.parametrize(("url", "reason"), MALFORMED)
+def test_a_malformed_url_is_refused_with_a_reason(url: str, reason: str) -> None:
+    with pytest.raises(TargetRefused) as refused:
+        SafeHttp(resolver=_local_and_real).post(url, b"{}", {}, 1)
+    assert str(refused.value) == reason
+
+
+class _Recording:
+    """A local server that answers 200 and records what reached it."""
+
+    def __init__(self) -> None:
+        self.headers: list[dict[str, str]] = []
+        outer = self
+
+        class Handler(_Quiet):
+            def do_POST(self) -> None:
+                self._body()
+                outer.headers.append({k.lower(): v for k, v in self.headers.items()})
+                self._reply(200, b"{}")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        serve(self.server)
+
+
+@pytest.mark.parametrize(
+    ("location", "why"),
+    [
+        ("http://other.example:{other}/steal", "another host"),
+        ("http://crm.example:{other}/steal", "the same host on another port"),
+        ("https://crm.example:{port}/steal", "another scheme"),
+    ],
+)
+def test_a_redirect_to_another_origin_is_refused_and_no_credential_leaves(location: str, why: str) -> None:
+    # Every header of a call (Authorization, API keys: we cannot tell which are secrets) would be sent
+    # again to whatever the Location names: a redirect to another origin is refused before any request
+    other = _Recording()
+    server = _Redirecting(location.replace("{other}", str(other.server.server_port)))
+    try:
+        http = _via_local({"crm.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+        with pytest.raises(TargetRefused, match="redirects to another origin"):
+            http.post(f"http://crm.example:{server.port}/in", b"{}", {"Authorization": "Bearer s3cret"}, 2)
+        assert other.headers == [], why
+        assert server.requests == ["/in"], why
+    finally:
+        server.server.shutdown()
+        other.server.shutdown()
+
+
+@pytest.mark.parametrize("location", ["/moved", "http://crm.example:{port}/moved", "HTTP://CRM.example:{port}/moved"])
+def test_a_redirect_within_the_origin_is_followed_with_the_headers(location: str) -> None:
+    server = _Redirecting(location)
+    try:
+        http = _via_local({"crm.example": ["127.0.0.1"]})
+        response = http.post(f"http://crm.example:{server.port}/in", b"{}", {"Authorization": "Bearer t"}, 2)
+        assert (response.status, server.requests) == (200, ["/in", "/moved"])
+        assert [h["authorization"] for h in server.headers] == ["Bearer t", "Bearer t"]
+    finally:
+        server.server.shutdown()
