@@ -8,7 +8,9 @@ connect. "Public" is decided by an explicit table (the IANA special-purpose regi
 its updates, plus the cloud metadata endpoints), not by ``ipaddress`` flags, which differ between
 Python patch levels; an IPv6 address that carries an IPv4 one (mapped, compatible, NAT64, 6to4,
 Teredo) is judged by the IPv4 address too. Only HTTPS is allowed. A 307/308 redirect is followed (at
-most 3) through the same checks; other redirects are not followed. Deliveries POST, PUT or PATCH;
+most 3) through the same checks, within the target's origin only: every header of the call would go
+along, and which of them are secrets is not ours to know. Other redirects are not followed. Any URL
+problem (a malformed Location too) is a ``TargetRefused`` with a fixed reason. Deliveries POST, PUT or PATCH;
 scheduled pulls GET. The sandbox alone may allow plain HTTP to loopback (its fake servers on
 127.0.0.1), by an explicit setting; link-local, metadata and private addresses stay refused there too.
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -107,7 +110,57 @@ def _resolve(host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise TargetRefused(f"cannot resolve {host!r}: {exc.strerror}") from exc
+    except (UnicodeError, ValueError) as exc:  # IDNA, an embedded NUL: parse_url refuses these first
+        raise TargetRefused(BAD_HOST) from exc
     return sorted({str(info[4][0]) for info in infos})
+
+
+BAD_PORT = "the URL's port is not a number from 1 to 65535"
+BAD_HOST = "the URL's host name is not valid"
+MALFORMED = "the URL is malformed"
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
+
+
+def parse_url(url: str, allow_http: bool = False) -> tuple[str, str, int, str]:
+    """``(scheme, host, port, path)`` of a URL a call may be made to, or ``TargetRefused`` with a fixed
+    reason (never the URL, which may carry a key): https only (http when allowed), no credentials, a
+    port from 1 to 65535, a host that is an IP address or a DNS name of valid labels (IDNA encoded, at
+    most 63 characters each). ``urllib.parse`` raises ValueError for a bad port or a broken IPv6 literal
+    and the IDNA codec UnicodeError for a long label: a redirect's Location is the target's to choose,
+    so each of those is a refusal here, before anything is resolved."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise TargetRefused(MALFORMED) from exc
+    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
+        raise TargetRefused(f"only https targets are allowed (got {parts.scheme or 'no scheme'})")
+    if not parts.hostname:
+        raise TargetRefused("the URL has no host")
+    if parts.username or parts.password:
+        raise TargetRefused("credentials in the URL are not allowed (use the target's secret)")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise TargetRefused(BAD_PORT) from exc
+    if port == 0:
+        raise TargetRefused(BAD_PORT)
+    host = parts.hostname
+    if not _valid_host(host):
+        raise TargetRefused(BAD_HOST)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, host, port or (443 if parts.scheme == "https" else 80), path
+
+
+def _valid_host(host: str) -> bool:
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        return True
+    try:
+        name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -287,22 +340,14 @@ class SafeHttp:
 
     def check(self, url: str) -> tuple[str, str, int, str, str]:
         """``(scheme, host, port, address, path)`` of an allowed URL; ``TargetRefused`` otherwise."""
-        parts = urlsplit(url)
-        if parts.scheme != "https" and not (self.allow_http and parts.scheme == "http"):
-            raise TargetRefused(f"only https targets are allowed (got {parts.scheme or 'no scheme'})")
-        if not parts.hostname:
-            raise TargetRefused("the URL has no host")
-        if parts.username or parts.password:
-            raise TargetRefused("credentials in the URL are not allowed (use the target's secret)")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = self.resolver(parts.hostname, port)
+        scheme, host, port, path = parse_url(url, self.allow_http)
+        addresses = self.resolver(host, port)
         if not addresses:
-            raise TargetRefused(f"{parts.hostname!r} resolves to no address")
+            raise TargetRefused(f"{host!r} resolves to no address")
         refused = [a for a in addresses if not self._allowed(a)]
         if refused:
-            raise TargetRefused(f"{parts.hostname!r} resolves to a non-public address ({refused[0]})")
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return parts.scheme, parts.hostname, port, addresses[0], path
+            raise TargetRefused(f"{host!r} resolves to a non-public address ({refused[0]})")
+        return scheme, host, port, addresses[0], path
 
     def _pool(self, scheme: str, host: str, port: int, address: str) -> urllib3.HTTPConnectionPool:
         key = (scheme, host, port, address)
@@ -350,8 +395,14 @@ class SafeHttp:
                 return Response(NO_ANSWER, f"connection failed: {type(exc).__name__}", {}, "connection")
 
     def _follow(self, url: str, body: bytes, headers: dict[str, str], method: str, end: float) -> Response:
+        origin: tuple[str, str, int] | None = None
         for _ in range(MAX_REDIRECTS + 1):
+            if origin is not None and parse_url(url, self.allow_http)[:3] != origin:
+                # Every header of the call (Authorization, API keys: which of them are secrets is not ours
+                # to know) would go to the new host: a redirect stays within the target's origin
+                raise TargetRefused(f"{origin[1]!r} redirects to another origin (scheme, host or port)")
             scheme, host, port, address, path = self.check(url)
+            origin = (scheme, host, port)
             default_port = port == (443 if scheme == "https" else 80)
             left = max(end - self.clock(), 0.001)
             response = self._pool(scheme, host, port, address).urlopen(
@@ -367,7 +418,10 @@ class SafeHttp:
             data = self._read(response, end)
             found = {k.lower(): v for k, v in response.headers.items()}
             if response.status in (307, 308) and found.get("location"):
-                url = urljoin(url, found["location"])  # checked again at the top, like the first hop
+                try:
+                    url = urljoin(url, found["location"])  # checked again at the top, like the first hop
+                except ValueError as exc:
+                    raise TargetRefused(MALFORMED) from exc
                 continue
             return Response(response.status, data.decode("utf-8", "replace"), found)
         raise TargetRefused(f"more than {MAX_REDIRECTS} redirects")

@@ -105,9 +105,26 @@ def test_a_redirect_to_the_metadata_endpoint_is_refused_on_the_redirect() -> Non
     server = _Redirecting("http://metadata.internal/latest/meta-data/iam")
     try:
         http = _via_local({"crm.example": ["127.0.0.1"], "metadata.internal": ["169.254.169.254"]})
-        with pytest.raises(TargetRefused, match=r"'metadata\.internal' resolves to a non-public address"):
+        with pytest.raises(TargetRefused, match=r"'crm\.example' redirects to another origin"):
             http.post(f"http://crm.example:{server.port}/in", b"{}", {}, 2)
         assert server.requests == ["/in"]  # the first hop was made, the second never
+    finally:
+        server.server.shutdown()
+
+
+def test_a_redirect_within_the_origin_is_refused_when_the_host_now_resolves_to_metadata() -> None:
+    # DNS rebinding between hops: every hop resolves and checks the host again
+    server = _Redirecting("/latest/meta-data/iam")
+    answers = iter([["127.0.0.1"], ["169.254.169.254"]])
+    try:
+        http = SafeHttp(
+            resolver=lambda host, port: next(answers),
+            allow_http=True,
+            address_allowed=lambda a: a == "127.0.0.1" or is_public(a),
+        )
+        with pytest.raises(TargetRefused, match=r"'crm\.example' resolves to a non-public address"):
+            http.post(f"http://crm.example:{server.port}/in", b"{}", {}, 2)
+        assert server.requests == ["/in"]
     finally:
         server.server.shutdown()
 
