@@ -135,3 +135,95 @@ def test_critical_alarms_that_start_firing_mention_the_on_call_people_in_a_text_
 def test_a_message_that_is_not_a_cloudwatch_alarm_is_refused_with_the_reason() -> None:
     with pytest.raises(ValueError, match="not a CloudWatch alarm message: KeyError"):
         parse_alarm("m", "critical", json.dumps({"hello": 1}))
+
+
+# What a robot (or anything answering at its address) may send back instead of {"errcode": <int>, ...}:
+# each is "busy" (retry later), never an exception out of the send, which would fail the whole batch.
+JUNK_ANSWERS = {
+    "errcode null": b'{"errcode": null}',
+    "errcode 1e400": b'{"errcode": 1e400}',
+    "errcode Infinity": b'{"errcode": Infinity}',
+    "errcode NaN": b'{"errcode": NaN}',
+    "errcode a string": b'{"errcode": "0"}',
+    "errcode a fraction": b'{"errcode": 0.5}',
+    "errcode true": b'{"errcode": true}',
+    "errcode an object": b'{"errcode": {"code": 0}}',
+    "errcode 5,000 digits": b'{"errcode": ' + b"9" * 5000 + b"}",
+    "no errcode": b'{"errmsg": "ok"}',
+    "a list": b"[0]",
+    "a number": b"0",
+    "10,000 levels deep": b"[" * 10_000 + b"]" * 10_000,
+    "10,000 levels deep in errcode": b'{"errcode": ' + b"[" * 10_000 + b"]" * 10_000 + b"}",
+    "not JSON": b"<html>502 Bad Gateway</html>",
+    "empty": b"",
+}
+
+
+class JunkRobot:
+    """A local server answering every POST with HTTP 200 and a fixed body."""
+
+    def __init__(self, body: bytes) -> None:
+        from http.server import ThreadingHTTPServer
+
+        from infra.sandbox.http_servers import _Quiet, serve
+
+        class Handler(_Quiet):
+            def do_POST(self) -> None:
+                self._body()
+                self._reply(200, body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        serve(self.server)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+@pytest.mark.parametrize("answer", list(JUNK_ANSWERS.values()), ids=list(JUNK_ANSWERS))
+def test_a_junk_robot_answer_is_busy_and_fails_no_batch(answer: bytes) -> None:
+    from shared.adapters.http import SafeHttp
+    from shared.adapters.wecom import WeComRobotHttp
+
+    robot = JunkRobot(answer)
+    try:
+        port = WeComRobotHttp(robot.url, timeout=5, http=SafeHttp(allow_loopback=True))
+        assert port.send("k", {"msgtype": "text", "text": {"content": "x"}}) == -1
+        outcome = notify([change("a"), change("b")], Robot("oncall", "k"), "prod", port, Slots(), START)
+        assert outcome.retry == {"a": "robot oncall: errcode -1 (busy)", "b": "robot oncall: errcode -1 (busy)"}
+    finally:
+        robot.server.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (b'{"errcode": 0, "errmsg": "ok"}', 0),
+        (b'{"errcode": 45009, "errmsg": "api freq out of limit"}', 45009),
+        (b'{"errcode": 93000, "errmsg": "invalid webhook url"}', 93000),
+        (b'{"errcode": -1, "errmsg": "system busy"}', -1),
+    ],
+)
+def test_errcode_of_reads_the_robots_answers(answer: bytes, code: int) -> None:
+    from shared.wecom import errcode_of
+
+    assert errcode_of(answer.decode()) == code
+
+
+@pytest.mark.parametrize("answer", list(JUNK_ANSWERS.values()), ids=list(JUNK_ANSWERS))
+def test_errcode_of_a_junk_answer_is_busy(answer: bytes) -> None:
+    from shared.wecom import errcode_of
+
+    assert errcode_of(answer.decode("utf-8", "replace")) == -1
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("[" * 10_000 + "]" * 10_000, "nested deeper than 64 levels"),
+        ('{"AlarmName": ' + "[" * 10_000 + "]" * 10_000 + "}", "nested deeper than 64 levels"),
+        (cloudwatch_message("x").replace('"Threshold": 0.999', '"Threshold": 1' + "0" * 400), "Threshold"),
+    ],
+    ids=["deep", "deep inside", "threshold beyond a float"],
+)
+def test_a_junk_alarm_message_is_refused_with_a_value_error(message: str, kind: str) -> None:
+    with pytest.raises(ValueError, match="not a CloudWatch alarm message") as refused:
+        parse_alarm("m", "critical", message)
+    assert kind in str(refused.value)
