@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -49,7 +50,20 @@ class S3Archive:
         return found
 
 
+# Characters SQS refuses in a message body (InvalidMessageContents): outside XML's #x9 | #xA | #xD |
+# #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. In a JSON document they can only stand inside strings,
+# where a \uXXXX escape means the same character: escaped, the document reads back unchanged.
+_NOT_CARRIED = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def carriable_json(document: str) -> str:
+    """A JSON document SQS (and EventBridge's SQS targets) can carry: the characters it refuses escaped."""
+    return _NOT_CARRIED.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+
+
 class SqsQueue:
+    """Sends JSON documents (``carriable_json``: nothing SQS refuses reaches it)."""
+
     def __init__(self, url: str, client: Any = None) -> None:
         self.url = url
         self._client = client
@@ -59,7 +73,7 @@ class SqsQueue:
         return self._client or boto3.client("sqs")
 
     def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
-        kwargs: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": body}
+        kwargs: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": carriable_json(body)}
         if attributes:
             kwargs["MessageAttributes"] = {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
         return self.client.send_message(**kwargs)["MessageId"]
@@ -82,7 +96,7 @@ class EventBus:
             chunk = entries[start : start + 10]
             result = self.client.put_events(
                 Entries=[
-                    {"EventBusName": self.name, "Source": source, "DetailType": dt, "Detail": detail}
+                    {"EventBusName": self.name, "Source": source, "DetailType": dt, "Detail": carriable_json(detail)}
                     for dt, detail in chunk
                 ]
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from shared.errors import MalformedPayload, SignatureInvalid
@@ -18,6 +19,7 @@ from shared.errors import MalformedPayload, SignatureInvalid
 MAX_TIMESTAMP_DIGITS = 12  # epoch seconds until the year 33658
 MAX_DEPTH = 64  # platforms nest a handful of levels; anything this deep is not one of their payloads
 MAX_INTEGER_DIGITS = 40  # ids are ≤ 20 digits; DynamoDB numbers hold 38
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def epoch_seconds(value: str | None, header: str) -> int:
@@ -64,20 +66,23 @@ def loads(text: str | bytes, what: str = "body") -> Any:
         raise MalformedPayload(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except RecursionError as exc:
         raise MalformedPayload(f"{what} is nested deeper than {MAX_DEPTH} levels") from exc
-    if _depth(value) > MAX_DEPTH:
-        raise MalformedPayload(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    _check(value, what)
     return value
 
 
-def _depth(value: Any) -> int:
-    """Nesting depth, walked without recursion (a recursive walk would itself hit the limit)."""
-    deepest, pending = 0, [(value, 1)]
+def _check(value: Any, what: str) -> None:
+    """Nesting depth and strings, walked without recursion (a recursive walk would itself hit the limit).
+
+    JSON's grammar lets ``\\ud800`` name half of a UTF-16 pair: the string it makes is no Unicode text,
+    so it could not be stored, queued or archived."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
         node, level = pending.pop()
-        if isinstance(node, dict):
-            node = list(node.values())
-        if isinstance(node, list):
-            deepest = max(deepest, level)
-            if level <= MAX_DEPTH:
-                pending.extend((child, level + 1) for child in node)
-    return deepest
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise MalformedPayload(f"{what} holds a lone UTF-16 surrogate (\\ud800-\\udfff), which is no text")
+        elif isinstance(node, dict | list):
+            if level >= MAX_DEPTH:
+                raise MalformedPayload(f"{what} is nested deeper than {MAX_DEPTH} levels")
+            children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+            pending.extend((child, level + 1) for child in children)
