@@ -10,13 +10,15 @@ queue; what can never be sent (an invalid key) is dead-lettered with the reason.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
+
+from shared.errors import MalformedPayload
+from shared.sources.wire import loads
 
 MARKDOWN_MAX_BYTES = 4096
 TEXT_MAX_BYTES = 2048
@@ -62,10 +64,28 @@ class AlarmChange:
         return f"https://{self.region}.{domain}/cloudwatch/home?region={self.region}#alarmsV2:alarm/{quote(self.name)}"
 
 
+def errcode_of(text: str) -> int:
+    """The ``errcode`` of a robot's answer, or ``BUSY`` (retry later) for anything that is not a JSON
+    object with an integer ``errcode``: null, a string, a fraction, true, a number beyond a float, deep
+    nesting, not JSON at all. Read with the bounded reader, so no answer raises (a raise would fail the
+    notifier's whole batch)."""
+    try:
+        answer = loads(text, "answer")
+    except MalformedPayload:
+        return BUSY
+    code = answer.get("errcode") if isinstance(answer, dict) else None
+    return code if isinstance(code, int) and not isinstance(code, bool) else BUSY
+
+
 def parse_alarm(message_id: str, severity: Severity, message: str) -> AlarmChange:
     """An alarm change from the SNS message CloudWatch sent; ``ValueError`` if it is not one."""
     try:
-        body = json.loads(message)
+        body = loads(message, "message")
+    except MalformedPayload as exc:
+        raise ValueError(f"not a CloudWatch alarm message: {exc}") from exc
+    try:
+        if not isinstance(body, dict):
+            raise TypeError("not an object")
         trigger = body.get("Trigger") or {}
         arn = str(body.get("AlarmArn") or "arn:aws:cloudwatch")
         return AlarmChange(
@@ -81,7 +101,7 @@ def parse_alarm(message_id: str, severity: Severity, message: str) -> AlarmChang
             threshold=float(trigger["Threshold"]) if trigger.get("Threshold") is not None else None,
             operator=trigger.get("ComparisonOperator"),
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"not a CloudWatch alarm message: {type(exc).__name__}: {exc}") from exc
 
 

@@ -11,7 +11,6 @@ recorded. The robot key lives in Secrets Manager and is never logged.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from functools import cache
 from typing import Any
@@ -27,10 +26,11 @@ from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.wecom import DynamoMinuteSlots, WeComRobotHttp
 from shared.constants import ALARM_TOPIC_SUFFIXES, robot_secret_name
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, MalformedPayload
 from shared.models import utcnow
 from shared.observability import logger, metrics, tracer
 from shared.settings import NotifySettings
+from shared.sources.wire import loads
 from shared.wecom import AlarmChange, Robot, Severity, notify, parse_alarm
 
 
@@ -83,8 +83,11 @@ def plan(records: list[SQSRecord], deadline: float | None = None) -> dict[str, E
     by_robot: dict[str, list[AlarmChange]] = defaultdict(list)
     for record in records:
         try:
-            envelope = json.loads(record.body)
+            envelope = loads(record.body, "message")
             change = parse_alarm(record.message_id, severity_of(envelope["TopicArn"]), envelope["Message"])
+        except MalformedPayload as exc:
+            results[record.message_id] = PermanentFailure(f"not an alarm notification: {exc}")
+            continue
         except (ValueError, KeyError, TypeError) as exc:
             results[record.message_id] = PermanentFailure(f"not an alarm notification: {exc}")
             continue

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from shared.adapters.aws import DynamoTable
 from shared.adapters.http import SafeHttp
-from shared.wecom import BUSY, MESSAGES_PER_MINUTE
+from shared.wecom import BUSY, MESSAGES_PER_MINUTE, errcode_of
 
 
 class WeComRobotHttp:
@@ -43,12 +43,7 @@ class WeComRobotHttp:
             self.timeout,
             deadline=self.deadline,
         )
-        if response.status != 200:
-            return BUSY
-        try:
-            return int(json.loads(response.text).get("errcode", BUSY))
-        except (ValueError, AttributeError):
-            return BUSY
+        return errcode_of(response.text) if response.status == 200 else BUSY
 
 
 class DynamoMinuteSlots(DynamoTable):

@@ -219,7 +219,7 @@ def test_errcode_of_a_junk_answer_is_busy(answer: bytes) -> None:
     [
         ("[" * 10_000 + "]" * 10_000, "nested deeper than 64 levels"),
         ('{"AlarmName": ' + "[" * 10_000 + "]" * 10_000 + "}", "nested deeper than 64 levels"),
-        (cloudwatch_message("x").replace('"Threshold": 0.999', '"Threshold": 1' + "0" * 400), "Threshold"),
+        (cloudwatch_message("x").replace('"Threshold": 0.999', '"Threshold": 1' + "0" * 400), "more than 40 digits"),
     ],
     ids=["deep", "deep inside", "threshold beyond a float"],
 )
