@@ -130,3 +130,78 @@ def test_a_hundred_alarms_reach_the_robot_through_the_real_limiter_never_over_it
     assert service.refused == []  # the limiter kept us under the robot's limit: no 45009 at all
     seen = "\n".join(service.contents("oncall-key"))
     assert all(f"aftersync-prod-queue-{i:03d}-dlq-depth" in seen for i in range(100))
+
+
+def test_an_item_recreated_after_its_ttl_does_not_take_a_warm_callers_stale_copy_for_current(
+    slots: DynamoMinuteSlots,
+) -> None:
+    # A (a warm container) filled the window and remembers the item as it wrote it. The robot idles, the
+    # table's TTL deletes the item, and B (another container) fills a new window: the recreated item has
+    # gone through the same number of writes as A's copy. A's copy must not pass for the current item.
+    a, b = slots, DynamoMinuteSlots(TABLE)
+    assert [a.take("oncall", START) for _ in range(20)] == [True] * 20
+    boto3.client("dynamodb").delete_item(  # what TTL does to an idle robot's item
+        TableName=TABLE, Key={"pk": {"S": "ops#wecom#oncall"}, "sk": {"S": "SENT"}}
+    )
+    later = START + timedelta(hours=2)
+    assert [b.take("oncall", later) for _ in range(20)] == [True] * 20
+    assert a.take("oncall", later + timedelta(seconds=1)) is False  # B's 20 are in this window
+    assert b.take("oncall", later + timedelta(seconds=1)) is False
+
+
+def test_a_slow_send_cannot_let_a_twenty_first_message_into_the_robots_minute(slots: DynamoMinuteSlots) -> None:
+    # A slot's time is when it was taken; the robot counts when the message arrives, up to the send
+    # timeout (5 s) later. M0 takes its slot at 0 s and, sent slowly, arrives at 5 s; M1..M20 then take
+    # slots from 5 s to 60.1 s and arrive at once. Counting slots in the last 60 s alone, M20 finds only
+    # 19 (M0's 0 s is out of it) while the robot, counting from 5 s, has 20: a 45009, and 21 in its minute.
+    taken = {0.0: 5.0, **{5 + 2.9 * k: 5 + 2.9 * k for k in range(20)}}  # slot time -> arrival time
+    arrived = [
+        START + timedelta(seconds=arrival)
+        for at, arrival in taken.items()
+        if slots.take("oncall", START + timedelta(seconds=at))
+    ]
+    assert most_in_any_minute(arrived) == MESSAGES_PER_MINUTE
+    assert len(arrived) == 20  # M20 waits
+
+
+class Stamping:
+    """The real limiter, noting the time each slot is taken for."""
+
+    def __init__(self, slots: DynamoMinuteSlots) -> None:
+        self.slots = slots
+        self.stamps: list[datetime] = []
+
+    def take(self, robot: str, now: datetime) -> bool:
+        self.stamps.append(now)
+        return self.slots.take(robot, now)
+
+
+def test_each_message_takes_its_slot_at_the_time_it_is_sent_not_when_its_batch_began(
+    slots: DynamoMinuteSlots,
+) -> None:
+    # Sends are sequential and each may take up to the robot timeout (here every one takes all 5 s): a
+    # message reaches the robot no later than the limiter's lag after its slot's time, however many
+    # messages the batch sent before it.
+    clock = [START.timestamp()]
+    service = FakeRobotService({"oncall-key"}, clock=lambda: clock[0])
+
+    class SlowPort:
+        def send(self, key: str, payload: dict[str, object]) -> int:
+            clock[0] += 5.0  # the whole timeout, and the message arrives at its end
+            return service.handle(key, payload)
+
+    stamping = Stamping(slots)
+    changes = [
+        parse_alarm(f"m{i}", "critical", cloudwatch_message(f"aftersync-prod-{i}-{'x' * 1500}")) for i in range(6)
+    ]
+    outcome = notify(
+        changes,
+        Robot("oncall", "oncall-key", ("13800000000",)),
+        "prod",
+        SlowPort(),
+        stamping,
+        lambda: datetime.fromtimestamp(clock[0], UTC),
+    )
+    arrived = [datetime.fromtimestamp(m["at"], UTC) for m in service.messages]
+    assert len(outcome.sent) == len(arrived) == len(stamping.stamps) >= 4
+    assert all(stamp <= at <= stamp + slots.lag for stamp, at in zip(stamping.stamps, arrived, strict=True))
