@@ -72,3 +72,8 @@ class UnusableValue(ValueError):
         super().__init__(f"{path}: {problem}")
         self.path = path
         self.problem = problem
+
+
+class NotSent(Exception):
+    """A customer message the provider refused (it answered 4xx): surely not sent, so a retry may send it.
+    Any other failure of a send (a 5xx, a timeout) leaves its outcome unknown."""
