@@ -22,7 +22,6 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.exceptions import ClientError
 
 from shared.adapters.aws import CustomerMessages, EventBus, SecretReader
 from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure
@@ -34,7 +33,7 @@ from shared.automation import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
 from shared.delivery import RETRIABLE_STATUSES, HttpPort, HttpResponse, action_id, auth_headers
 from shared.dispatch import Dispatcher
-from shared.errors import ConfigurationError, DeliveryFailed
+from shared.errors import ConfigurationError, DeliveryFailed, NotSent
 from shared.models import EntityChanged, ObservedEntity, utcnow
 from shared.notifications import compose
 from shared.observability import count_by, logger, metrics, tracer
@@ -136,9 +135,11 @@ def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | 
                 continue
             try:
                 message_id = messages().send(notification, target.sender)
-            except ClientError as exc:  # the provider answered: nothing was sent, a retry may send it
-                ledger.release(state.tenant, key, owner, f"{notification.channel}: {exc.response['Error']['Code']}")
+            except NotSent as exc:  # the provider refused it: a retry may send it
+                ledger.release(state.tenant, key, owner, str(exc))
                 raise
+            # Any other failure leaves the claim as it is: whether it went out is unknown, and once the
+            # lease is over the claim is marked uncertain instead of sending a second time.
             ledger.done(state.tenant, key, owner, f"{notification.channel} {notification.template} {message_id}")
             count_by("CustomerNotified", "channel", notification.channel)
             logger.info(  # the contact itself is personal data: never logged

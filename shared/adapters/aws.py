@@ -11,9 +11,10 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from shared.errors import ConfigurationError
+from shared.errors import ConfigurationError, NotSent
 
 
 class DynamoTable:
@@ -130,18 +131,33 @@ class SecretReader:
         return value
 
 
+ONE_TRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
 class CustomerMessages:
-    """SMS through SNS (transactional) and e-mail through SES v2, from the target's sender."""
+    """SMS through SNS (transactional) and e-mail through SES v2, from the target's sender.
+
+    Nobody dedupes a text message, so a send is one request: botocore's retries would repeat a request
+    whose first try may have gone out (a 5xx or a dropped connection does not say it did not). Only a
+    4xx says the provider refused it: ``NotSent``. Anything else raised leaves the outcome unknown."""
 
     @cached_property
     def sns(self) -> Any:
-        return boto3.client("sns")
+        return boto3.client("sns", config=ONE_TRY)
 
     @cached_property
     def ses(self) -> Any:
-        return boto3.client("sesv2")
+        return boto3.client("sesv2", config=ONE_TRY)
 
     def send(self, notification: Any, sender: str | None) -> str:
+        try:
+            return self._send(notification, sender)
+        except ClientError as exc:
+            if int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)) < 500:
+                raise NotSent(f"{notification.channel}: {exc.response['Error'].get('Code', 'refused')}") from exc
+            raise
+
+    def _send(self, notification: Any, sender: str | None) -> str:
         if notification.channel == "sms":
             attributes = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}}
             if sender:
