@@ -26,23 +26,81 @@ from shared.errors import UnusableValue
 
 MASK = "***"
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-# A run of 7+ digits, possibly with spaces, dashes or a leading +, as phone numbers are written
-_PHONE = re.compile(r"\+?\d[\d\s-]{5,}\d")
-MAX_PHONE_DIGITS = 15
+# (a local part starts where a run of its characters starts: linear time on a long run without "@")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+# Phone numbers in free text. The text is read left to right as a sequence of things kept as they are
+# (ids, dates, amounts) and runs of digit groups; each run is then split into phone numbers.
+MIN_PHONE_DIGITS = 7
+MAX_PHONE_DIGITS = 15  # E.164: a longer number is an id (an order or a platform's, 820982911946154508)
+# 2024-01-15, 2024.01.15, 15-01-2024, 15.01.2024: never part of a phone number
+_DATE = r"(?:\d{4}[-.]\d{1,2}[-.]\d{1,2}|\d{1,2}[-.]\d{1,2}[-.]\d{4})(?!\d)"
+# an amount: 598.00, 12345678.9 (one or two decimals; 555.123.4567 is not one)
+_DECIMAL = r"\d+\.\d{1,2}(?!\.?\d)"
+# a word with an ASCII letter or "_" in it is an id, digits and all: SF1234567890123, E2026112110301501,
+# pi_3MtwBwLkdIwHu7ix28a3tqPa, a UUID, 2026-11-20T10 (letters of other scripts are not: 电话13912345678)
+_ID_WORD = r"(?<![0-9A-Za-z_-])[0-9A-Za-z_-]*[A-Za-z_][0-9A-Za-z_-]*"
+# ... unless the letters only label the phone number glued to them: Tel13912345678, mobile-13912345678
+_LABEL = r"(?<![0-9A-Za-z_-])(?i:tel(?:ephone)?|(?:cell|mobile)?phone|mobile|mob|cell|fax)[-_]?(?=\+?\d)"
+# a group of a number as people write it: digits (not glued to a letter, not a date or an amount), or
+# an area code in brackets; groups are joined by a space, a dash or a dot (up to three of them)
+_GROUP = rf"(?:\(\d{{1,5}}\)|(?!{_DATE}|{_DECIMAL})\d+(?![\dA-Za-z_]))"
+_NUMBERS = rf"\+?{_GROUP}(?:(?:[ \u00a0\u3000.-]{{1,3}}|(?<=\))){_GROUP})*"
+_SCAN = re.compile(rf"(?P<kept>{_LABEL}|{_ID_WORD}|{_DATE}|{_DECIMAL})|(?P<numbers>{_NUMBERS})")
+_DIGIT_GROUP = re.compile(r"\d+")
 
 
 def mask_text(text: str) -> str:
-    """Free text: ``alice@example.com`` -> ``a***@example.com``; ``+86 139 1234 5678`` -> ``***5678``.
-    A run of more than 15 digits is no phone number (E.164 has at most 15): an order or a platform id
-    (``820982911946154508``) stays readable, as operators need it to find the record."""
+    """Free text: ``alice@example.com`` -> ``a***@example.com``; each phone number -> ``***`` and its last
+    4 digits, wherever it stands (``+86 139 1234 5678 2024-01-15`` -> ``***5678 2024-01-15``,
+    ``13912345678 13912345679`` -> ``***5678 ***5679``).
+
+    A phone number is one of: a run of 7 to 15 digits; ``+``, a country code and groups (as many as fit
+    15 digits: ``+86 139 1234 5678``, ``+1 (555) 123-4567``); groups shorter than 7 digits written apart
+    that add up to 7 to 15 (``139 1234 5678``, ``010-1234-5678``, ``(021) 5555-1234``). Kept as they
+    are: a run of more than 15 digits (an order or a platform id, which operators need to find the
+    record), a word with ASCII letters in it (``SF1234567890123``, a UUID), dates, times and amounts.
+    Where it cannot tell (``1001 1002``, a 10-digit epoch), it masks.
+    """
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    return _PHONE.sub(_mask_phone, text)
+    return _SCAN.sub(lambda m: m.group() if m.group("kept") is not None else _mask_phones(m.group()), text)
 
 
-def _mask_phone(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group())
-    return match.group() if len(digits) > MAX_PHONE_DIGITS else "***" + digits[-4:]
+def _mask_phones(run: str) -> str:
+    """A run of digit groups with each phone number in it masked."""
+    groups = [(g.start(), g.end()) for g in _DIGIT_GROUP.finditer(run)]
+    pieces: list[str] = []
+    done = i = 0
+    while i < len(groups):
+        j = _number_end(groups, i, international=i == 0 and run.startswith("+"))
+        if MIN_PHONE_DIGITS <= sum(end - start for start, end in groups[i:j]) <= MAX_PHONE_DIGITS:
+            start, end = (groups[i][0] if i else 0), groups[j - 1][1]  # the first one with its "+" or "("
+            if start > 0 and run[start - 1] == "(":
+                start -= 1
+            if run[end : end + 1] == ")":
+                end += 1
+            pieces += [run[done:start], MASK + re.sub(r"\D", "", run[start:end])[-4:]]
+            done = end
+        i = j
+    return "".join(pieces) + run[done:]
+
+
+def _number_end(groups: list[tuple[int, int]], i: int, international: bool) -> int:
+    """Where the number that starts at group ``i`` ends (the index after its last group): ``+`` and a
+    country code take the groups that follow as long as they fit 15 digits; a run of 7 digits or more is
+    a number by itself; shorter groups are one number as long as they fit 15 digits together."""
+
+    def size(k: int) -> int:
+        return groups[k][1] - groups[k][0]
+
+    if not international and size(i) >= MIN_PHONE_DIGITS:
+        return i + 1
+    j = i
+    digits = 0
+    while j < len(groups) and digits + size(j) <= MAX_PHONE_DIGITS and (international or size(j) < MIN_PHONE_DIGITS):
+        digits += size(j)
+        j += 1
+    return max(j, i + 1)  # "+" and more than 15 digits: an id
 
 
 # Field names are compared lower-cased without "_", "-" or spaces: ``receiver_name``, ``receiverName``
