@@ -4,9 +4,21 @@ document's strings are free text unless they are ids."""
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote_plus
+
 import pytest
 
-from shared.masking import mask_text
+from shared.masking import mask_json, mask_text
+
+EVENTS = Path(__file__).parents[2] / "events"
+
+
+def _sample(name: str) -> Any:
+    return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))["body"]
 
 
 @pytest.mark.parametrize(
@@ -49,3 +61,67 @@ def test_each_phone_number_is_masked_wherever_it_stands(text: str, shown: str) -
 )
 def test_ids_dates_times_and_amounts_stay_readable(text: str) -> None:
     assert mask_text(text) == text
+
+
+def test_a_courier_phone_in_a_kuaidi100_checkpoint_is_masked_and_nothing_else_changes() -> None:
+    push = _sample("kuaidi100_push_signed")
+    push["lastResult"]["data"][1]["context"] = "派件员 王小明 电话13912345678 正在派件"
+    expected = copy.deepcopy(push)
+    expected["lastResult"]["data"][1]["context"] = "派件员 王小明 电话***5678 正在派件"
+    assert json.loads(mask_json(json.dumps(push, ensure_ascii=False))) == expected
+
+
+def test_a_phone_in_a_zendesk_subject_is_masked_and_the_ids_stay_exact() -> None:
+    event = _sample("zendesk_ticket_status_changed")
+    event["detail"]["subject"] = "call +86 139 1234 5678 about the X1"
+    expected = copy.deepcopy(event)
+    expected["detail"]["subject"] = "call ***5678 about the X1"
+    shown = json.loads(mask_json(json.dumps(event, ensure_ascii=False)))
+    assert shown == expected
+    assert (shown["detail"]["assignee_id"], shown["account_id"]) == ("1512863381481", 22129848)
+
+
+def test_shopify_note_attribute_values_are_free_text() -> None:
+    order = _sample("shopify_orders_create")
+    order["note_attributes"] = [
+        {"name": "Delivery contact", "value": "13912345678"},
+        {"name": "Gift message", "value": "from Mei, call 139 1234 5678"},
+    ]
+    shown = json.loads(mask_json(json.dumps(order, ensure_ascii=False)))
+    assert [a["value"] for a in shown["note_attributes"]] == ["***5678", "from Mei, call ***5678"]
+    assert (shown["id"], shown["total_price"], shown["created_at"]) == (
+        820982911946154508,
+        "598.00",
+        "2026-11-20T10:00:00+08:00",
+    )
+
+
+def test_a_url_encoded_youzan_msg_is_masked_by_field() -> None:
+    push = _sample("youzan_trade_order_state")
+    msg = {"tid": "E20261121103015012300001", "payment": "299.00", "receiver_name": "王小明", "buyer_phone": "139"}
+    push["msg"] = quote_plus(json.dumps(msg, ensure_ascii=False, separators=(",", ":")))
+    shown = json.loads(mask_json(json.dumps(push, ensure_ascii=False)))
+    assert shown["msg"] == quote_plus(
+        json.dumps({**msg, "receiver_name": "***", "buyer_phone": "***"}, ensure_ascii=False, separators=(",", ":"))
+    )
+    assert {k: v for k, v in shown.items() if k != "msg"} == {k: v for k, v in push.items() if k != "msg"}
+
+
+def test_digits_only_strings_are_kept_under_id_and_amount_names_and_masked_under_any_other() -> None:
+    document = {
+        "order_no": "202611210001",
+        "nu": "773012345678901",
+        "tracking_number": "773012345678902",
+        "assignee_id": "1512863381481",
+        "total_fee": "1234567",
+        "update_time": "1763604000",
+        "value": "13912345678",
+        "tags": ["13912345678", "vip"],
+        "kdt_id": 91234567,
+        "created": 1763604000,
+    }
+    assert json.loads(mask_json(json.dumps(document))) == {
+        **document,
+        "value": "***5678",
+        "tags": ["***5678", "vip"],
+    }
