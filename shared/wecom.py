@@ -4,14 +4,15 @@ A robot takes at most 20 messages a minute, markdown up to 4096 bytes and text u
 answers HTTP 200 with an ``errcode``: 0 ok, 45009 rate-limited (back off, retry), 40058 too long,
 93000 invalid key (retrying cannot help), -1 busy (retry). So alarm changes are gathered into digests —
 every change of a batch in as few markdown messages as fit the byte limit — and each message first
-takes a slot from a per-robot, per-minute counter. What cannot be sent now is retried later by the
-queue; what can never be sent (an invalid key) is dead-lettered with the reason. Nothing is dropped.
+takes a slot from the robot's sliding limit (20 in any 60 s, as the robot counts them). What cannot be
+sent now is retried later by the queue; what can never be sent (an invalid key) is dead-lettered with
+the reason. Nothing is dropped.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -191,7 +192,8 @@ class RobotPort(Protocol):
 
 class SlotsPort(Protocol):
     def take(self, robot: str, now: datetime) -> bool:
-        """A slot in ``robot``'s current minute, or False when its 20 are used."""
+        """A slot for a message sent to ``robot`` at ``now``, or False when its 20 of the last minute
+        are used."""
 
 
 @dataclass(frozen=True)
@@ -209,10 +211,17 @@ class Outcome:
 
 
 def notify(
-    changes: Sequence[AlarmChange], robot: Robot, environment: str, port: RobotPort, slots: SlotsPort, now: datetime
+    changes: Sequence[AlarmChange],
+    robot: Robot,
+    environment: str,
+    port: RobotPort,
+    slots: SlotsPort,
+    clock: Callable[[], datetime],
 ) -> Outcome:
-    """Send the changes to one robot. Each message takes a slot first; a change whose message could
-    not be sent is reported for retry (or as undeliverable), never silently dropped."""
+    """Send the changes to one robot. Each message takes a slot first, for the time ``clock()`` says
+    right before its send (sends are sequential and each may take up to the robot timeout, so a batch's
+    start would be minutes off for its last message); a change whose message could not be sent is
+    reported for retry (or as undeliverable), never silently dropped."""
     outcome = Outcome([], {}, {})
     queue = digests(changes, environment)
     extra = mention(changes, environment, robot.mentioned_mobile_list)
@@ -222,7 +231,7 @@ def notify(
         pending = [i for i in message.carries if i not in outcome.undeliverable]
         if not pending:
             continue
-        if not slots.take(robot.name, now):
+        if not slots.take(robot.name, clock()):
             outcome.retry.update(
                 {i: f"robot {robot.name}: {MESSAGES_PER_MINUTE} messages this minute" for i in pending}
             )

@@ -100,7 +100,7 @@ def plan(records: list[SQSRecord], deadline: float | None = None) -> dict[str, E
     port = http.within(deadline)
     for name, changes in by_robot.items():
         try:
-            outcome = notify(changes, robot(name), s.environment, port, slots, utcnow())
+            outcome = notify(changes, robot(name), s.environment, port, slots, utcnow)
         except ConfigurationError as exc:
             for change in changes:
                 results[change.message_id] = NotDeliveredYet(str(exc))

@@ -51,8 +51,11 @@ def test_a_burst_straddling_a_minute_boundary_gets_twenty_not_forty(slots: Dynam
     granted = [t for t in late + early if slots.take("oncall", t)]
     assert most_in_any_minute(granted) <= MESSAGES_PER_MINUTE
     assert granted == late  # the first 20 went out, the next 20 must wait
-    # 60 s after the first burst ended, its 20 slots are free again, and no more than those
-    later = START + timedelta(minutes=2, seconds=0)
+    # 60 s (and the slot's lag to the robot) after the first burst ended, its 20 slots are free again,
+    # and no more than those
+    window = timedelta(seconds=60) + slots.lag
+    assert slots.take("oncall", late[0] + window - timedelta(milliseconds=1)) is False
+    later = late[-1] + window
     assert [slots.take("oncall", later) for _ in range(21)] == [True] * 20 + [False]
 
 
@@ -61,12 +64,12 @@ def test_any_sixty_seconds_hold_at_most_twenty_and_a_free_slot_is_always_given(s
     now, granted = START, list[datetime]()
     for _ in range(400):  # bursts and lulls over about eight minutes
         now += timedelta(milliseconds=rng.choice([10, 50, 200, 1000, 5000]))
-        recent = sum(1 for t in granted if now - timedelta(seconds=60) < t <= now)
+        recent = sum(1 for t in granted if now - timedelta(seconds=60) - slots.lag < t <= now)
         taken = slots.take("oncall", now)
-        assert taken == (recent < MESSAGES_PER_MINUTE)  # refused exactly when 20 went out in the last 60 s
+        assert taken == (recent < MESSAGES_PER_MINUTE)  # refused exactly when 20 went out in 60 s + lag
         if taken:
             granted.append(now)
-    assert most_in_any_minute(granted) == MESSAGES_PER_MINUTE
+    assert most_in_any_minute(granted) <= MESSAGES_PER_MINUTE
     assert len(granted) > 100
 
 
@@ -118,7 +121,7 @@ def test_a_hundred_alarms_reach_the_robot_through_the_real_limiter_never_over_it
             size = rng.randint(1, 10)
             batch, pending = pending[:size], pending[size:]
             clock[0] = now.timestamp()
-            outcome = notify(batch, robot, "prod", port, slots, now)
+            outcome = notify(batch, robot, "prod", port, slots, lambda: now)  # noqa: B023 - called at once
             assert not outcome.undeliverable
             retry += [c for c in batch if c.message_id in outcome.retry]
             now += timedelta(seconds=2)

@@ -95,7 +95,7 @@ def test_a_digest_splits_by_bytes_and_carries_every_change_exactly_once() -> Non
 def test_a_busy_robot_means_retry_later(busy: int, expected: str) -> None:
     service = FakeRobotService({"k"})
     service.busy = busy
-    outcome = notify([change("a", severity="warning")], Robot("ops", "k"), "dev", Port(service), Slots(), START)
+    outcome = notify([change("a", severity="warning")], Robot("ops", "k"), "dev", Port(service), Slots(), lambda: START)
     assert outcome.retry == {"a": f"robot ops: {expected}"} and outcome.sent == []
 
 
@@ -108,10 +108,14 @@ def test_a_rate_limited_answer_is_retried_and_an_invalid_key_is_undeliverable_no
             self.calls += 1
             return self.code
 
-    limited = notify([change("a", severity="warning")], Robot("ops", "k"), "dev", Answers(45009), Slots(), START)
+    limited = notify(
+        [change("a", severity="warning")], Robot("ops", "k"), "dev", Answers(45009), Slots(), lambda: START
+    )
     assert limited.retry == {"a": "robot ops: errcode 45009 (rate limited)"}
     invalid = Answers(93000)
-    outcome = notify([change("a"), change("b")], Robot("oncall", "bad", ("138",)), "prod", invalid, Slots(), START)
+    outcome = notify(
+        [change("a"), change("b")], Robot("oncall", "bad", ("138",)), "prod", invalid, Slots(), lambda: START
+    )
     assert outcome.undeliverable == {
         "a": "robot oncall: errcode 93000 (invalid key)",
         "b": "robot oncall: errcode 93000 (invalid key)",
@@ -122,7 +126,7 @@ def test_a_rate_limited_answer_is_retried_and_an_invalid_key_is_undeliverable_no
 def test_critical_alarms_that_start_firing_mention_the_on_call_people_in_a_text_message() -> None:
     service = FakeRobotService({"k"})
     changes = [change("sync-success-rate"), change("dlq", severity="warning"), change("api-5xx", state="OK")]
-    outcome = notify(changes, Robot("oncall", "k", ("13800000000",)), "prod", Port(service), Slots(), START)
+    outcome = notify(changes, Robot("oncall", "k", ("13800000000",)), "prod", Port(service), Slots(), lambda: START)
     assert [m.payload["msgtype"] for m in outcome.sent] == ["markdown", "text"]
     text = outcome.sent[1].payload["text"]
     assert text == {
@@ -186,7 +190,7 @@ def test_a_junk_robot_answer_is_busy_and_fails_no_batch(answer: bytes) -> None:
     try:
         port = WeComRobotHttp(robot.url, timeout=5, http=SafeHttp(allow_loopback=True))
         assert port.send("k", {"msgtype": "text", "text": {"content": "x"}}) == -1
-        outcome = notify([change("a"), change("b")], Robot("oncall", "k"), "prod", port, Slots(), START)
+        outcome = notify([change("a"), change("b")], Robot("oncall", "k"), "prod", port, Slots(), lambda: START)
         assert outcome.retry == {"a": "robot oncall: errcode -1 (busy)", "b": "robot oncall: errcode -1 (busy)"}
     finally:
         robot.server.shutdown()
