@@ -208,3 +208,19 @@ def test_each_message_takes_its_slot_at_the_time_it_is_sent_not_when_its_batch_b
     arrived = [datetime.fromtimestamp(m["at"], UTC) for m in service.messages]
     assert len(outcome.sent) == len(arrived) == len(stamping.stamps) >= 4
     assert all(stamp <= at <= stamp + slots.lag for stamp, at in zip(stamping.stamps, arrived, strict=True))
+
+
+def test_an_item_written_by_the_counter_version_is_counted_and_then_taken_over(slots: DynamoMinuteSlots) -> None:
+    # Deployed tables may hold an item from before the token: its sends count, and the first write replaces
+    # its counter with a token (on the counter's condition, so concurrent first writers still race fairly)
+    client = boto3.client("dynamodb")
+    key = {"pk": {"S": "ops#wecom#oncall"}, "sk": {"S": "SENT"}}
+    sends = [START + timedelta(seconds=i) for i in range(19)]
+    client.put_item(
+        TableName=TABLE,
+        Item={**key, "sent": {"L": [{"N": f"{t.timestamp():.6f}"} for t in sends]}, "version": {"N": "19"}},
+    )
+    assert slots.take("oncall", START + timedelta(seconds=30)) is True
+    assert DynamoMinuteSlots(TABLE).take("oncall", START + timedelta(seconds=31)) is False
+    item = client.get_item(TableName=TABLE, Key=key)["Item"]
+    assert "version" not in item and len(item["rev"]["S"]) == 32 and len(item["sent"]["L"]) == 20
