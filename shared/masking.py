@@ -2,11 +2,13 @@
 
 - JSON documents (a dead letter's body, an envelope) are masked **by field**: the value of every field
   named like personal data (names, phones, e-mails, addresses, id-card numbers, a Chinese shop's
-  ``receiver_*`` / ``buyer_*`` fields, whole address objects) becomes ``***``; ids, amounts, codes and
-  dates are kept exactly, and the result is still valid JSON. JSON inside a string (the webhook body in
-  an envelope, Youzan's ``msg``) is masked the same way. Free-text fields (notes, remarks) get the regex.
-- Free text (a reason, a body that is not JSON) gets the e-mail and phone-number regex: it cannot find
-  names or street addresses, which is why reasons never quote values in the first place.
+  ``receiver_*`` / ``buyer_*`` fields, whole address objects) becomes ``***``; every other string is free
+  text, except one token under a field named like an id or an amount (``"assignee_id": "1512863381481"``),
+  which is kept; numbers, flags and nulls are kept, and the result is still valid JSON. JSON inside a
+  string (the webhook body in an envelope, Youzan's URL-encoded ``msg``) is masked the same way.
+- Free text (a reason, a note, a courier's checkpoint, a body that is not JSON) has e-mails and phone
+  numbers masked (``mask_text``); ids, dates and amounts in it stay readable. It cannot find names or
+  street addresses, which is why reasons never quote values in the first place.
 - Errors are described by field path and error kind (``describe``), never by the value that was wrong:
   the text of ``int()``'s ``ValueError``, a ``KeyError`` of a looked-up value or pydantic's
   ``Value error, ...`` quotes the payload.
@@ -18,6 +20,7 @@ import json
 import re
 from collections.abc import Iterable
 from typing import Any, get_args
+from urllib.parse import quote_plus, unquote_plus
 
 from pydantic import ValidationError
 from pydantic_core.core_schema import ErrorType
@@ -115,7 +118,8 @@ PERSONAL_FIELDS = frozenset(
         # phones, e-mails
         "phone", "phonenumber", "mobile", "mobilephone", "mobileno", "tel", "telephone", "fax",
         "email", "emailaddress", "contactemail", "receiptemail", "customeremail", "buyeremail",
-        "buyerphone", "buyermobile", "customerphone", "contactphone",
+        "buyerphone", "buyermobile", "customerphone", "contactphone", "telno", "telnumber", "faxno",
+        "contactno", "contactnumber", "cardno", "cardnumber", "bankcardno", "bankaccount",
         # addresses (objects named like an address are masked whole, below)
         "street", "street1", "street2", "streetaddress", "address1", "address2", "address3",
         "addressline1", "addressline2", "addressline3", "line1", "line2", "line3",
@@ -129,11 +133,16 @@ PERSONAL_FIELDS = frozenset(
 # Any field whose name contains one of these is personal data too (``receiver_tel``, ``post_receiver``,
 # ``shipping_address`` with all it holds, ``buyer_email``, ``mask_post_tel``).
 PERSONAL_PARTS = ("address", "addr", "receiver", "recipient", "phone", "mobile", "email", "telephone", "posttel")
-# Free text a person typed (an order note, a buyer's message): the regex, not a blanket mask.
-FREE_TEXT_FIELDS = frozenset(
-    {"note", "notes", "remark", "remarks", "comment", "comments", "memo", "message", "buyermessage",
-     "sellermemo", "customernote", "description", "body", "text", "content", "reason", "staffnote"}
+# Under a field named like an id, a reference, a number, an amount or a time, a string that is one token
+# (no spaces; ASCII letters, digits and ``_-:.#/``) is kept as it is: ``"assignee_id": "1512863381481"``,
+# ``"AmazonOrderId": "114-3941689-8772232"``, ``"admin_graphql_api_id": "gid://shopify/Return/945000954"``,
+# Kuaidi100's ``"nu"``, ``"total_fee"``, ``"update_time"``, a stock movement's ``"ref"``. Every other string
+# is free text: a phone number under ``note_attributes[].value`` or in ``tags`` is masked.
+ID_FIELD_ENDINGS = (
+    "id", "ids", "no", "number", "nu", "sn", "code", "ref", "reference", "key", "sku",
+    "amount", "fee", "price", "total", "time", "version", "count", "qty", "quantity",
 )  # fmt: skip
+_TOKEN = re.compile(r"[A-Za-z0-9_\-:.#/]+")
 
 
 def _normal(key: str) -> str:
@@ -156,32 +165,40 @@ def _erase(value: Any) -> Any:
     return MASK
 
 
-def _embedded(text: str) -> Any:
-    """The document inside a string that holds JSON (an object or an array), else ``None``."""
+def _embedded(text: str) -> str | None:
+    """A string that holds a JSON object or array (an envelope's webhook body; Youzan's ``msg``, which is
+    URL-encoded) masked the same way and encoded as it was; ``None`` for any other string."""
     stripped = text.strip()
-    if not stripped.startswith(("{", "[")):
+    encoded = stripped[:3].upper() in ("%7B", "%5B")
+    if not (encoded or stripped.startswith(("{", "["))):
         return None
     try:
-        return json.loads(stripped)
+        document = json.loads(unquote_plus(stripped) if encoded else stripped)
     except (ValueError, RecursionError):
         return None
+    if encoded:
+        return quote_plus(json.dumps(mask_document(document), ensure_ascii=False, separators=(",", ":")))
+    return json.dumps(mask_document(document), ensure_ascii=False)
 
 
 def mask_document(value: Any, key: str | None = None) -> Any:
-    """A parsed JSON document with every personal field masked; ids and amounts untouched."""
+    """A parsed JSON document with every personal field masked and every other string masked as free
+    text, except a single token under a field named like an id or an amount; ids, amounts, dates,
+    numbers, flags and nulls untouched. ``key`` is the name of the field that holds ``value`` (for the
+    items of a list, the list's)."""
     if key is not None and is_personal_field(key):
         return _erase(value)
     if isinstance(value, dict):
         return {k: mask_document(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [mask_document(v) for v in value]
+        return [mask_document(v, key) for v in value]
     if isinstance(value, str):
         inner = _embedded(value)
-        if isinstance(inner, dict | list):
-            return json.dumps(mask_document(inner), ensure_ascii=False)
-        if key is not None and _normal(key) in FREE_TEXT_FIELDS:
-            return mask_text(value)
-        return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)  # an e-mail in a field of any name
+        if inner is not None:
+            return inner
+        if key is not None and _TOKEN.fullmatch(value) and _normal(key).endswith(ID_FIELD_ENDINGS):
+            return value
+        return mask_text(value)
     return value
 
 

@@ -125,3 +125,14 @@ def test_digits_only_strings_are_kept_under_id_and_amount_names_and_masked_under
         "value": "***5678",
         "tags": ["***5678", "vip"],
     }
+
+
+def test_one_token_ids_under_id_names_stay_exact_though_they_look_like_numbers() -> None:
+    document = {
+        "AmazonOrderId": "114-3941689-8772232",
+        "admin_graphql_api_id": "gid://shopify/Return/945000954",
+        "ref": "shopify:return:945000954",
+        "order_no": "139-1234-5678",
+        "note": "114-3941689-8772232",
+    }
+    assert json.loads(mask_json(json.dumps(document))) == {**document, "note": "114-***1689-***2232"}
