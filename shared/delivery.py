@@ -35,7 +35,8 @@ from shared.targets import (
 )
 from shared.wecom import BUSY, MARKDOWN_MAX_BYTES, OK, RETRIABLE, cut_utf8
 
-RETRIABLE_STATUSES = frozenset({408, 425, 429, 599})  # 599: no HTTP answer at all (connection failed)
+NO_ANSWER = 599  # SafeHttp's status for no (whole) HTTP answer: connection failed, deadline, size cap
+RETRIABLE_STATUSES = frozenset({408, 425, 429, NO_ANSWER})
 
 
 class DeliveryRejected(Exception):
@@ -134,13 +135,22 @@ def deliver_change(
     }
     response = http.post(url, body, headers, target.timeout_seconds, method=target.method)
     if not 200 <= response.status < 300:
-        detail = f"target {target.name} answered HTTP {response.status}: {response.text[:200]}"
+        detail = f"target {target.name} {answered(response)}"
         if response.status in RETRIABLE_STATUSES or response.status >= 500:
             raise DeliveryFailed(detail, retry_after=retry_after(response.headers))
         raise DeliveryRejected(detail)
     new_ack["payload_hash"] = payload_hash
     store.record_ack(state, target.name, {**new_ack, "acked_at": utcnow().isoformat()})
     return DeliveryResult("sent", state.version, tuple(sorted(to_send)), len(body), missing)
+
+
+def answered(response: HttpResponse) -> str:
+    """What a target answered, for a reason or a log line: its status and size, never its body (receivers
+    echo what they were sent in their errors: a name, an address, a phone)."""
+    if response.status == NO_ANSWER:  # our own words: why no answer came (connection, deadline, size)
+        return f"answered HTTP {NO_ANSWER}: {response.text}"
+    size = len(response.text.encode("utf-8", "replace"))
+    return f"answered HTTP {response.status} (a {size}-byte body, not kept)"
 
 
 def robot_markdown(payload: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.state_store import DynamoStateStore
 from shared.automation import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
-from shared.delivery import RETRIABLE_STATUSES, HttpPort, HttpResponse, action_id, auth_headers
+from shared.delivery import RETRIABLE_STATUSES, HttpPort, HttpResponse, action_id, answered, auth_headers
 from shared.dispatch import Dispatcher
 from shared.errors import ConfigurationError, DeliveryFailed, NotSent
 from shared.models import EntityChanged, ObservedEntity, utcnow
@@ -207,7 +207,7 @@ def call(
     except TargetRefused as exc:
         raise PermanentFailure(f"{action.rule.name}: {exc}") from exc
     if not 200 <= response.status < 300:
-        detail = f"{action.rule.name}: target {target.name} answered HTTP {response.status}: {response.text[:200]}"
+        detail = f"{action.rule.name}: target {target.name} {answered(response)}"
         count_by("ActionFailed", "rule", action.rule.name)
         if response.status in RETRIABLE_STATUSES or response.status >= 500:
             raise DeliveryFailed(detail)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
+from shared.delivery import answered
 from shared.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
 
 PAGE_SIZE = 250
@@ -55,7 +56,7 @@ class ShopifyOrders:
                 after = (response.headers or {}).get("retry-after")
                 raise Throttled("shopify: 429 Too Many Requests", int(float(after)) if after else None)
             if response.status != 200:
-                raise PullFailed(f"shopify answered HTTP {response.status}: {response.text[:200]}")
+                raise PullFailed(f"shopify {answered(response)}")
             yield self._page(response.text)
             url = next_link((response.headers or {}).get("link"))
 
