@@ -152,7 +152,9 @@ def test_a_4xx_the_target_will_never_accept_goes_to_its_dlq_at_once_with_the_res
     assert len([r for r in stack.target.received if r["target"] == "erp"]) == 1  # tried once, not retried
     [dead] = stack.messages("deliver-erp-dlq")
     attributes = dead["MessageAttributes"]
-    assert attributes["reason"]["StringValue"] == ('PermanentFailure: target erp answered HTTP 422 (a 13-byte body, not kept)')
+    assert attributes["reason"]["StringValue"] == (
+        "PermanentFailure: target erp answered HTTP 422 (a 13-byte body, not kept)"
+    )
     assert attributes["receive_count"]["StringValue"] == "1"
     assert [d["target"] for d in stack.target.accepted()] == ["crm"]  # the others unaffected
 
