@@ -53,6 +53,11 @@ def write_cdk_json(tmp_path: Path, mutate: dict[str, object]) -> Path:
             {"targets": [{"name": "crm", "entity_types": ["order"]}]},
             "targets.0: Value error, url: a http target needs one",
         ),
+        (  # a call must fit an invocation with time to spare to record its failure, or nothing is ever tried
+            {"consumer_timeout_seconds": 8},
+            "consumer_timeout_seconds: 8 s leaves no room for target 'crm' \\(timeout 5.0 s \\+ 3 s to record "
+            "a failure\\)",
+        ),
     ],
 )
 def test_a_malformed_environment_names_the_field(tmp_path: Path, mutation: dict[str, object], message: str) -> None:
