@@ -20,7 +20,9 @@ from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.errors import NormalisationError
 from shared.models import InboxMessage
 from shared.observability import logger
+from shared.sources.amazon import AmazonSpApi
 from shared.sources.base import describe_error
+from shared.sources.china_shops import Youzan
 from shared.sources.inhouse import StandardWebhooksSource
 from shared.sources.shopify import Shopify
 
@@ -147,6 +149,67 @@ def test_an_inhouse_observation_missing_a_field_is_quarantined_naming_the_field_
     with pytest.raises(NormalisationError) as raised:
         StandardWebhooksSource("erp").normalise(_message("erp", "observation"), [{"entity_id": PII}])
     assert raised.value.reason == "observation 0: missing field 'entity_type'"
+
+
+def _look_up(table: dict[str, Any], key: Any) -> Any:
+    return table[key]  # a key that comes from data (a payload's value, a mapping), not written in the code
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        # the shape of a field name (lower-case snake, kebab or camel case) or of a status code (upper-case
+        # words joined by "_"): no personal value is written like that, and operators need the name
+        ("currency", "missing field 'currency'"),
+        ("entity_type", "missing field 'entity_type'"),
+        ("orderStatus", "missing field 'orderStatus'"),
+        ("webhook-id", "missing field 'webhook-id'"),
+        ("WAIT_GROUP", "missing field 'WAIT_GROUP'"),
+        ("TRADE_CLOSED_BY_USER", "missing field 'TRADE_CLOSED_BY_USER'"),
+        # the shape of a name: a payload's value used as a key is not quoted
+        ("WANG", "KeyError"),
+        ("Wang", "KeyError"),
+        ("XiaomingWang", "KeyError"),
+        ("Wang_Xiaoming", "KeyError"),
+        ("wang xiaoming", "KeyError"),
+        ("a" * 41, "KeyError"),
+        ("id_13912345678", "KeyError"),
+        (3, "KeyError"),
+    ],
+)
+def test_a_key_from_data_is_quoted_only_when_shaped_like_a_field_name_or_a_code(key: Any, reason: str) -> None:
+    assert describe_error(_raised(lambda: _look_up({}, key))) == reason  # type: ignore[arg-type]
+
+
+def test_a_field_name_written_in_the_code_is_quoted_whatever_its_case() -> None:
+    change: dict[str, Any] = {}
+    assert describe_error(_raised(lambda: change["AmazonOrderId"])) == "missing field 'AmazonOrderId'"  # type: ignore[arg-type]
+
+
+def _amazon(**summary: Any) -> dict[str, Any]:
+    with open("events/amazon_order_change.json", encoding="utf-8") as sample:
+        body: dict[str, Any] = json.load(sample)["body"]
+    body["Payload"]["OrderChangeNotification"]["Summary"].update(summary)
+    return body
+
+
+def test_an_amazon_status_that_is_a_name_is_not_quoted_but_a_missing_field_is() -> None:
+    with pytest.raises(NormalisationError) as raised:
+        AmazonSpApi().normalise(_message("amazon", "ORDER_CHANGE"), _amazon(OrderStatus="Wang"))
+    assert raised.value.reason == "ORDER_CHANGE is not usable: KeyError"
+    missing = _amazon()
+    del missing["Payload"]["OrderChangeNotification"]["AmazonOrderId"]
+    with pytest.raises(NormalisationError) as raised:
+        AmazonSpApi().normalise(_message("amazon", "ORDER_CHANGE"), missing)
+    assert raised.value.reason == "ORDER_CHANGE is not usable: missing field 'AmazonOrderId'"
+
+
+def test_a_youzan_status_that_is_a_name_is_not_quoted() -> None:
+    with open("events/youzan_trade_order_state.json", encoding="utf-8") as sample:
+        push: dict[str, Any] = {**json.load(sample)["body"], "status": "WANG"}
+    with pytest.raises(NormalisationError) as raised:
+        Youzan().normalise(_message("youzan", "TRADE_ORDER_STATE"), push)
+    assert raised.value.reason == "TRADE_ORDER_STATE message is not usable: KeyError"
 
 
 @pytest.fixture
