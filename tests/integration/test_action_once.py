@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import boto3
+import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses import ses_backends
@@ -107,3 +108,25 @@ def test_ten_concurrent_copies_of_one_change_make_one_call_per_action_of_every_k
     assert len(_calls(stack, "payments")) == 1
     assert len(_calls(stack, "oms")) == 1
     assert _sent(stack) == (1, 1)
+
+
+class ShortOfTime:
+    """An invocation with 4 s left: under a payment call's 5 s timeout plus the reserve to record a failure."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 4_000
+
+
+def test_a_change_with_too_little_invocation_time_left_waits_without_calling_or_failing(
+    stack: Stack, shopify_secret: str
+) -> None:
+    for name in ("shopify_orders_create", "shopify_refunds_create_pending"):
+        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
+        stack.run_until_quiet(skip=frozenset({"automate"}))
+    stack.functions.handler("automate")
+    from functions.automate import handler as automate
+    from shared.adapters.dead_letter import Deferred
+
+    with pytest.raises(Deferred, match="too little for an action's call"):
+        automate.record_handler(SQSRecord(_copy_of_the_change(stack)), lambda_context=ShortOfTime())
+    assert _calls(stack, "payments") == [] and _sent(stack) == (0, 0)
