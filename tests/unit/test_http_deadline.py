@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.adapters.http import SafeHttp
+from shared.adapters.http import Response, SafeHttp
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n"
 BODY = b'{"ok": true, "padding": "' + b"x" * 13 + b'"}'
@@ -176,3 +176,40 @@ def test_a_tls_handshake_that_trickles_is_cut_at_the_deadline(servers: list[Serv
     assert (response.status, response.failure) == (599, "deadline")
     server.close()
     assert server.sent < 60
+
+
+def test_a_name_that_does_not_resolve_in_time_is_cut_at_the_deadline(servers: list[Server]) -> None:
+    # DNS runs before there is a socket for the watchdog to shut: a resolver that hangs (here until the
+    # test lets it go) must not hold the call. The call returns the deadline failure while the resolver
+    # is still blocked, and what it resolves to afterwards is never called.
+    server = Server(HEAD + BODY)
+    servers.append(server)
+    release, resolving, resolved = threading.Event(), threading.Event(), threading.Event()
+
+    def hanging(host: str, port: int) -> list[str]:
+        resolving.set()
+        release.wait(60)
+        resolved.set()
+        return ["127.0.0.1"]
+
+    http = SafeHttp(resolver=hanging, address_allowed=lambda a: a == "127.0.0.1")
+    outcome: list[object] = []
+    caller = threading.Thread(
+        target=lambda: outcome.append(http.post(f"https://erp.shop.example:{server.port}/in", b"{}", {}, 0.5)),
+        daemon=True,
+    )
+    caller.start()
+    caller.join(30)  # a liveness bound, not a timing: the call must not wait for the resolver
+    try:
+        assert resolving.is_set() and not resolved.is_set()
+        assert len(outcome) == 1, "the call is still waiting for the resolver"
+        response = outcome[0]
+        assert isinstance(response, Response)
+        assert (response.status, response.failure) == (599, "deadline")
+        assert response.text == "the host did not resolve within the deadline"
+    finally:
+        release.set()
+    assert resolved.wait(30)
+    server.listener.close()
+    server.done.wait(30)
+    assert server.connections == 0
