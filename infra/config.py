@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.constants import delivery_queue_purpose, resource_name, secrets_prefix
+from shared.constants import INVOCATION_RESERVE_SECONDS, delivery_queue_purpose, resource_name, secrets_prefix
 from shared.dispatch import Roster
 from shared.errors import ConfigurationError
 from shared.field_map import FieldMap
@@ -122,6 +122,16 @@ class EnvironmentConfig(BaseModel):
         jobs = [(j.source, j.tenant) for j in self.reconcile]
         if len(jobs) != len(set(jobs)):
             raise ValueError(f"reconcile: one job per source and tenant, got {jobs}")
+        for target in self.targets:
+            if (
+                target.url is not None
+                and target.timeout_seconds + INVOCATION_RESERVE_SECONDS >= self.consumer_timeout_seconds
+            ):
+                raise ValueError(
+                    f"consumer_timeout_seconds: {self.consumer_timeout_seconds} s leaves no room for target "
+                    f"{target.name!r} (timeout {target.timeout_seconds} s + {INVOCATION_RESERVE_SECONDS} s to record "
+                    "a failure)"
+                )
         names = [t.name for t in self.targets]
         if len(names) != len(set(names)):
             raise ValueError(f"targets: names must be unique, got {names}")

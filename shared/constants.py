@@ -26,6 +26,9 @@ AUDIT_RETENTION_DAYS = 90  # audit records then leave the hot table (TTL) for th
 # (SQS caps messages at 256 KiB, the envelope adds metadata).
 INLINE_BODY_MAX_BYTES = 192 * 1024
 DLQ_SUFFIX = "-dlq"  # every consumer queue <name> has its dead-letter queue <name>-dlq
+# Of an invocation's time, what a target call leaves to record its failure (circuit, copy, dead letter):
+# a call starts only with its timeout plus this left, and ends this long before the invocation does.
+INVOCATION_RESERVE_SECONDS = 3
 
 
 # DynamoDB's TTL sweeper as it appears in stream records (userIdentity.principalId): only its

@@ -30,7 +30,7 @@ from shared.adapters.guards import DynamoActionLedger
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.state_store import DynamoStateStore
 from shared.automation import Action, actions_for, result_observation
-from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, target_secret_name
+from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, INVOCATION_RESERVE_SECONDS, target_secret_name
 from shared.delivery import RETRIABLE_STATUSES, HttpPort, HttpResponse, action_id, answered, auth_headers
 from shared.dispatch import Dispatcher
 from shared.errors import ConfigurationError, DeliveryFailed, NotSent
@@ -94,7 +94,7 @@ class Budget:
     def of(cls, context: LambdaContext | None) -> Budget:
         if context is None:
             return cls(MAX_LEASE_SECONDS, None)
-        return cls(context.get_remaining_time_in_millis() / 1000, deadline_from(context))
+        return cls(context.get_remaining_time_in_millis() / 1000, deadline_from(context, INVOCATION_RESERVE_SECONDS))
 
 
 def claim(tenant: str, key: str, lease_seconds: float, rerun_after_crash: bool, what: str) -> str | None:
@@ -244,6 +244,10 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     invocation has left (past it, the worker is gone and the claim may be taken over) and every call
     by a deadline that leaves time to record a failure."""
     budget = Budget.of(lambda_context)
+    longest = max((settings().target(name).timeout_seconds for name in settings().roles.values()), default=0.0)
+    if budget.lease_seconds < longest + INVOCATION_RESERVE_SECONDS:
+        # no call could finish and leave time to record its result: waiting is not failing
+        raise Deferred(f"{budget.lease_seconds:.1f} s left in this invocation: too little for an action's call", 0)
     event = EventBridgeModel.model_validate(record.json_body)
     if event.detail_type == SCHEDULED:
         dispatcher().shift_check(event.time)

@@ -6,7 +6,7 @@ open, its rate limit or a WeCom robot's minute is used up. A wait raises ``Defer
 processor sends a copy of the message back to the queue (``DelaySeconds``, with the record's
 attempts so far) and reports the one received processed — no attempt of the target's budget used,
 no ``RecordFailed`` (``RecordDeferred`` instead), and nothing native redrive could count. A call
-that starts is bounded by the invocation too: it ends ``RESERVE_SECONDS`` before the invocation does.
+that starts is bounded by the invocation too: it ends ``INVOCATION_RESERVE_SECONDS`` before the invocation does.
 
 An attempt that fails and may succeed later (408/425/429/5xx, no answer) counts toward the circuit
 and comes back after the target's ``Retry-After`` or an exponential backoff with jitter (at least
@@ -36,7 +36,7 @@ from shared.adapters.guards import DynamoGuards
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.state_store import DynamoStateStore
 from shared.adapters.wecom import DynamoMinuteSlots
-from shared.constants import target_from_queue_name, target_secret_name
+from shared.constants import INVOCATION_RESERVE_SECONDS, target_from_queue_name, target_secret_name
 from shared.delivery import DeliveryRejected, deliver_change
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import EntityChanged, utcnow
@@ -46,7 +46,6 @@ from shared.targets import TargetConfig
 
 # Kept in every invocation after a call's timeout, to record a failure: the circuit, the record's copy
 # or its dead letter, the metrics.
-RESERVE_SECONDS = 3.0
 
 
 class NotDeliveredYet(TryAgain):
@@ -94,7 +93,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     store, http, secrets, guards, robot_minutes = adapters()
     target = target_of(record)
     seconds_left = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else float("inf")
-    if seconds_left < target.timeout_seconds + RESERVE_SECONDS:
+    if seconds_left < target.timeout_seconds + INVOCATION_RESERVE_SECONDS:
         raise Deferred(f"{seconds_left:.1f} s left in this invocation: too little for a call to {target.name}", 0)
     changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
     now = time.time()
@@ -112,8 +111,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     credentials = secrets.get_json(secret_name)
     if credentials is None:
         raise ConfigurationError(f"secret {secret_name!r} for target {target.name!r} does not exist")
-    # Every call of this delivery (an OAuth token, the change) also ends RESERVE_SECONDS before the invocation
-    bounded = http.within(deadline_from(lambda_context, RESERVE_SECONDS)) if lambda_context else http
+    # Every call of this delivery (an OAuth token, the change) ends the reserve before the invocation does
+    bounded = http.within(deadline_from(lambda_context, INVOCATION_RESERVE_SECONDS)) if lambda_context else http
     try:
         result = deliver_change(changed, target, store, bounded, credentials)
     except (DeliveryRejected, TargetRefused) as exc:
