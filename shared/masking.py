@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import linecache
 import re
 from collections.abc import Iterable
 from typing import Any, get_args
@@ -277,21 +278,61 @@ def _causes(error: BaseException) -> Iterable[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+# A key that came from data (a payload's value looked up in a mapping table, a name from config) is
+# quoted only in the shape of a field name (lower-case snake, kebab or camel case: ``entity_type``,
+# ``webhook-id``, ``orderStatus``) or of a status code (upper-case words joined by "_": ``WAIT_GROUP``).
+_KEY_FROM_DATA = re.compile(r"[a-z][a-z0-9]*(?:[_-][a-z0-9]+|[A-Z][a-z0-9]*)*|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+MAX_KEY_FROM_DATA = 40
+
+
+def _missing_key(error: KeyError) -> str | None:
+    """The key of a ``KeyError`` if it can be shown (see ``describe``), else ``None``."""
+    key = error.args[0] if len(error.args) == 1 else None
+    if not isinstance(key, str) or _field(key) != key:
+        return None
+    if _written_in_code(key, error):
+        return key
+    return key if len(key) <= MAX_KEY_FROM_DATA and _KEY_FROM_DATA.fullmatch(key) else None
+
+
+def _written_in_code(key: str, error: BaseException) -> bool:
+    """Whether ``key`` is a string literal on the line of code that raised ``error``
+    (``change["AmazonOrderId"]``): a name the code looks up, not a value of the payload."""
+    frame = error.__traceback__
+    if frame is None:
+        return False
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    line = linecache.getline(frame.tb_frame.f_code.co_filename, frame.tb_lineno)
+    return f'"{key}"' in line or f"'{key}'" in line
+
+
 def describe(error: BaseException) -> str:
     """What went wrong, without the value that was wrong.
 
     A ``ValidationError``: its first problem (path and kind); ``UnusableValue``: its own words (they
-    name a field); a builtin error that quotes values: its kind (``missing field 'currency'`` for a
-    ``KeyError`` of a field name); anything else (our own errors, AWS errors): its text, where the text
-    of a value-quoting error it wraps is replaced by that error's kind, and e-mails and phones masked.
+    name a field); a ``KeyError``: ``missing field 'currency'`` when its key can be shown, else
+    ``KeyError``; another builtin error that quotes values: its kind; anything else (our own errors, AWS
+    errors): its text, where the text of a value-quoting error it wraps is replaced by that error's kind,
+    and e-mails and phones masked.
+
+    The key of a ``KeyError`` is a field name the code looked up, or a payload's value the code looked
+    up in a mapping table (a status). It is shown when it is a string literal on the line that raised
+    (``change["AmazonOrderId"]``: a name written in the code, whatever its case); otherwise it came from
+    data and is shown only in the shape of a field name or of a status code (``entity_type``,
+    ``orderStatus``, ``WAIT_GROUP``: an unknown status code tells the operator what to map), at most 40
+    characters and without 5 digits in a row. Title case, Pascal case and single upper-case words
+    (``Wang``, ``XiaomingWang``, ``WANG``) are how names are written: not shown, at the cost of an
+    unknown Amazon status (``Pending``) shown as ``KeyError`` only. A single lower-case word from data
+    (``currency``, but also a name typed in lower case) cannot be told from a field name and is shown.
     """
     if isinstance(error, ValidationError):
         return validation_problems(error)[0]
     if isinstance(error, UnusableValue):
         return str(error)
     if isinstance(error, KeyError):
-        key = error.args[0] if error.args else None
-        return f"missing field {key!r}" if isinstance(key, str) and _field(key) == key else "KeyError"
+        key = _missing_key(error)
+        return "KeyError" if key is None else f"missing field {key!r}"
     if isinstance(error, VALUE_QUOTING):
         return type(error).__name__
     text = str(error)
