@@ -94,3 +94,12 @@ def test_a_released_claim_runs_at_once_on_the_next_copy(ledger: DynamoActionLedg
     again = ledger.claim("t", "k", T0 + 1, 30, rerun_after_crash)
     assert again.outcome == "run"
     assert item(ledger, "k")["attempts"] == "2"
+
+
+@pytest.mark.parametrize(("rerun_after_crash", "outcome"), [(True, "run"), (False, "uncertain")])
+def test_a_claim_left_pending_by_the_previous_ledger_counts_as_a_lease_run_out(
+    ledger: DynamoActionLedger, rerun_after_crash: bool, outcome: str
+) -> None:
+    # Before leases, a claim was {"status": "pending"} alone: its worker may have died after the call
+    ledger.client.put_item(TableName="state", Item={**ledger._key("t", "old"), "status": {"S": "pending"}})
+    assert ledger.claim("t", "old", T0, 30, rerun_after_crash).outcome == outcome
