@@ -162,14 +162,19 @@ class DynamoActionLedger(DynamoTable):
                 TableName=self.table,
                 Key=self._key(tenant, key),
                 UpdateExpression="SET #s = :pending, #o = :owner, lease_until = :until ADD attempts :one",
+                # (a claim from before leases has no lease_until nor rerun_after_crash: its lease ran out,
+                # and the caller says whether the action may run again)
                 ConditionExpression=(
-                    "#s = :released OR (#s = :pending AND lease_until < :now AND rerun_after_crash = :yes)"
+                    "#s = :released OR (#s = :pending"
+                    " AND (attribute_not_exists(lease_until) OR lease_until < :now)"
+                    " AND (rerun_after_crash = :yes OR (attribute_not_exists(rerun_after_crash) AND :rerun = :yes)))"
                 ),
                 ExpressionAttributeNames={"#s": "status", "#o": "owner"},
                 ExpressionAttributeValues={
                     **lease,
                     ":released": {"S": "released"},
                     ":now": {"N": f"{now:.3f}"},
+                    ":rerun": {"BOOL": rerun_after_crash},
                     ":yes": {"BOOL": True},
                     ":one": {"N": "1"},
                 },
@@ -194,7 +199,7 @@ class DynamoActionLedger(DynamoTable):
                 TableName=self.table,
                 Key=self._key(tenant, key),
                 UpdateExpression="SET #s = :uncertain, outcome = :outcome",
-                ConditionExpression="#s = :pending AND lease_until < :now",
+                ConditionExpression="#s = :pending AND (attribute_not_exists(lease_until) OR lease_until < :now)",
                 ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues={
                     ":uncertain": {"S": "uncertain"},
