@@ -130,3 +130,33 @@ def test_a_change_with_too_little_invocation_time_left_waits_without_calling_or_
     with pytest.raises(Deferred, match="too little for an action's call"):
         automate.record_handler(SQSRecord(_copy_of_the_change(stack)), lambda_context=ShortOfTime())
     assert _calls(stack, "payments") == [] and _sent(stack) == (0, 0)
+
+
+def test_a_write_back_that_fails_after_the_call_is_not_lost(
+    stack: Stack, shopify_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("shopify_orders_create", "shopify_refunds_create_pending"):
+        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
+        stack.run_until_quiet(skip=frozenset({"automate"}))
+    stack.functions.handler("automate")
+    from functions.automate import handler as automate
+
+    real_publish = automate.publish
+
+    def bus_down(observed: object) -> None:
+        raise RuntimeError("EventBridge rejected 1 entries: ['InternalFailure']")
+
+    monkeypatch.setattr(automate, "publish", bus_down)
+    with pytest.raises(RuntimeError):
+        automate.record_handler(SQSRecord(_copy_of_the_change(stack)))
+    # Past the worker's lease a copy comes back: the refund (which the payment target dedupes) is asked
+    # again, and this time its result reaches the case
+    monkeypatch.setattr(automate, "publish", real_publish)
+    later = automate.time.time() + automate.MAX_LEASE_SECONDS + 1
+    monkeypatch.setattr(automate.time, "time", lambda: later)
+    automate.record_handler(SQSRecord(_copy_of_the_change(stack)))
+    stack.run_until_quiet()
+    payments = _calls(stack, "payments")
+    assert [p["headers"]["idempotency-key"] for p in payments] == ["929361463", "929361463"]
+    state, _ = DynamoStateStore(stack.resources.refs.state_table).load("demo", "after_sales_case", CASE)
+    assert state is not None and state.fields["status"] == "refunded"
