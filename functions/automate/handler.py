@@ -173,11 +173,13 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None, budget
     except Exception as exc:
         ledger.release(state.tenant, action.ledger_key, owner, type(exc).__name__)
         raise
+    if action.rule.write_back:
+        # Before the mark: if the bus refuses it, the claim stays, and once its lease is over the call is
+        # made again (the receiver dedupes it) and its result written back then; after the mark it would be lost.
+        write_back(action, state, target.name)
     ledger.done(state.tenant, action.ledger_key, owner, f"HTTP {response.status}")
     count_by("ActionSucceeded", "rule", action.rule.name)
     logger.info("action done", extra={"rule": action.rule.name, "entity_id": state.entity_id, "target": target.name})
-    if action.rule.write_back:
-        write_back(action, state, target.name)
 
 
 def call(
