@@ -57,6 +57,7 @@ def test_each_phone_number_is_masked_wherever_it_stands(text: str, shown: str) -
         "message 123e4567-e89b-12d3-a456-426614174000",
         "pi_3MtwBwLkdIwHu7ix28a3tqPa gid://shopify/Order/820982911946154508",
         "errcode 93000 for #1001",
+        "User: arn:aws:sts::123456789012:assumed-role/aftersync-dev-ingest/fn is not authorized",
     ],
 )
 def test_ids_dates_times_and_amounts_stay_readable(text: str) -> None:
