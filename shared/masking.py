@@ -41,6 +41,8 @@ MAX_PHONE_DIGITS = 15  # E.164: a longer number is an id (an order or a platform
 _DATE = r"(?:\d{4}[-.]\d{1,2}[-.]\d{1,2}|\d{1,2}[-.]\d{1,2}[-.]\d{4})(?!\d)"
 # an amount: 598.00, 12345678.9 (one or two decimals; 555.123.4567 is not one)
 _DECIMAL = r"\d+\.\d{1,2}(?!\.?\d)"
+# an ARN (an IAM denial names one): its account id is no phone number
+_ARN = r"(?<![0-9A-Za-z_-])arn:aws[a-z-]*:[0-9A-Za-z_:/.+=,@*-]*"
 # a word with an ASCII letter or "_" in it is an id, digits and all: SF1234567890123, E2026112110301501,
 # pi_3MtwBwLkdIwHu7ix28a3tqPa, a UUID, 2026-11-20T10 (letters of other scripts are not: 电话13912345678)
 _ID_WORD = r"(?<![0-9A-Za-z_-])[0-9A-Za-z_-]*[A-Za-z_][0-9A-Za-z_-]*"
@@ -50,7 +52,7 @@ _LABEL = r"(?<![0-9A-Za-z_-])(?i:tel(?:ephone)?|(?:cell|mobile)?phone|mobile|mob
 # an area code in brackets; groups are joined by a space, a dash or a dot (up to three of them)
 _GROUP = rf"(?:\(\d{{1,5}}\)|(?!{_DATE}|{_DECIMAL})\d+(?![\dA-Za-z_]))"
 _NUMBERS = rf"\+?{_GROUP}(?:(?:[ \u00a0\u3000.-]{{1,3}}|(?<=\))){_GROUP})*"
-_SCAN = re.compile(rf"(?P<kept>{_LABEL}|{_ID_WORD}|{_DATE}|{_DECIMAL})|(?P<numbers>{_NUMBERS})")
+_SCAN = re.compile(rf"(?P<kept>{_ARN}|{_LABEL}|{_ID_WORD}|{_DATE}|{_DECIMAL})|(?P<numbers>{_NUMBERS})")
 _DIGIT_GROUP = re.compile(r"\d+")
 
 
