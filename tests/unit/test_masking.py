@@ -41,6 +41,9 @@ def _sample(name: str) -> Any:
         ("ends in 13912345678.", "ends in ***5678."),
         ("１３９１２３４５６７８", "***５６７８"),
         ("1234567", "***4567"),
+        # joined to a word by a dash, the number is still its own
+        ("Mei-13912345678, x-139-1234-5678", "Mei-***5678, x-***5678"),
+        ("SF1234567890123-13912345678", "SF1234567890123-***5678"),
     ],
 )
 def test_each_phone_number_is_masked_wherever_it_stands(text: str, shown: str) -> None:
