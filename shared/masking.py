@@ -43,16 +43,19 @@ _DATE = r"(?:\d{4}[-.]\d{1,2}[-.]\d{1,2}|\d{1,2}[-.]\d{1,2}[-.]\d{4})(?!\d)"
 _DECIMAL = r"\d+\.\d{1,2}(?!\.?\d)"
 # an ARN (an IAM denial names one): its account id is no phone number
 _ARN = r"(?<![0-9A-Za-z_-])arn:aws[a-z-]*:[0-9A-Za-z_:/.+=,@*-]*"
+# a UUID (a message or request id), whose last group can be all digits
+_UUID = r"(?<![0-9A-Za-z_-])[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}(?![0-9A-Za-z_])"
 # a word with an ASCII letter or "_" in it is an id, digits and all: SF1234567890123, E2026112110301501,
-# pi_3MtwBwLkdIwHu7ix28a3tqPa, a UUID, 2026-11-20T10 (letters of other scripts are not: 电话13912345678)
-_ID_WORD = r"(?<![0-9A-Za-z_-])[0-9A-Za-z_-]*[A-Za-z_][0-9A-Za-z_-]*"
+# pi_3MtwBwLkdIwHu7ix28a3tqPa, T10 of 2026-11-20T10 (letters of other scripts are not: 电话13912345678);
+# a dash ends a word (Mei-13912345678 holds a phone number)
+_ID_WORD = r"(?<![0-9A-Za-z_])[0-9A-Za-z_]*[A-Za-z_][0-9A-Za-z_]*"
 # ... unless the letters only label the phone number glued to them: Tel13912345678, mobile-13912345678
 _LABEL = r"(?<![0-9A-Za-z_-])(?i:tel(?:ephone)?|(?:cell|mobile)?phone|mobile|mob|cell|fax)[-_]?(?=\+?\d)"
 # a group of a number as people write it: digits (not glued to a letter, not a date or an amount), or
 # an area code in brackets; groups are joined by a space, a dash or a dot (up to three of them)
 _GROUP = rf"(?:\(\d{{1,5}}\)|(?!{_DATE}|{_DECIMAL})\d+(?![\dA-Za-z_]))"
 _NUMBERS = rf"\+?{_GROUP}(?:(?:[ \u00a0\u3000.-]{{1,3}}|(?<=\))){_GROUP})*"
-_SCAN = re.compile(rf"(?P<kept>{_ARN}|{_LABEL}|{_ID_WORD}|{_DATE}|{_DECIMAL})|(?P<numbers>{_NUMBERS})")
+_SCAN = re.compile(rf"(?P<kept>{_ARN}|{_UUID}|{_LABEL}|{_ID_WORD}|{_DATE}|{_DECIMAL})|(?P<numbers>{_NUMBERS})")
 _DIGIT_GROUP = re.compile(r"\d+")
 
 
@@ -65,7 +68,8 @@ def mask_text(text: str) -> str:
     15 digits: ``+86 139 1234 5678``, ``+1 (555) 123-4567``); groups shorter than 7 digits written apart
     that add up to 7 to 15 (``139 1234 5678``, ``010-1234-5678``, ``(021) 5555-1234``). Kept as they
     are: a run of more than 15 digits (an order or a platform id, which operators need to find the
-    record), a word with ASCII letters in it (``SF1234567890123``, a UUID), dates, times and amounts.
+    record), a word with ASCII letters in it (``SF1234567890123``), a UUID, an ARN, dates, times and
+    amounts.
     Where it cannot tell (``1001 1002``, a 10-digit epoch), it masks.
     """
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
