@@ -14,9 +14,10 @@ problem (a malformed Location too) is a ``TargetRefused`` with a fixed reason. D
 scheduled pulls GET. The sandbox alone may allow plain HTTP to loopback (its fake servers on
 127.0.0.1), by an explicit setting; link-local, metadata and private addresses stay refused there too.
 
-A call's ``timeout`` is a wall-clock deadline for all of it (connect, TLS, send, the whole answer,
-across redirects), not a bound per socket read: a watchdog shuts the call's sockets down when it
-passes, so a target that trickles one byte a second cannot hold the call. A caller may pass an earlier
+A call's ``timeout`` is a wall-clock deadline for all of it (name resolution, connect, TLS, send, the
+whole answer, across redirects), not a bound per socket read: a watchdog shuts the call's sockets down
+when it passes, so a target that trickles one byte a second cannot hold the call, and a resolution
+still pending then is left behind in its own thread. A caller may pass an earlier
 ``deadline`` (e.g. ``deadline_from(lambda_context)``: the invocation's end minus a reserve to record
 the failure). An answer larger than ``max_response_bytes`` is not read further. Both come back as the
 "no answer" status 599 (retriable) with ``failure`` saying which.
@@ -338,16 +339,41 @@ class SafeHttp:
     def _allowed(self, address: str) -> bool:
         return self.address_allowed(address) or (self.allow_loopback and is_loopback(address))
 
-    def check(self, url: str) -> tuple[str, str, int, str, str]:
-        """``(scheme, host, port, address, path)`` of an allowed URL; ``TargetRefused`` otherwise."""
+    def check(self, url: str, end: float | None = None) -> tuple[str, str, int, str, str]:
+        """``(scheme, host, port, address, path)`` of an allowed URL; ``TargetRefused`` otherwise. With
+        ``end`` (``time.monotonic()`` based), a host that does not resolve by then ends the call (``_Cut``)."""
         scheme, host, port, path = parse_url(url, self.allow_http)
-        addresses = self.resolver(host, port)
+        addresses = self.resolver(host, port) if end is None else self._resolve_by(host, port, end)
         if not addresses:
             raise TargetRefused(f"{host!r} resolves to no address")
         refused = [a for a in addresses if not self._allowed(a)]
         if refused:
             raise TargetRefused(f"{host!r} resolves to a non-public address ({refused[0]})")
         return scheme, host, port, addresses[0], path
+
+    def _resolve_by(self, host: str, port: int, end: float) -> list[str]:
+        """The resolver's answer if it comes by ``end``. Resolution happens before there is a socket for
+        the watchdog to shut, and a thread blocked in ``getaddrinfo`` cannot be interrupted: so it runs
+        in a thread of its own, and at the deadline the call ends without it. The thread is left to
+        finish on its own (the system resolver's own timeouts end it); its answer is never used."""
+        answer: list[list[str]] = []
+        failed: list[BaseException] = []
+        done = threading.Event()
+
+        def resolve() -> None:
+            try:
+                answer.append(self.resolver(host, port))
+            except BaseException as exc:  # handed to the caller's thread and raised there
+                failed.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=resolve, name="safehttp-resolve", daemon=True).start()
+        if not done.wait(max(end - self.clock(), 0.0)):
+            raise _Cut("deadline", "the host did not resolve within the deadline")
+        if failed:
+            raise failed[0]
+        return answer[0]
 
     def _pool(self, scheme: str, host: str, port: int, address: str) -> urllib3.HTTPConnectionPool:
         key = (scheme, host, port, address)
@@ -401,7 +427,7 @@ class SafeHttp:
                 # Every header of the call (Authorization, API keys: which of them are secrets is not ours
                 # to know) would go to the new host: a redirect stays within the target's origin
                 raise TargetRefused(f"{origin[1]!r} redirects to another origin (scheme, host or port)")
-            scheme, host, port, address, path = self.check(url)
+            scheme, host, port, address, path = self.check(url, end)
             origin = (scheme, host, port)
             default_port = port == (443 if scheme == "https" else 80)
             left = max(end - self.clock(), 0.001)
