@@ -25,15 +25,19 @@ def variables_by_function(template: dict[str, Any]) -> dict[str, dict[str, Any]]
     }
 
 
+ALLOWANCE = "ALLOWED_LOOPBACK_PORTS"  # the sandbox's fake servers' ports on loopback
+
+
 @pytest.mark.parametrize("env", ENVS)
 def test_no_deployed_function_has_the_sandbox_allowance(templates: dict[str, Any], env: str) -> None:
     cfg = load_environment(env)
     functions = variables_by_function(templates[env])
-    allowed = {name: v[Env.ALLOW_HTTP_TARGETS] for name, v in functions.items() if Env.ALLOW_HTTP_TARGETS in v}
-    assert allowed and set(allowed.values()) == {"false"}, allowed
+    allowed = {name: v[ALLOWANCE] for name, v in functions.items() if ALLOWANCE in v}
+    assert allowed and set(allowed.values()) == {""}, allowed  # no loopback port, so no plain HTTP either
     # every function that calls a configured URL states the guard explicitly (no default to rely on)
     outbound = {cfg.resource(f) for f in deployed_functions(cfg) if f in OUTBOUND}
     assert outbound and outbound <= set(allowed), sorted(outbound - set(allowed))
+    assert not [name for name, v in functions.items() if "ALLOW_HTTP_TARGETS" in v]  # the old boolean is gone
 
 
 @pytest.mark.parametrize("env", ENVS)
