@@ -290,7 +290,8 @@ def measure_pipeline() -> dict[str, Any]:
         secrets["targets"]["crm-records"] = secrets["targets"]["crm"]  # the same CRM, its record API
         resources = create_resources(cfg, secrets, visibility_timeout=30)
         for name in FUNCTIONS:
-            os.environ.update(function_environment(name, cfg, resources.refs, allow_http_targets=True))
+            fakes = (target.server.server_port, shop.server.server_port)  # the only loopback ports to call
+            os.environ.update(function_environment(name, cfg, resources.refs, loopback_ports=fakes))
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
         functions = Functions(cfg.region, cfg.resource("fn"))
         secret = secrets["sources"]["shopify"]["demo"][0]

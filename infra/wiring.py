@@ -7,7 +7,7 @@ variables in both.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from infra.config import EnvironmentConfig
@@ -78,11 +78,13 @@ def function_environment(
     function: str,
     cfg: EnvironmentConfig,
     refs: ResourceRefs,
-    allow_http_targets: bool = False,
+    loopback_ports: Collection[int] = (),
     wecom_api_base: str | None = None,
 ) -> dict[str, str]:
-    """A function's variables. The sandbox alone passes ``allow_http_targets`` and a local
-    ``wecom_api_base`` (its fake targets and fake robot speak plain HTTP on 127.0.0.1)."""
+    """A function's variables. The sandbox alone passes ``loopback_ports``, its fake servers' ports (its
+    fake targets, robot and shop speak plain HTTP on 127.0.0.1; no other loopback port, e.g. moto's,
+    may be called), and a local ``wecom_api_base``. Deployed, the allowance is stated and empty."""
+    allowance = ",".join(str(port) for port in sorted(set(loopback_ports)))
     common = {
         Env.ENVIRONMENT: cfg.name,
         "POWERTOOLS_SERVICE_NAME": "aftersync",
@@ -139,7 +141,7 @@ def function_environment(
             Env.RECONCILE_JOBS: json.dumps(
                 [j.model_dump(mode="json", exclude_defaults=True) for j in cfg.reconcile], separators=(",", ":")
             ),
-            Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
+            Env.ALLOWED_LOOPBACK_PORTS: allowance,
         },
         "publish": {Env.EVENT_BUS: refs.event_bus},
         "automate": {
@@ -152,7 +154,7 @@ def function_environment(
             Env.AUTOMATION_ROLES: json.dumps(cfg.automation, separators=(",", ":"), sort_keys=True),
             Env.CUSTOMER_NOTIFICATIONS: json.dumps(cfg.customer_notifications, separators=(",", ":")),
             Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
-            Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
+            Env.ALLOWED_LOOPBACK_PORTS: allowance,
             Env.DISPATCH: json.dumps(
                 {t: r.model_dump(mode="json", exclude_defaults=True) for t, r in cfg.dispatch.items()},
                 separators=(",", ":"),
@@ -165,7 +167,7 @@ def function_environment(
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
             Env.WECOM_ROBOTS: json.dumps(cfg.wecom.robots, separators=(",", ":"), sort_keys=True),
             Env.WECOM_API_BASE: wecom_api_base or cfg.wecom.api_base,
-            Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
+            Env.ALLOWED_LOOPBACK_PORTS: allowance,
         },
         "audit-archive": {Env.ARCHIVE_BUCKET: refs.archive_bucket},
         "deliver": {
@@ -173,7 +175,7 @@ def function_environment(
             Env.STATE_TABLE: refs.state_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
             Env.TARGETS: targets_json(cfg.targets),
-            Env.ALLOW_HTTP_TARGETS: "true" if allow_http_targets else "false",
+            Env.ALLOWED_LOOPBACK_PORTS: allowance,
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
         },
     }

@@ -29,6 +29,11 @@ def _json(value: object) -> object:
     return json.loads(value) if isinstance(value, str) else value
 
 
+# The loopback ports outbound calls may reach, over plain HTTP too: the sandbox's own fake servers
+# (``SafeHttp(allow_loopback=...)``), comma-separated. Empty in every deployed stack.
+LoopbackPorts = Annotated[frozenset[Annotated[int, Field(ge=1, le=65535)]], BeforeValidator(_csv)]
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
@@ -94,12 +99,18 @@ class _TargetSettings(_Settings):
     """The targets a function calls: https only, unless the sandbox allows its local fake ones."""
 
     targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_json)] = Field(alias=Env.TARGETS)
-    allow_http_targets: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)
+    loopback_ports: LoopbackPorts = Field(alias=Env.ALLOWED_LOOPBACK_PORTS)
+
+    @property
+    def allow_http_targets(self) -> frozenset[int]:
+        """The loopback ports (truthy only when the sandbox allows plain HTTP); what the handlers pass
+        as ``SafeHttp(allow_loopback=...)``. Same as ``loopback_ports``."""
+        return self.loopback_ports
 
     @model_validator(mode="after")
     def _https_only(self) -> Self:
         for target in self.targets:
-            if target.url is not None and target.url.scheme != "https" and not self.allow_http_targets:
+            if target.url is not None and target.url.scheme != "https" and not self.loopback_ports:
                 raise ValueError(f"target {target.name!r}: url must use https (got {target.url.scheme})")
         return self
 
@@ -126,11 +137,11 @@ class NotifySettings(_Settings):
         alias=Env.WECOM_ROBOTS
     )
     api_base: str = Field(alias=Env.WECOM_API_BASE, pattern=r"^https?://[^/?#]+$")
-    allow_http: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)
+    loopback_ports: LoopbackPorts = Field(alias=Env.ALLOWED_LOOPBACK_PORTS)  # the sandbox's fake robot
 
     @model_validator(mode="after")
     def _https_only(self) -> NotifySettings:
-        if not self.api_base.startswith("https://") and not self.allow_http:
+        if not self.api_base.startswith("https://") and not self.loopback_ports:
             raise ValueError(f"{Env.WECOM_API_BASE} must use https")
         return self
 
@@ -154,12 +165,17 @@ class ReconcileSettings(_AdmitSettings):
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
     max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
     jobs: Annotated[tuple[ReconcileJob, ...], BeforeValidator(_json)] = Field(alias=Env.RECONCILE_JOBS)
-    allow_http: bool = Field(alias=Env.ALLOW_HTTP_TARGETS)  # the sandbox's fake shop alone
+    loopback_ports: LoopbackPorts = Field(alias=Env.ALLOWED_LOOPBACK_PORTS)  # the sandbox's fake shop
+
+    @property
+    def allow_http(self) -> frozenset[int]:
+        """The loopback ports, as the handler passes them to ``SafeHttp(allow_loopback=...)``."""
+        return self.loopback_ports
 
     @model_validator(mode="after")
     def _https_only(self) -> Self:
         for job in self.jobs:
-            if job.url.scheme != "https" and not self.allow_http:
+            if job.url.scheme != "https" and not self.loopback_ports:
                 raise ValueError(f"reconcile {job.source}/{job.tenant}: url must use https (got {job.url.scheme})")
         return self
 

@@ -52,7 +52,7 @@ def processor() -> DeadLetteringProcessor:
 def adapters() -> tuple[WeComRobotHttp, DynamoMinuteSlots, SecretReader]:
     s = settings()
     return (
-        WeComRobotHttp(s.api_base, http=SafeHttp(allow_loopback=s.allow_http)),  # loopback: the sandbox's robot
+        WeComRobotHttp(s.api_base, http=SafeHttp(allow_loopback=s.loopback_ports)),  # the sandbox's robot's port
         DynamoMinuteSlots(s.state_table),
         SecretReader(max_age=s.secrets_max_age_seconds),
     )

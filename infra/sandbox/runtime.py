@@ -122,10 +122,12 @@ class Sandbox:
         self.cfg: EnvironmentConfig = local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url)
         self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
         self._create_stream_failure_queue()
+        # The functions may call exactly these loopback ports: not moto's, not the API's, nothing else local
+        fakes = (self.target.server.server_port, self.robot.server.server_port, self.shop.server.server_port)
         for name in FUNCTIONS:
             os.environ.update(
                 function_environment(
-                    name, self.cfg, self.resources.refs, allow_http_targets=True, wecom_api_base=self.robot.url
+                    name, self.cfg, self.resources.refs, loopback_ports=fakes, wecom_api_base=self.robot.url
                 )
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = self.cfg.resource("ingest")

@@ -11,8 +11,10 @@ Teredo) is judged by the IPv4 address too. Only HTTPS is allowed. A 307/308 redi
 most 3) through the same checks, within the target's origin only: every header of the call would go
 along, and which of them are secrets is not ours to know. Other redirects are not followed. Any URL
 problem (a malformed Location too) is a ``TargetRefused`` with a fixed reason. Deliveries POST, PUT or PATCH;
-scheduled pulls GET. The sandbox alone may allow plain HTTP to loopback (its fake servers on
-127.0.0.1), by an explicit setting; link-local, metadata and private addresses stay refused there too.
+scheduled pulls GET. The sandbox alone lists loopback ports that may be called (its own fake servers
+on 127.0.0.1, not moto's or any other local service), over plain HTTP too; with no ports listed, as
+deployed, there is no loopback and no plain HTTP at all. Link-local, metadata and private addresses
+stay refused whatever is listed.
 
 A call's ``timeout`` is a wall-clock deadline for all of it (name resolution, connect, TLS, send, the
 whole answer, across redirects), not a bound per socket read: a watchdog shuts the call's sockets down
@@ -31,7 +33,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from functools import cached_property
 from http.client import HTTPException
@@ -316,17 +318,21 @@ class _Cut(Exception):
 class SafeHttp:
     def __init__(
         self,
-        allow_loopback: bool = False,
+        allow_loopback: Collection[int] = frozenset(),
         resolver: Resolver = _resolve,
-        allow_http: bool | None = None,
         address_allowed: Callable[[str], bool] = is_public,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
-        """``allow_loopback`` (the sandbox's explicit setting) also admits loopback addresses, never
-        link-local, metadata or private ones, and plain HTTP unless ``allow_http`` says otherwise.
-        ``resolver`` and ``address_allowed`` are replaceable for tests."""
-        self.allow_loopback = allow_loopback
-        self.allow_http = self.allow_loopback if allow_http is None else allow_http
+        """``allow_loopback``: the loopback ports that may be called (the sandbox's own fake servers),
+        over plain HTTP too; empty (as deployed): no loopback address and no plain HTTP. Never
+        link-local, metadata or private addresses. ``resolver`` and ``address_allowed`` are replaceable
+        for tests."""
+        if isinstance(allow_loopback, bool) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in allow_loopback
+        ):
+            raise TypeError("allow_loopback takes the loopback ports that may be called (1-65535), not a flag")
+        self.loopback_ports = frozenset(allow_loopback)
+        self.allow_http = bool(self.loopback_ports)
         self.resolver = resolver
         self.address_allowed = address_allowed
         self.max_response_bytes = max_response_bytes
@@ -336,8 +342,8 @@ class SafeHttp:
     def _pools(self) -> dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool]:
         return {}
 
-    def _allowed(self, address: str) -> bool:
-        return self.address_allowed(address) or (self.allow_loopback and is_loopback(address))
+    def _allowed(self, address: str, port: int) -> bool:
+        return self.address_allowed(address) or (port in self.loopback_ports and is_loopback(address))
 
     def check(self, url: str, end: float | None = None) -> tuple[str, str, int, str, str]:
         """``(scheme, host, port, address, path)`` of an allowed URL; ``TargetRefused`` otherwise. With
@@ -346,9 +352,11 @@ class SafeHttp:
         addresses = self.resolver(host, port) if end is None else self._resolve_by(host, port, end)
         if not addresses:
             raise TargetRefused(f"{host!r} resolves to no address")
-        refused = [a for a in addresses if not self._allowed(a)]
+        refused = [a for a in addresses if not self._allowed(a, port)]
         if refused:
             raise TargetRefused(f"{host!r} resolves to a non-public address ({refused[0]})")
+        if scheme == "http" and not all(port in self.loopback_ports and is_loopback(a) for a in addresses):
+            raise TargetRefused("plain http is allowed to the sandbox's loopback ports only")
         return scheme, host, port, addresses[0], path
 
     def _resolve_by(self, host: str, port: int, end: float) -> list[str]:

@@ -140,9 +140,10 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
         resources.queue_urls["publish-dlq"] = boto3.client("sqs").create_queue(QueueName=cfg.resource("publish-dlq"))[
             "QueueUrl"
         ]
+        fakes = (target.server.server_port, robot.server.server_port, shop.server.server_port)
         for name in FUNCTIONS:
             os.environ.update(
-                function_environment(name, cfg, resources.refs, allow_http_targets=True, wecom_api_base=robot.url)
+                function_environment(name, cfg, resources.refs, loopback_ports=fakes, wecom_api_base=robot.url)
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
         yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot, shop)

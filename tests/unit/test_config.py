@@ -89,5 +89,5 @@ def test_http_targets_are_refused_unless_the_sandbox_allows_them() -> None:
         Env.TARGETS: json.dumps([{"name": "crm", "url": "http://10.0.0.1/x", "entity_types": ["order"]}]),
     }
     with pytest.raises(ConfigurationError, match="target 'crm': url must use https"):
-        DeliverSettings.from_env({**environ, Env.ALLOW_HTTP_TARGETS: "false"})
-    assert DeliverSettings.from_env({**environ, Env.ALLOW_HTTP_TARGETS: "true"}).targets[0].name == "crm"
+        DeliverSettings.from_env({**environ, Env.ALLOWED_LOOPBACK_PORTS: ""})
+    assert DeliverSettings.from_env({**environ, Env.ALLOWED_LOOPBACK_PORTS: "8080"}).targets[0].name == "crm"

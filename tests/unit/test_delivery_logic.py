@@ -404,7 +404,7 @@ def deliver_on_moto(sandbox_secrets: dict[str, Any], monkeypatch: pytest.MonkeyP
     cfg = load_environment("dev")
     with mock_aws():
         resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)
-        for name, value in function_environment("deliver", cfg, resources.refs, allow_http_targets=True).items():
+        for name, value in function_environment("deliver", cfg, resources.refs).items():
             monkeypatch.setenv(name, value)
         yield DeliverOnMoto(cfg, resources)
 

@@ -68,9 +68,8 @@ class Server:
         self.done.wait(30)
 
 
-@pytest.fixture
-def local() -> SafeHttp:
-    return SafeHttp(allow_loopback=True)  # the sandbox's allowance: plain HTTP to loopback
+def local(server: Server) -> SafeHttp:
+    return SafeHttp(allow_loopback=frozenset({server.port}))  # the sandbox's allowance: this port on loopback
 
 
 @pytest.fixture
@@ -81,11 +80,11 @@ def servers() -> Iterator[list[Server]]:
         server.close()
 
 
-def test_a_target_that_trickles_its_answer_is_cut_at_the_deadline(local: SafeHttp, servers: list[Server]) -> None:
+def test_a_target_that_trickles_its_answer_is_cut_at_the_deadline(servers: list[Server]) -> None:
     # Each byte comes well within the per-read timeout, so only a wall-clock deadline can end the call
     server = Server(HEAD, BODY, interval=0.2)
     servers.append(server)
-    response = local.post(server.url, b"{}", {}, 1.0)
+    response = local(server).post(server.url, b"{}", {}, 1.0)
     assert response.status == 599
     assert response.failure == "deadline"
     assert response.text == "no complete answer within the deadline"
@@ -93,31 +92,29 @@ def test_a_target_that_trickles_its_answer_is_cut_at_the_deadline(local: SafeHtt
     assert server.sent < len(HEAD) + len(BODY)  # the client stopped reading before the answer ended
 
 
-def test_a_target_that_trickles_its_status_line_and_headers_is_cut_at_the_deadline(
-    local: SafeHttp, servers: list[Server]
-) -> None:
+def test_a_target_that_trickles_its_status_line_and_headers_is_cut_at_the_deadline(servers: list[Server]) -> None:
     server = Server(b"", HEAD + BODY, interval=0.2)
     servers.append(server)
-    response = local.post(server.url, b"{}", {}, 1.0)
+    response = local(server).post(server.url, b"{}", {}, 1.0)
     assert response.status == 599
     assert response.failure == "deadline"
     server.close()
     assert server.sent < len(HEAD)  # cut while the headers were still coming
 
 
-def test_the_invocation_deadline_bounds_a_call_with_a_longer_timeout(local: SafeHttp, servers: list[Server]) -> None:
+def test_the_invocation_deadline_bounds_a_call_with_a_longer_timeout(servers: list[Server]) -> None:
     server = Server(HEAD, BODY, interval=0.2)
     servers.append(server)
-    response = local.post(server.url, b"{}", {}, 30.0, deadline=time.monotonic() + 1.0)
+    response = local(server).post(server.url, b"{}", {}, 30.0, deadline=time.monotonic() + 1.0)
     assert (response.status, response.failure) == (599, "deadline")
     server.close()
     assert server.sent < len(HEAD) + len(BODY)
 
 
-def test_no_call_is_started_when_the_deadline_has_passed(local: SafeHttp, servers: list[Server]) -> None:
+def test_no_call_is_started_when_the_deadline_has_passed(servers: list[Server]) -> None:
     server = Server(HEAD + BODY)
     servers.append(server)
-    response = local.post(server.url, b"{}", {}, 5.0, deadline=time.monotonic() - 0.1)
+    response = local(server).post(server.url, b"{}", {}, 5.0, deadline=time.monotonic() - 0.1)
     assert (response.status, response.failure) == (599, "deadline")
     assert response.text == "no time left before the deadline"
     server.listener.close()
@@ -125,11 +122,11 @@ def test_no_call_is_started_when_the_deadline_has_passed(local: SafeHttp, server
     assert server.connections == 0
 
 
-def test_a_huge_response_is_cut_at_the_size_cap(local: SafeHttp, servers: list[Server]) -> None:
+def test_a_huge_response_is_cut_at_the_size_cap(servers: list[Server]) -> None:
     total = 64 * 1024 * 1024
     server = Server(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % total + b"0" * total)
     servers.append(server)
-    response = local.post(server.url, b"{}", {}, 30.0)  # the default cap: 1 MiB
+    response = local(server).post(server.url, b"{}", {}, 30.0)  # the default cap: 1 MiB
     assert response.status == 599
     assert response.failure == "too_large"
     assert response.text == "the answer is larger than 1048576 bytes"
@@ -137,10 +134,10 @@ def test_a_huge_response_is_cut_at_the_size_cap(local: SafeHttp, servers: list[S
     assert server.sent < total // 2  # the rest was never read (only socket buffers filled)
 
 
-def test_an_answer_within_budget_and_cap_is_read_whole(local: SafeHttp, servers: list[Server]) -> None:
+def test_an_answer_within_budget_and_cap_is_read_whole(servers: list[Server]) -> None:
     server = Server(HEAD + BODY)
     servers.append(server)
-    response = local.post(server.url, b"{}", {}, 5.0, deadline=time.monotonic() + 5.0)
+    response = local(server).post(server.url, b"{}", {}, 5.0, deadline=time.monotonic() + 5.0)
     assert (response.status, response.text, response.failure) == (200, BODY.decode(), None)
     assert response.headers["content-type"] == "application/json"
 
@@ -153,18 +150,20 @@ class Context:
         return self.millis
 
 
-def test_the_deadline_from_a_lambda_context_leaves_the_reserve(local: SafeHttp, servers: list[Server]) -> None:
+def test_the_deadline_from_a_lambda_context_leaves_the_reserve(servers: list[Server]) -> None:
     from shared.adapters.http import deadline_from
 
     # 2.5 s left in the invocation, 2 s kept back to record the failure: 0.5 s for the call
     server = Server(HEAD, BODY, interval=0.2)
     servers.append(server)
-    response = local.post(server.url, b"{}", {}, 30.0, deadline=deadline_from(Context(2500), reserve_seconds=2.0))
+    response = local(server).post(
+        server.url, b"{}", {}, 30.0, deadline=deadline_from(Context(2500), reserve_seconds=2.0)
+    )
     assert (response.status, response.failure) == (599, "deadline")
     server.close()
     assert server.sent < len(HEAD) + len(BODY)
     late = deadline_from(Context(1500), reserve_seconds=2.0)  # less left than the reserve: no call at all
-    assert local.post(server.url, b"{}", {}, 30.0, deadline=late).text == "no time left before the deadline"
+    assert local(server).post(server.url, b"{}", {}, 30.0, deadline=late).text == "no time left before the deadline"
 
 
 def test_a_tls_handshake_that_trickles_is_cut_at_the_deadline(servers: list[Server]) -> None:

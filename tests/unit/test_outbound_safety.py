@@ -91,20 +91,16 @@ class _Redirecting:
         return int(self.server.server_port)
 
 
-def _via_local(mapping: dict[str, list[str]]) -> SafeHttp:
-    # The local server plays a public host: only 127.0.0.1 counts as "public" here, and every
-    # other address is judged by the real rule
-    return SafeHttp(
-        resolver=resolving(mapping),
-        allow_http=True,
-        address_allowed=lambda a: a == "127.0.0.1" or is_public(a),
-    )
+def _via_local(mapping: dict[str, list[str]], port: int) -> SafeHttp:
+    # The local server plays a public host (its names resolve to 127.0.0.1, its port is the sandbox's
+    # allowance); every other address is judged by the real rule
+    return SafeHttp(resolver=resolving(mapping), allow_loopback=frozenset({port}))
 
 
 def test_a_redirect_to_the_metadata_endpoint_is_refused_on_the_redirect() -> None:
     server = _Redirecting("http://metadata.internal/latest/meta-data/iam")
     try:
-        http = _via_local({"crm.example": ["127.0.0.1"], "metadata.internal": ["169.254.169.254"]})
+        http = _via_local({"crm.example": ["127.0.0.1"], "metadata.internal": ["169.254.169.254"]}, server.port)
         with pytest.raises(TargetRefused, match=r"'crm\.example' redirects to another origin"):
             http.post(f"http://crm.example:{server.port}/in", b"{}", {}, 2)
         assert server.requests == ["/in"]  # the first hop was made, the second never
@@ -117,11 +113,7 @@ def test_a_redirect_within_the_origin_is_refused_when_the_host_now_resolves_to_m
     server = _Redirecting("/latest/meta-data/iam")
     answers = iter([["127.0.0.1"], ["169.254.169.254"]])
     try:
-        http = SafeHttp(
-            resolver=lambda host, port: next(answers),
-            allow_http=True,
-            address_allowed=lambda a: a == "127.0.0.1" or is_public(a),
-        )
+        http = SafeHttp(resolver=lambda host, port: next(answers), allow_loopback=frozenset({server.port}))
         with pytest.raises(TargetRefused, match=r"'crm\.example' resolves to a non-public address"):
             http.post(f"http://crm.example:{server.port}/in", b"{}", {}, 2)
         assert server.requests == ["/in"]
@@ -132,7 +124,7 @@ def test_a_redirect_within_the_origin_is_refused_when_the_host_now_resolves_to_m
 def test_an_allowed_redirect_is_followed_with_the_same_checks() -> None:
     server = _Redirecting("/moved")
     try:
-        http = _via_local({"crm.example": ["127.0.0.1"]})
+        http = _via_local({"crm.example": ["127.0.0.1"]}, server.port)
         response = http.post(f"http://crm.example:{server.port}/in", b"{}", {}, 2)
         assert (response.status, server.requests) == (200, ["/in", "/moved"])
     finally:
@@ -142,7 +134,9 @@ def test_an_allowed_redirect_is_followed_with_the_same_checks() -> None:
 def test_the_sandbox_setting_alone_allows_its_local_fake_targets() -> None:
     server = _Redirecting("/moved")
     try:
-        response = SafeHttp(allow_loopback=True).post(f"http://127.0.0.1:{server.port}/moved", b"{}", {}, 2)
+        response = SafeHttp(allow_loopback=frozenset({server.port})).post(
+            f"http://127.0.0.1:{server.port}/moved", b"{}", {}, 2
+        )
         assert response.status == 200
         with pytest.raises(TargetRefused):
             SafeHttp().post(f"http://127.0.0.1:{server.port}/moved", b"{}", {}, 2)
@@ -247,7 +241,7 @@ def test_public_addresses_are_allowed(address: str, what: str) -> None:
 def test_the_sandbox_allowance_admits_loopback_only_never_metadata_or_private(address: str) -> None:
     # The sandbox's setting lets the functions reach its fake servers on 127.0.0.1 over plain HTTP;
     # a target (or a redirect) naming anything else non-public is still refused
-    http = SafeHttp(allow_loopback=True, resolver=resolving({"target.example": [address]}))
+    http = SafeHttp(allow_loopback=frozenset({80}), resolver=resolving({"target.example": [address]}))
     with pytest.raises(TargetRefused, match=r"'target\.example' resolves to a non-public address"):
         http.post("http://target.example/in", b"{}", {}, 0.5)
 
@@ -285,9 +279,7 @@ def _local_and_real(host: str, port: int) -> list[str]:
 def test_a_malformed_redirect_location_is_refused_with_a_reason(location: str, reason: str) -> None:
     server = _Redirecting(location)
     try:
-        http = SafeHttp(
-            resolver=_local_and_real, allow_http=True, address_allowed=lambda a: a == "127.0.0.1" or is_public(a)
-        )
+        http = SafeHttp(resolver=_local_and_real, allow_loopback=frozenset({server.port}))
         with pytest.raises(TargetRefused) as refused:
             http.post(f"http://crm.example:{server.port}/in", b"{}", {}, 2)
         assert str(refused.value) == reason
@@ -334,7 +326,7 @@ def test_a_redirect_to_another_origin_is_refused_and_no_credential_leaves(locati
     other = _Recording()
     server = _Redirecting(location.replace("{other}", str(other.server.server_port)))
     try:
-        http = _via_local({"crm.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+        http = _via_local({"crm.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]}, server.port)
         with pytest.raises(TargetRefused, match="redirects to another origin"):
             http.post(f"http://crm.example:{server.port}/in", b"{}", {"Authorization": "Bearer s3cret"}, 2)
         assert other.headers == [], why
@@ -348,7 +340,7 @@ def test_a_redirect_to_another_origin_is_refused_and_no_credential_leaves(locati
 def test_a_redirect_within_the_origin_is_followed_with_the_headers(location: str) -> None:
     server = _Redirecting(location)
     try:
-        http = _via_local({"crm.example": ["127.0.0.1"]})
+        http = _via_local({"crm.example": ["127.0.0.1"]}, server.port)
         response = http.post(f"http://crm.example:{server.port}/in", b"{}", {"Authorization": "Bearer t"}, 2)
         assert (response.status, server.requests) == (200, ["/in", "/moved"])
         assert [h["authorization"] for h in server.headers] == ["Bearer t", "Bearer t"]

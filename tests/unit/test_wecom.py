@@ -188,7 +188,7 @@ def test_a_junk_robot_answer_is_busy_and_fails_no_batch(answer: bytes) -> None:
 
     robot = JunkRobot(answer)
     try:
-        port = WeComRobotHttp(robot.url, timeout=5, http=SafeHttp(allow_loopback=True))
+        port = WeComRobotHttp(robot.url, timeout=5, http=SafeHttp(allow_loopback=frozenset({robot.server.server_port})))
         assert port.send("k", {"msgtype": "text", "text": {"content": "x"}}) == -1
         outcome = notify([change("a"), change("b")], Robot("oncall", "k"), "prod", port, Slots(), lambda: START)
         assert outcome.retry == {"a": "robot oncall: errcode -1 (busy)", "b": "robot oncall: errcode -1 (busy)"}
