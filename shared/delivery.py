@@ -33,7 +33,7 @@ from shared.targets import (
     pending_changes,
     value_hash,
 )
-from shared.wecom import BUSY, MARKDOWN_MAX_BYTES, OK, RETRIABLE, cut_utf8
+from shared.wecom import MARKDOWN_MAX_BYTES, OK, RETRIABLE, cut_utf8, errcode_of
 
 NO_ANSWER = 599  # SafeHttp's status for no (whole) HTTP answer: connection failed, deadline, size cap
 RETRIABLE_STATUSES = frozenset({408, 425, 429, NO_ANSWER})
@@ -178,10 +178,7 @@ def _to_robot(
     response = http.post(url, body.encode(), headers, target.timeout_seconds)
     if response.status != 200:
         raise DeliveryFailed(f"robot {target.name} answered HTTP {response.status}")
-    try:
-        code = int(json.loads(response.text).get("errcode", BUSY))
-    except (ValueError, AttributeError):
-        code = BUSY
+    code = errcode_of(response.text)
     if code in RETRIABLE:
         raise DeliveryFailed(f"robot {target.name} answered errcode {code}", retry_after=60 if code == 45009 else None)
     if code != OK:

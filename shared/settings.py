@@ -101,12 +101,6 @@ class _TargetSettings(_Settings):
     targets: Annotated[tuple[TargetConfig, ...], BeforeValidator(_json)] = Field(alias=Env.TARGETS)
     loopback_ports: LoopbackPorts = Field(alias=Env.ALLOWED_LOOPBACK_PORTS)
 
-    @property
-    def allow_http_targets(self) -> frozenset[int]:
-        """The loopback ports (truthy only when the sandbox allows plain HTTP); what the handlers pass
-        as ``SafeHttp(allow_loopback=...)``. Same as ``loopback_ports``."""
-        return self.loopback_ports
-
     @model_validator(mode="after")
     def _https_only(self) -> Self:
         for target in self.targets:
@@ -166,11 +160,6 @@ class ReconcileSettings(_AdmitSettings):
     max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
     jobs: Annotated[tuple[ReconcileJob, ...], BeforeValidator(_json)] = Field(alias=Env.RECONCILE_JOBS)
     loopback_ports: LoopbackPorts = Field(alias=Env.ALLOWED_LOOPBACK_PORTS)  # the sandbox's fake shop
-
-    @property
-    def allow_http(self) -> frozenset[int]:
-        """The loopback ports, as the handler passes them to ``SafeHttp(allow_loopback=...)``."""
-        return self.loopback_ports
 
     @model_validator(mode="after")
     def _https_only(self) -> Self:

@@ -61,7 +61,7 @@ def adapters() -> tuple[DynamoStateStore, DynamoActionLedger, SafeHttp, SecretRe
     return (
         DynamoStateStore(s.state_table),
         DynamoActionLedger(s.state_table),
-        SafeHttp(allow_loopback=s.allow_http_targets),
+        SafeHttp(allow_loopback=s.loopback_ports),
         SecretReader(max_age=s.secrets_max_age_seconds),
         EventBus(s.event_bus),
     )

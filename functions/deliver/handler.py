@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import time
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -70,12 +71,14 @@ def processor() -> DeadLetteringProcessor:
 @cache
 def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, DynamoMinuteSlots]:
     s = settings()
+    robot_timeouts = [t.timeout_seconds for t in s.targets if t.kind == "wecom"]
     return (
         DynamoStateStore(s.state_table),
-        SafeHttp(allow_loopback=s.allow_http_targets),
+        SafeHttp(allow_loopback=s.loopback_ports),
         SecretReader(max_age=s.secrets_max_age_seconds),
         DynamoGuards(s.state_table),
-        DynamoMinuteSlots(s.state_table),  # a WeCom robot target's 20 messages a minute
+        # a WeCom robot target's 20 messages a minute, counted with the lag of its slowest send
+        DynamoMinuteSlots(s.state_table, lag=timedelta(seconds=max(robot_timeouts, default=5.0) + 1)),
     )
 
 

@@ -59,7 +59,7 @@ def adapters() -> tuple[StorePorts, DynamoStateStore, ReconcileWatermarks, Secre
         DynamoStateStore(s.state_table),
         ReconcileWatermarks(s.state_table),
         SecretReader(s.secrets_max_age_seconds),
-        SafeHttp(allow_loopback=s.allow_http),
+        SafeHttp(allow_loopback=s.loopback_ports),
     )
 
 

@@ -148,7 +148,7 @@ def test_real_failures_still_use_the_budget_across_the_copies_and_dead_letter_wi
     [dead] = stack.messages("deliver-crm-dlq")
     attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
     assert attributes == {
-        "reason": 'NotDeliveredYet: target crm answered HTTP 503 (a 13-byte body, not kept)',
+        "reason": "NotDeliveredYet: target crm answered HTTP 503 (a 13-byte body, not kept)",
         "source_queue": "aftersync-dev-deliver-crm",
         "receive_count": str(crm.retry.max_attempts),
     }
