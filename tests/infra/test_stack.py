@@ -614,4 +614,5 @@ def test_a_function_that_defers_records_may_send_their_copies_back_to_its_own_qu
     assert sends_to(templates["dev"], "automate", cfg.resource("automation"), "dev")
     for target in (t for t in cfg.targets if t.push_changes):
         assert sends_to(templates["dev"], "deliver", cfg.resource(f"deliver-{target.name}"), "dev")
+    assert sends_to(templates["dev"], "notify", cfg.resource("alarms"), "dev")  # waiting for a robot's minute
     assert not sends_to(templates["dev"], "sync", cfg.resource("orders"), "dev")  # it never defers

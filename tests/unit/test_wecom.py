@@ -91,6 +91,20 @@ def test_a_digest_splits_by_bytes_and_carries_every_change_exactly_once() -> Non
             assert f"alarm-{i.split('-')[3]}" in m.payload["markdown"]["content"]
 
 
+class NoSlots:
+    def take(self, robot: str, now: datetime) -> bool:
+        return False
+
+
+def test_a_robot_whose_minute_is_used_up_means_waiting_not_a_retry() -> None:
+    # Waiting for a slot is no attempt and no failure (the record is deferred), unlike a busy answer
+    service = FakeRobotService({"k"})
+    outcome = notify(
+        [change("a", severity="warning")], Robot("ops", "k"), "dev", Port(service), NoSlots(), lambda: START
+    )
+    assert (outcome.waiting, outcome.retry, outcome.sent) == ({"a": "robot ops: 20 messages this minute"}, {}, [])
+
+
 @pytest.mark.parametrize(("busy", "expected"), [(1, "errcode -1 (busy)")])
 def test_a_busy_robot_means_retry_later(busy: int, expected: str) -> None:
     service = FakeRobotService({"k"})
