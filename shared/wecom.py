@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
@@ -206,8 +206,9 @@ class Robot:
 @dataclass
 class Outcome:
     sent: list[Message]
-    retry: dict[str, str]  # message id -> why it must be tried again later
+    retry: dict[str, str]  # message id -> why it must be tried again later (the robot answered busy)
     undeliverable: dict[str, str]  # message id -> why it can never be sent (dead-lettered)
+    waiting: dict[str, str] = field(default_factory=dict)  # message id -> no slot: not tried (no failure)
 
 
 def notify(
@@ -232,7 +233,7 @@ def notify(
         if not pending:
             continue
         if not slots.take(robot.name, clock()):
-            outcome.retry.update(
+            outcome.waiting.update(
                 {i: f"robot {robot.name}: {MESSAGES_PER_MINUTE} messages this minute" for i in pending}
             )
             continue
@@ -250,4 +251,5 @@ def notify(
         for i in message.carries:
             if message.payload["msgtype"] == "markdown":
                 outcome.retry.pop(i, None)
+                outcome.waiting.pop(i, None)
     return outcome

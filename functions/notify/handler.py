@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.aws import SecretReader
-from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
+from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.wecom import DynamoMinuteSlots, WeComRobotHttp
 from shared.constants import ALARM_TOPIC_SUFFIXES, robot_secret_name
@@ -32,6 +32,8 @@ from shared.observability import logger, metrics, tracer
 from shared.settings import NotifySettings
 from shared.sources.wire import loads
 from shared.wecom import AlarmChange, Robot, Severity, notify, parse_alarm
+
+SLOT_WAIT_SECONDS = 30.0  # a robot's slot frees within its 60 s window; half of it is a fair first guess
 
 
 class NotDeliveredYet(Exception):
@@ -113,6 +115,9 @@ def plan(records: list[SQSRecord], deadline: float | None = None) -> dict[str, E
         for message in outcome.sent:
             metrics.add_metric(name="WeComMessageSent", unit=MetricUnit.Count, value=1)
             logger.info("wecom message sent", extra={"robot": name, "changes": len(message.carries)})
+        for message_id, why in outcome.waiting.items():  # no slot: not tried, back when one frees
+            if results.get(message_id) is None and message_id not in outcome.retry:
+                results[message_id] = Deferred(why, SLOT_WAIT_SECONDS)
         for message_id, why in outcome.retry.items():
             if not isinstance(results.get(message_id), PermanentFailure):
                 results[message_id] = NotDeliveredYet(why)

@@ -162,6 +162,8 @@ class Compute(Construct):
             )
         )
         self._secrets(fn["notify"], f"{cfg.secrets_prefix}/wecom/*")
+        # an alarm waiting for its robot's next free slot goes back as a delayed copy of its message
+        messaging.queues["alarms"].grant_send_messages(fn["notify"])
         key.grant_encrypt_decrypt(fn["notify"])
 
         # automate: after-sales changes -> rules; reads the case, claims/marks its action ledger items,

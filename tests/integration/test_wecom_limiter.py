@@ -123,7 +123,7 @@ def test_a_hundred_alarms_reach_the_robot_through_the_real_limiter_never_over_it
             clock[0] = now.timestamp()
             outcome = notify(batch, robot, "prod", port, slots, lambda: now)  # noqa: B023 - called at once
             assert not outcome.undeliverable
-            retry += [c for c in batch if c.message_id in outcome.retry]
+            retry += [c for c in batch if c.message_id in outcome.retry or c.message_id in outcome.waiting]
             now += timedelta(seconds=2)
         pending, rounds = retry, rounds + 1
         now += timedelta(seconds=20)  # what is left comes back after its visibility timeout
