@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from itertools import combinations
 
-from shared.identity import MemoryIdentityIndex, resolve
+from shared.identity.resolver import MemoryIdentityIndex, resolve
 from shared.models import Customer
 
 SURNAMES = [
@@ -239,7 +239,7 @@ def evaluate(records: list[Record], salt: bytes = b"tenant-salt") -> Score:
 
 def _linkable_pairs(records: list[Record], by_person: dict[int, list[int]]) -> int:
     """Pairs of one person's records connected through shared strong keys or phone + name."""
-    from shared.identity import identity_keys, normalise_name
+    from shared.identity.resolver import identity_keys, normalise_name
 
     total = 0
     for members in by_person.values():

@@ -153,7 +153,7 @@ def measure_delivery(
     from urllib.parse import urlsplit
 
     from shared.adapters.state_store import DynamoStateStore
-    from shared.targets import canonical_json
+    from shared.delivery.targets import canonical_json
 
     store = DynamoStateStore(resources.refs.state_table)
     ids = [f"shopify:{900000000000000000 + n}" for n in range(20, WEBHOOKS + 20)]
@@ -222,7 +222,7 @@ def measure_reconcile(functions: Any, resources: Any, cfg: Any, shop: Any, count
 
     from infra.sandbox.lambda_runtime import sqs_record
     from infra.sandbox.samples import load_sample
-    from shared.adapters.aws import ReconcileWatermarks
+    from shared.adapters.watermarks import ReconcileWatermarks
 
     dynamodb = boto3.client("dynamodb")  # (the fed-in orders wait in the inbox; they are not processed here)
     base = load_sample("shopify_orders_create")["body"]

@@ -13,14 +13,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.automation.dispatch import Roster
 from shared.constants import INVOCATION_RESERVE_SECONDS, delivery_queue_purpose, resource_name, secrets_prefix
-from shared.dispatch import Roster
+from shared.delivery.targets import MESSAGE_KINDS, TargetConfig
 from shared.errors import ConfigurationError
-from shared.field_map import FieldMap
-from shared.reconcile import ReconcileJob
+from shared.intake.field_map import FieldMap
+from shared.pulls.reconcile import ReconcileJob
 from shared.sources import SOURCES
 from shared.sources.inhouse import INHOUSE_SYSTEMS
-from shared.targets import MESSAGE_KINDS, TargetConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXT_KEY = "aftersync:environments"
@@ -72,7 +72,7 @@ class EnvironmentConfig(BaseModel):
     success_rate_threshold: Annotated[float, Field(gt=0, le=1)]
     alarms: AlarmThresholds = AlarmThresholds()
     wecom: WeComConfig
-    # After-sales automation: which target plays which role (see shared/automation_rules.json); the
+    # After-sales automation: which target plays which role (see shared/automation/rules.json); the
     # customer role takes the sms / email targets, any number of them
     automation: dict[Literal["payment", "wms", "oms", "fulfilment"], str] = {}
     customer_notifications: tuple[str, ...] = ()
@@ -95,11 +95,11 @@ class EnvironmentConfig(BaseModel):
     waf: bool = False
     default_phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"  # for numbers without +<country>
     # Amazon SP-API seller id -> tenant. Non-empty: the stack gets the SP-API notification queue.
-    # In-house source -> declarative map from its own JSON to canonical observations (shared/field_map.py)
+    # In-house source -> declarative map from its own JSON to canonical observations (shared/intake/field_map.py)
     field_maps: dict[str, FieldMap] = {}
     amazon_sellers: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{8,20}$")], Annotated[str, Field(min_length=1)]] = {}
     # Scheduled pulls of what a platform changed, compared with the state: what no webhook brought is
-    # fed in (shared/reconcile.py). Credentials: the secret aftersync/<env>/pull/<source>/<tenant>.
+    # fed in (shared/pulls/reconcile.py). Credentials: the secret aftersync/<env>/pull/<source>/<tenant>.
     reconcile: tuple[ReconcileJob, ...] = ()
 
     @model_validator(mode="after")

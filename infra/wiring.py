@@ -11,10 +11,10 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from infra.config import EnvironmentConfig
-from shared.automation import AUTOMATED_TYPES
+from shared.automation.rules import AUTOMATED_TYPES
 from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env, metrics_namespace
+from shared.delivery.targets import TargetConfig
 from shared.sources.amazon import AMAZON_SP_API_PRINCIPAL
-from shared.targets import TargetConfig
 
 
 @dataclass(frozen=True)

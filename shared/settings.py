@@ -13,12 +13,12 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from shared.automation.dispatch import Roster
 from shared.constants import Env
-from shared.dispatch import Roster
+from shared.delivery.targets import TargetConfig
 from shared.errors import ConfigurationError
-from shared.field_map import FieldMap
-from shared.reconcile import ReconcileJob
-from shared.targets import TargetConfig
+from shared.intake.field_map import FieldMap
+from shared.pulls.reconcile import ReconcileJob
 
 
 def _csv(value: object) -> object:

@@ -18,13 +18,14 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import S3Archive, SqsQueue
 from shared.adapters.dead_letter import DeadLetteringProcessor
 from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.s3 import S3Archive
+from shared.adapters.sqs import SqsQueue
 from shared.errors import WebhookRejected
-from shared.ingest import StorePorts, accept_notification
+from shared.intake.ingest import StorePorts, accept_notification
+from shared.intake.quarantine import park
 from shared.observability import logger, metrics, tracer
-from shared.quarantine import park
 from shared.settings import AmazonIntakeSettings
 from shared.sources import AMAZON
 

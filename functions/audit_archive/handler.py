@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import S3Archive
+from shared.adapters.s3 import S3Archive
 from shared.constants import AUDIT_SK_PREFIX, DECISION_SK_PREFIX, TTL_PRINCIPAL, audit_archive_key
 from shared.observability import logger, metrics, tracer
 from shared.settings import AuditArchiveSettings

@@ -4,7 +4,7 @@ ticket's change, dispatch it (and, on the shift-check schedule, move tickets at 
 refund approved → a refund request to the payment target (idempotency key: the case id), its result
 written back to the case; returned items received → stock increments at the WMS; every after-sales
 status change → the order's after-sales status at the OMS. Rules are data
-(``shared/automation_rules.json``); which target plays which role is config (``automation``).
+(``shared/automation/rules.json``); which target plays which role is config (``automation``).
 """
 
 from __future__ import annotations
@@ -23,23 +23,25 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import CustomerMessages, EventBus, SecretReader
+from shared.adapters.action_ledger import DynamoActionLedger
 from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure
-from shared.adapters.dispatch import DynamoWorkload
-from shared.adapters.guards import DynamoActionLedger
+from shared.adapters.events import EventBus
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
+from shared.adapters.messaging import CustomerMessages
+from shared.adapters.secrets import SecretReader
 from shared.adapters.state_store import DynamoStateStore
-from shared.automation import Action, actions_for, result_observation
+from shared.adapters.workload import DynamoWorkload
+from shared.automation.dispatch import Dispatcher
+from shared.automation.notifications import compose
+from shared.automation.rules import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, INVOCATION_RESERVE_SECONDS, target_secret_name
-from shared.delivery import RETRIABLE_STATUSES, HttpPort, HttpResponse, action_id, answered, auth_headers
-from shared.dispatch import Dispatcher
+from shared.delivery.deliver import RETRIABLE_STATUSES, HttpPort, HttpResponse, action_id, answered, auth_headers
+from shared.delivery.targets import TargetConfig
 from shared.errors import ConfigurationError, DeliveryFailed, NotSent
 from shared.models import EntityChanged, ObservedEntity, utcnow
-from shared.notifications import compose
 from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import AutomateSettings
 from shared.state.merge import EntityState
-from shared.targets import TargetConfig
 
 SCHEDULED = "Scheduled Event"  # EventBridge's detail-type for the shift check's schedule
 MAX_LEASE_SECONDS = 900.0  # Lambda's longest run: the lease when no invocation context says less

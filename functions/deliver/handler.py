@@ -31,19 +31,19 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import SecretReader
+from shared.adapters.circuit import DynamoGuards
 from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure, TryAgain
-from shared.adapters.guards import DynamoGuards
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
+from shared.adapters.robot_slots import DynamoMinuteSlots
+from shared.adapters.secrets import SecretReader
 from shared.adapters.state_store import DynamoStateStore
-from shared.adapters.wecom import DynamoMinuteSlots
 from shared.constants import INVOCATION_RESERVE_SECONDS, target_from_queue_name, target_secret_name
-from shared.delivery import DeliveryRejected, deliver_change
+from shared.delivery.deliver import DeliveryRejected, deliver_change
+from shared.delivery.targets import TargetConfig
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import EntityChanged, utcnow
 from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import DeliverSettings
-from shared.targets import TargetConfig
 
 # Kept in every invocation after a call's timeout, to record a failure: the circuit, the record's copy
 # or its dead letter, the metrics.

@@ -12,10 +12,12 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import S3Archive, SecretReader, SqsQueue
 from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.s3 import S3Archive
+from shared.adapters.secrets import SecretReader
+from shared.adapters.sqs import SqsQueue
 from shared.errors import WebhookRejected
-from shared.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
+from shared.intake.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
 from shared.models import utcnow
 from shared.observability import count_by, logger, metrics, tracer
 from shared.settings import IngestSettings

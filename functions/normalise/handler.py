@@ -12,14 +12,16 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.adapters.aws import EventBus, S3Archive, SqsQueue
 from shared.adapters.dead_letter import DeadLetteringProcessor
+from shared.adapters.events import EventBus
+from shared.adapters.s3 import S3Archive
+from shared.adapters.sqs import SqsQueue
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE
 from shared.errors import NormalisationError
+from shared.intake.normalise import normalise_message
+from shared.intake.quarantine import park
 from shared.models import InboxMessage
-from shared.normalise import normalise_message
 from shared.observability import logger, metrics, tracer
-from shared.quarantine import park
 from shared.settings import NormaliseSettings
 from shared.sources.base import describe_error
 

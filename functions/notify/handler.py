@@ -21,17 +21,18 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import SecretReader
 from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
-from shared.adapters.wecom import DynamoMinuteSlots, WeComRobotHttp
+from shared.adapters.robot_slots import DynamoMinuteSlots
+from shared.adapters.secrets import SecretReader
+from shared.adapters.wecom import WeComRobotHttp
 from shared.constants import ALARM_TOPIC_SUFFIXES, robot_secret_name
+from shared.delivery.robot import AlarmChange, Robot, Severity, notify, parse_alarm
 from shared.errors import ConfigurationError, MalformedPayload
 from shared.models import utcnow
 from shared.observability import logger, metrics, tracer
 from shared.settings import NotifySettings
 from shared.sources.wire import loads
-from shared.wecom import AlarmChange, Robot, Severity, notify, parse_alarm
 
 SLOT_WAIT_SECONDS = 30.0  # a robot's slot frees within its 60 s window; half of it is a fair first guess
 

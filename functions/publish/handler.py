@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.aws import EventBus
+from shared.adapters.events import EventBus
 from shared.adapters.state_store import audit_from_item
 from shared.constants import AUDIT_SK_PREFIX, DETAIL_ENTITY_CHANGED, EVENT_SOURCE
 from shared.models import EntityChanged

@@ -1,7 +1,7 @@
 """Scheduled reconciliation: one run per ``{"source", "tenant"}`` message from the job's schedule.
 
 Pulls what the platform changed since the watermark, compares it with the state and admits only
-what the state does not reflect (see ``shared/reconcile.py``). ``ReconcileMissed`` counts changes
+what the state does not reflect (see ``shared/pulls/reconcile.py``). ``ReconcileMissed`` counts changes
 that had not arrived by webhook: above zero, a subscription or an endpoint is losing events.
 Throttling ends the run early (the watermark keeps its progress; the next run resumes). Bad
 credentials, a platform error or junk fail the record: retried by SQS, then dead-lettered with the
@@ -21,18 +21,21 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared import reconcile
-from shared.adapters.aws import ReconcileWatermarks, S3Archive, SecretReader, SqsQueue
 from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.adapters.http import SafeHttp
 from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.s3 import S3Archive
+from shared.adapters.secrets import SecretReader
+from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
+from shared.adapters.watermarks import ReconcileWatermarks
 from shared.constants import pull_secret_name
 from shared.errors import ConfigurationError
-from shared.ingest import StorePorts
+from shared.intake.ingest import StorePorts
 from shared.observability import logger, metrics, tracer
+from shared.pulls import reconcile
+from shared.pulls.shopify_admin import ShopifyOrders
 from shared.settings import ReconcileSettings
-from shared.sources.shopify_admin import ShopifyOrders
 from shared.state.policy import default_policy
 
 

@@ -17,20 +17,21 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.adapters.aws import SecretReader, SqsQueue
 from shared.adapters.dead_letter import DeadLetteringProcessor
 from shared.adapters.identity_index import DynamoIdentityIndex
+from shared.adapters.secrets import SecretReader
+from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import tenant_salt_secret_name
-from shared.customer_link import link_customers
-from shared.identity import salt_from_secret
+from shared.identity.customer_link import link_customers
+from shared.identity.resolver import salt_from_secret
+from shared.intake.quarantine import park
 from shared.models import ObservedEntity
 from shared.observability import logger, metrics, tracer
-from shared.quarantine import park
 from shared.settings import SyncSettings
 from shared.sources.base import describe_error
 from shared.state.policy import default_policy
-from shared.sync import apply_observation
+from shared.state.sync import apply_observation
 
 
 @cache

@@ -69,7 +69,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _stores(args: argparse.Namespace) -> tuple[Any, Any]:
     """The state store and archive of the sandbox (default) or of a deployed stack (``--aws``)."""
-    from shared.adapters.aws import S3Archive
+    from shared.adapters.s3 import S3Archive
     from shared.adapters.state_store import DynamoStateStore
 
     if args.aws:
@@ -156,7 +156,7 @@ def _progress(done: int, total: int) -> None:
 def cmd_dlq(args: argparse.Namespace) -> int:
     import boto3
 
-    from shared.dlq import NOT_REDRIVABLE, dead_letter_queues, describe, peek, redrive
+    from ops.dlq import NOT_REDRIVABLE, dead_letter_queues, describe, peek, redrive
 
     urls = _queue_urls(args)
     sqs = boto3.client("sqs")
@@ -217,7 +217,7 @@ def _identity_of(store: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_entity_show(args: argparse.Namespace) -> int:
-    from shared.trail import full_trail
+    from ops.trail import full_trail
 
     store, archive = _stores(args)
     trail = full_trail(store, archive, args.tenant, args.entity_type, args.entity_id)
@@ -290,7 +290,7 @@ def cmd_customers(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from shared.trail import full_trail
+    from ops.trail import full_trail
 
     store, archive = _stores(args)
     if args.entity:
@@ -325,8 +325,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from shared.adapters.aws import SqsQueue
-    from shared.replay import ReplaySelection, replay
+    from ops.replay import ReplaySelection, replay
+    from shared.adapters.sqs import SqsQueue
 
     _, archive = _stores(args)
     if args.aws:
@@ -386,11 +386,12 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     import time
     from datetime import UTC, datetime
 
-    from shared import backfill
-    from shared.adapters.aws import S3Archive, SqsQueue
     from shared.adapters.idempotency import IdempotentOnce
+    from shared.adapters.s3 import S3Archive
+    from shared.adapters.sqs import SqsQueue
     from shared.adapters.state_store import DynamoStateStore
-    from shared.ingest import StorePorts
+    from shared.intake.ingest import StorePorts
+    from shared.pulls import backfill
     from shared.state.policy import default_policy
 
     cfg = load_environment(args.env)
@@ -482,7 +483,8 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     import functools
     import time
 
-    from shared.adapters.aws import ReconcileWatermarks, SqsQueue
+    from shared.adapters.sqs import SqsQueue
+    from shared.adapters.watermarks import ReconcileWatermarks
 
     cfg = load_environment(args.env)
     jobs = [(j.source, j.tenant) for j in cfg.reconcile]

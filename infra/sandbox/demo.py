@@ -19,10 +19,10 @@ import boto3
 
 from infra.sandbox.runtime import Sandbox
 from infra.sandbox.samples import SignedWebhook, body_bytes, load_sample, signed
-from shared.adapters.aws import ReconcileWatermarks
 from shared.adapters.state_store import DynamoStateStore
+from shared.adapters.watermarks import ReconcileWatermarks
+from shared.delivery.targets import pending_changes
 from shared.sources import shopify
-from shared.targets import pending_changes
 
 TENANT = "demo"
 GENERATED_ORDERS = 40

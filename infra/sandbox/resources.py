@@ -18,7 +18,7 @@ from shared.constants import (
     target_secret_name,
     tenant_salt_secret_name,
 )
-from shared.targets import TargetConfig
+from shared.delivery.targets import TargetConfig
 
 ACCOUNT = "123456789012"
 

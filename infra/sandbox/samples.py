@@ -10,23 +10,36 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from shared.sources import china_shops, inhouse, logistics, shopify, stripe
-from shared.sources import helpdesk_and_shops as shops
+from shared import signing
+from shared.sources import (
+    aftership,
+    douyin,
+    inhouse,
+    kuaidi100,
+    seventeen_track,
+    shopify,
+    stripe,
+    woocommerce,
+    youzan,
+    zendesk,
+)
 
 EVENTS_DIR = Path(__file__).resolve().parents[2] / "events"
 
 SIGNERS: dict[str, Callable[[str, bytes, dict[str, str]], dict[str, str]]] = {
     "shopify": lambda secret, body, headers: {shopify.SIGNATURE_HEADER: shopify.sign(secret, body)},
     "stripe": lambda secret, body, headers: {stripe.SIGNATURE_HEADER: stripe.sign(secret, body, int(time.time()))},
-    "aftership": lambda secret, body, headers: {logistics.AFTERSHIP_SIGNATURE: logistics.aftership_sign(secret, body)},
-    "17track": lambda secret, body, headers: {logistics.SEVENTEEN_SIGNATURE: logistics.seventeen_sign(secret, body)},
+    "aftership": lambda secret, body, headers: {aftership.AFTERSHIP_SIGNATURE: aftership.aftership_sign(secret, body)},
+    "17track": lambda secret, body, headers: {
+        seventeen_track.SEVENTEEN_SIGNATURE: seventeen_track.seventeen_sign(secret, body)
+    },
     "kuaidi100": lambda secret, body, headers: {},  # signed inside the form body, see kuaidi100_form
     "zendesk": lambda secret, body, headers: _zendesk(secret, body),
-    "woocommerce": lambda secret, body, headers: {shops.WC_SIGNATURE: shops.woocommerce_sign(secret, body)},
+    "woocommerce": lambda secret, body, headers: {woocommerce.WC_SIGNATURE: woocommerce.woocommerce_sign(secret, body)},
     # Youzan and Douyin secrets are "<app id>:<secret>" pairs
-    "youzan": lambda secret, body, headers: {china_shops.YOUZAN_SIGNATURE: _pair_sign("md5", secret, body)},
+    "youzan": lambda secret, body, headers: {youzan.YOUZAN_SIGNATURE: _pair_sign("md5", secret, body)},
     "douyin": lambda secret, body, headers: {
-        china_shops.DOUYIN_SIGNATURE: _pair_sign(headers.get("sign-method", "md5"), secret, body)
+        douyin.DOUYIN_SIGNATURE: _pair_sign(headers.get("sign-method", "md5"), secret, body)
     },
     **{system: lambda secret, body, headers: _standard(secret, body, headers) for system in inhouse.INHOUSE_SYSTEMS},
 }
@@ -34,7 +47,7 @@ SIGNERS: dict[str, Callable[[str, bytes, dict[str, str]], dict[str, str]]] = {
 
 def _pair_sign(method: str, pair: str, body: bytes) -> str:
     app_id, secret = pair.split(":", 1)
-    return china_shops.DOUYIN_SIGNERS[method](app_id, secret, body)
+    return douyin.DOUYIN_SIGNERS[method](app_id, secret, body)
 
 
 def _standard(secret: str, body: bytes, headers: dict[str, str]) -> dict[str, str]:
@@ -43,18 +56,21 @@ def _standard(secret: str, body: bytes, headers: dict[str, str]) -> dict[str, st
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": timestamp,
-        "webhook-signature": inhouse.standard_sign(secret, webhook_id, timestamp, body),
+        "webhook-signature": signing.standard_sign(secret, webhook_id, timestamp, body),
     }
 
 
 def _zendesk(secret: str, body: bytes) -> dict[str, str]:
     timestamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {shops.ZENDESK_TIMESTAMP: timestamp, shops.ZENDESK_SIGNATURE: shops.zendesk_sign(secret, timestamp, body)}
+    return {
+        zendesk.ZENDESK_TIMESTAMP: timestamp,
+        zendesk.ZENDESK_SIGNATURE: zendesk.zendesk_sign(secret, timestamp, body),
+    }
 
 
 def kuaidi100_form(salt: str, param: str, tampered_param: str | None = None) -> bytes:
     """Kuaidi100 posts ``param`` (JSON) and ``sign`` = uppercase MD5(param + salt) as form fields."""
-    sign = logistics.kuaidi100_sign(salt, param)
+    sign = kuaidi100.kuaidi100_sign(salt, param)
     return urlencode({"param": tampered_param or param, "sign": sign}).encode()
 
 

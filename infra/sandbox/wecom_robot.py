@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from infra.sandbox.http_servers import _Quiet
-from shared.wecom import (
+from shared.delivery.robot import (
     BUSY,
     INVALID_KEY,
     MARKDOWN_MAX_BYTES,

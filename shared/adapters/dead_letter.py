@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.batch.types import BatchTypeModels
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-from shared.adapters.aws import MessageVisibility
+from shared.adapters.sqs import MessageVisibility
 from shared.constants import DLQ_SUFFIX
 from shared.masking import VALUE_QUOTING, describe, validation_problems
 

@@ -21,7 +21,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from shared.identity import STRONG, CustomerProfile, KeyKind
+from shared.identity.resolver import STRONG, CustomerProfile, KeyKind
 
 
 class DynamoIdentityIndex:

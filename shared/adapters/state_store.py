@@ -14,13 +14,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.adapters.aws import DynamoTable
+from shared.adapters.dynamo import DynamoTable
 from shared.constants import ACK_SK_PREFIX, AUDIT_RETENTION_DAYS, AUDIT_SK_PREFIX, DECISION_SK_PREFIX, STATE_SK
+from shared.delivery.targets import canonical_json
 from shared.models import ObservedEntity
 from shared.state.audit import AuditRecord
 from shared.state.merge import Discarded, EntityState
-from shared.sync import StaleState
-from shared.targets import canonical_json
+from shared.state.sync import StaleState
 
 
 def entity_pk(tenant: str, entity_type: str, entity_id: str) -> str:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from shared.errors import UnknownSource
+from shared.sources.aftership import AfterShip
 from shared.sources.amazon import AmazonSpApi
 from shared.sources.base import Source
-from shared.sources.china_shops import Douyin, Youzan
-from shared.sources.helpdesk_and_shops import WooCommerce, Zendesk
+from shared.sources.douyin import Douyin
 from shared.sources.inhouse import INHOUSE_SYSTEMS, StandardWebhooksSource
-from shared.sources.logistics import AfterShip, Kuaidi100, SeventeenTrack
+from shared.sources.kuaidi100 import Kuaidi100
+from shared.sources.seventeen_track import SeventeenTrack
 from shared.sources.shopify import Shopify
 from shared.sources.stripe import Stripe
+from shared.sources.woocommerce import WooCommerce
+from shared.sources.youzan import Youzan
+from shared.sources.zendesk import Zendesk
 
 ADAPTERS: tuple[Source, ...] = (
     Shopify(),

@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid, UnknownTenant
-from shared.mappings import load_mapping
 from shared.models import AfterSalesCase, InboxMessage, ObservedEntity, Order
 from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
 from shared.sources.china_shops import OrderCodes
+from shared.sources.mappings import load_mapping
 
 AMAZON_SP_API_PRINCIPAL = "arn:aws:iam::437568002678:root"
 ORDER_CHANGE = "ORDER_CHANGE"

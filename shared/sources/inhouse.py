@@ -9,9 +9,6 @@ the canonical models — these systems integrate with Aftersync's model, not the
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import datetime
@@ -21,23 +18,11 @@ from pydantic import ValidationError
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
 from shared.models import InboxMessage, ObservedEntity
+from shared.signing import standard_sign
 from shared.sources import wire
 from shared.sources.base import Ack, Delivery, Headers, JsonSource, describe_error, event_id_for
 
 TOLERANCE_SECONDS = 300
-
-
-def secret_key(secret: str) -> bytes:
-    encoded = secret.removeprefix("whsec_")
-    try:
-        return base64.b64decode(encoded, validate=True)
-    except binascii.Error:
-        return secret.encode()  # a plain shared secret, for systems that do not use whsec_ keys
-
-
-def standard_sign(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret_key(secret), f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return f"v1,{base64.b64encode(digest).decode()}"
 
 
 class StandardWebhooksSource(JsonSource):

@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid, UnusableValue
-from shared.mappings import status_maps
 from shared.models import (
     Address,
     AfterSalesCase,
@@ -28,7 +27,8 @@ from shared.models import (
     Shipment,
 )
 from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
-from shared.sources.logistics import tracking_maps
+from shared.sources.mappings import status_maps
+from shared.sources.tracking import tracking_maps
 
 SIGNATURE_HEADER = "X-Shopify-Hmac-Sha256"
 EVENT_ID_HEADER = "X-Shopify-Event-Id"

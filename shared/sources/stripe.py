@@ -14,10 +14,10 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
-from shared.mappings import load_mapping
 from shared.models import AfterSalesCase, CaseStatus, InboxMessage, Money, ObservedEntity
 from shared.sources import wire
 from shared.sources.base import PAYLOAD_ERRORS, Ack, Delivery, Headers, JsonSource, describe_error, observation
+from shared.sources.mappings import load_mapping
 
 SIGNATURE_HEADER = "Stripe-Signature"
 TOLERANCE_SECONDS = 300

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from shared.delivery.targets import canonical_json
 from shared.models import ObservedEntity
 from shared.state.merge import Change, Discarded
-from shared.targets import canonical_json
 
 GENESIS = "0" * 64
 

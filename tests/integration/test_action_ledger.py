@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from infra.sandbox import moto_fidelity
-from shared.adapters.guards import ActionClaim, DynamoActionLedger
+from shared.adapters.action_ledger import ActionClaim, DynamoActionLedger
 
 T0 = 1_800_000_000.0
 

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 import boto3
 
 from infra.sandbox.samples import signed
-from shared.adapters.aws import S3Archive
+from ops.trail import full_trail
+from shared.adapters.s3 import S3Archive
 from shared.adapters.state_store import DynamoStateStore, entity_pk
 from shared.models import ObservedEntity
 from shared.state.policy import default_policy
-from shared.sync import apply_observation
-from shared.trail import full_trail
+from shared.state.sync import apply_observation
 from tests.integration.conftest import Stack
 from tests.unit.test_merge_and_sync import observed
 

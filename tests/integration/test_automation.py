@@ -8,12 +8,13 @@ from typing import Any
 import boto3
 
 from infra.sandbox.samples import signed
-from shared.adapters.aws import S3Archive, SqsQueue
+from ops.dlq import dead_letter_queues, peek, redrive
+from ops.replay import ReplaySelection, replay
+from shared.adapters.s3 import S3Archive
+from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import DETAIL_ENTITY_CHANGED, EVENT_SOURCE
-from shared.dlq import dead_letter_queues, peek, redrive
 from shared.models import EntityChanged
-from shared.replay import ReplaySelection, replay
 from tests.integration.conftest import Stack
 
 

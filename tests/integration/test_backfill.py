@@ -7,11 +7,12 @@ import json
 from datetime import UTC, datetime
 
 from infra.sandbox.samples import load_sample, signed
-from shared.adapters.aws import S3Archive, SqsQueue
 from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.s3 import S3Archive
+from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
-from shared.backfill import OperatorRun, admit, lines, plan, verify
-from shared.ingest import StorePorts
+from shared.intake.ingest import StorePorts
+from shared.pulls.backfill import OperatorRun, admit, lines, plan, verify
 from shared.state.policy import default_policy
 from tests.integration.conftest import Stack
 from tests.unit.test_backfill import FILE

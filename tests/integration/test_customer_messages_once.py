@@ -18,9 +18,9 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
 from infra.sandbox.samples import signed
-from shared.adapters.aws import CustomerMessages
+from shared.adapters.messaging import CustomerMessages
+from shared.automation.notifications import Notification
 from shared.errors import NotSent
-from shared.notifications import Notification
 from tests.integration.conftest import Stack
 from tests.integration.test_action_once import _copy_of_the_change
 

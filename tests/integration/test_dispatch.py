@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 
 from infra.sandbox.samples import body_bytes, load_sample, signed
-from shared.adapters.dispatch import DynamoWorkload
 from shared.adapters.state_store import DynamoStateStore
+from shared.adapters.workload import DynamoWorkload
 from tests.integration.conftest import Stack
 
 TICKET = "zendesk:7001"

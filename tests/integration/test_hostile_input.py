@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from infra.sandbox.http_servers import api_gateway_event
 from infra.sandbox.samples import SIGNERS
 from shared.constants import source_secret_name
+from shared.signing import standard_sign
 from shared.sources import SOURCES
-from shared.sources.inhouse import INHOUSE_SYSTEMS, standard_sign
-from shared.sources.logistics import kuaidi100_sign
+from shared.sources.inhouse import INHOUSE_SYSTEMS
+from shared.sources.kuaidi100 import kuaidi100_sign
 from shared.sources.stripe import sign as stripe_sign
 from tests.integration.conftest import Stack
 

@@ -7,7 +7,7 @@ import time
 
 from infra.sandbox.samples import SignedWebhook, signed
 from shared.adapters.state_store import DynamoStateStore
-from shared.sources.inhouse import standard_sign
+from shared.signing import standard_sign
 from tests.integration.conftest import Stack
 
 ERP_SECRET = "whsec_ZXJwLXNhbmRib3gtc2lnbmluZy1rZXktMzItYnl0ZXMh"

@@ -11,9 +11,9 @@ import pytest
 
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.samples import signed
+from ops.dlq import dead_letter_queues, describe, peek, redrive
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import source_secret_name, tenant_salt_secret_name
-from shared.dlq import dead_letter_queues, describe, peek, redrive
 from tests.integration.conftest import Stack
 
 ORDER = "shopify:820982911946154508"

@@ -162,7 +162,7 @@ def test_a_4xx_the_target_will_never_accept_goes_to_its_dlq_at_once_with_the_res
 def test_an_open_circuit_keeps_deliveries_waiting_without_calling_the_target_then_closes(
     stack: Stack, shopify_secret: str
 ) -> None:
-    from shared.adapters.guards import DynamoGuards
+    from shared.adapters.circuit import DynamoGuards
 
     crm = next(t for t in stack.cfg.targets if t.name == "crm")
     guards = DynamoGuards(stack.resources.refs.state_table)

@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 
 from infra.sandbox.samples import load_sample, signed
-from shared.adapters.aws import ReconcileWatermarks
 from shared.adapters.state_store import DynamoStateStore
+from shared.adapters.watermarks import ReconcileWatermarks
 from tests.integration.conftest import Stack
 from tests.unit.test_backfill import FILE
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from infra.sandbox.samples import signed
-from shared.adapters.aws import S3Archive, SqsQueue
+from ops.replay import ReplaySelection, replay
+from shared.adapters.s3 import S3Archive
+from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
-from shared.replay import ReplaySelection, replay
 from tests.integration.conftest import Stack
 
 ORDER = "shopify:820982911946154508"

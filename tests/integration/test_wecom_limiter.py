@@ -14,8 +14,8 @@ from moto import mock_aws
 
 from infra.sandbox import moto_fidelity
 from infra.sandbox.wecom_robot import FakeRobotService
-from shared.adapters.wecom import DynamoMinuteSlots
-from shared.wecom import MESSAGES_PER_MINUTE, Robot, notify, parse_alarm
+from shared.adapters.robot_slots import DynamoMinuteSlots
+from shared.delivery.robot import MESSAGES_PER_MINUTE, Robot, notify, parse_alarm
 from tests.unit.test_wecom import Port, cloudwatch_message
 
 TABLE = "aftersync-test-state"

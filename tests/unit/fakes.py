@@ -8,7 +8,7 @@ from typing import Any
 from shared.adapters.http import Response
 from shared.state.audit import AuditRecord
 from shared.state.merge import EntityState
-from shared.sync import StaleState
+from shared.state.sync import StaleState
 
 
 class FakeSecrets:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shared.automation import actions_for, rules
-from shared.notifications import compose, templates
+from shared.automation.notifications import compose, templates
+from shared.automation.rules import actions_for, rules
 
 CASE = {
     "case_id": "77",

@@ -6,11 +6,11 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared.backfill import admit, lines, one_by_one, plan, verify
-from shared.ingest import StorePorts
+from shared.intake.ingest import StorePorts
 from shared.models import InboxMessage
+from shared.pulls.backfill import admit, lines, one_by_one, plan, verify
 from shared.state.policy import default_policy
-from shared.sync import apply_observation
+from shared.state.sync import apply_observation
 from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue, FakeStateStore
 
 FILE = Path(__file__).resolve().parents[2] / "events" / "backfill" / "shopify_orders_2025.jsonl"

@@ -11,11 +11,13 @@ import pytest
 
 from infra.sandbox.samples import load_sample, signed
 from shared.errors import MalformedPayload, NormalisationError, SignatureInvalid
-from shared.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
+from shared.intake.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
+from shared.intake.normalise import normalise_message
 from shared.models import InboxMessage
-from shared.normalise import normalise_message
 from shared.sources.base import Headers
-from shared.sources.china_shops import Douyin, Youzan, hmac_sign, md5_sign
+from shared.sources.china_shops import hmac_sign, md5_sign
+from shared.sources.douyin import Douyin
+from shared.sources.youzan import Youzan
 from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue, FakeSecrets
 
 NOW = datetime.now(UTC)

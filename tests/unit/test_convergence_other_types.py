@@ -11,11 +11,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.delivery.targets import canonical_json
 from shared.models import Checkpoint, Customer, ObservedEntity, Shipment, Ticket
 from shared.state.audit import verify_chain
 from shared.state.policy import default_policy
-from shared.sync import apply_observation
-from shared.targets import canonical_json
+from shared.state.sync import apply_observation
 from tests.unit.fakes import FakeStateStore
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)

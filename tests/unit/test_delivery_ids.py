@@ -16,12 +16,12 @@ import pytest
 from standardwebhooks import Webhook
 
 from shared.adapters.http import Response
-from shared.delivery import deliver_change
+from shared.delivery.deliver import deliver_change
+from shared.delivery.targets import OAuth2ClientCredentials, StandardWebhooksAuth, TargetConfig
 from shared.errors import DeliveryFailed
 from shared.models import EntityChanged
 from shared.state.policy import default_policy
-from shared.sync import apply_observation
-from shared.targets import OAuth2ClientCredentials, StandardWebhooksAuth, TargetConfig
+from shared.state.sync import apply_observation
 from tests.unit.fakes import FakeHttp, FakeStateStore
 from tests.unit.test_merge_and_sync import observed
 

@@ -20,17 +20,23 @@ from infra.config import EnvironmentConfig, load_environment
 from infra.sandbox.lambda_runtime import Functions, sqs_record
 from infra.sandbox.resources import SandboxResources, create_resources
 from infra.wiring import function_environment
-from shared.adapters.guards import DynamoGuards
+from shared.adapters.circuit import DynamoGuards
 from shared.adapters.http import Response
-from shared.adapters.wecom import DynamoMinuteSlots
-from shared.delivery import DeliveryRejected, deliver_change
+from shared.adapters.robot_slots import DynamoMinuteSlots
+from shared.delivery.deliver import DeliveryRejected, deliver_change
+from shared.delivery.targets import (
+    OAuth2ClientCredentials,
+    RetryPolicy,
+    StandardWebhooksAuth,
+    TargetConfig,
+    pending_changes,
+)
 from shared.errors import DeliveryFailed
 from shared.models import EntityChanged
 from shared.sources.base import Headers
 from shared.sources.inhouse import StandardWebhooksSource
 from shared.state.policy import default_policy
-from shared.sync import apply_observation
-from shared.targets import OAuth2ClientCredentials, RetryPolicy, StandardWebhooksAuth, TargetConfig, pending_changes
+from shared.state.sync import apply_observation
 from tests.unit.fakes import FakeHttp, FakeStateStore
 from tests.unit.test_merge_and_sync import observed
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from shared.dispatch import Dispatcher, Roster, wants_dispatch
+from shared.automation.dispatch import Dispatcher, Roster, wants_dispatch
 from shared.state.merge import EntityState
 
 EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from shared.dlq import DeadLetterQueue, dead_letter_queues, peek, redrive
+from ops.dlq import DeadLetterQueue, dead_letter_queues, peek, redrive
 from shared.masking import mask_text
 
 ORDER = json.loads((Path(__file__).parents[2] / "events" / "shopify_orders_create.json").read_text())["body"]

@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from infra.config import EnvironmentConfig, load_environment
 from infra.sandbox.samples import body_bytes, load_sample
 from shared.errors import NormalisationError
-from shared.field_map import FieldMap, MappingFailed
+from shared.intake.field_map import FieldMap, MappingFailed
+from shared.intake.normalise import normalise_message
 from shared.models import InboxMessage
-from shared.normalise import normalise_message
 from tests.unit.fakes import FakeArchive
 
 WMS_MAP = load_environment("dev").field_maps["wms"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.identity_dataset import evaluate, generate
-from shared.identity import (
+from shared.identity.resolver import (
     MemoryIdentityIndex,
     hash_key,
     identity_keys,
@@ -188,7 +188,7 @@ def test_generated_data_set_precision_is_total_and_recall_reaches_what_is_linkab
 def test_cases_and_tickets_link_to_the_customer_their_source_knows() -> None:
     from datetime import UTC, datetime
 
-    from shared.customer_link import link_customers
+    from shared.identity.customer_link import link_customers
     from shared.models import AfterSalesCase, ObservedEntity, Ticket
 
     index = MemoryIdentityIndex()
@@ -226,7 +226,7 @@ def test_cases_and_tickets_link_to_the_customer_their_source_knows() -> None:
 
 def test_a_missing_or_short_tenant_salt_is_refused_by_name() -> None:
     from shared.errors import ConfigurationError
-    from shared.identity import salt_from_secret
+    from shared.identity.resolver import salt_from_secret
 
     assert salt_from_secret({"salt": "x" * 32}, "s") == b"x" * 32
     for secret in (None, {}, {"salt": "short"}, {"salt": 12345}):

@@ -17,7 +17,7 @@ from shared.errors import (
     UnknownSource,
     UnknownTenant,
 )
-from shared.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
+from shared.intake.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
 from shared.models import InboxMessage
 from shared.sources.base import Headers
 from shared.sources.shopify import sign

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.errors import SignatureInvalid
+from shared.signing import standard_sign
 from shared.sources.base import Headers
-from shared.sources.inhouse import StandardWebhooksSource, standard_sign
+from shared.sources.inhouse import StandardWebhooksSource
 
 NOW = datetime.fromtimestamp(1795400000, UTC)
 SECRET = "whsec_" + base64.b64encode(b"erp-signing-key-32-bytes-long!!!").decode()

@@ -13,12 +13,12 @@ from hypothesis import strategies as st
 
 from infra.sandbox.samples import EVENTS_DIR, SIGNERS, load_sample
 from shared.errors import NormalisationError, WebhookRejected
-from shared.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
+from shared.intake.ingest import IngestPolicy, IngestPorts, WebhookRequest, accept_webhook
 from shared.models import InboxMessage
+from shared.signing import standard_sign
 from shared.sources import NORMALISERS, SOURCES
 from shared.sources.base import Headers
-from shared.sources.inhouse import standard_sign
-from shared.sources.logistics import kuaidi100_sign
+from shared.sources.kuaidi100 import kuaidi100_sign
 from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue, FakeSecrets
 
 SECRET = "whsec_c2VjcmV0LWZvci1wcm9wZXJ0eS10ZXN0cw=="

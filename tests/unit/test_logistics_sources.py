@@ -11,8 +11,10 @@ import pytest
 from infra.sandbox.samples import body_bytes, kuaidi100_form, load_sample
 from shared.errors import SignatureInvalid
 from shared.models import InboxMessage
+from shared.sources.aftership import AfterShip, aftership_sign
 from shared.sources.base import Headers
-from shared.sources.logistics import AfterShip, Kuaidi100, aftership_sign, kuaidi100_sign, tracking_maps
+from shared.sources.kuaidi100 import Kuaidi100, kuaidi100_sign
+from shared.sources.tracking import tracking_maps
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -111,7 +113,7 @@ def test_a_tampered_kuaidi100_param_fails_verification() -> None:
 
 
 def test_17track_push_is_verified_identified_and_mapped() -> None:
-    from shared.sources.logistics import SeventeenTrack, seventeen_sign
+    from shared.sources.seventeen_track import SeventeenTrack, seventeen_sign
 
     body = body_bytes(load_sample("17track_tracking_updated"))
     source = SeventeenTrack()

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shared.delivery.targets import canonical_json
 from shared.models import Money, ObservedEntity, Order
 from shared.state.audit import verify_chain
 from shared.state.merge import merge
 from shared.state.policy import default_policy
-from shared.sync import StaleState, apply_observation
-from shared.targets import canonical_json
+from shared.state.sync import StaleState, apply_observation
 from tests.unit.fakes import FakeStateStore
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)

@@ -22,9 +22,9 @@ from shared.models import InboxMessage
 from shared.observability import logger
 from shared.sources.amazon import AmazonSpApi
 from shared.sources.base import describe_error
-from shared.sources.china_shops import Youzan
 from shared.sources.inhouse import StandardWebhooksSource
 from shared.sources.shopify import Shopify
+from shared.sources.youzan import Youzan
 
 PII = "Wang Xiaoming 13912345678"
 # What must never show: the planted name, the phone number, an e-mail address.

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from shared.adapters.http import Response
-from shared.backfill import LoadStates
-from shared.ingest import StorePorts
-from shared.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, run
-from shared.sources.shopify_admin import ShopifyOrders, next_link
+from shared.intake.ingest import StorePorts
+from shared.pulls.backfill import LoadStates
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, run
+from shared.pulls.shopify_admin import ShopifyOrders, next_link
 from shared.state.policy import default_policy
 from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue
 from tests.unit.test_backfill import records

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from shared.delivery.targets import canonical_json
 from shared.models import AfterSalesCase, InventoryAdjustment, Money, ObservedEntity
 from shared.state.policy import default_policy, load_policy
-from shared.sync import apply_observation
-from shared.targets import canonical_json
+from shared.state.sync import apply_observation
 from tests.unit.fakes import FakeStateStore
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.delivery import DeliveryRejected, deliver_change
+from shared.delivery.deliver import DeliveryRejected, deliver_change
+from shared.delivery.targets import TargetConfig
 from shared.errors import DeliveryFailed
-from shared.targets import TargetConfig
 from tests.unit.fakes import FakeHttp, FakeStateStore
 from tests.unit.test_delivery_ids import changed, observe
 

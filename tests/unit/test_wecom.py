@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from infra.sandbox.wecom_robot import FakeRobotService
-from shared.wecom import (
+from shared.delivery.robot import (
     MARKDOWN_MAX_BYTES,
     AlarmChange,
     Robot,
@@ -220,14 +220,14 @@ def test_a_junk_robot_answer_is_busy_and_fails_no_batch(answer: bytes) -> None:
     ],
 )
 def test_errcode_of_reads_the_robots_answers(answer: bytes, code: int) -> None:
-    from shared.wecom import errcode_of
+    from shared.delivery.robot import errcode_of
 
     assert errcode_of(answer.decode()) == code
 
 
 @pytest.mark.parametrize("answer", list(JUNK_ANSWERS.values()), ids=list(JUNK_ANSWERS))
 def test_errcode_of_a_junk_answer_is_busy(answer: bytes) -> None:
-    from shared.wecom import errcode_of
+    from shared.delivery.robot import errcode_of
 
     assert errcode_of(answer.decode("utf-8", "replace")) == -1
 

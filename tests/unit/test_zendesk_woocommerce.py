@@ -13,7 +13,8 @@ from infra.sandbox.samples import body_bytes, load_sample
 from shared.errors import MalformedPayload, SignatureInvalid
 from shared.models import InboxMessage, Money
 from shared.sources.base import Headers
-from shared.sources.helpdesk_and_shops import WooCommerce, Zendesk, zendesk_sign
+from shared.sources.woocommerce import WooCommerce
+from shared.sources.zendesk import Zendesk, zendesk_sign
 
 SIGNED_AT = datetime(2021, 3, 25, 5, 9, 27, tzinfo=UTC)
 

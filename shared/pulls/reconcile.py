@@ -26,8 +26,8 @@ from typing import Annotated, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from shared.backfill import LoadStates, plan, verify
-from shared.ingest import StorePorts, store_once
+from shared.intake.ingest import StorePorts, store_once
+from shared.pulls.backfill import LoadStates, plan, verify
 from shared.state.policy import ConflictPolicy
 
 ORIGIN: Literal["reconcile"] = "reconcile"

@@ -4,7 +4,7 @@ agent's shift ends.
 
 The roster is config (``cdk.json dispatch``, per tenant): agents with skills, a capacity and weekly
 shifts in the team's UTC offset; ticket tags name the skills a ticket needs. Workload is kept behind
-the ``Workload`` port (``shared/adapters/dispatch.py``: the state table, in transactions), so two
+the ``Workload`` port (``shared/adapters/workload.py``: the state table, in transactions), so two
 tickets dispatched at once cannot both take an agent's last free slot. The rules are here, free of AWS.
 """
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared.identity import IdentityIndex, resolve
+from shared.identity.resolver import IdentityIndex, resolve
 from shared.models import AfterSalesCase, Customer, ObservedEntity, Order, Ticket
 from shared.sources.base import event_id_for
 

@@ -19,11 +19,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlencode
 
-from shared.errors import ConfigurationError, DeliveryFailed
-from shared.models import EntityChanged, utcnow
-from shared.sources.inhouse import standard_sign
-from shared.state.merge import EntityState
-from shared.targets import (
+from shared.delivery.robot import MARKDOWN_MAX_BYTES, OK, RETRIABLE, cut_utf8, errcode_of
+from shared.delivery.targets import (
     IDENTIFIERS,
     ApiKeyAuth,
     OAuth2ClientCredentials,
@@ -33,7 +30,10 @@ from shared.targets import (
     pending_changes,
     value_hash,
 )
-from shared.wecom import MARKDOWN_MAX_BYTES, OK, RETRIABLE, cut_utf8, errcode_of
+from shared.errors import ConfigurationError, DeliveryFailed
+from shared.models import EntityChanged, utcnow
+from shared.signing import standard_sign
+from shared.state.merge import EntityState
 
 NO_ANSWER = 599  # SafeHttp's status for no (whole) HTTP answer: connection failed, deadline, size cap
 RETRIABLE_STATUSES = frozenset({408, 425, 429, NO_ANSWER})

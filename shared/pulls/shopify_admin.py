@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from shared.delivery import answered
-from shared.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.delivery.deliver import answered
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
 
 PAGE_SIZE = 250
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')

@@ -27,10 +27,10 @@ from datetime import datetime
 from typing import Final, Literal
 
 from shared.errors import NormalisationError
-from shared.field_map import FieldMap
-from shared.ingest import Accepted, StorePorts, inbox_message, store_once
+from shared.intake.field_map import FieldMap
+from shared.intake.ingest import Accepted, StorePorts, inbox_message, store_once
+from shared.intake.normalise import normalise_message
 from shared.models import InboxMessage, ObservedEntity
-from shared.normalise import normalise_message
 from shared.sources.base import Delivery
 from shared.state.merge import EntityState, merge
 from shared.state.policy import ConflictPolicy

@@ -1,6 +1,6 @@
 """Customer notifications for after-sales steps: SMS (SNS) and e-mail (SES) from templates.
 
-Templates are data (``shared/notification_templates.json``), per tenant (falling back to
+Templates are data (``shared/automation/notification_templates.json``), per tenant (falling back to
 ``default``) and language (zh-CN and en at least), one per case status worth telling a customer.
 The contact is the one on the case's order; phone numbers go out in E.164. Contacts are personal
 data: they are never logged, and what is recorded of a sent notification is its channel, template
@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shared.identity import normalise_email, normalise_phone
+from shared.identity.resolver import normalise_email, normalise_phone
 
 _TEMPLATES = Path(__file__).with_name("notification_templates.json")
 

@@ -84,7 +84,7 @@ class TargetConfig(_Frozen):
     # http: a REST endpoint; wecom: a WeCom group robot (url = the robot API base, key in the secret),
     # which gets each change as a markdown message, within the robot's 20 messages a minute;
     # sms / email: customer notifications through SNS / SES from the templates
-    # (shared/notification_templates.json), called by the customer-notify rule only
+    # (shared/automation/notification_templates.json), called by the customer-notify rule only
     kind: Literal["http", "wecom", "sms", "email"] = "http"
     url: HttpUrl | None = None  # http and wecom only
     # email: the From address (a verified SES identity); sms: an optional sender ID where allowed

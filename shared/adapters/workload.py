@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from shared.adapters.aws import DynamoTable
+from shared.adapters.dynamo import DynamoTable
 
 PREFIX = "ops#dispatch#"
 

@@ -1,4 +1,4 @@
-"""After-sales automation: rules kept as data (``shared/automation_rules.json``), run on entity changes.
+"""After-sales automation: rules kept as data (``shared/automation/rules.json``), run on entity changes.
 
 A rule names the entity type, the values that trigger it (``when``), the fields it needs, the role it
 calls (config maps roles to targets: ``automation.payment`` → a payment target…), an idempotency key
@@ -25,8 +25,8 @@ from shared.models import ENTITY_MODELS, ObservedEntity
 from shared.sources.base import event_id_for
 from shared.state.merge import EntityState
 
-AUTOMATED_TYPES = frozenset({"after_sales_case", "ticket"})  # tickets: dispatch (shared/dispatch.py)
-_RULES = Path(__file__).with_name("automation_rules.json")
+AUTOMATED_TYPES = frozenset({"after_sales_case", "ticket"})  # tickets: dispatch (shared/automation/dispatch.py)
+_RULES = Path(__file__).with_name("rules.json")
 
 
 class Mapped(BaseModel):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from shared.errors import MalformedPayload, NormalisationError
-from shared.field_map import FieldMap, MappingFailed
+from shared.intake.field_map import FieldMap, MappingFailed
 from shared.models import InboxMessage, ObservedEntity
 from shared.sources import NORMALISERS
 from shared.sources.base import Headers

@@ -1,0 +1,38 @@
+"""Secrets Manager through Powertools parameters: JSON secrets, cached."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+from botocore.exceptions import ClientError
+
+from shared.errors import ConfigurationError
+
+
+class SecretReader:
+    """JSON secrets through Powertools parameters, cached for ``max_age`` seconds."""
+
+    def __init__(self, max_age: int, client: Any = None) -> None:
+        self.max_age = max_age
+        self._client = client
+
+    @cached_property
+    def provider(self) -> SecretsProvider:
+        return SecretsProvider(boto3_client=self._client or boto3.client("secretsmanager"))
+
+    def get_json(self, name: str) -> dict[str, Any] | None:
+        """The secret's JSON object, or ``None`` when no such secret exists."""
+        try:
+            value = self.provider.get(name, max_age=self.max_age, transform="json")
+        except GetParameterError as exc:
+            cause = exc.__cause__ or exc.__context__  # Powertools re-raises without `from`
+            if isinstance(cause, ClientError) and cause.response["Error"]["Code"] == "ResourceNotFoundException":
+                return None
+            raise
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"secret {name!r} must hold a JSON object")
+        return value

@@ -1,0 +1,65 @@
+"""SQS: sending JSON documents SQS can carry, and a received message's visibility."""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any
+
+import boto3
+
+# Characters SQS refuses in a message body (InvalidMessageContents): outside XML's #x9 | #xA | #xD |
+# #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. In a JSON document they can only stand inside strings,
+# where a \uXXXX escape means the same character: escaped, the document reads back unchanged.
+_NOT_CARRIED = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def carriable_json(document: str) -> str:
+    """A JSON document SQS (and EventBridge's SQS targets) can carry: the characters it refuses escaped."""
+    return _NOT_CARRIED.sub(lambda m: f"\\u{ord(m.group()):04x}", document)
+
+
+class SqsQueue:
+    """Sends JSON documents (``carriable_json``: nothing SQS refuses reaches it)."""
+
+    def __init__(self, url: str, client: Any = None) -> None:
+        self.url = url
+        self._client = client
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("sqs")
+
+    def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
+        kwargs: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": carriable_json(body)}
+        if attributes:
+            kwargs["MessageAttributes"] = {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
+        return self.client.send_message(**kwargs)["MessageId"]
+
+
+class MessageVisibility:
+    """Hides a received SQS message for a while: a consumer's own retry delay (backoff, an open
+    circuit), instead of sleeping in the function. Capped at SQS's 12 hours."""
+
+    MAX_SECONDS = 43_200
+
+    def __init__(self, client: Any = None) -> None:
+        self._client = client
+        self._urls: dict[str, str] = {}
+
+    @cached_property
+    def client(self) -> Any:
+        return self._client or boto3.client("sqs")
+
+    def hide(self, queue_arn: str, receipt_handle: str, seconds: float) -> int:
+        """The seconds the message now stays hidden."""
+        if queue_arn not in self._urls:
+            *_, account, name = queue_arn.split(":")
+            self._urls[queue_arn] = self.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
+                "QueueUrl"
+            ]
+        wait = max(1, min(self.MAX_SECONDS, round(seconds)))
+        self.client.change_message_visibility(
+            QueueUrl=self._urls[queue_arn], ReceiptHandle=receipt_handle, VisibilityTimeout=wait
+        )
+        return wait

@@ -1,0 +1,1 @@
+"""After-sales automation: rules as data, customer notifications, ticket dispatch."""

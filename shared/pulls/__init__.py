@@ -1,0 +1,1 @@
+"""Pulls: scheduled reconciliation against the platforms' list APIs, and historical backfill."""
