@@ -8,6 +8,7 @@ reason; an AWS failure is retried by SQS and dead-lettered with its reason on th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -40,19 +41,27 @@ def processor() -> DeadLetteringProcessor:
     return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
 
 
+@dataclass(frozen=True)
+class Ports:
+    """What the function touches: where an admitted notification goes, and the quarantine."""
+
+    store: StorePorts
+    quarantine: SqsQueue
+
+
 @cache
-def ports() -> tuple[StorePorts, SqsQueue]:
+def ports() -> Ports:
     s = settings()
     store = StorePorts(
         archive=S3Archive(s.archive_bucket),
         inbox=SqsQueue(s.inbox_queue_url),
         once=IdempotentOnce(s.idempotency_table, s.idempotency_ttl_seconds),
     )
-    return store, SqsQueue(s.quarantine_queue_url)
+    return Ports(store=store, quarantine=SqsQueue(s.quarantine_queue_url))
 
 
 def record_handler(record: SQSRecord) -> None:
-    store, quarantine = ports()
+    store, quarantine = ports().store, ports().quarantine
     sent = int(record.attributes.sent_timestamp) / 1000
     try:
         accepted = accept_notification(
@@ -87,5 +96,5 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    ports()[0].once.register_context(context)
+    ports().store.once.register_context(context)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

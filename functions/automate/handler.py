@@ -57,15 +57,27 @@ def processor() -> DeadLetteringProcessor:
     return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
 
 
+@dataclass(frozen=True)
+class Ports:
+    """What the function touches: the state (cases, orders, tickets), the action ledger, the role targets
+    over HTTPS with their credentials, and the bus (write-backs, dispatch decisions)."""
+
+    store: DynamoStateStore
+    ledger: DynamoActionLedger
+    http: SafeHttp
+    secrets: SecretReader
+    bus: EventBus
+
+
 @cache
-def adapters() -> tuple[DynamoStateStore, DynamoActionLedger, SafeHttp, SecretReader, EventBus]:
+def ports() -> Ports:
     s = settings()
-    return (
-        DynamoStateStore(s.state_table),
-        DynamoActionLedger(s.state_table),
-        SafeHttp(allow_loopback=s.loopback_ports),
-        SecretReader(max_age=s.secrets_max_age_seconds),
-        EventBus(s.event_bus),
+    return Ports(
+        store=DynamoStateStore(s.state_table),
+        ledger=DynamoActionLedger(s.state_table),
+        http=SafeHttp(allow_loopback=s.loopback_ports),
+        secrets=SecretReader(max_age=s.secrets_max_age_seconds),
+        bus=EventBus(s.event_bus),
     )
 
 
@@ -80,7 +92,7 @@ def order_of(state: EntityState) -> dict[str, Any] | None:
     if not order_id:
         return None
     prefix = state.entity_id.split(":", 1)[0]
-    order, _ = adapters()[0].load(state.tenant, "order", f"{prefix}:{order_id}")
+    order, _ = ports().store.load(state.tenant, "order", f"{prefix}:{order_id}")
     return order.fields if order is not None else None
 
 
@@ -103,7 +115,7 @@ def claim(tenant: str, key: str, lease_seconds: float, rerun_after_crash: bool, 
     """The claim's owner token when this worker is to act; None when the action is done (or may be).
     A live claim of another worker defers the record until that claim's lease is over."""
     now = time.time()
-    found = adapters()[1].claim(tenant, key, now, lease_seconds, rerun_after_crash)
+    found = ports().ledger.claim(tenant, key, now, lease_seconds, rerun_after_crash)
     if found.outcome == "busy":
         jitter = random.uniform(1, 3)  # noqa: S311 - spreading retries, not a secret
         raise Deferred(f"{what}: another worker is running it", max(0.0, found.until - now) + jitter)
@@ -118,7 +130,7 @@ def notify_customer(action: Action, state: EntityState, order: dict[str, Any] | 
     case status (nobody dedupes a text message: a send cut off by a crash is not repeated), in the
     language the target sets for the tenant."""
     s = settings()
-    ledger = adapters()[1]
+    ledger = ports().ledger
     contact = order or {}
     values = {**action.body, "order_number": contact.get("order_number") or action.body["order_id"]}
     for target in (s.target(name) for name in s.customer_targets):
@@ -161,7 +173,7 @@ def run(action: Action, state: EntityState, order: dict[str, Any] | None, budget
     if action.rule.role == "customer":
         notify_customer(action, state, order, budget)
         return
-    _, ledger, http, secrets, _ = adapters()
+    ledger, http, secrets = ports().ledger, ports().http, ports().secrets
     role_target = s.roles.get(action.rule.role)
     if role_target is None:
         logger.info("no target for the rule's role", extra={"rule": action.rule.name, "role": action.rule.role})
@@ -225,7 +237,7 @@ def write_back(action: Action, state: EntityState, source: str) -> None:
 
 
 def publish(observed: ObservedEntity) -> None:
-    adapters()[4].put(
+    ports().bus.put(
         EVENT_SOURCE,
         [(DETAIL_OBSERVED.format(entity_type=observed.entity_type), observed.model_dump_json(exclude_unset=True))],
     )
@@ -233,7 +245,7 @@ def publish(observed: ObservedEntity) -> None:
 
 @cache
 def dispatcher() -> Dispatcher:
-    store = adapters()[0]
+    store = ports().store
     return Dispatcher(
         rosters=settings().dispatch,
         work=DynamoWorkload(settings().state_table),
@@ -257,7 +269,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         dispatcher().shift_check(event.time)
         return
     changed = EntityChanged.model_validate(event.detail)
-    state, _ = adapters()[0].load(changed.tenant, changed.entity_type, changed.entity_id)
+    state, _ = ports().store.load(changed.tenant, changed.entity_type, changed.entity_id)
     if state is None:
         raise DeliveryFailed(f"{changed.entity_type} {changed.entity_id} has no state yet")
     if state.entity_type == "ticket":

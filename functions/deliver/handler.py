@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from typing import Any
@@ -68,17 +69,29 @@ def processor() -> DeadLetteringProcessor:
     return DeadLetteringProcessor(lambda record: target_of(record).retry.max_attempts, logger=logger, metrics=metrics)
 
 
+@dataclass(frozen=True)
+class Ports:
+    """What the function touches: the state and acks, the targets over HTTPS with their credentials, the
+    targets' circuits and rate limits, and the robot targets' sliding limit."""
+
+    store: DynamoStateStore
+    http: SafeHttp
+    secrets: SecretReader
+    guards: DynamoGuards
+    robot_minutes: DynamoMinuteSlots
+
+
 @cache
-def adapters() -> tuple[DynamoStateStore, SafeHttp, SecretReader, DynamoGuards, DynamoMinuteSlots]:
+def ports() -> Ports:
     s = settings()
     robot_timeouts = [t.timeout_seconds for t in s.targets if t.kind == "wecom"]
-    return (
-        DynamoStateStore(s.state_table),
-        SafeHttp(allow_loopback=s.loopback_ports),
-        SecretReader(max_age=s.secrets_max_age_seconds),
-        DynamoGuards(s.state_table),
+    return Ports(
+        store=DynamoStateStore(s.state_table),
+        http=SafeHttp(allow_loopback=s.loopback_ports),
+        secrets=SecretReader(max_age=s.secrets_max_age_seconds),
+        guards=DynamoGuards(s.state_table),
         # a WeCom robot target's 20 messages a minute, counted with the lag of its slowest send
-        DynamoMinuteSlots(s.state_table, lag=timedelta(seconds=max(robot_timeouts, default=5.0) + 1)),
+        robot_minutes=DynamoMinuteSlots(s.state_table, lag=timedelta(seconds=max(robot_timeouts, default=5.0) + 1)),
     )
 
 
@@ -93,7 +106,8 @@ def waiting(changed: EntityChanged, target: TargetConfig, why: str, seconds: flo
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     """One change to one target; Powertools passes the invocation's context (its time left)."""
-    store, http, secrets, guards, robot_minutes = adapters()
+    p = ports()
+    store, http, secrets, guards, robot_minutes = p.store, p.http, p.secrets, p.guards, p.robot_minutes
     target = target_of(record)
     seconds_left = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else float("inf")
     if seconds_left < target.timeout_seconds + INVOCATION_RESERVE_SECONDS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -36,22 +37,31 @@ def settings() -> NormaliseSettings:
     return NormaliseSettings.from_env()
 
 
+@dataclass(frozen=True)
+class Ports:
+    """What the function touches: the archive (bodies too large for a message), the bus, the quarantine."""
+
+    archive: S3Archive
+    bus: EventBus
+    quarantine: SqsQueue
+
+
 @cache
-def adapters() -> tuple[S3Archive, EventBus, SqsQueue]:
+def ports() -> Ports:
     s = settings()
-    return S3Archive(s.archive_bucket), EventBus(s.event_bus), SqsQueue(s.quarantine_queue_url)
+    return Ports(S3Archive(s.archive_bucket), EventBus(s.event_bus), SqsQueue(s.quarantine_queue_url))
 
 
 def quarantine(record: SQSRecord, source: str, reason: str) -> None:
     """Park a delivery that verified but cannot be normalised, with its reason; never retried blindly."""
-    _, _, queue = adapters()
+    queue = ports().quarantine
     kept = park(queue, source=source, reason=reason, message_id=record.message_id, envelope=record.body)
     logger.warning("quarantined", extra={"source": source, "reason": kept})
     metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
 
 
 def record_handler(record: SQSRecord) -> None:
-    archive, bus, _ = adapters()
+    archive, bus = ports().archive, ports().bus
     try:
         message = InboxMessage.model_validate_json(record.body)
     except ValidationError as exc:

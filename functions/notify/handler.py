@@ -12,6 +12,7 @@ recorded. The robot key lives in Secrets Manager and is never logged.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -51,13 +52,22 @@ def processor() -> DeadLetteringProcessor:
     return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
 
 
+@dataclass(frozen=True)
+class Ports:
+    """What the function touches: the robots (through the SSRF guard), their sliding limit, their keys."""
+
+    robot: WeComRobotHttp
+    slots: DynamoMinuteSlots
+    secrets: SecretReader
+
+
 @cache
-def adapters() -> tuple[WeComRobotHttp, DynamoMinuteSlots, SecretReader]:
+def ports() -> Ports:
     s = settings()
-    return (
-        WeComRobotHttp(s.api_base, http=SafeHttp(allow_loopback=s.loopback_ports)),  # the sandbox's robot's port
-        DynamoMinuteSlots(s.state_table),
-        SecretReader(max_age=s.secrets_max_age_seconds),
+    return Ports(
+        robot=WeComRobotHttp(s.api_base, http=SafeHttp(allow_loopback=s.loopback_ports)),  # the sandbox's robot
+        slots=DynamoMinuteSlots(s.state_table),
+        secrets=SecretReader(max_age=s.secrets_max_age_seconds),
     )
 
 
@@ -71,7 +81,7 @@ def severity_of(topic_arn: str) -> Severity:
 def robot(name: str) -> Robot:
     s = settings()
     secret_name = robot_secret_name(s.secrets_prefix, name)
-    secret = adapters()[2].get_json(secret_name)
+    secret = ports().secrets.get_json(secret_name)
     if not secret or not isinstance(secret.get("key"), str) or not secret["key"]:
         raise ConfigurationError(f'secret {secret_name!r} must be {{"key": "<robot key>", ...}}')
     mobiles = secret.get("mentioned_mobile_list") or []
@@ -99,7 +109,7 @@ def plan(records: list[SQSRecord], deadline: float | None = None) -> dict[str, E
             by_robot[name].append(change)
         if not s.robots.get(change.severity):
             results[record.message_id] = PermanentFailure(f"no WeCom robot is configured for {change.severity} alarms")
-    http, slots, _ = adapters()
+    http, slots = ports().robot, ports().slots
     port = http.within(deadline)
     for name, changes in by_robot.items():
         try:

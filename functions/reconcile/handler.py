@@ -11,6 +11,7 @@ reason, and the DLQ alarm reaches the on-call group.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -49,16 +50,28 @@ def processor() -> DeadLetteringProcessor:
     return DeadLetteringProcessor(settings().max_receive_count, logger=logger, metrics=metrics)
 
 
+@dataclass(frozen=True)
+class Ports:
+    """What the function touches: the webhook path's store (what a pull feeds in is admitted like a
+    webhook), the state it compares with, its watermarks, the pull credentials, the shops over HTTPS."""
+
+    inbox: StorePorts
+    state: DynamoStateStore
+    watermarks: ReconcileWatermarks
+    secrets: SecretReader
+    http: SafeHttp
+
+
 @cache
-def adapters() -> tuple[StorePorts, DynamoStateStore, ReconcileWatermarks, SecretReader, SafeHttp]:
+def ports() -> Ports:
     s = settings()
-    ports = StorePorts(
+    inbox = StorePorts(
         archive=S3Archive(s.archive_bucket),
         inbox=SqsQueue(s.inbox_queue_url),
         once=IdempotentOnce(s.idempotency_table, s.idempotency_ttl_seconds),
     )
-    return (
-        ports,
+    return Ports(
+        inbox,
         DynamoStateStore(s.state_table),
         ReconcileWatermarks(s.state_table),
         SecretReader(s.secrets_max_age_seconds),
@@ -68,7 +81,8 @@ def adapters() -> tuple[StorePorts, DynamoStateStore, ReconcileWatermarks, Secre
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
     """One run; Powertools passes the invocation's context, whose time left bounds the run."""
-    ports, store, watermarks, secrets, http = adapters()
+    p = ports()
+    store_ports, store, watermarks, secrets, http = p.inbox, p.state, p.watermarks, p.secrets, p.http
     try:
         request = json.loads(record.body)
         job = settings().job(str(request["source"]), str(request["tenant"]))
@@ -86,7 +100,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         watermarks,
         store.load_states,
         default_policy(),
-        ports,
+        store_ports,
         datetime.now(UTC),
         seconds_left=(lambda: lambda_context.get_remaining_time_in_millis() / 1000)
         if lambda_context
@@ -110,5 +124,5 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    adapters()[0].once.register_context(context)
+    ports().inbox.once.register_context(context)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)

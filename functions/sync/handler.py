@@ -6,6 +6,7 @@ event source mapping, so a backlog in one domain does not hold up another.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -44,25 +45,37 @@ def settings() -> SyncSettings:
     return SyncSettings.from_env()
 
 
+@dataclass(frozen=True)
+class Ports:
+    """What the function touches: the state (and the identity index in the same table), the quarantine,
+    the tenants' identity salts."""
+
+    store: DynamoStateStore
+    quarantine: SqsQueue
+    secrets: SecretReader
+
+
 @cache
-def adapters() -> tuple[DynamoStateStore, SqsQueue, SecretReader]:
+def ports() -> Ports:
     s = settings()
-    return DynamoStateStore(s.state_table), SqsQueue(s.quarantine_queue_url), SecretReader(s.secrets_max_age_seconds)
+    return Ports(
+        DynamoStateStore(s.state_table), SqsQueue(s.quarantine_queue_url), SecretReader(s.secrets_max_age_seconds)
+    )
 
 
 def identity_index(tenant: str) -> DynamoIdentityIndex:
-    return DynamoIdentityIndex(settings().state_table, tenant, adapters()[0].client)
+    return DynamoIdentityIndex(settings().state_table, tenant, ports().store.client)
 
 
 def tenant_salt(tenant: str) -> bytes:
     name = tenant_salt_secret_name(settings().secrets_prefix, tenant)
-    return salt_from_secret(adapters()[2].get_json(name), name)
+    return salt_from_secret(ports().secrets.get_json(name), name)
 
 
 def quarantine(record: SQSRecord, reason: str) -> None:
     """An observation that can never merge (unknown entity type, a field no policy knows): parked
     with its reason instead of being retried into the DLQ."""
-    _, queue, _ = adapters()
+    queue = ports().quarantine
     park(queue, source="sync", reason=reason, message_id=record.message_id, envelope=record.body)
     logger.warning("quarantined", extra={"reason": reason})
     metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
@@ -75,7 +88,7 @@ def record_handler(record: SQSRecord) -> None:
     except ValidationError as exc:
         quarantine(record, describe_error(exc))  # a field path and an error kind, never the value
         return
-    store = adapters()[0]
+    store = ports().store
     for observation in link_customers(event, identity_index, tenant_salt, settings().default_phone_region):
         result = apply_observation(observation, store, default_policy())
         logger.info(
