@@ -12,15 +12,15 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord, DynamoDBRecordEventName
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.events import EventBus
-from shared.adapters.state_store import audit_from_item
 from shared.constants import AUDIT_SK_PREFIX, DETAIL_ENTITY_CHANGED, EVENT_SOURCE
 from shared.models import EntityChanged
 from shared.observability import logger, metrics, tracer
 from shared.settings import PublishSettings
+from shared.state.audit import AuditRecord
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, logger=logger)  # type: ignore[arg-type]
 
@@ -36,12 +36,13 @@ def bus() -> EventBus:
 
 
 def record_handler(record: DynamoDBRecord) -> None:
-    raw = record.raw_event.get("dynamodb", {})
-    keys, image = raw.get("Keys", {}), raw.get("NewImage")
+    stream = record.dynamodb
     # The event source mapping filters to audit inserts; this guard keeps the handler correct without it.
-    if record.raw_event.get("eventName") != "INSERT" or not keys.get("sk", {}).get("S", "").startswith(AUDIT_SK_PREFIX):
+    if record.event_name != DynamoDBRecordEventName.INSERT or stream is None:
         return
-    audit = audit_from_item(image)
+    if not str(stream.keys.get("sk", "")).startswith(AUDIT_SK_PREFIX):
+        return
+    audit = AuditRecord.model_validate_json(stream.new_image["record"])
     changed = EntityChanged(
         tenant=audit.tenant,
         entity_type=audit.entity_type,
