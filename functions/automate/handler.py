@@ -9,7 +9,6 @@ status change → the order's after-sales status at the OMS. Rules are data
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -31,11 +30,12 @@ from shared.adapters.messaging import CustomerMessages
 from shared.adapters.secrets import SecretReader
 from shared.adapters.state_store import DynamoStateStore
 from shared.adapters.workload import DynamoWorkload
+from shared.automation.actions import request_action
 from shared.automation.dispatch import Dispatcher
 from shared.automation.notifications import compose
 from shared.automation.rules import Action, actions_for, result_observation
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE, INVOCATION_RESERVE_SECONDS, target_secret_name
-from shared.delivery.deliver import RETRIABLE_STATUSES, HttpPort, HttpResponse, action_id, answered, auth_headers
+from shared.delivery.deliver import DeliveryRejected, HttpPort, HttpResponse
 from shared.delivery.targets import TargetConfig
 from shared.errors import ConfigurationError, DeliveryFailed, NotSent
 from shared.models import EntityChanged, ObservedEntity, utcnow
@@ -205,30 +205,14 @@ def call(
     credentials = secrets.get_json(target_secret_name(s.secrets_prefix, target.name))
     if credentials is None:
         raise ConfigurationError(f"secret for target {target.name!r} does not exist")
-    payload = {
-        "action": action.rule.name,
-        "tenant": state.tenant,
-        "entity_type": state.entity_type,
-        "entity_id": state.entity_id,
-        **action.body,
-    }
-    body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "Idempotency-Key": action.key,
-        **auth_headers(target, credentials, body, action_id(state.tenant, action.ledger_key, target.name), http),
-    }
     try:
-        response = http.post(str(target.url), body, headers, target.timeout_seconds)
-    except TargetRefused as exc:
-        raise PermanentFailure(f"{action.rule.name}: {exc}") from exc
-    if not 200 <= response.status < 300:
-        detail = f"{action.rule.name}: target {target.name} {answered(response)}"
+        return request_action(action, state, target, credentials, http), target
+    except (DeliveryRejected, TargetRefused) as exc:  # no retry helps: the DLQ at once, with the reason
         count_by("ActionFailed", "rule", action.rule.name)
-        if response.status in RETRIABLE_STATUSES or response.status >= 500:
-            raise DeliveryFailed(detail)
-        raise PermanentFailure(detail)
-    return response, target
+        raise PermanentFailure(f"{action.rule.name}: {exc}" if isinstance(exc, TargetRefused) else str(exc)) from exc
+    except DeliveryFailed:
+        count_by("ActionFailed", "rule", action.rule.name)
+        raise
 
 
 def write_back(action: Action, state: EntityState, source: str) -> None:

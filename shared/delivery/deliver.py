@@ -39,6 +39,12 @@ NO_ANSWER = 599  # SafeHttp's status for no (whole) HTTP answer: connection fail
 RETRIABLE_STATUSES = frozenset({408, 425, 429, NO_ANSWER})
 
 
+def worth_retrying(status: int) -> bool:
+    """The one rule for a target's answer: 408, 425, 429, 5xx and no answer at all may succeed later
+    (retried); any other 4xx never will (the DLQ at once). Deliveries and actions both go by it."""
+    return status in RETRIABLE_STATUSES or status >= 500
+
+
 class DeliveryRejected(Exception):
     """The target refused the change in a way no retry can fix (a 4xx other than 408/425/429)."""
 
@@ -136,7 +142,7 @@ def deliver_change(
     response = http.post(url, body, headers, target.timeout_seconds, method=target.method)
     if not 200 <= response.status < 300:
         detail = f"target {target.name} {answered(response)}"
-        if response.status in RETRIABLE_STATUSES or response.status >= 500:
+        if worth_retrying(response.status):
             raise DeliveryFailed(detail, retry_after=retry_after(response.headers))
         raise DeliveryRejected(detail)
     new_ack["payload_hash"] = payload_hash
