@@ -9,15 +9,15 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help install demo local test lint format bench synth deploy openapi clean
+.PHONY: help install demo local test unit lint format bench synth deploy openapi clean
 
 help:
-	@echo "make demo | local | test | lint | format | bench | synth | deploy ENV=dev|staging|prod | clean"
+	@echo "make demo | local | test | unit | lint | format | bench | synth | deploy ENV=dev|staging|prod | clean"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,ops]'
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -43,6 +43,9 @@ format: $(BIN)/.installed
 
 test: install lint  ## lint + unit, integration (moto), infra (synth, cdk-nag, cfn-lint), e2e (sandbox)
 	$(BIN)/pytest
+
+unit: $(BIN)/.installed  ## unit tests only (no AWS, no sandbox): the fast loop
+	$(BIN)/pytest tests/unit -q
 
 bench: $(BIN)/.installed  ## writes bench/RESULTS.md
 	$(BIN)/python -m bench.run

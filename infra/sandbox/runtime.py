@@ -37,6 +37,7 @@ from infra.sandbox.resources import (
 )
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, function_environment, queues
+from ops.resources import sandbox_state_file
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in's request log is noise here
 # An invocation that changed nothing emits no metric; Powertools warns about that on every one.
@@ -44,8 +45,8 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 DEFAULT_SECRETS = ROOT / "infra" / "sandbox" / "secrets.local.json"
 # Where a running sandbox announces itself (and writes its logs); AFTERSYNC_STATE_DIR moves it, so
-# test runs in one checkout do not find each other's sandboxes.
-STATE_FILE = Path(os.environ.get("AFTERSYNC_STATE_DIR") or ROOT / ".aftersync") / "sandbox.json"
+# test runs in one checkout do not find each other's sandboxes. The CLI's resolver reads it there.
+STATE_FILE = sandbox_state_file()
 
 
 def free_port() -> int:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.sandbox import cli
 from infra.sandbox.runtime import free_port
+from ops import cli
 from tests.e2e.conftest import CLI, ROOT, start_local
 
 
@@ -41,7 +41,7 @@ def stale_state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ),
         encoding="utf-8",
     )
-    monkeypatch.setattr(cli, "STATE_FILE", state)
+    monkeypatch.setenv("AFTERSYNC_STATE_DIR", str(tmp_path))  # where the CLI looks for the sandbox
     return state
 
 

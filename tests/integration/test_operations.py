@@ -8,10 +8,13 @@ import time
 
 import boto3
 import pytest
+from typer.testing import CliRunner
 
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.samples import signed
+from ops.cli import app
 from ops.dlq import dead_letter_queues, describe, peek, redrive
+from ops.resources import ResourcesUnavailable, from_stack, resolve
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import source_secret_name, tenant_salt_secret_name
 from tests.integration.conftest import Stack
@@ -117,3 +120,66 @@ def test_the_quarantine_is_listed_with_the_dead_letter_queues_and_shown_with_its
     assert [m["reason"] for m in peek(sqs, quarantine)] == ["unsupported topic 'products/update'"] * 3
     with pytest.raises(ValueError, match=r"quarantine cannot be redriven: .*aftersync replay"):
         redrive(sqs, quarantine, stack.resources.queue_urls["inbox"])
+
+
+def _deploy_outputs(stack: Stack) -> None:
+    """A CloudFormation stack named as the deployed one, whose outputs name the moto resources as
+    infra/stack.py's outputs name the real ones."""
+    refs = stack.resources.refs
+    outputs: dict[str, dict[str, str]] = {
+        "WebhookUrl": {"Value": "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/"},
+        "StateTable": {"Value": refs.state_table},
+        "ArchiveBucket": {"Value": refs.archive_bucket},
+        "IdempotencyTable": {"Value": refs.idempotency_table},
+    }
+    for purpose, url in stack.resources.queue_urls.items():
+        outputs[f"Queue{purpose.title().replace('-', '')}"] = {"Value": url, "Description": f"queue:{purpose}"}
+    template = {
+        "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": "cfn-placeholder"}}},
+        "Outputs": outputs,
+    }
+    boto3.client("cloudformation").create_stack(StackName=stack.cfg.stack_name, TemplateBody=json.dumps(template))
+
+
+def test_aws_mode_resolves_the_stack_from_its_outputs_and_the_commands_act_on_it(
+    stack: Stack, shopify_secret: str
+) -> None:
+    # Given a deployed stack (its outputs in CloudFormation) holding an order and a quarantined delivery
+    _deploy_outputs(stack)
+    assert stack.post(signed("shopify_orders_create", shopify_secret))["statusCode"] == 200
+    unsupported = signed(
+        "shopify_orders_create",
+        shopify_secret,
+        **{"X-Shopify-Topic": "products/update", "X-Shopify-Event-Id": "product-1"},
+    )
+    assert stack.post(unsupported)["statusCode"] == 200
+    stack.run_until_quiet()
+
+    # When the resolver reads the stack of --env (in the config's region)
+    resources = resolve(aws=True, environment="dev")
+
+    # Then it names the stack's resources, and the commands act on them
+    assert (resources.where, resources.region, resources.endpoint_url) == ("stack", "eu-west-1", None)
+    assert resources.state_table == stack.resources.refs.state_table
+    assert dict(resources.queues) == stack.resources.queue_urls
+    assert resources.api_url == "https://abc123.execute-api.eu-west-1.amazonaws.com/prod/"
+    runner = CliRunner()
+    listed = runner.invoke(app, ["dlq", "list", "--aws", "--env", "dev", "--json"])
+    assert listed.exit_code == 0, listed.output
+    depths = {row["name"]: row["messages"] for row in json.loads(listed.output)}
+    assert depths["quarantine"] == 1 and depths["orders-dlq"] == 0
+    shown = runner.invoke(app, ["entity", "show", "order", ORDER, "--tenant", "demo", "--aws", "--json"])
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.output)
+    assert (document["state"]["version"], document["audit_problems"]) == (1, [])
+    verified = runner.invoke(app, ["audit", "verify", "--aws", "--json"])
+    assert (verified.exit_code, json.loads(verified.output)["broken"]) == (0, [])
+
+
+def test_aws_mode_without_the_stack_says_so_in_one_line(stack: Stack) -> None:
+    with pytest.raises(ResourcesUnavailable) as refused:
+        from_stack("staging", "eu-west-1")
+    assert str(refused.value) == (
+        "aftersync: cannot read the stack Aftersync-staging: ValidationError: Stack with id Aftersync-staging "
+        "does not exist"
+    )
