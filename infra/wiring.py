@@ -34,6 +34,9 @@ class FunctionSpec:
     name: str
     handler: str  # dotted module.attribute, importable from the code asset root
     description: str
+    memory_mb: int = 256
+    # None: the environment's consumer_timeout_seconds (every queue consumer); a number: its own
+    timeout_seconds: int | None = None
 
 
 FUNCTIONS: dict[str, FunctionSpec] = {
@@ -43,6 +46,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             "ingest",
             "functions.ingest.handler.lambda_handler",
             "Verify, dedupe, archive and enqueue webhooks",
+            # on the platforms' ack path (Shopify waits 5 s): more memory is more CPU, a short timeout
+            memory_mb=512,
+            timeout_seconds=10,
         ),
         FunctionSpec("normalise", "functions.normalise.handler.lambda_handler", "Raw envelopes to canonical events"),
         FunctionSpec("sync", "functions.sync.handler.lambda_handler", "Merge observations into per-entity state"),
