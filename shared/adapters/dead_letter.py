@@ -13,7 +13,7 @@ import base64
 import math
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
@@ -24,6 +24,10 @@ from pydantic import ValidationError
 from shared.adapters.sqs import MessageVisibility
 from shared.constants import DLQ_SUFFIX
 from shared.masking import VALUE_QUOTING, describe, validation_problems
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_sqs.client import SQSClient
+    from types_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 ATTEMPTS_ATTRIBUTE = "attempts"  # a record's attempts before this message, on a copy sent back to its queue
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds
@@ -85,7 +89,7 @@ class DeadLetteringProcessor(BatchProcessor):
         self,
         max_receive_count: int | Callable[[SQSRecord], int],
         logger: Any = None,
-        client: Any = None,
+        client: SQSClient | None = None,
         metrics: Any = None,
     ) -> None:
         """``max_receive_count``: the attempts, one for every record or per record (each target its own
@@ -115,7 +119,7 @@ class DeadLetteringProcessor(BatchProcessor):
         return super().success_handler(record, result)
 
     @cached_property
-    def sqs(self) -> Any:
+    def sqs(self) -> SQSClient:
         return self._client or boto3.client("sqs")
 
     @cached_property
@@ -145,11 +149,11 @@ class DeadLetteringProcessor(BatchProcessor):
         """A copy of the message, back in ``seconds`` (at most 15 minutes) with ``attempts``; the
         message received is reported processed."""
         delay = max(0, min(MAX_DELAY_SECONDS, math.ceil(seconds)))
-        attributes = {
-            name: _attribute(value)
-            for name, value in (message.raw_event.get("messageAttributes") or {}).items()
-            if name != ATTEMPTS_ATTRIBUTE and _attribute(value)
-        }
+        attributes: dict[str, MessageAttributeValueTypeDef] = {}
+        for name, value in (message.raw_event.get("messageAttributes") or {}).items():
+            kept = _attribute(value)
+            if name != ATTEMPTS_ATTRIBUTE and kept is not None:
+                attributes[name] = kept
         attributes[ATTEMPTS_ATTRIBUTE] = {"DataType": "Number", "StringValue": str(attempts)}
         try:
             self.sqs.send_message(
@@ -203,7 +207,7 @@ class DeadLetteringProcessor(BatchProcessor):
         return super().success_handler(message, f"dead-lettered: {reason}")
 
 
-def _attribute(value: dict[str, Any]) -> dict[str, Any] | None:
+def _attribute(value: dict[str, Any]) -> MessageAttributeValueTypeDef | None:
     """A message attribute as the Lambda event shows it, as SendMessage takes it."""
     if value.get("stringValue") is not None:
         return {"DataType": value["dataType"], "StringValue": value["stringValue"]}

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 
 from shared.adapters.sqs import carriable_json
 
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_events.client import EventBridgeClient
+
 
 class EventBus:
     """PutEvents in chunks of 10; any failed entry raises so the caller's message is retried."""
 
-    def __init__(self, name: str, client: Any = None) -> None:
+    def __init__(self, name: str, client: EventBridgeClient | None = None) -> None:
         self.name = name
         self._client = client
 
     @cached_property
-    def client(self) -> Any:
+    def client(self) -> EventBridgeClient:
         return self._client or boto3.client("events")
 
     def put(self, source: str, entries: Sequence[tuple[str, str]]) -> None:
@@ -33,5 +36,5 @@ class EventBus:
                 ]
             )
             if result.get("FailedEntryCount"):
-                errors = {e.get("ErrorCode") for e in result["Entries"] if e.get("ErrorCode")}
+                errors = {str(e["ErrorCode"]) for e in result["Entries"] if e.get("ErrorCode")}
                 raise RuntimeError(f"EventBridge rejected {result['FailedEntryCount']} entries: {sorted(errors)}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.utilities.idempotency import (
@@ -25,6 +25,9 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 
 from shared.errors import DuplicateConflict
 
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_dynamodb.client import DynamoDBClient
+
 DUPLICATE_FLAG = "duplicate"
 
 
@@ -33,7 +36,7 @@ def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
 
 
 class IdempotentOnce:
-    def __init__(self, table: str, ttl_seconds: int, client: Any = None) -> None:
+    def __init__(self, table: str, ttl_seconds: int, client: DynamoDBClient | None = None) -> None:
         self.table = table
         self.config = IdempotencyConfig(
             event_key_jmespath="dedupe_key",

@@ -16,23 +16,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
 
 from shared.identity.resolver import STRONG, CustomerProfile, KeyKind
 
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
 
 class DynamoIdentityIndex:
-    def __init__(self, table: str, tenant: str, client: Any = None) -> None:
+    def __init__(self, table: str, tenant: str, client: DynamoDBClient | None = None) -> None:
         self.table = table
         self.tenant = tenant
         self._client = client
         self._profiles: dict[str, dict[str, Any]] = {}
 
     @cached_property
-    def client(self) -> Any:
+    def client(self) -> DynamoDBClient:
         return self._client or boto3.client("dynamodb")
 
     def _key(self, h: str) -> dict[str, Any]:
@@ -236,7 +240,7 @@ class DynamoIdentityIndex:
             self.keep_apart(customer_ids)
         ids = sorted(customer_ids)
         status = "merged" if merge else "kept_apart"
-        values = {
+        values: dict[str, AttributeValueTypeDef] = {
             ":ids": {"SS": ids},
             ":s": {"S": status},
             ":by": {"S": by},

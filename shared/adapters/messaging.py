@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from shared.errors import NotSent
+from shared.errors import ConfigurationError, NotSent
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_sesv2.client import SESV2Client
+    from types_boto3_sns.client import SNSClient
+    from types_boto3_sns.type_defs import MessageAttributeValueTypeDef
 
 ONE_TRY = Config(retries={"mode": "standard", "total_max_attempts": 1})
 
@@ -22,11 +27,11 @@ class CustomerMessages:
     4xx says the provider refused it: ``NotSent``. Anything else raised leaves the outcome unknown."""
 
     @cached_property
-    def sns(self) -> Any:
+    def sns(self) -> SNSClient:
         return boto3.client("sns", config=ONE_TRY)
 
     @cached_property
-    def ses(self) -> Any:
+    def ses(self) -> SESV2Client:
         return boto3.client("sesv2", config=ONE_TRY)
 
     def send(self, notification: Any, sender: str | None) -> str:
@@ -39,21 +44,25 @@ class CustomerMessages:
 
     def _send(self, notification: Any, sender: str | None) -> str:
         if notification.channel == "sms":
-            attributes = {"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}}
+            attributes: dict[str, MessageAttributeValueTypeDef] = {
+                "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": "Transactional"}
+            }
             if sender:
                 attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": sender}
-            response = self.sns.publish(
+            published = self.sns.publish(
                 PhoneNumber=notification.to, Message=notification.text, MessageAttributes=attributes
             )
-        else:
-            response = self.ses.send_email(
-                FromEmailAddress=sender,
-                Destination={"ToAddresses": [notification.to]},
-                Content={
-                    "Simple": {
-                        "Subject": {"Data": notification.subject, "Charset": "UTF-8"},
-                        "Body": {"Text": {"Data": notification.text, "Charset": "UTF-8"}},
-                    }
-                },
-            )
+            return str(published["MessageId"])
+        if not sender:  # the config refuses an e-mail target without one; SES would refuse it too
+            raise ConfigurationError("an e-mail is sent from its target's sender, and this target has none")
+        response = self.ses.send_email(
+            FromEmailAddress=sender,
+            Destination={"ToAddresses": [notification.to]},
+            Content={
+                "Simple": {
+                    "Subject": {"Data": notification.subject, "Charset": "UTF-8"},
+                    "Body": {"Text": {"Data": notification.text, "Charset": "UTF-8"}},
+                }
+            },
+        )
         return str(response["MessageId"])

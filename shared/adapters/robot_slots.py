@@ -6,13 +6,17 @@ import random
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from botocore.exceptions import ClientError
 
 from shared.adapters.dynamo import DynamoTable
 from shared.adapters.wecom import SEND_TIMEOUT_SECONDS
 from shared.delivery.robot import MESSAGES_PER_MINUTE
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 # From a slot's time to the message's arrival at the robot: the send's deadline, plus a second for what
 # runs between taking the slot and starting the call, and for bytes a cut connection had already queued.
@@ -52,7 +56,7 @@ class DynamoMinuteSlots(DynamoTable):
         self,
         table: str,
         limit: int = MESSAGES_PER_MINUTE,
-        client: Any = None,
+        client: DynamoDBClient | None = None,
         window: timedelta = timedelta(seconds=60),
         attempts: int = 25,
         lag: timedelta = SLOT_LAG,
@@ -62,7 +66,7 @@ class DynamoMinuteSlots(DynamoTable):
         self.lag = lag
         self.window = (window + lag).total_seconds()  # the counting window (see above)
         self.attempts = attempts
-        self._seen: dict[str, dict[str, Any]] = {}  # robot -> the item as this caller last saw it
+        self._seen: dict[str, dict[str, AttributeValueTypeDef]] = {}  # robot -> the item as this caller last saw it
 
     def take(self, robot: str, now: datetime) -> bool:
         """A slot for a message sent to ``robot`` now (``now``: the current time, taken right before the
@@ -74,7 +78,7 @@ class DynamoMinuteSlots(DynamoTable):
             recent = sorted(t for t in sent if t > at - self.window)  # a clock behind counts later sends too
             if len(recent) >= self.limit:
                 return False
-            written = {
+            written: dict[str, AttributeValueTypeDef] = {
                 "sent": {"L": [{"N": f"{t:.6f}"} for t in sorted([*recent, at])]},
                 "rev": {"S": uuid.uuid4().hex},
             }
@@ -104,7 +108,7 @@ class DynamoMinuteSlots(DynamoTable):
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
-                current = exc.response.get("Item")
+                current = cast("dict[str, AttributeValueTypeDef] | None", exc.response.get("Item"))
                 if current is None:  # the item vanished (TTL) after we saw it: start from nothing
                     self._seen.pop(robot, None)
                 else:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_s3.client import S3Client
+
 
 class S3Archive:
-    def __init__(self, bucket: str, client: Any = None) -> None:
+    def __init__(self, bucket: str, client: S3Client | None = None) -> None:
         self.bucket = bucket
         self._client = client
 
     @cached_property
-    def client(self) -> Any:
+    def client(self) -> S3Client:
         return self._client or boto3.client("s3")
 
     def put(self, key: str, body: bytes) -> None:

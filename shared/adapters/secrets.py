@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
@@ -12,11 +12,14 @@ from botocore.exceptions import ClientError
 
 from shared.errors import ConfigurationError
 
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_secretsmanager.client import SecretsManagerClient
+
 
 class SecretReader:
     """JSON secrets through Powertools parameters, cached for ``max_age`` seconds."""
 
-    def __init__(self, max_age: int, client: Any = None) -> None:
+    def __init__(self, max_age: int, client: SecretsManagerClient | None = None) -> None:
         self.max_age = max_age
         self._client = client
 

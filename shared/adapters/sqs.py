@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_sqs.client import SQSClient
 
 # Characters SQS refuses in a message body (InvalidMessageContents): outside XML's #x9 | #xA | #xD |
 # #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. In a JSON document they can only stand inside strings,
@@ -22,12 +25,12 @@ def carriable_json(document: str) -> str:
 class SqsQueue:
     """Sends JSON documents (``carriable_json``: nothing SQS refuses reaches it)."""
 
-    def __init__(self, url: str, client: Any = None) -> None:
+    def __init__(self, url: str, client: SQSClient | None = None) -> None:
         self.url = url
         self._client = client
 
     @cached_property
-    def client(self) -> Any:
+    def client(self) -> SQSClient:
         return self._client or boto3.client("sqs")
 
     def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
@@ -43,12 +46,12 @@ class MessageVisibility:
 
     MAX_SECONDS = 43_200
 
-    def __init__(self, client: Any = None) -> None:
+    def __init__(self, client: SQSClient | None = None) -> None:
         self._client = client
         self._urls: dict[str, str] = {}
 
     @cached_property
-    def client(self) -> Any:
+    def client(self) -> SQSClient:
         return self._client or boto3.client("sqs")
 
     def hide(self, queue_arn: str, receipt_handle: str, seconds: float) -> int:

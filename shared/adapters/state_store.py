@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -21,6 +21,9 @@ from shared.models import ObservedEntity
 from shared.state.audit import AuditRecord
 from shared.state.merge import Discarded, EntityState
 from shared.state.sync import StaleState
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_dynamodb.type_defs import PutTypeDef
 
 
 def entity_pk(tenant: str, entity_type: str, entity_id: str) -> str:
@@ -82,7 +85,7 @@ class DynamoStateStore(DynamoTable):
 
     def commit(self, state: EntityState, expected_revision: int, audit: AuditRecord | None, head: str) -> None:
         pk = entity_pk(state.tenant, state.entity_type, state.entity_id)
-        state_put: dict[str, Any] = {
+        state_put: PutTypeDef = {
             "TableName": self.table,
             "Item": {
                 "pk": _s(pk),
@@ -103,7 +106,7 @@ class DynamoStateStore(DynamoTable):
             if audit is None:
                 self.client.put_item(**state_put)
                 return
-            audit_put = {
+            audit_put: PutTypeDef = {
                 "TableName": self.table,
                 "Item": {
                     "pk": _s(pk),

@@ -12,11 +12,14 @@ dispatches racing for one agent's last slot cannot both win, and a retried messa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from shared.adapters.dynamo import DynamoTable
+
+if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
+    from types_boto3_dynamodb.type_defs import PutTypeDef, TransactWriteItemTypeDef, UpdateTypeDef
 
 PREFIX = "ops#dispatch#"
 
@@ -73,31 +76,24 @@ class DynamoWorkload(DynamoTable):
     def assign(self, tenant: str, ticket: str, agent: str, capacity: int | None, previous: str | None) -> bool:
         """Move the ticket from ``previous`` (None: nobody) to ``agent``; False when the ticket moved
         meanwhile or the agent is full (``capacity`` None: a person chose, no limit applies)."""
-        room = {} if capacity is None else {":cap": {"N": str(capacity)}}
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": {**self._pointer(tenant, ticket), "holder": _s(agent)},
-                    **(
-                        {"ConditionExpression": "attribute_not_exists(pk)"}
-                        if previous is None
-                        else {
-                            "ConditionExpression": "holder = :previous",
-                            "ExpressionAttributeValues": {":previous": _s(previous)},
-                        }
-                    ),
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": {"pk": self._agent_pk(tenant, agent), "sk": _s("LOAD")},
-                    "UpdateExpression": "ADD n :one",
-                    **({"ConditionExpression": "attribute_not_exists(n) OR n < :cap"} if capacity is not None else {}),
-                    "ExpressionAttributeValues": {":one": {"N": "1"}, **room},
-                }
-            },
+        pointer: PutTypeDef = {"TableName": self.table, "Item": {**self._pointer(tenant, ticket), "holder": _s(agent)}}
+        if previous is None:
+            pointer["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            pointer["ConditionExpression"] = "holder = :previous"
+            pointer["ExpressionAttributeValues"] = {":previous": _s(previous)}
+        load: UpdateTypeDef = {
+            "TableName": self.table,
+            "Key": {"pk": self._agent_pk(tenant, agent), "sk": _s("LOAD")},
+            "UpdateExpression": "ADD n :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}},
+        }
+        if capacity is not None:
+            load["ConditionExpression"] = "attribute_not_exists(n) OR n < :cap"
+            load["ExpressionAttributeValues"] = {":one": {"N": "1"}, ":cap": {"N": str(capacity)}}
+        items: list[TransactWriteItemTypeDef] = [
+            {"Put": pointer},
+            {"Update": load},
             {
                 "Put": {
                     "TableName": self.table,
@@ -112,7 +108,7 @@ class DynamoWorkload(DynamoTable):
 
     def release(self, tenant: str, ticket: str, agent: str) -> bool:
         """The ticket is solved or closed: the agent's slot is free again."""
-        items = [
+        items: list[TransactWriteItemTypeDef] = [
             {
                 "Delete": {
                     "TableName": self.table,
@@ -131,7 +127,7 @@ class DynamoWorkload(DynamoTable):
     def stop_waiting(self, tenant: str, ticket: str) -> None:
         self.client.delete_item(TableName=self.table, Key=self._waiting(tenant, ticket))
 
-    def _leave(self, tenant: str, ticket: str, agent: str) -> list[dict[str, Any]]:
+    def _leave(self, tenant: str, ticket: str, agent: str) -> list[TransactWriteItemTypeDef]:
         return [
             {
                 "Update": {
@@ -149,7 +145,7 @@ class DynamoWorkload(DynamoTable):
             },
         ]
 
-    def _transact(self, items: list[dict[str, Any]]) -> bool:
+    def _transact(self, items: list[TransactWriteItemTypeDef]) -> bool:
         try:
             self.client.transact_write_items(TransactItems=items)
             return True
