@@ -16,11 +16,15 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from shared.masking import mask_json, mask_text
+
+if TYPE_CHECKING:
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.type_defs import MessageAttributeValueTypeDef
 
 REASON_ATTRIBUTES = ("reason", "source_queue", "receive_count")
 # Dead-letter queues whose messages are not the source queue's messages and cannot go back as they are.
@@ -57,7 +61,7 @@ def dead_letter_queues(queue_urls: dict[str, str]) -> list[DeadLetterQueue]:
     return found
 
 
-def describe(sqs: Any, dlq: DeadLetterQueue) -> dict[str, Any]:
+def describe(sqs: SQSClient, dlq: DeadLetterQueue) -> dict[str, Any]:
     attributes = sqs.get_queue_attributes(
         QueueUrl=dlq.url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "QueueArn"],
@@ -71,7 +75,7 @@ def describe(sqs: Any, dlq: DeadLetterQueue) -> dict[str, Any]:
     }
 
 
-def peek(sqs: Any, dlq: DeadLetterQueue, limit: int = 10, with_body: bool = False) -> list[dict[str, Any]]:
+def peek(sqs: SQSClient, dlq: DeadLetterQueue, limit: int = 10, with_body: bool = False) -> list[dict[str, Any]]:
     """Up to ``limit`` messages, left in the queue (visible again at once), with their reasons."""
     seen: dict[str, dict[str, Any]] = {}
     for _ in range(max(1, (limit + 9) // 10) * 2):
@@ -118,7 +122,7 @@ class RedriveResult:
 
 
 def redrive(
-    sqs: Any,
+    sqs: SQSClient,
     dlq: DeadLetterQueue,
     source_url: str,
     rate_per_second: int = 10,
@@ -164,23 +168,25 @@ def _unsupported(exc: Exception) -> bool:
 
 
 def _follow_task(
-    sqs: Any, source_arn: str, handle: str, total: int, progress: Callable[[int, int], None] | None
+    sqs: SQSClient, source_arn: str, handle: str, total: int, progress: Callable[[int, int], None] | None
 ) -> int:
     while True:
         tasks = sqs.list_message_move_tasks(SourceArn=source_arn, MaxResults=10).get("Results", [])
-        task = next((t for t in tasks if t.get("TaskHandle") == handle), tasks[0] if tasks else {})
-        moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
+        task = next((t for t in tasks if t.get("TaskHandle") == handle), tasks[0] if tasks else None)
+        moved = int(task.get("ApproximateNumberOfMessagesMoved", 0)) if task else 0
+        status = task.get("Status") if task else None
         if progress:
             progress(moved, max(total, moved))
-        if task.get("Status") in ("COMPLETED", "CANCELLED", "FAILED", None):
-            if task.get("Status") == "FAILED":
-                raise RuntimeError(f"the move task failed: {task.get('FailureReason', 'no reason given')}")
+        if status in ("COMPLETED", "CANCELLED", "FAILED", None):
+            if status == "FAILED":
+                reason = task.get("FailureReason", "no reason given") if task else "no reason given"
+                raise RuntimeError(f"the move task failed: {reason}")
             return moved
         time.sleep(1)
 
 
 def _copy(
-    sqs: Any, dlq_url: str, source_url: str, rate: int, total: int, progress: Callable[[int, int], None] | None
+    sqs: SQSClient, dlq_url: str, source_url: str, rate: int, total: int, progress: Callable[[int, int], None] | None
 ) -> int:
     moved, started = 0, time.monotonic()
     while True:
@@ -190,7 +196,7 @@ def _copy(
         if not batch:
             return moved
         for message in batch:
-            attributes = {
+            attributes: dict[str, MessageAttributeValueTypeDef] = {
                 k: {"DataType": v["DataType"], "StringValue": v["StringValue"]}
                 for k, v in message.get("MessageAttributes", {}).items()
                 if k not in REASON_ATTRIBUTES and "StringValue" in v
