@@ -8,11 +8,8 @@ status), the SMS and the e-mail to the customer.
 
 from __future__ import annotations
 
-import json
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -22,13 +19,11 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses import ses_backends
 from moto.sns import sns_backends
 
-from infra.sandbox.lambda_runtime import sqs_record
 from infra.sandbox.samples import signed
 from shared.adapters.state_store import DynamoStateStore
-from shared.models import EntityChanged
+from tests.fakes import CASE, copy_of_the_change
 from tests.integration.conftest import Stack
 
-CASE = "shopify:refund:929361463"
 COPIES = 10
 
 
@@ -40,35 +35,6 @@ def _sent(stack: Stack) -> tuple[int, int]:
     sms = len(sns_backends[DEFAULT_ACCOUNT_ID][stack.cfg.region].sms_messages)
     email = len(ses_backends[DEFAULT_ACCOUNT_ID][stack.cfg.region].sent_messages)
     return sms, email
-
-
-def _copy_of_the_change(stack: Stack) -> dict[str, Any]:
-    """One SQS record of the case's ``entity.changed`` (a new message id each time: another copy)."""
-    state, _ = DynamoStateStore(stack.resources.refs.state_table).load("demo", "after_sales_case", CASE)
-    assert state is not None and state.fields["status"] == "approved"
-    changed = EntityChanged(
-        tenant="demo",
-        entity_type="after_sales_case",
-        entity_id=CASE,
-        version=state.version,
-        event_id="e",
-        origin_source="shopify",
-        occurred_at=datetime(2026, 12, 2, 10, tzinfo=UTC),
-        changed=dict(state.fields),
-    )
-    event = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "entity.changed",
-        "source": "aftersync",
-        "account": "123456789012",
-        "time": "2026-12-02T10:00:00Z",
-        "region": stack.cfg.region,
-        "resources": [],
-        "detail": json.loads(changed.model_dump_json()),
-    }
-    message = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": str(uuid.uuid4()), "Body": json.dumps(event)}
-    return sqs_record(message, stack.resources.queue_arns["automation"], stack.cfg.region)
 
 
 def test_ten_concurrent_copies_of_one_change_make_one_call_per_action_of_every_kind(
@@ -93,7 +59,7 @@ def test_ten_concurrent_copies_of_one_change_make_one_call_per_action_of_every_k
             return type(exc).__name__
         return "done"
 
-    copies = [_copy_of_the_change(stack) for _ in range(COPIES)]
+    copies = [copy_of_the_change(stack) for _ in range(COPIES)]
     with ThreadPoolExecutor(COPIES) as pool:
         outcomes = list(pool.map(worker, copies))
 
@@ -128,7 +94,7 @@ def test_a_change_with_too_little_invocation_time_left_waits_without_calling_or_
     from shared.adapters.dead_letter import Deferred
 
     with pytest.raises(Deferred, match="too little for an action's call"):
-        automate.record_handler(SQSRecord(_copy_of_the_change(stack)), lambda_context=ShortOfTime())
+        automate.record_handler(SQSRecord(copy_of_the_change(stack)), lambda_context=ShortOfTime())
     assert _calls(stack, "payments") == [] and _sent(stack) == (0, 0)
 
 
@@ -148,13 +114,13 @@ def test_a_write_back_that_fails_after_the_call_is_not_lost(
 
     monkeypatch.setattr(automate, "publish", bus_down)
     with pytest.raises(RuntimeError):
-        automate.record_handler(SQSRecord(_copy_of_the_change(stack)))
+        automate.record_handler(SQSRecord(copy_of_the_change(stack)))
     # Past the worker's lease a copy comes back: the refund (which the payment target dedupes) is asked
     # again, and this time its result reaches the case
     monkeypatch.setattr(automate, "publish", real_publish)
     later = automate.time.time() + automate.MAX_LEASE_SECONDS + 1
     monkeypatch.setattr(automate.time, "time", lambda: later)
-    automate.record_handler(SQSRecord(_copy_of_the_change(stack)))
+    automate.record_handler(SQSRecord(copy_of_the_change(stack)))
     stack.run_until_quiet()
     payments = _calls(stack, "payments")
     assert [p["headers"]["idempotency-key"] for p in payments] == ["929361463", "929361463"]

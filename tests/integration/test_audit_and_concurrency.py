@@ -15,8 +15,8 @@ from shared.adapters.state_store import DynamoStateStore, entity_pk
 from shared.models import ObservedEntity
 from shared.state.policy import default_policy
 from shared.state.sync import apply_observation
+from tests.fakes import observed
 from tests.integration.conftest import Stack
-from tests.unit.test_merge_and_sync import observed
 
 ORDER = "shopify:820982911946154508"
 

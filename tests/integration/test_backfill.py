@@ -14,8 +14,8 @@ from shared.adapters.state_store import DynamoStateStore
 from shared.intake.ingest import StorePorts
 from shared.pulls.backfill import OperatorRun, admit, lines, plan, verify
 from shared.state.policy import default_policy
+from tests.fakes import FILE
 from tests.integration.conftest import Stack
-from tests.unit.test_backfill import FILE
 
 LIVE_ORDER = "shopify:820982911946154508"
 

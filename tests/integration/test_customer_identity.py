@@ -14,8 +14,8 @@ from infra.sandbox.samples import SignedWebhook, load_sample
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
 from shared.sources import shopify
+from tests.fakes import erp_webhook
 from tests.integration.conftest import Stack
-from tests.integration.test_inhouse_pipeline import erp_webhook
 
 
 def order_webhook(secret: str, order_id: int, customer: dict[str, object], email: str | None) -> SignedWebhook:

@@ -21,8 +21,8 @@ from infra.sandbox.samples import signed
 from shared.adapters.messaging import CustomerMessages
 from shared.automation.notifications import Notification
 from shared.errors import NotSent
+from tests.fakes import copy_of_the_change
 from tests.integration.conftest import Stack
-from tests.integration.test_action_once import _copy_of_the_change
 
 SMS = Notification(channel="sms", to="+8613800138000", subject="", text="hello", template="t")
 
@@ -141,12 +141,12 @@ def test_an_sms_whose_send_failed_is_retried_only_when_it_surely_did_not_go_out(
     failing = Messages(error)
     monkeypatch.setattr(automate, "messages", lambda: failing)
     with pytest.raises(type(error)):
-        automate.record_handler(SQSRecord(_copy_of_the_change(stack)))
+        automate.record_handler(SQSRecord(copy_of_the_change(stack)))
     # The worker is gone; later, past its lease, a copy of the change comes back
     working = Messages(None)
     monkeypatch.setattr(automate, "messages", lambda: working)
     later = automate.time.time() + automate.MAX_LEASE_SECONDS + 1
     monkeypatch.setattr(automate.time, "time", lambda: later)
-    automate.record_handler(SQSRecord(_copy_of_the_change(stack)))
+    automate.record_handler(SQSRecord(copy_of_the_change(stack)))
     assert [c for c in working.sent if c == "sms"] == sent_on_retry
     assert _ledger_status(stack, "sms") == ("done" if sent_on_retry else status_after)

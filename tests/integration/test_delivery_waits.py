@@ -16,8 +16,8 @@ import pytest
 from infra.sandbox.demo import generated_order
 from infra.sandbox.lambda_runtime import LambdaContext, sqs_record
 from infra.sandbox.pollers import SqsPoller
+from tests.fakes import Clock
 from tests.integration.conftest import Stack
-from tests.unit.test_delivery_logic import Clock
 
 ORDERS = 20
 OUTAGE_SECONDS = 30 * 60

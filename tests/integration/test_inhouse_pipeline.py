@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 
-from infra.sandbox.samples import SignedWebhook, signed
+from infra.sandbox.samples import signed
 from shared.adapters.state_store import DynamoStateStore
-from shared.signing import standard_sign
+from tests.fakes import erp_webhook
 from tests.integration.conftest import Stack
-
-ERP_SECRET = "whsec_ZXJwLXNhbmRib3gtc2lnbmluZy1rZXktMzItYnl0ZXMh"
-
-
-def erp_webhook(webhook_id: str, body: dict[str, object] | list[object]) -> SignedWebhook:
-    raw = json.dumps(body).encode()
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": timestamp,
-        "webhook-signature": standard_sign(ERP_SECRET, webhook_id, timestamp, raw),
-    }
-    return SignedWebhook(webhook_id, "erp", headers, raw)
 
 
 def test_an_older_erp_value_beats_a_newer_shopify_value(stack: Stack, shopify_secret: str) -> None:

@@ -13,8 +13,8 @@ import boto3
 from infra.sandbox.samples import load_sample, signed
 from shared.adapters.state_store import DynamoStateStore
 from shared.adapters.watermarks import ReconcileWatermarks
+from tests.fakes import FILE
 from tests.integration.conftest import Stack
-from tests.unit.test_backfill import FILE
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LIVE = load_sample("shopify_orders_create")["body"]

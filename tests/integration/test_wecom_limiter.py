@@ -16,7 +16,7 @@ from infra.sandbox import moto_fidelity
 from infra.sandbox.wecom_robot import FakeRobotService
 from shared.adapters.robot_slots import DynamoMinuteSlots
 from shared.delivery.robot import MESSAGES_PER_MINUTE, Robot, notify, parse_alarm
-from tests.unit.test_wecom import Port, cloudwatch_message
+from tests.fakes import Port, cloudwatch_message
 
 TABLE = "aftersync-test-state"
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)

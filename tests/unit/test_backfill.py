@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 from shared.intake.ingest import StorePorts
 from shared.models import InboxMessage
 from shared.pulls.backfill import admit, lines, one_by_one, plan, verify
 from shared.state.policy import default_policy
 from shared.state.sync import apply_observation
-from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue, FakeStateStore
+from tests.fakes import FILE, FakeArchive, FakeOnce, FakeQueue, FakeStateStore, records
 
-FILE = Path(__file__).resolve().parents[2] / "events" / "backfill" / "shopify_orders_2025.jsonl"
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 POLICY = default_policy()
-
-
-def records() -> list[dict[str, object]]:
-    return [json.loads(line) for line in FILE.read_text(encoding="utf-8").splitlines()]
 
 
 def text_of(*payloads: object) -> str:

@@ -18,7 +18,7 @@ from shared.sources.base import Headers
 from shared.sources.china_shops import hmac_sign, md5_sign
 from shared.sources.douyin import Douyin
 from shared.sources.youzan import Youzan
-from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue, FakeSecrets
+from tests.fakes import FakeArchive, FakeOnce, FakeQueue, FakeSecrets
 
 NOW = datetime.now(UTC)
 YOUZAN_PAIR = "yz_sandbox_client_id:yz_sandbox_client_secret"

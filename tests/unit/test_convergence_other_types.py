@@ -16,7 +16,7 @@ from shared.models import Checkpoint, Customer, ObservedEntity, Shipment, Ticket
 from shared.state.audit import verify_chain
 from shared.state.policy import default_policy
 from shared.state.sync import apply_observation
-from tests.unit.fakes import FakeStateStore
+from tests.fakes import FakeStateStore
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 POLICY = default_policy()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -19,11 +18,7 @@ from shared.adapters.http import Response
 from shared.delivery.deliver import deliver_change
 from shared.delivery.targets import OAuth2ClientCredentials, StandardWebhooksAuth, TargetConfig
 from shared.errors import DeliveryFailed
-from shared.models import EntityChanged
-from shared.state.policy import default_policy
-from shared.state.sync import apply_observation
-from tests.unit.fakes import FakeHttp, FakeStateStore
-from tests.unit.test_merge_and_sync import observed
+from tests.fakes import FakeHttp, FakeStateStore, changed, observe
 
 SECRET = "whsec_dGFyZ2V0LXNpZ25pbmcta2V5LWZvci10ZXN0cyE="
 ERP = TargetConfig(
@@ -33,24 +28,6 @@ ERP = TargetConfig(
     auth=StandardWebhooksAuth(kind="standard_webhooks"),
 )
 CRM = TargetConfig(name="crm", url="https://crm.example.com/in", entity_types=("order",))
-
-
-def changed(entity_id: str, version: int) -> EntityChanged:
-    return EntityChanged(
-        tenant="t",
-        entity_type="order",
-        entity_id=entity_id,
-        version=version,
-        event_id="e",
-        origin_source="shopify",
-        occurred_at=datetime(2026, 11, 20, tzinfo=UTC),
-        changed={},
-    )
-
-
-def observe(store: FakeStateStore, entity_id: str, minutes: int, **fields: Any) -> None:
-    event = observed(f"{entity_id}-{minutes}", minutes, **fields)
-    apply_observation(event.model_copy(update={"entity_id": entity_id}), store, default_policy())
 
 
 def webhook_ids(http: FakeHttp) -> list[str]:

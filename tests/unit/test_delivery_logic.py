@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import boto3
-import moto.core.utils
 import pytest
 from moto import mock_aws
 from pydantic import ValidationError
@@ -37,8 +35,7 @@ from shared.sources.base import Headers
 from shared.sources.inhouse import StandardWebhooksSource
 from shared.state.policy import default_policy
 from shared.state.sync import apply_observation
-from tests.unit.fakes import FakeHttp, FakeStateStore
-from tests.unit.test_merge_and_sync import observed
+from tests.fakes import Clock, FakeHttp, FakeStateStore, observed
 
 CRM = TargetConfig(name="crm", url="https://crm.example.com/in", entity_types=("order",))
 CREDENTIALS = {"header": "X-Api-Key", "value": "k"}
@@ -318,30 +315,6 @@ def test_only_http_targets_take_a_request_shape() -> None:
                 "path": "/x",
             }
         )
-
-
-class Clock:
-    """A clock the test moves: the deliver handler's ``time.time`` and ``utcnow``, and moto's own
-    clock (message delays, visibility), so a wait of minutes takes no real time."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: float) -> None:
-        import functions.deliver.handler as deliver
-
-        self.now = start
-        monkeypatch.setattr(time, "time", lambda: self.now)
-        monkeypatch.setattr(
-            moto.core.utils, "utcnow", lambda: datetime.fromtimestamp(self.now, UTC).replace(tzinfo=None)
-        )
-        monkeypatch.setattr(deliver, "utcnow", lambda: datetime.fromtimestamp(self.now, UTC))
-
-    @staticmethod
-    def next_minute_plus(seconds: int) -> float:
-        """A start after the real now (messages sent before the clock was set stay in the past), at
-        ``seconds`` into its minute (a per-minute limit does not roll over under the test)."""
-        return (int(time.time()) // 60 + 1) * 60 + seconds
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class DeliverOnMoto:

@@ -14,7 +14,7 @@ from shared.errors import NormalisationError
 from shared.intake.field_map import FieldMap, MappingFailed
 from shared.intake.normalise import normalise_message
 from shared.models import InboxMessage
-from tests.unit.fakes import FakeArchive
+from tests.fakes import FakeArchive
 
 WMS_MAP = load_environment("dev").field_maps["wms"]
 BODY = load_sample("wms_stock_movements")["body"]

@@ -21,7 +21,7 @@ from shared.intake.ingest import IngestPolicy, IngestPorts, WebhookRequest, acce
 from shared.models import InboxMessage
 from shared.sources.base import Headers
 from shared.sources.shopify import sign
-from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue, FakeSecrets
+from tests.fakes import FakeArchive, FakeOnce, FakeQueue, FakeSecrets
 
 NOW = datetime(2026, 11, 20, 2, 0, 6, tzinfo=UTC)
 SECRET = "shpss_unit"

@@ -19,7 +19,7 @@ from shared.signing import standard_sign
 from shared.sources import NORMALISERS, SOURCES
 from shared.sources.base import Headers
 from shared.sources.kuaidi100 import kuaidi100_sign
-from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue, FakeSecrets
+from tests.fakes import FakeArchive, FakeOnce, FakeQueue, FakeSecrets
 
 SECRET = "whsec_c2VjcmV0LWZvci1wcm9wZXJ0eS10ZXN0cw=="
 NOW = datetime.now(UTC)

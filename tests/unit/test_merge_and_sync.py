@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -13,47 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.delivery.targets import canonical_json
-from shared.models import Money, ObservedEntity, Order
 from shared.state.audit import verify_chain
 from shared.state.merge import merge
 from shared.state.policy import default_policy
 from shared.state.sync import StaleState, apply_observation
-from tests.unit.fakes import FakeStateStore
+from tests.fakes import FakeStateStore, observed
 
-T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 POLICY = default_policy()
-
-
-def order(**changes: Any) -> Order:
-    base: dict[str, Any] = dict(
-        order_id="1",
-        order_number="#1",
-        channel="shopify",
-        status="open",
-        payment_status="paid",
-        fulfillment_status="unfulfilled",
-        total=Money(amount=Decimal("10.00"), currency="CNY"),
-        purchased_at=T0,
-        note=None,
-    )
-    base.update(changes)
-    return Order(**base)
-
-
-def observed(event_id: str, minutes: int, source: str = "shopify", **changes: Any) -> ObservedEntity:
-    return ObservedEntity(
-        event_id=event_id,
-        tenant="t",
-        source=source,
-        source_event_id=event_id,
-        topic="orders/updated",
-        entity_type="order",
-        entity_id="shopify:1",
-        occurred_at=T0 + timedelta(minutes=minutes),
-        received_at=T0 + timedelta(hours=1),
-        origin="webhook",
-        entity=order(**changes),
-    )
 
 
 def state_bytes(store: FakeStateStore) -> str:

@@ -16,8 +16,7 @@ from shared.pulls.backfill import LoadStates
 from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, run
 from shared.pulls.shopify_admin import ShopifyOrders, next_link
 from shared.state.policy import default_policy
-from tests.unit.fakes import FakeArchive, FakeOnce, FakeQueue
-from tests.unit.test_backfill import records
+from tests.fakes import FakeArchive, FakeOnce, FakeQueue, records
 
 NOTHING: LoadStates = lambda keys: {}  # noqa: E731 - a state store that has nothing yet
 JOB = ReconcileJob(source="shopify", tenant="demo", url="https://acme.myshopify.com")  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from shared.delivery.targets import canonical_json
 from shared.models import AfterSalesCase, InventoryAdjustment, Money, ObservedEntity
 from shared.state.policy import default_policy, load_policy
 from shared.state.sync import apply_observation
-from tests.unit.fakes import FakeStateStore
+from tests.fakes import FakeStateStore
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 POLICY = default_policy()

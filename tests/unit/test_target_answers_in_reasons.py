@@ -8,8 +8,7 @@ import pytest
 from shared.delivery.deliver import DeliveryRejected, deliver_change
 from shared.delivery.targets import TargetConfig
 from shared.errors import DeliveryFailed
-from tests.unit.fakes import FakeHttp, FakeStateStore
-from tests.unit.test_delivery_ids import changed, observe
+from tests.fakes import FakeHttp, FakeStateStore, changed, observe
 
 CRM = TargetConfig(name="crm", url="https://crm.example.com/in", entity_types=("order",))
 ECHO = '{"error":"invalid shipping_address for Wang Xiaoming, No. 5 Jianguo Road; phone 13912345678"}'

@@ -18,24 +18,9 @@ from shared.delivery.robot import (
     parse_alarm,
     render,
 )
+from tests.fakes import Port, cloudwatch_message
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-
-
-def cloudwatch_message(name: str, state: str = "ALARM", value: str = "0.9712") -> str:
-    return json.dumps(
-        {
-            "AlarmName": name,
-            "AlarmArn": f"arn:aws:cloudwatch:eu-west-1:123456789012:alarm:{name}",
-            "NewStateValue": state,
-            "OldStateValue": "OK" if state == "ALARM" else "ALARM",
-            "NewStateReason": f"Threshold Crossed: 1 out of the last 1 datapoints [{value} (23/11/26 08:00:00)] "
-            "was less than the threshold (0.999) (minimum 1 datapoint for OK -> ALARM transition).",
-            "StateChangeTime": "2026-11-23T08:00:12.345+0000",
-            "Region": "EU (Ireland)",
-            "Trigger": {"Threshold": 0.999, "ComparisonOperator": "LessThanThreshold", "Metrics": []},
-        }
-    )
 
 
 def change(name: str, severity: str = "critical", state: str = "ALARM", message_id: str | None = None) -> AlarmChange:
@@ -48,14 +33,6 @@ class Slots:
 
     def take(self, robot: str, now: datetime) -> bool:
         return True
-
-
-class Port:
-    def __init__(self, service: FakeRobotService) -> None:
-        self.service = service
-
-    def send(self, key: str, payload: dict[str, object]) -> int:
-        return self.service.handle(key, payload)
 
 
 def test_an_alarm_renders_with_environment_value_threshold_time_and_console_link() -> None:
