@@ -54,7 +54,7 @@ synth: install  ## cdk.out for every environment; cdk-nag fails the synth on any
 	cdk synth --all --quiet --output cdk.out
 	$(BIN)/cfn-lint --config-file .cfnlintrc.yaml -- cdk.out/*.template.json
 
-deploy: install  ## needs AWS credentials for the target account; see README "Deploying"
+deploy: install  ## needs AWS credentials for the target account; see docs/configuration-and-deploying.md
 	cdk deploy -c env=$(ENV) Aftersync-$(ENV) --require-approval broadening
 
 openapi: $(BIN)/.installed  ## regenerate docs/openapi.json from the ingest route
