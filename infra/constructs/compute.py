@@ -76,6 +76,24 @@ class Compute(Construct):
         }
         fn = self.functions
 
+        # each function's grants, one concern per method: what it reads, writes, sends and decrypts
+        self._grant_ingest(fn, storage, messaging, key)
+        self._grant_normalise(fn, storage, messaging, key)
+        self._grant_sync(fn, storage, messaging, key)
+        self._grant_publish(fn, storage, messaging, key)
+        self._grant_audit_archive(fn, storage, messaging, key)
+        self._grant_deliver(fn, storage, messaging, key)
+        self._grant_notify(fn, storage, messaging, key)
+        self._grant_automate(fn, storage, messaging, key)
+        self._grant_amazon_intake(fn, storage, messaging, key)
+        self._grant_reconcile(fn, storage, messaging, key)
+        key.grant_encrypt_decrypt(fn["sync"])
+        key.grant_encrypt_decrypt(fn["ingest"])
+
+    def _grant_ingest(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
+        cfg = self.cfg
         # ingest: dedupe records, archive, inbox, the sources' signing secrets
         storage.idempotency_table.grant(
             fn["ingest"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
@@ -84,12 +102,19 @@ class Compute(Construct):
         messaging.queues["inbox"].grant_send_messages(fn["ingest"])
         self._secrets(fn["ingest"], f"{cfg.secrets_prefix}/sources/*")
 
+    def _grant_normalise(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
         # normalise: inbox -> bus; reads large bodies back from the archive; quarantines failures
         self._consume(fn["normalise"], messaging, "inbox")
         self._archive_objects(fn["normalise"], storage, "s3:GetObject", "raw/")
         messaging.bus.grant_put_events_to(fn["normalise"])
         messaging.queues["quarantine"].grant_send_messages(fn["normalise"])
 
+    def _grant_sync(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
+        cfg = self.cfg
         # sync: one event source per domain queue; conditional state + audit writes; quarantine
         for domain in DOMAINS:
             self._consume(fn["sync"], messaging, domain)
@@ -104,6 +129,9 @@ class Compute(Construct):
             "dynamodb:UpdateItem",  # identity key claims and customer profiles
         )
 
+    def _grant_publish(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
         # publish: the state table's stream, audit inserts only
         self._stream_consumer(
             fn["publish"],
@@ -116,6 +144,9 @@ class Compute(Construct):
         )
         messaging.bus.grant_put_events_to(fn["publish"])
 
+    def _grant_audit_archive(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
         # audit-archive: TTL removals of audit and decision records -> archive bucket (audit/ prefix)
         self._stream_consumer(
             fn["audit-archive"],
@@ -132,6 +163,10 @@ class Compute(Construct):
         self._archive_objects(fn["audit-archive"], storage, "s3:PutObject", AUDIT_ARCHIVE_PREFIX)
         key.grant_encrypt_decrypt(fn["audit-archive"])
 
+    def _grant_deliver(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
+        cfg = self.cfg
         # deliver: one queue per target; reads state and acks, writes acks, reads target credentials
         for target in (t for t in cfg.targets if t.push_changes):
             self._consume(fn["deliver"], messaging, f"deliver-{target.name}")
@@ -151,6 +186,10 @@ class Compute(Construct):
         self._secrets(fn["deliver"], f"{cfg.secrets_prefix}/targets/*")
         key.grant_encrypt_decrypt(fn["deliver"])
 
+    def _grant_notify(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
+        cfg = self.cfg
         # notify: the alarms queue in batches of up to 100 gathered over 10 s (one digest per batch and
         # robot); its own minute counters in the state table (and nothing else there); robot keys
         self._consume(fn["notify"], messaging, "alarms", batch_size=100, window=10)
@@ -166,6 +205,10 @@ class Compute(Construct):
         messaging.queues["alarms"].grant_send_messages(fn["notify"])
         key.grant_encrypt_decrypt(fn["notify"])
 
+    def _grant_automate(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
+        cfg = self.cfg
         # automate: after-sales changes -> rules; reads the case, claims/marks its action ledger items,
         # calls the role targets with their credentials, writes results back to the bus
         self._consume(fn["automate"], messaging, "automation")
@@ -223,6 +266,9 @@ class Compute(Construct):
         messaging.bus.grant_put_events_to(fn["automate"])
         key.grant_encrypt_decrypt(fn["automate"])
 
+    def _grant_amazon_intake(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
         # amazon-intake: the SP-API notification queue -> dedupe, archive, inbox (like ingest); quarantine
         if "amazon-intake" in fn:
             self._consume(fn["amazon-intake"], messaging, "amazon")
@@ -237,6 +283,11 @@ class Compute(Construct):
             messaging.queues["inbox"].grant_send_messages(fn["amazon-intake"])
             messaging.queues["quarantine"].grant_send_messages(fn["amazon-intake"])
             key.grant_encrypt_decrypt(fn["amazon-intake"])
+
+    def _grant_reconcile(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
+        cfg = self.cfg
         # reconcile: its schedule's queue -> the platform's API (its pull credentials) -> compare with the
         # state (read only) -> dedupe, archive, inbox (like ingest); its own watermark items
         if "reconcile" in fn:
@@ -260,8 +311,6 @@ class Compute(Construct):
             messaging.queues["inbox"].grant_send_messages(fn["reconcile"])
             self._secrets(fn["reconcile"], f"{cfg.secrets_prefix}/pull/*")
             key.grant_encrypt_decrypt(fn["reconcile"])
-        key.grant_encrypt_decrypt(fn["sync"])
-        key.grant_encrypt_decrypt(fn["ingest"])
 
     def _function(self, name: str, environment: dict[str, str], key: kms.IKey) -> lambda_.Function:
         spec = FUNCTIONS[name]
