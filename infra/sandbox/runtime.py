@@ -46,7 +46,6 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 DEFAULT_SECRETS = ROOT / "infra" / "sandbox" / "secrets.local.json"
 # Where a running sandbox announces itself (and writes its logs); AFTERSYNC_STATE_DIR moves it, so
 # test runs in one checkout do not find each other's sandboxes. The CLI's resolver reads it there.
-STATE_FILE = sandbox_state_file()
 
 
 def free_port() -> int:
@@ -71,6 +70,7 @@ class Sandbox:
         call (see ``infra/sandbox/iam.py``); everything else is the operator, allowed everything."""
         self.environment = environment
         self.api_port = api_port
+        self.state_file = sandbox_state_file()  # where the CLI looks for it (ops.resources)
         self.secrets = json.loads(Path(secrets_file).read_text(encoding="utf-8"))
         self.verbose = verbose
         self.announce = announce
@@ -132,8 +132,8 @@ class Sandbox:
                 )
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = self.cfg.resource("ingest")
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file = STATE_FILE.parent / ("sandbox.log" if self.announce else "demo.log")
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file = self.state_file.parent / ("sandbox.log" if self.announce else "demo.log")
         self.log_file.write_text("", encoding="utf-8")
         self.functions = Functions(self.cfg.region, self.cfg.resource("fn"), self.log_file)
         self.functions.echo = self.verbose
@@ -199,8 +199,8 @@ class Sandbox:
         self.resources.queue_urls["publish-dlq"] = url
 
     def _write_state_file(self) -> None:
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps(self.describe(), indent=2), encoding="utf-8")
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(self.describe(), indent=2), encoding="utf-8")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -244,10 +244,10 @@ class Sandbox:
         self.moto.stop()
         if (
             self.announce
-            and STATE_FILE.exists()
-            and json.loads(STATE_FILE.read_text()).get("aws_endpoint_url") == self.endpoint
+            and self.state_file.exists()
+            and json.loads(self.state_file.read_text()).get("aws_endpoint_url") == self.endpoint
         ):
-            STATE_FILE.unlink()
+            self.state_file.unlink()
 
     # ------------------------------------------------------------------------------------------
     def queue_depths(self) -> dict[str, int]:

@@ -132,7 +132,8 @@ def test_a_state_file_left_by_a_dead_sandbox_is_named(tmp_path: Path, listening:
 
 
 def test_the_cli_looks_where_the_sandbox_announces_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert sandbox_state_file() == runtime.STATE_FILE  # one rule: the runtime writes where the CLI reads
+    # one rule: the runtime writes where the CLI reads (both ask ops.resources.sandbox_state_file)
+    assert runtime.sandbox_state_file is sandbox_state_file
     monkeypatch.setenv("AFTERSYNC_STATE_DIR", str(tmp_path))
     assert sandbox_state_file() == tmp_path / "sandbox.json"
     monkeypatch.delenv("AFTERSYNC_STATE_DIR")
