@@ -15,7 +15,7 @@ import moto.core.utils
 import pytest
 
 from infra.sandbox.lambda_runtime import sqs_record
-from infra.sandbox.samples import SignedWebhook
+from infra.sandbox.samples import SignedWebhook, signed
 from infra.sandbox.wecom_robot import FakeRobotService
 from shared.adapters.http import Response
 from shared.adapters.state_store import DynamoStateStore
@@ -297,3 +297,11 @@ def changed(entity_id: str, version: int) -> EntityChanged:
 def observe(store: FakeStateStore, entity_id: str, minutes: int, **fields: Any) -> None:
     event = observed(f"{entity_id}-{minutes}", minutes, **fields)
     apply_observation(event.model_copy(update={"entity_id": entity_id}), store, default_policy())
+
+
+def stage_approved_refund(stack: Stack, shopify_secret: str) -> None:
+    """An approved refund on an order with a phone and an e-mail, in the state, before any rule has run
+    (the automation queue is left unconsumed)."""
+    for name in ("shopify_orders_create", "shopify_refunds_create_pending"):
+        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
+        stack.run_until_quiet(skip=frozenset({"automate"}))

@@ -19,9 +19,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses import ses_backends
 from moto.sns import sns_backends
 
-from infra.sandbox.samples import signed
 from shared.adapters.state_store import DynamoStateStore
-from tests.fakes import CASE, copy_of_the_change
+from tests.fakes import CASE, copy_of_the_change, stage_approved_refund
 from tests.integration.conftest import Stack
 
 COPIES = 10
@@ -41,9 +40,7 @@ def test_ten_concurrent_copies_of_one_change_make_one_call_per_action_of_every_k
     stack: Stack, shopify_secret: str
 ) -> None:
     # Given an approved refund on an order with a phone and an e-mail, before any rule has run
-    for name in ("shopify_orders_create", "shopify_refunds_create_pending"):
-        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
-        stack.run_until_quiet(skip=frozenset({"automate"}))
+    stage_approved_refund(stack, shopify_secret)
     boto3.client("sqs").purge_queue(QueueUrl=stack.resources.queue_urls["automation"])
     stack.functions.handler("automate")  # imported with the stack's environment
     from functions.automate import handler as automate
@@ -86,9 +83,7 @@ class ShortOfTime:
 def test_a_change_with_too_little_invocation_time_left_waits_without_calling_or_failing(
     stack: Stack, shopify_secret: str
 ) -> None:
-    for name in ("shopify_orders_create", "shopify_refunds_create_pending"):
-        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
-        stack.run_until_quiet(skip=frozenset({"automate"}))
+    stage_approved_refund(stack, shopify_secret)
     stack.functions.handler("automate")
     from functions.automate import handler as automate
     from shared.adapters.dead_letter import Deferred
@@ -101,9 +96,7 @@ def test_a_change_with_too_little_invocation_time_left_waits_without_calling_or_
 def test_a_write_back_that_fails_after_the_call_is_not_lost(
     stack: Stack, shopify_secret: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("shopify_orders_create", "shopify_refunds_create_pending"):
-        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
-        stack.run_until_quiet(skip=frozenset({"automate"}))
+    stage_approved_refund(stack, shopify_secret)
     stack.functions.handler("automate")
     from functions.automate import handler as automate
 

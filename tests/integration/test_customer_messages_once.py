@@ -17,11 +17,10 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 
-from infra.sandbox.samples import signed
 from shared.adapters.messaging import CustomerMessages
 from shared.automation.notifications import Notification
 from shared.errors import NotSent
-from tests.fakes import copy_of_the_change
+from tests.fakes import copy_of_the_change, stage_approved_refund
 from tests.integration.conftest import Stack
 
 SMS = Notification(channel="sms", to="+8613800138000", subject="", text="hello", template="t")
@@ -132,9 +131,7 @@ def test_an_sms_whose_send_failed_is_retried_only_when_it_surely_did_not_go_out(
     status_after: str,
     sent_on_retry: list[str],
 ) -> None:
-    for name in ("shopify_orders_create", "shopify_refunds_create_pending"):
-        assert stack.post(signed(name, shopify_secret))["statusCode"] == 200
-        stack.run_until_quiet(skip=frozenset({"automate"}))
+    stage_approved_refund(stack, shopify_secret)
     stack.functions.handler("automate")
     from functions.automate import handler as automate
 
