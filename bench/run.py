@@ -30,10 +30,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import end_to_end
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 WEBHOOKS = int(os.environ.get("BENCH_WEBHOOKS", "300"))
 IMPORT_RUNS = int(os.environ.get("BENCH_IMPORT_RUNS", "7"))
+ORDER_PATH_ORDERS = int(os.environ.get("BENCH_ORDER_PATH_ORDERS", "200"))
 HANDLERS = ("ingest", "normalise", "sync", "publish", "deliver")
 
 
@@ -271,6 +274,8 @@ def measure_pipeline() -> dict[str, Any]:
         counter = CallCounter()
         boto3.setup_default_session()
         boto3.DEFAULT_SESSION.events.register("before-call", counter)  # type: ignore[union-attr]
+        meter = end_to_end.Meter()
+        meter.register(boto3.DEFAULT_SESSION)
 
         from infra.config import load_environment
         from infra.sandbox.http_servers import FakeShop, FakeTarget, serve
@@ -361,7 +366,26 @@ def measure_pipeline() -> dict[str, Any]:
 
         delivery = measure_delivery(functions, resources, cfg, secret, target, drain, counter)
         reconciled = measure_reconcile(functions, resources, cfg, shop, counter)
+        order_path: dict[str, Any] = {
+            scenario: end_to_end.summarise(
+                end_to_end.measure_order_path(
+                    meter,
+                    functions,
+                    resources,
+                    cfg,
+                    end_to_end.webhook_maker(secret, 30_000_000, update=scenario == "update"),
+                    range(ORDER_PATH_ORDERS),
+                    purge=scenario == "new",
+                )
+            )
+            for scenario in ("new", "update")
+        }
+        order_path["table_names"] = {
+            resources.refs.state_table: "state table",
+            resources.refs.idempotency_table: "idempotency table",
+        }
         return {
+            "order_path": order_path,
             **delivery,
             **reconciled,
             "ingest_cpu": ingest_cpu,
@@ -526,6 +550,7 @@ def report(pipeline: dict[str, Any], imports: dict[str, tuple[float, float]], id
         "their owners' profiles), one consistent read of the order's state and one of its customer's, and one "
         "transaction writing state and audit together; a customer's first sighting adds its key claims.",
         "",
+        *end_to_end.report(pipeline["order_path"], pipeline["order_path"]["table_names"]),
         "## Delivery: change-only pushes against full snapshots",
         "",
         f"The demo's order stream for {pipeline['delivery_count']} orders (a create, then an update that marks "
