@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.constants import ADMISSION_LEASE_SECONDS
 from shared.errors import DuplicateConflict
@@ -118,7 +118,7 @@ class AdmissionLedger:
         if not claim.owned:
             return
         # taken over since, or DynamoDB unreachable: the lease bounds the wait either way
-        with contextlib.suppress(ClientError):
+        with contextlib.suppress(ClientError, BotoCoreError):
             self.client.delete_item(
                 TableName=self.table,
                 Key={"id": {"S": claim.dedupe_key}},
