@@ -22,9 +22,15 @@ ACK_SK_PREFIX = "ACK#"
 DECISION_SK_PREFIX = "DECISION#"  # values an event offered that the policy discarded, when nothing changed
 AUDIT_RETENTION_DAYS = 90  # audit records then leave the hot table (TTL) for the archive bucket
 
-# Messages kept inline in SQS up to this size; larger bodies travel by their archive key
-# (SQS caps messages at 256 KiB, the envelope adds metadata).
-INLINE_BODY_MAX_BYTES = 192 * 1024
+# An inbox message carries its raw envelope inline up to this size (SQS's limit is 1 MiB since 2025,
+# the default of a new queue, counting body and attributes; a little is left for the attributes);
+# a larger envelope goes to the archive first and travels by its key.
+SQS_MAX_MESSAGE_BYTES = 1024 * 1024
+INLINE_MESSAGE_MAX_BYTES = SQS_MAX_MESSAGE_BYTES - 4 * 1024
+# How long an admission record says "being enqueued by another invocation" (capped by that invocation's
+# remaining time). Shorter than any platform's wait before it retries a failed delivery; after it, a copy
+# of the same body enqueues again (harmless: see docs/design.md, "Ingest: two calls before the ack").
+ADMISSION_LEASE_SECONDS = 3
 DLQ_SUFFIX = "-dlq"  # every consumer queue <name> has its dead-letter queue <name>-dlq
 # Of an invocation's time, what a target call leaves to record its failure (circuit, copy, dead letter):
 # a call starts only with its timeout plus this left, and ends this long before the invocation does.

@@ -282,10 +282,11 @@ class ObservedEntity(Frozen):
 
 
 class InboxMessage(Frozen):
-    """The raw envelope that ingest puts on the inbox queue (and archives to S3).
+    """The raw envelope that ingest puts on the inbox queue.
 
-    ``body`` is the exact request body as text when small enough; larger bodies are read back from
-    the archive by ``archive_key``.
+    ``body`` is the exact request body as text. An envelope too large for a queue message is put in
+    the archive whole at ``archive_key`` and travels without its body; otherwise ``archive_key`` is
+    ``None`` (normalise archives the inbox's envelopes in batches).
     """
 
     source: str
@@ -297,7 +298,7 @@ class InboxMessage(Frozen):
     origin: Origin = "webhook"
     headers: dict[str, str]
     body_sha256: str
-    archive_key: str
+    archive_key: str | None = None
     body: str | None = None
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,9 @@ from infra.sandbox.lambda_runtime import sqs_record
 from infra.sandbox.samples import SignedWebhook, signed
 from infra.sandbox.wecom_robot import FakeRobotService
 from shared.adapters.http import Response
+from shared.adapters.idempotency import Claim
 from shared.adapters.state_store import DynamoStateStore
+from shared.errors import DuplicateConflict
 from shared.models import EntityChanged, Money, ObservedEntity, Order
 from shared.signing import standard_sign
 from shared.state.audit import AuditRecord
@@ -54,27 +55,44 @@ class FakeArchive:
 class FakeQueue:
     def __init__(self) -> None:
         self.messages: list[tuple[str, dict[str, str] | None]] = []
+        self.fail_next: Exception | None = None  # the next send raises this (and sends nothing)
 
     def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
+        if self.fail_next is not None:
+            failure, self.fail_next = self.fail_next, None
+            raise failure
         self.messages.append((body, attributes))
         return str(len(self.messages))
 
 
 class FakeOnce:
-    """Runs an action once per dedupe key, like the Powertools-backed adapter."""
+    """Admission records in memory, with the same contract as ``AdmissionLedger``: a claim is owned
+    when the key is new or its same-body record's lease ran out; another body is a conflict. ``now``
+    is the clock (seconds), moved by a test to let a lease run out."""
 
-    def __init__(self) -> None:
-        self.results: dict[str, tuple[str, dict[str, Any]]] = {}
+    def __init__(self, lease_seconds: float = 3.0) -> None:
+        self.results: dict[str, tuple[str, float, str]] = {}  # dedupe key -> (body hash, lease end, owner)
+        self.lease_seconds = lease_seconds
+        self.now = 0.0
+        self.claims = 0
 
     def register_context(self, context: Any) -> None:
         pass
 
-    def run(self, envelope: dict[str, Any], action: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-        key = envelope["dedupe_key"]
-        if key in self.results:
-            return self.results[key][1], True
-        self.results[key] = (envelope["body_sha256"], action())
-        return self.results[key][1], False
+    def claim(self, dedupe_key: str, body_sha256: str) -> Claim:
+        self.claims += 1
+        old = self.results.get(dedupe_key)
+        if old is not None and old[0] != body_sha256:
+            raise DuplicateConflict(f"event {dedupe_key!r} was already received with a different body")
+        if old is not None and old[1] >= self.now:
+            return Claim(dedupe_key, owned=False, seen_before=True)
+        owner = uuid.uuid4().hex
+        self.results[dedupe_key] = (body_sha256, self.now + self.lease_seconds, owner)
+        return Claim(dedupe_key, owned=True, seen_before=old is not None, owner=owner)
+
+    def release(self, claim: Claim) -> None:
+        if claim.owned and self.results.get(claim.dedupe_key, ("", 0.0, ""))[2] == claim.owner:
+            del self.results[claim.dedupe_key]
 
 
 class FakeStateStore:

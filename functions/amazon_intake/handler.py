@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.dead_letter import DeadLetteringProcessor
-from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.idempotency import AdmissionLedger
 from shared.adapters.s3 import S3Archive
 from shared.adapters.sqs import SqsQueue
 from shared.errors import WebhookRejected
@@ -55,7 +55,7 @@ def ports() -> Ports:
     store = StorePorts(
         archive=S3Archive(s.archive_bucket),
         inbox=SqsQueue(s.inbox_queue_url),
-        once=IdempotentOnce(s.idempotency_table, s.idempotency_ttl_seconds),
+        once=AdmissionLedger(s.idempotency_table, s.idempotency_ttl_seconds),
     )
     return Ports(store=store, quarantine=SqsQueue(s.quarantine_queue_url))
 

@@ -7,12 +7,14 @@ import json
 from functools import cache
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.config import Config
 
-from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.idempotency import AdmissionLedger
 from shared.adapters.s3 import S3Archive
 from shared.adapters.secrets import SecretReader
 from shared.adapters.sqs import SqsQueue
@@ -24,6 +26,11 @@ from shared.settings import IngestSettings
 from shared.sources.base import Headers
 
 app = APIGatewayRestResolver()
+
+# The inbox send (the second call before the ack) ends, sent or failed, within about the admission
+# record's lease (ADMISSION_LEASE_SECONDS): a send that overran it may meet a copy that sends again
+# (harmless), and a failed one gives its record up for the platform's retry.
+SEND_WITHIN_LEASE = Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 2})
 
 
 @cache
@@ -37,8 +44,8 @@ def ports() -> IngestPorts:
     return IngestPorts(
         secrets=SecretReader(max_age=s.secrets_max_age_seconds),
         archive=S3Archive(s.archive_bucket),
-        inbox=SqsQueue(s.inbox_queue_url),
-        once=IdempotentOnce(s.idempotency_table, s.idempotency_ttl_seconds),
+        inbox=SqsQueue(s.inbox_queue_url, boto3.client("sqs", config=SEND_WITHIN_LEASE)),
+        once=AdmissionLedger(s.idempotency_table, s.idempotency_ttl_seconds),
     )
 
 
@@ -57,7 +64,7 @@ def _error(description: str) -> Any:
     summary="Receive a platform webhook",
     description=(
         "Verifies the source's signature over the raw body, de-duplicates on the platform's event id, "
-        "archives and enqueues the delivery, and answers with the acknowledgement the platform expects. "
+        "enqueues the raw delivery, and answers with the acknowledgement the platform expects. "
         "A rejected request leaves nothing behind."
     ),
     tags=["webhooks"],
@@ -71,7 +78,7 @@ def _error(description: str) -> Any:
         400: _error("Malformed: not UTF-8 JSON (or form), or a required header is missing"),
         401: _error("Signature missing, not matching, or its timestamp outside the window"),
         404: _error("Unknown source, or no secret for this tenant"),
-        409: _error("The same event id with a different body, or being processed right now"),
+        409: _error("The same event id with a different body"),
         413: _error("Body over the configured limit"),
     },
 )

@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.dead_letter import DeadLetteringProcessor, PermanentFailure
 from shared.adapters.http import SafeHttp
-from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.idempotency import AdmissionLedger
 from shared.adapters.s3 import S3Archive
 from shared.adapters.secrets import SecretReader
 from shared.adapters.sqs import SqsQueue
@@ -68,7 +68,7 @@ def ports() -> Ports:
     inbox = StorePorts(
         archive=S3Archive(s.archive_bucket),
         inbox=SqsQueue(s.inbox_queue_url),
-        once=IdempotentOnce(s.idempotency_table, s.idempotency_ttl_seconds),
+        once=AdmissionLedger(s.idempotency_table, s.idempotency_ttl_seconds),
     )
     return Ports(
         inbox,

@@ -94,10 +94,9 @@ class Compute(Construct):
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
     ) -> None:
         cfg = self.cfg
-        # ingest: dedupe records, archive, inbox, the sources' signing secrets
-        storage.idempotency_table.grant(
-            fn["ingest"], "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"
-        )
+        # ingest: admission records (a conditional put; a delete gives up a claim whose send failed),
+        # the inbox, the archive for an envelope too large for a message, the sources' signing secrets
+        storage.idempotency_table.grant(fn["ingest"], "dynamodb:PutItem", "dynamodb:DeleteItem")
         self._archive_objects(fn["ingest"], storage, "s3:PutObject", "raw/")
         messaging.queues["inbox"].grant_send_messages(fn["ingest"])
         self._secrets(fn["ingest"], f"{cfg.secrets_prefix}/sources/*")
@@ -269,16 +268,10 @@ class Compute(Construct):
     def _grant_amazon_intake(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
     ) -> None:
-        # amazon-intake: the SP-API notification queue -> dedupe, archive, inbox (like ingest); quarantine
+        # amazon-intake: the SP-API notification queue -> admission record, inbox (like ingest); quarantine
         if "amazon-intake" in fn:
             self._consume(fn["amazon-intake"], messaging, "amazon")
-            storage.idempotency_table.grant(
-                fn["amazon-intake"],
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-            )
+            storage.idempotency_table.grant(fn["amazon-intake"], "dynamodb:PutItem", "dynamodb:DeleteItem")
             self._archive_objects(fn["amazon-intake"], storage, "s3:PutObject", "raw/")
             messaging.queues["inbox"].grant_send_messages(fn["amazon-intake"])
             messaging.queues["quarantine"].grant_send_messages(fn["amazon-intake"])
@@ -292,13 +285,7 @@ class Compute(Construct):
         # state (read only) -> dedupe, archive, inbox (like ingest); its own watermark items
         if "reconcile" in fn:
             self._consume(fn["reconcile"], messaging, "reconcile", batch_size=1)
-            storage.idempotency_table.grant(
-                fn["reconcile"],
-                "dynamodb:GetItem",
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-            )
+            storage.idempotency_table.grant(fn["reconcile"], "dynamodb:PutItem", "dynamodb:DeleteItem")
             storage.state_table.grant(fn["reconcile"], "dynamodb:GetItem", "dynamodb:BatchGetItem")
             fn["reconcile"].add_to_role_policy(
                 iam.PolicyStatement(

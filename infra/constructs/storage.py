@@ -35,7 +35,8 @@ class Storage(Construct):
             time_to_live_attribute="expires_at",
             removal_policy=removal,
         )
-        # Powertools idempotency records; the TTL attribute is Powertools' "expiration".
+        # Admission records of ingest (shared/adapters/idempotency.py): one small item per delivery,
+        # keyed by its dedupe key (spread: no hot key); expired through TTL on "expiration".
         self.idempotency_table = dynamodb.Table(
             self,
             "Idempotency",

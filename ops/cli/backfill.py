@@ -21,7 +21,7 @@ from ops.cli.common import (
     refuse,
     say,
 )
-from shared.adapters.idempotency import IdempotentOnce
+from shared.adapters.idempotency import AdmissionLedger
 from shared.adapters.s3 import S3Archive
 from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
@@ -86,7 +86,7 @@ def command(
         ports = StorePorts(
             archive=S3Archive(resources.archive_bucket, resources.s3()),
             inbox=SqsQueue(resources.queues["inbox"], resources.sqs()),
-            once=IdempotentOnce(resources.idempotency_table, cfg.idempotency_ttl_hours * 3600, dynamodb),
+            once=AdmissionLedger(resources.idempotency_table, cfg.idempotency_ttl_hours * 3600, dynamodb),
         )
         ports.once.register_context(backfill.OperatorRun())
         with progress_bar("admitting", enabled=not json) as progress:

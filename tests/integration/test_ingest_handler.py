@@ -6,24 +6,32 @@ import json
 
 import pytest
 
+import shared.adapters.idempotency as ledger_clock
 from infra.sandbox.samples import SignedWebhook, signed
 from shared.sources.shopify import sign
 from tests.integration.conftest import Stack
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Repeats land within the admission record's lease however slowly the machine runs them."""
+    at = ledger_clock.time.time()
+    monkeypatch.setattr(ledger_clock, "now", lambda: at)
 
 
 def body_of(response: dict[str, object]) -> dict[str, object]:
     return json.loads(str(response["body"]))  # type: ignore[no-any-return]
 
 
-def test_an_accepted_webhook_is_queued_archived_and_recorded(stack: Stack, shopify_secret: str) -> None:
+def test_an_accepted_webhook_is_queued_and_recorded(stack: Stack, shopify_secret: str) -> None:
     response = stack.post(signed("shopify_orders_create", shopify_secret))
     assert response["statusCode"] == 200
     assert body_of(response) == {"status": "accepted", "event_id": "98880550-7158-44d4-b7cd-2c97c8a091b5"}
     [message] = stack.messages("inbox")
     assert json.loads(message["Body"])["dedupe_key"] == "shopify:demo:98880550-7158-44d4-b7cd-2c97c8a091b5"
     assert message["MessageAttributes"]["source"]["StringValue"] == "shopify"
-    [key] = stack.archived_keys()
-    assert key == json.loads(message["Body"])["archive_key"]
+    assert json.loads(message["Body"])["archive_key"] is None  # inline: normalise archives it, in a batch
+    assert stack.archived_keys() == []
     assert stack.idempotency_items() == 1
 
 
@@ -32,7 +40,6 @@ def test_the_same_webhook_five_times_is_queued_once(stack: Stack, shopify_secret
     answers = [body_of(stack.post(hook))["status"] for _ in range(5)]
     assert answers == ["accepted", "duplicate", "duplicate", "duplicate", "duplicate"]
     assert stack.depth("inbox") == 1
-    assert len(stack.archived_keys()) == 1
 
 
 def test_the_same_event_id_with_another_body_is_409(stack: Stack, shopify_secret: str) -> None:

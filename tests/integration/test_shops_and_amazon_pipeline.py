@@ -44,7 +44,7 @@ def test_one_douyin_push_with_two_messages_is_two_deliveries_and_two_entities(
     hook = signed("douyin_batch", sandbox_secrets["sources"]["douyin"]["demo"][0])
     answers = [stack.post(hook) for _ in range(2)]
     assert [json.loads(a["body"]) for a in answers] == [SHOP_ACK, SHOP_ACK]
-    assert stack.depth("inbox") == 2 and len(stack.archived_keys()) == 2
+    assert stack.depth("inbox") == 2
     stack.run_until_quiet()
     assert _state(stack, "order", "douyin:6920000001234567890")["payment_status"] == "paid"
     case = _state(stack, "after_sales_case", "douyin:7123456789012345678")
@@ -83,7 +83,7 @@ def test_an_amazon_order_change_on_the_sp_api_queue_is_admitted_once_and_reaches
     for _ in range(3):  # SQS and Amazon both deliver at least once
         _send_amazon(stack, notification)
     stack.run_until_quiet()
-    assert stack.idempotency_items() == 1 and len(stack.archived_keys()) == 1
+    assert stack.idempotency_items() == 1
     order = _state(stack, "order", "amazon:114-3941689-8772232")
     assert (order["status"], order["payment_status"], order["fulfillment_status"], order["channel"]) == (
         "open",

@@ -148,7 +148,7 @@ def test_each_douyin_message_in_a_push_is_its_own_delivery() -> None:
     assert outcome.ack.body == {"code": 0, "msg": "success"}
     keys = [a.message.dedupe_key for a in outcome.accepted]
     assert keys == ["douyin:demo:7345678901234567890:101", "douyin:demo:7345678901234567899:200"]
-    assert len(p.inbox.messages) == 2 and len(p.archive.objects) == 2  # type: ignore[attr-defined]
+    assert len(p.inbox.messages) == 2 and p.archive.objects == {}  # type: ignore[attr-defined]
     order, case = (normalise_message(a.message, p.archive)[0] for a in outcome.accepted)  # type: ignore[arg-type]
     assert order.entity.model_dump(exclude_unset=True) == {
         "order_id": "6920000001234567890",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from datetime import UTC, datetime
@@ -9,8 +10,10 @@ from datetime import UTC, datetime
 import pytest
 
 from infra.sandbox.samples import signed
+from shared.constants import INLINE_MESSAGE_MAX_BYTES
 from shared.errors import (
     ConfigurationError,
+    DuplicateConflict,
     MalformedPayload,
     PayloadTooLarge,
     SignatureInvalid,
@@ -46,7 +49,7 @@ def nothing_written(ports: IngestPorts) -> bool:
     return not ports.archive.objects and not ports.inbox.messages and not ports.once.results  # type: ignore[attr-defined]
 
 
-def test_an_accepted_webhook_is_archived_and_enqueued_once(ports: IngestPorts) -> None:
+def test_an_accepted_webhook_is_enqueued_once_with_its_body_inline_and_not_archived(ports: IngestPorts) -> None:
     hook = signed("shopify_orders_create", SECRET)
     outcome = accept_webhook(request(hook.body, hook.headers), POLICY, ports)
     assert (outcome.ack.status_code, dict(outcome.ack.body)) == (
@@ -59,8 +62,8 @@ def test_an_accepted_webhook_is_archived_and_enqueued_once(ports: IngestPorts) -
     assert message.body == hook.body.decode()
     assert attributes == {"source": "shopify", "tenant": "demo"}
     assert "x-shopify-hmac-sha256" not in message.headers  # the signature is not carried along
-    assert list(ports.archive.objects) == [message.archive_key]  # type: ignore[attr-defined]
-    assert message.archive_key.startswith("raw/shopify/demo/2026/11/20/02/20261120T020006000000Z-")
+    assert message.archive_key is None
+    assert ports.archive.objects == {}  # type: ignore[attr-defined]  # normalise archives the inbox in batches
 
 
 def test_a_duplicate_is_acknowledged_as_such_and_not_enqueued_again(ports: IngestPorts) -> None:
@@ -121,14 +124,71 @@ def test_a_malformed_secret_is_a_configuration_error_not_a_pass(ports: IngestPor
     assert nothing_written(ports)
 
 
-def test_large_bodies_travel_by_archive_key(ports: IngestPorts) -> None:
+def test_a_duplicate_after_the_lease_is_enqueued_again_and_answered_as_a_duplicate(ports: IngestPorts) -> None:
+    # The admitting invocation's lease ran out: nothing says it sent (it may have died between its
+    # two calls), so the copy sends it again; downstream applies it once.
+    hook = signed("shopify_orders_create", SECRET)
+    accept_webhook(request(hook.body, hook.headers), POLICY, ports)
+    ports.once.now += 3.001  # type: ignore[attr-defined]
+    again = accept_webhook(request(hook.body, hook.headers), POLICY, ports)
+    assert (again.duplicate, again.ack.body["status"]) == (True, "duplicate")
+    assert len(ports.inbox.messages) == 2  # type: ignore[attr-defined]
+    assert len({InboxMessage.model_validate_json(b).dedupe_key for b, _ in ports.inbox.messages}) == 1  # type: ignore[attr-defined]
+
+
+def test_the_same_event_id_with_another_body_is_a_conflict_that_sends_nothing(ports: IngestPorts) -> None:
+    hook = signed("shopify_orders_create", SECRET)
+    accept_webhook(request(hook.body, hook.headers), POLICY, ports)
+    other = signed("shopify_orders_create", SECRET, body=hook.body.replace(b'"note":null', b'"note":"x"'))
+    for _ in range(2):  # within the lease and after it
+        with pytest.raises(DuplicateConflict, match="was already received with a different body"):
+            accept_webhook(request(other.body, other.headers), POLICY, ports)
+        ports.once.now += 10  # type: ignore[attr-defined]
+    assert len(ports.inbox.messages) == 1  # type: ignore[attr-defined]
+
+
+def test_a_failed_send_gives_the_record_up_so_the_retry_is_admitted_at_once(ports: IngestPorts) -> None:
+    hook = signed("shopify_orders_create", SECRET)
+    ports.inbox.fail_next = RuntimeError("SQS unavailable")  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="SQS unavailable"):
+        accept_webhook(request(hook.body, hook.headers), POLICY, ports)
+    assert ports.once.results == {}  # type: ignore[attr-defined]
+    retry = accept_webhook(request(hook.body, hook.headers), POLICY, ports)
+    assert (retry.duplicate, retry.ack.body["status"]) == (False, "accepted")
+    assert len(ports.inbox.messages) == 1  # type: ignore[attr-defined]
+
+
+def test_an_envelope_too_large_for_a_message_travels_by_archive_key(ports: IngestPorts) -> None:
     payload = json.loads(signed("shopify_orders_create", SECRET).body)
-    payload["note"] = "x" * (200 * 1024)
+    payload["note"] = "x" * INLINE_MESSAGE_MAX_BYTES
     body = json.dumps(payload).encode()
     hook = signed("shopify_orders_create", SECRET, body=body)
-    accept_webhook(request(hook.body, hook.headers), POLICY, ports)
+    policy = IngestPolicy(POLICY.enabled_sources, 2 * 1024 * 1024, POLICY.secrets_prefix)
+    accept_webhook(request(hook.body, hook.headers), policy, ports)
     [(queued, _)] = ports.inbox.messages  # type: ignore[attr-defined]
     message = InboxMessage.model_validate_json(queued)
     assert message.body is None
+    assert message.archive_key is not None
+    digest = hashlib.sha256(message.dedupe_key.encode()).hexdigest()
+    assert (
+        message.archive_key == f"raw/{digest[:2]}/shopify/demo/2026/11/20/02/20261120T020006000000Z-{digest[:16]}.json"
+    )
     archived = InboxMessage.model_validate_json(ports.archive.objects[message.archive_key])  # type: ignore[attr-defined]
     assert archived.body == body.decode()
+    assert archived.model_copy(update={"body": None, "archive_key": message.archive_key}) == message
+
+
+def test_the_limit_counts_the_envelope_as_sent_escapes_included(ports: IngestPorts) -> None:
+    # 600 KB of trailing newlines: a body well under 1 MiB whose envelope ("\\n" each) is over it.
+    body = signed("shopify_orders_create", SECRET).body + b"\n" * 600_000
+    hook = signed("shopify_orders_create", SECRET, body=body)
+    policy = IngestPolicy(POLICY.enabled_sources, 2 * 1024 * 1024, POLICY.secrets_prefix)
+    accept_webhook(request(hook.body, hook.headers), policy, ports)
+    [(queued, _)] = ports.inbox.messages  # type: ignore[attr-defined]
+    assert len(body) < INLINE_MESSAGE_MAX_BYTES < len(inline_size_of(body))
+    message = InboxMessage.model_validate_json(queued)
+    assert (message.body, list(ports.archive.objects)) == (None, [message.archive_key])  # type: ignore[attr-defined]
+
+
+def inline_size_of(body: bytes) -> bytes:
+    return json.dumps({"body": body.decode()}).encode()
