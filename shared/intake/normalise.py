@@ -26,6 +26,8 @@ def normalise_message(
         raise NormalisationError(message.source, "no adapter for this source")
     body = message.body
     if body is None:  # too large to travel inline: read the archived envelope
+        if message.archive_key is None:
+            raise NormalisationError(message.source, "no body and no archive key")
         body = InboxMessage.model_validate_json(archive.get(message.archive_key)).body
     try:
         payload = source.parse(Headers(message.headers), (body or "").encode("utf-8"))
