@@ -117,3 +117,54 @@ def test_replay_skips_a_batch_object_outside_its_window_by_name(name: str, selec
         "shopify", "demo", datetime(2026, 11, 20, 11, 0, 1, tzinfo=UTC), datetime(2026, 11, 20, 11, 0, 30, tzinfo=UTC)
     )
     assert batch_in_window(f"raw/batches/a/2026/11/20/11/{name}", hour, selection) is selected
+
+
+class FlakyArchive:
+    """Writes batch objects, except under ``failing`` (a key prefix)."""
+
+    def __init__(self, failing: str) -> None:
+        self.failing = failing
+        self.objects: dict[str, list[str]] = {}
+
+    def put_lines(self, key: str, lines: list[str]) -> None:
+        if key.startswith(self.failing):
+            raise ConnectionError("no answer")
+        self.objects[key] = lines
+
+
+def ttl_removal(pk: str, version: int, sequence: str) -> dict[str, Any]:
+    record = {"tenant": "t", "entity_type": "order", "entity_id": pk.split("#", 2)[2], "version": version}
+    return {
+        "eventID": sequence,
+        "eventName": "REMOVE",
+        "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+        "dynamodb": {
+            "ApproximateCreationDateTime": datetime(2027, 2, 18, tzinfo=UTC).timestamp(),
+            "Keys": {"pk": {"S": pk}, "sk": {"S": f"AUDIT#{version:012d}"}},
+            "OldImage": {"pk": {"S": pk}, "sk": {"S": f"AUDIT#{version:012d}"}, "record": {"S": json.dumps(record)}},
+            "SequenceNumber": sequence,
+        },
+    }
+
+
+def test_an_audit_object_that_cannot_be_written_fails_exactly_its_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+    from functions.audit_archive import handler
+    from shared.constants import audit_batch_prefix, entity_shard
+
+    # Given records of entities in two shards, and the archive failing for one shard's objects
+    pks = [f"t#order#shopify:{n}" for n in range(40)]
+    first = pks[0]
+    other = next(pk for pk in pks if entity_shard(pk) != entity_shard(first))
+    same = next(pk for pk in pks[1:] if entity_shard(pk) == entity_shard(first))
+    archive = FlakyArchive(failing=audit_batch_prefix(first))
+    monkeypatch.setattr(handler, "archive", lambda: archive)
+    records = [ttl_removal(first, 1, "100"), ttl_removal(other, 1, "101"), ttl_removal(same, 2, "102")]
+    # When the batch is archived
+    failed = handler.archive_batch([DynamoDBRecord(r) for r in records])
+    # Then the records of the failed object fail (both from that shard), the other object is written
+    assert sorted(failed) == ["100", "102"]
+    [(key, lines)] = archive.objects.items()
+    assert key.startswith(audit_batch_prefix(other) + "2027/02/18/")
+    assert [json.loads(line)["pk"] for line in lines] == [other]
