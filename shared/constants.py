@@ -6,6 +6,9 @@ names, event detail types) lives here, so nothing can drift.
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime
+
 APP = "aftersync"
 EVENT_SOURCE = "aftersync"  # EventBridge `source` of every event we put on the bus
 
@@ -40,10 +43,53 @@ INVOCATION_RESERVE_SECONDS = 3
 # DynamoDB's TTL sweeper as it appears in stream records (userIdentity.principalId): only its
 # removals are expiries worth archiving. The event source filter and the handler's guard both use it.
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
-AUDIT_ARCHIVE_PREFIX = "audit/"  # archive bucket: audit/<tenant>/<entity_type>/<entity_id>/<sort key>.json
+AUDIT_ARCHIVE_PREFIX = "audit/"  # archive bucket, audit records (see the layouts below)
+
+# Archive keys. Batch objects (gzip JSON Lines, one PutObject per batch) start with one hex digit of a
+# hash ahead of any time or tenant, so writes spread over 16 key prefixes and S3's 3,500 PUT/s per
+# prefix never binds (16 x 3,500 batch objects a second); docs/design.md "Archives" gives the numbers.
+ARCHIVE_SHARDS = "0123456789abcdef"
+RAW_BATCH_PREFIX = "raw/batches/"  # raw/batches/<shard>/YYYY/MM/DD/HH/<MMSS>-<MMSS>-<batch id>.jsonl.gz
+AUDIT_BATCH_PREFIX = "audit/batches/"  # audit/batches/<entity shard>/<tenant>/<entity_type>/YYYY/MM/DD/<id>.jsonl.gz
+BATCH_SUFFIX = ".jsonl.gz"
+
+
+def raw_batch_key(batch_id: str, hour: datetime, first: datetime, last: datetime) -> str:
+    """The raw envelopes of one inbox batch received in ``hour``: the shard is the batch id's first hex
+    digit; the name carries the minute and second of the first and last envelope received, so a
+    replay skips an object outside its window without reading it."""
+    return f"{raw_batch_hour_prefix(batch_id[0], hour)}{first:%M%S}-{last:%M%S}-{batch_id}{BATCH_SUFFIX}"
+
+
+def raw_batch_hour_prefix(shard: str, hour: datetime) -> str:
+    return f"{RAW_BATCH_PREFIX}{shard}/{hour:%Y/%m/%d/%H}/"
+
+
+def raw_event_hour_prefix(source: str, tenant: str, hour: datetime) -> str:
+    """Per-event raw objects (``raw/<source>/<tenant>/YYYY/MM/DD/HH/...json``): what ingest wrote for
+    every delivery before batch objects, and still writes for a body too large for a queue message."""
+    return f"raw/{source}/{tenant}/{hour:%Y/%m/%d/%H}/"
+
+
+def entity_shard(pk: str) -> str:
+    """The archive shard of an entity's audit records: every record of one entity lands in the same one."""
+    return hashlib.sha256(pk.encode()).hexdigest()[0]
+
+
+def audit_batch_prefix(pk: str) -> str:
+    """Where the batch objects holding an entity's archived records are (with those of the other
+    entities of its tenant, type and shard)."""
+    tenant, entity_type, _ = pk.split("#", 2)
+    return f"{AUDIT_BATCH_PREFIX}{entity_shard(pk)}/{tenant}/{entity_type}/"
+
+
+def audit_batch_key(pk: str, day: datetime, batch_id: str) -> str:
+    return f"{audit_batch_prefix(pk)}{day:%Y/%m/%d}/{batch_id}{BATCH_SUFFIX}"
 
 
 def audit_archive_prefix(pk: str) -> str:
+    """Per-record audit objects (``audit/<tenant>/<entity_type>/<entity_id>/<sk>.json``), written before
+    batch objects: still read by the trail."""
     tenant, entity_type, entity_id = pk.split("#", 2)
     return f"{AUDIT_ARCHIVE_PREFIX}{tenant}/{entity_type}/{entity_id}/"
 

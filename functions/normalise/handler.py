@@ -1,4 +1,5 @@
-"""Inbox consumer: raw envelope -> canonical observations on the event bus; unusable -> quarantine."""
+"""Inbox consumer: raw envelopes -> archived (one object per batch) -> canonical observations on the
+event bus (batched PutEvents); unusable -> quarantine."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from shared.adapters.dead_letter import DeadLetteringProcessor
-from shared.adapters.events import EventBus
+from shared.adapters.events import EventBus, EventsRefused, OwnedEntry
 from shared.adapters.s3 import S3Archive
 from shared.adapters.sqs import SqsQueue
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE
 from shared.errors import NormalisationError
 from shared.intake.normalise import normalise_message
 from shared.intake.quarantine import park
+from shared.intake.raw_archive import Received, archive_raw_batch
 from shared.models import InboxMessage
 from shared.observability import logger, metrics, tracer
 from shared.settings import NormaliseSettings
@@ -39,7 +41,8 @@ def settings() -> NormaliseSettings:
 
 @dataclass(frozen=True)
 class Ports:
-    """What the function touches: the archive (bodies too large for a message), the bus, the quarantine."""
+    """What the function touches: the archive (each batch's envelopes; bodies too large for a message),
+    the bus, the quarantine."""
 
     archive: S3Archive
     bus: EventBus
@@ -60,24 +63,45 @@ def quarantine(record: SQSRecord, source: str, reason: str) -> None:
     metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
 
 
-def record_handler(record: SQSRecord) -> None:
-    archive, bus = ports().archive, ports().bus
+def observations(record: SQSRecord) -> list[OwnedEntry[str]]:
+    """The bus entries of one record (owned by its message id); none when it was quarantined."""
     try:
         message = InboxMessage.model_validate_json(record.body)
     except ValidationError as exc:
         quarantine(record, "unknown", f"not an inbox envelope: {describe_error(exc)}")
-        return
+        return []
     try:
-        events = normalise_message(message, archive, settings().field_maps)
+        events = normalise_message(message, ports().archive, settings().field_maps)
     except NormalisationError as exc:
         quarantine(record, exc.source, exc.reason)
-        return
+        return []
     # Only what the source set travels: a field it did not send must not arrive as an explicit null.
-    bus.put(
-        EVENT_SOURCE,
-        [(DETAIL_OBSERVED.format(entity_type=e.entity_type), e.model_dump_json(exclude_unset=True)) for e in events],
-    )
-    metrics.add_metric(name="EventNormalised", unit=MetricUnit.Count, value=len(events))
+    return [
+        OwnedEntry(
+            record.message_id,
+            DETAIL_OBSERVED.format(entity_type=e.entity_type),
+            e.model_dump_json(exclude_unset=True),
+        )
+        for e in events
+    ]
+
+
+def normalise_batch(records: list[SQSRecord]) -> dict[str, BaseException]:
+    """Every record's observations, put together in as few calls as EventBridge allows. Returns the
+    records that failed (by message id), each with its error: a record with an entry refused fails
+    alone and on its retry puts all its events again; a quarantined record fails nothing."""
+    failed: dict[str, BaseException] = {}
+    entries: list[OwnedEntry[str]] = []
+    for record in records:
+        try:
+            entries.extend(observations(record))
+        except Exception as exc:  # this record only (a large body unreadable, the quarantine unreachable)
+            failed[record.message_id] = exc
+    for message_id, reason in ports().bus.put_owned(EVENT_SOURCE, entries).items():
+        failed[message_id] = EventsRefused([reason])
+    put = sum(1 for e in entries if e.owner not in failed)
+    metrics.add_metric(name="EventNormalised", unit=MetricUnit.Count, value=put)
+    return failed
 
 
 @logger.inject_lambda_context
@@ -85,4 +109,16 @@ def record_handler(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor(), context=context)
+    records = [SQSRecord(r) for r in event.get("Records", [])]
+    # The raw archive, written before anything of the batch is acknowledged: if it fails, the whole
+    # batch fails (the error propagates) and comes back; nothing is acknowledged unarchived.
+    archive_raw_batch([Received(r.message_id, r.body) for r in records], ports().archive)
+    failed = normalise_batch(records)
+
+    def verdict(record: SQSRecord) -> None:
+        """The outcome already decided for the batch, through the processor: its attempts, dead letters
+        with the reason, and the batch item failures SQS retries."""
+        if record.message_id in failed:
+            raise failed[record.message_id]
+
+    return process_partial_response(event=event, record_handler=verdict, processor=processor(), context=context)

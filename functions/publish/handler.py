@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord, DynamoDBRecordEventName
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.events import EventBus
+from shared.adapters.events import EventBus, EventsRefused, OwnedEntry
 from shared.constants import AUDIT_SK_PREFIX, DETAIL_ENTITY_CHANGED, EVENT_SOURCE
 from shared.models import EntityChanged
 from shared.observability import logger, metrics, tracer
@@ -35,15 +35,16 @@ def bus() -> EventBus:
     return EventBus(settings().event_bus)
 
 
-def record_handler(record: DynamoDBRecord) -> None:
+def change(record: DynamoDBRecord) -> EntityChanged | None:
+    """The change a stream record announces; ``None`` for anything but an audit insert."""
     stream = record.dynamodb
     # The event source mapping filters to audit inserts; this guard keeps the handler correct without it.
     if record.event_name != DynamoDBRecordEventName.INSERT or stream is None:
-        return
+        return None
     if not str(stream.keys.get("sk", "")).startswith(AUDIT_SK_PREFIX):
-        return
+        return None
     audit = AuditRecord.model_validate_json(stream.new_image["record"])
-    changed = EntityChanged(
+    return EntityChanged(
         tenant=audit.tenant,
         entity_type=audit.entity_type,
         entity_id=audit.entity_id,
@@ -53,8 +54,29 @@ def record_handler(record: DynamoDBRecord) -> None:
         occurred_at=audit.occurred_at,
         changed={c["field"]: c["after"] for c in audit.changes},
     )
-    bus().put(EVENT_SOURCE, [(DETAIL_ENTITY_CHANGED, changed.model_dump_json())])
-    metrics.add_metric(name="ChangePublished", unit=MetricUnit.Count, value=1)
+
+
+def publish_batch(records: list[DynamoDBRecord]) -> dict[str, BaseException]:
+    """The batch's changes, put together in calls of up to 10 entries. Returns the records that failed
+    (by sequence number) with their error. The stream checkpoints before the lowest one reported and
+    retries from there, so a record after it is published again: ``entity.changed`` carries the
+    version, and deliveries are idempotent against it."""
+    failed: dict[str, BaseException] = {}
+    entries: list[OwnedEntry[str]] = []
+    for record in records:
+        sequence = str(record.dynamodb.sequence_number if record.dynamodb else "")
+        try:
+            changed = change(record)
+        except Exception as exc:  # an audit record that does not read: this record fails
+            failed[sequence] = exc
+            continue
+        if changed is not None:
+            entries.append(OwnedEntry(sequence, DETAIL_ENTITY_CHANGED, changed.model_dump_json()))
+    for sequence, reason in bus().put_owned(EVENT_SOURCE, entries).items():
+        failed[sequence] = EventsRefused([reason])
+    published = sum(1 for e in entries if e.owner not in failed)
+    metrics.add_metric(name="ChangePublished", unit=MetricUnit.Count, value=published)
+    return failed
 
 
 @logger.inject_lambda_context
@@ -62,4 +84,12 @@ def record_handler(record: DynamoDBRecord) -> None:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     settings()
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    failed = publish_batch([DynamoDBRecord(r) for r in event.get("Records", [])])
+
+    def verdict(record: DynamoDBRecord) -> None:
+        """The outcome decided for the batch, reported through the processor (batch item failures)."""
+        sequence = str(record.dynamodb.sequence_number if record.dynamodb else "")
+        if sequence in failed:
+            raise failed[sequence]
+
+    return process_partial_response(event=event, record_handler=verdict, processor=processor, context=context)

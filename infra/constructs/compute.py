@@ -19,11 +19,14 @@ from infra.constructs.messaging import Messaging
 from infra.constructs.nag import acknowledge
 from infra.constructs.storage import Storage
 from infra.wiring import DOMAINS, FUNCTIONS, ResourceRefs, deployed_functions, function_environment, queues
-from shared.constants import AUDIT_ARCHIVE_PREFIX, AUDIT_SK_PREFIX, TTL_PRINCIPAL
+from shared.constants import AUDIT_BATCH_PREFIX, AUDIT_SK_PREFIX, RAW_BATCH_PREFIX, TTL_PRINCIPAL
 from shared.errors import ConfigurationError
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
+# Expired audit records per audit-archive invocation: one batch object per entity shard, tenant and type
+# holds them (Lambda also keeps a stream batch within its 6 MB payload).
+AUDIT_ARCHIVE_BATCH_SIZE = 1000
 # Only the project's own code ships in the asset; Powertools (with pydantic and the X-Ray SDK)
 # comes from the official layer, boto3 from the runtime.
 CODE_EXCLUDES = [
@@ -104,9 +107,11 @@ class Compute(Construct):
     def _grant_normalise(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
     ) -> None:
-        # normalise: inbox -> bus; reads large bodies back from the archive; quarantines failures
+        # normalise: inbox -> archive (one batch object per inbox batch, before the ack) -> bus (batched);
+        # reads large bodies back from the archive; quarantines failures
         self._consume(fn["normalise"], messaging, "inbox")
         self._archive_objects(fn["normalise"], storage, "s3:GetObject", "raw/")
+        self._archive_objects(fn["normalise"], storage, "s3:PutObject", RAW_BATCH_PREFIX)
         messaging.bus.grant_put_events_to(fn["normalise"])
         messaging.queues["quarantine"].grant_send_messages(fn["normalise"])
 
@@ -146,7 +151,9 @@ class Compute(Construct):
     def _grant_audit_archive(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
     ) -> None:
-        # audit-archive: TTL removals of audit and decision records -> archive bucket (audit/ prefix)
+        # audit-archive: TTL removals of audit and decision records -> archive bucket, as batch objects
+        # (audit/batches/): big batches gathered for up to a minute (nothing waits on an archived record),
+        # so a PutObject carries many records
         self._stream_consumer(
             fn["audit-archive"],
             storage,
@@ -158,8 +165,10 @@ class Compute(Construct):
                     "principalId": lambda_.FilterRule.is_equal(TTL_PRINCIPAL),
                 },
             },
+            batch_size=AUDIT_ARCHIVE_BATCH_SIZE,
+            window=60,
         )
-        self._archive_objects(fn["audit-archive"], storage, "s3:PutObject", AUDIT_ARCHIVE_PREFIX)
+        self._archive_objects(fn["audit-archive"], storage, "s3:PutObject", AUDIT_BATCH_PREFIX)
         key.grant_encrypt_decrypt(fn["audit-archive"])
 
     def _grant_deliver(
@@ -352,14 +361,21 @@ class Compute(Construct):
         return function
 
     def _stream_consumer(
-        self, function: lambda_.Function, storage: Storage, messaging: Messaging, pattern: dict[str, Any]
+        self,
+        function: lambda_.Function,
+        storage: Storage,
+        messaging: Messaging,
+        pattern: dict[str, Any],
+        batch_size: int = 100,
+        window: int = 0,
     ) -> None:
         """A reader of the state table's stream: filtered, bisecting, with an on-failure queue."""
         function.add_event_source(
             sources.DynamoEventSource(
                 storage.state_table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=100,
+                batch_size=batch_size,
+                max_batching_window=Duration.seconds(window) if window else None,
                 bisect_batch_on_error=True,
                 retry_attempts=10,
                 max_record_age=Duration.hours(24),
@@ -419,7 +435,7 @@ class Compute(Construct):
         acknowledge(
             function,
             f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>/{prefix}*]",
-            f"Objects are keyed by tenant/entity or source/tenant/time under {prefix}; "
+            f"Objects are keyed by shard, tenant, entity, source or time under {prefix}; "
             "the function uses only that prefix.",
         )
 

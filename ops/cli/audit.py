@@ -18,7 +18,7 @@ from ops.cli.common import (
     refuse,
     say,
 )
-from ops.trail import full_trail
+from ops.trail import ArchivedAudit, archive_order, full_trail
 from shared.adapters.s3 import S3Archive
 from shared.adapters.state_store import DynamoStateStore
 
@@ -40,12 +40,12 @@ def verify(
         refuse("aftersync: --entity needs --tenant")
     resources = Where(aws, env, config).resources()
     store = DynamoStateStore(resources.state_table, resources.dynamodb())
-    archive = S3Archive(resources.archive_bucket, resources.s3())
+    archive = ArchivedAudit(S3Archive(resources.archive_bucket, resources.s3()))
     if entity and tenant is not None:
         entity_type, _, entity_id = entity.partition(":")
         entities = [(tenant, entity_type, entity_id)]
     else:
-        entities = store.entities(tenant)
+        entities = sorted(store.entities(tenant), key=archive_order)  # each archived batch object read once
     report: list[dict[str, Any]] = []
     with progress_bar("verifying audit chains", enabled=not json) as progress:
         for tenant_, entity_type, entity_id in entities:

@@ -12,6 +12,7 @@ from infra.sandbox.samples import signed
 from ops.trail import full_trail
 from shared.adapters.s3 import S3Archive
 from shared.adapters.state_store import DynamoStateStore, entity_pk
+from shared.constants import audit_batch_prefix
 from shared.models import ObservedEntity
 from shared.state.policy import default_policy
 from shared.state.sync import apply_observation
@@ -95,9 +96,10 @@ def test_records_expiring_by_ttl_move_to_the_archive_and_the_trail_stays_whole(
     user_delete = {**ttl_removal, "userIdentity": None}
     user_delete["dynamodb"] = {**ttl_removal["dynamodb"], "Keys": {**key, "sk": {"S": "AUDIT#000000000002"}}}
     stack.functions.invoke("audit-archive", {"Records": [user_delete]})
-    assert S3Archive(stack.resources.refs.archive_bucket).keys("audit/") == [
-        "audit/demo/order/shopify:820982911946154508/AUDIT#000000000001.json"
-    ]
+    archive = S3Archive(stack.resources.refs.archive_bucket)
+    [batch_object] = archive.keys("audit/")
+    assert batch_object.startswith(audit_batch_prefix(entity_pk("demo", "order", ORDER)))
+    assert [json.loads(line)["sk"] for line in archive.lines(batch_object)] == ["AUDIT#000000000001"]
 
 
 def test_fifty_concurrent_conflicting_updates_lose_nothing(stack: Stack) -> None:
