@@ -120,3 +120,51 @@ def test_a_state_in_the_old_layout_loads_and_its_next_change_stores_it_compact(s
         again.snapshot()
         == merge(first, observed("b", 5, note="ring twice"), default_policy().for_type("order")).state.snapshot()
     )
+
+
+def test_twenty_orders_of_one_b2b_account_write_its_customer_once(stack: Stack, shopify_secret: str) -> None:
+    import copy
+    import json
+    import uuid
+
+    from infra.sandbox.samples import SignedWebhook, load_sample
+    from shared.sources import shopify
+
+    def order(n: int) -> SignedWebhook:
+        """Order ``n`` of one account (customer 4242), placed by its own buyer, a minute after order n - 1."""
+        sample = copy.deepcopy(load_sample("shopify_orders_create"))
+        buyer = {
+            "id": 4242,
+            "first_name": f"Buyer{n}",
+            "last_name": "Acme",
+            "email": f"buyer{n}@acme.example",
+            "phone": f"+86 138 0013 80{n:02d}",
+        }
+        at = f"2026-11-20T10:{n:02d}:05+08:00"
+        sample["body"].update(
+            {"id": 7000 + n, "name": f"#{7000 + n}", "customer": buyer, "email": buyer["email"], "updated_at": at}
+        )
+        body = json.dumps(sample["body"], separators=(",", ":")).encode()
+        headers = {
+            **sample["headers"],
+            shopify.EVENT_ID_HEADER: str(uuid.uuid4()),
+            shopify.SIGNATURE_HEADER: shopify.sign(shopify_secret, body),
+        }
+        return SignedWebhook("order", "shopify", headers, body)
+
+    written: Counter[str] = Counter()
+    for n in range(20):
+        stack.post(order(n))
+        for name, params in sync_what_is_queued(stack).calls:
+            items = [next(iter(t.values())) for t in params.get("TransactItems", [])] or [params]
+            for item in items:
+                key = item.get("Item", item.get("Key", {}))
+                if key.get("sk", {}).get("S") == STATE_SK and "#customer#" in key["pk"]["S"]:
+                    written[name] += 1
+    # Then its customer state was written by the first order only: one transaction, nothing after
+    assert written == {"TransactWriteItems": 1}
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    order_state, _ = store.load("demo", "order", "shopify:7019")
+    assert order_state is not None
+    customer, _ = store.load("demo", "customer", order_state.fields["customer_id"])
+    assert customer is not None and customer.fields["name"] == "Buyer0 Acme"
