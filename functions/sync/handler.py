@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +49,22 @@ from shared.state.policy import default_policy
 from shared.state.sync import apply_observation
 
 RECORD_WORKERS = 8  # records of one batch in flight at once (a batch is at most 10 records)
+
+
+class LockedMetrics:
+    """The metrics, added to under a lock: Powertools' metric set is a plain dict, and two workers
+    adding the same new metric at once could lose a count (the success rate is computed from these)."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+        self.lock = threading.Lock()
+
+    def add_metric(self, name: str, unit: Any, value: float) -> None:
+        with self.lock:
+            self.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+counted = LockedMetrics(metrics)
 
 
 def entity_of(record: dict[str, Any]) -> Hashable:
@@ -94,7 +111,7 @@ class ConcurrentRecordsProcessor(DeadLetteringProcessor):
 @cache
 def processor() -> ConcurrentRecordsProcessor:
     return ConcurrentRecordsProcessor(
-        settings().max_receive_count, logger=logger, metrics=metrics, prepare=warm_clients
+        settings().max_receive_count, logger=logger, metrics=counted, prepare=warm_clients
     )
 
 
@@ -141,7 +158,7 @@ def quarantine(record: SQSRecord, reason: str) -> None:
     queue = ports().quarantine
     park(queue, source="sync", reason=reason, message_id=record.message_id, envelope=record.body)
     logger.warning("quarantined", extra={"reason": reason})
-    metrics.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
+    counted.add_metric(name="EventQuarantined", unit=MetricUnit.Count, value=1)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -177,13 +194,13 @@ def record_handler(record: SQSRecord) -> None:
                 "discarded": result.discarded_fields,
             },
         )
-        metrics.add_metric(
+        counted.add_metric(
             name="StateChanged" if result.outcome == "changed" else "StateUnchanged", unit=MetricUnit.Count, value=1
         )
         if result.discarded_fields:
-            metrics.add_metric(name="ValuesDiscarded", unit=MetricUnit.Count, value=len(result.discarded_fields))
+            counted.add_metric(name="ValuesDiscarded", unit=MetricUnit.Count, value=len(result.discarded_fields))
         if result.attempts > 1:
-            metrics.add_metric(name="StateConflictRetry", unit=MetricUnit.Count, value=result.attempts - 1)
+            counted.add_metric(name="StateConflictRetry", unit=MetricUnit.Count, value=result.attempts - 1)
 
 
 @logger.inject_lambda_context
