@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -21,7 +22,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,29 +283,26 @@ def create_function_roles(policies: dict[str, RolePolicies], lambda_service: str
 
 
 # -- which principal signs -----------------------------------------------------------------------
-class _Acting(threading.local):
-    credentials: Frozen | None = None
-
-
-_ACTING = _Acting()
+# A context variable, not a thread-local: a handler that fans work out to a thread pool (copying its
+# context into each task, as sync does) keeps signing as its function there, as it would on Lambda.
+_ACTING: contextvars.ContextVar[Frozen | None] = contextvars.ContextVar("acting_as", default=None)
 
 
 @contextlib.contextmanager
 def acting_as(credentials: Frozen | None) -> Iterator[None]:
     """Within this block, on this thread, every boto3 call signs with ``credentials`` (None: as before)."""
-    before = _ACTING.credentials
-    _ACTING.credentials = credentials if credentials is not None else before
+    token = _ACTING.set(credentials if credentials is not None else _ACTING.get())
     try:
         yield
     finally:
-        _ACTING.credentials = before
+        _ACTING.reset(token)
 
 
 class _ActingCredentials(botocore.credentials.Credentials):
     """The environment's credentials (the operator's), except on a thread acting as a function."""
 
     def get_frozen_credentials(self) -> Frozen:
-        acting = _ACTING.credentials
+        acting = _ACTING.get()
         return acting if acting is not None else super().get_frozen_credentials()
 
 

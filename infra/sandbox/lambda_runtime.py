@@ -5,6 +5,7 @@ events in the exact shape an event source mapping builds."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import io
 import json
@@ -59,27 +60,28 @@ class _PerThreadStdout(io.TextIOBase):
     """``sys.stdout`` for the sandbox: an invocation's thread writes into that invocation's buffer
     (as a Lambda's stdout goes to its own log stream); every other thread — the demo printing its
     progress, say — writes to the real stdout. (``contextlib.redirect_stdout`` would swap stdout for
-    every thread at once.)"""
+    every thread at once.) The buffer is a context variable, so a handler's own worker threads (each
+    task run in a copy of the handler's context) write into its invocation's buffer too."""
 
     def __init__(self, real: Any) -> None:
         self.real = real
-        self.local = threading.local()
+        self.buffer: contextvars.ContextVar[io.StringIO | None] = contextvars.ContextVar("stdout", default=None)
 
     def write(self, text: str) -> int:
-        buffer = getattr(self.local, "buffer", None)
+        buffer = self.buffer.get()
         return (buffer if buffer is not None else self.real).write(text)
 
     def flush(self) -> None:
-        buffer = getattr(self.local, "buffer", None)
+        buffer = self.buffer.get()
         (buffer if buffer is not None else self.real).flush()
 
     @contextlib.contextmanager
     def capture(self, buffer: io.StringIO) -> Any:
-        self.local.buffer = buffer
+        token = self.buffer.set(buffer)
         try:
             yield
         finally:
-            self.local.buffer = None
+            self.buffer.reset(token)
 
 
 def _stdout() -> _PerThreadStdout:

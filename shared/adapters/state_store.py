@@ -20,6 +20,7 @@ from shared.delivery.targets import canonical_json
 from shared.models import ObservedEntity
 from shared.state.audit import AuditRecord
 from shared.state.merge import Discarded, EntityState
+from shared.state.stored import pack, state_from_item
 from shared.state.sync import StaleState
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
@@ -42,21 +43,127 @@ def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
 
+def attribute_size(value: dict[str, Any]) -> int:
+    """Bytes DynamoDB bills for one attribute value (its documented sizing rules)."""
+    ((kind, v),) = value.items()
+    if kind == "S":
+        return len(v.encode("utf-8"))
+    if kind == "B":
+        return len(v)
+    if kind == "N":
+        digits = v.lstrip("-").replace(".", "").strip("0") or "0"
+        return (len(digits) + 1) // 2 + 1
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(x.encode("utf-8")) for x in v)
+    if kind == "BS":
+        return sum(len(x) for x in v)
+    if kind == "NS":
+        return sum(attribute_size({"N": x}) for x in v)
+    if kind == "L":
+        return 3 + sum(1 + attribute_size(x) for x in v)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode("utf-8")) + attribute_size(x) for k, x in v.items())
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB bills it: every attribute's name and value."""
+    return sum(len(name.encode("utf-8")) + attribute_size(value) for name, value in item.items())
+
+
+def write_units(item: dict[str, Any], transactional: bool = False) -> int:
+    """Write units for writing ``item``: one per started KB, twice that inside a transaction."""
+    return -(-item_size(item) // 1024) * (2 if transactional else 1)
+
+
 def audit_from_item(item: dict[str, Any]) -> AuditRecord:
     return AuditRecord.model_validate_json(item["record"]["S"])
+
+
+def state_key(tenant: str, entity_type: str, entity_id: str) -> dict[str, Any]:
+    return {"pk": _s(entity_pk(tenant, entity_type, entity_id)), "sk": _s(STATE_SK)}
+
+
+def loaded(item: dict[str, Any] | None) -> tuple[EntityState | None, str]:
+    """(state, audit head) from a STATE item of any layout, or (None, "") for no item."""
+    if not item:
+        return None, ""
+    return state_from_item(item), item.get("audit_head", {}).get("S", "")
+
+
+_NOT_READ = object()
+
+
+class ReadAhead:
+    """State-table items one record will need, read in the record's first batch read.
+
+    Sync reads the identity index in a BatchGetItem; the keys of the states it will merge into (the
+    order's, its customer's) are known before that, so they ride along instead of costing a GetItem
+    each. An item is used once: a merge retried after a conflict reads fresh state.
+    """
+
+    def __init__(self) -> None:
+        self._wanted: dict[tuple[str, str], dict[str, Any]] = {}
+        self._read: dict[tuple[str, str], dict[str, Any] | None] = {}
+
+    @staticmethod
+    def _id(key: dict[str, Any]) -> tuple[str, str]:
+        return (key["pk"]["S"], key["sk"]["S"])
+
+    def want(self, key: dict[str, Any]) -> None:
+        if self._id(key) not in self._read:
+            self._wanted[self._id(key)] = key
+
+    def take_wanted(self) -> list[dict[str, Any]]:
+        """The keys to add to the next batch read (each asked for once)."""
+        keys = list(self._wanted.values())
+        self._wanted.clear()
+        return keys
+
+    def is_wanted(self, item_key: dict[str, Any]) -> bool:
+        return self._id(item_key) in self._read
+
+    def received(self, asked: list[dict[str, Any]], items: list[dict[str, Any]]) -> None:
+        """The batch read's answer for ``asked`` (an absent item is an answer too: no state yet)."""
+        for key in asked:
+            self._read[self._id(key)] = None
+        for item in items:
+            self._read[self._id(item)] = item
+
+    def take(self, key: dict[str, Any]) -> Any:
+        """The item read ahead for ``key`` (``None``: read, and absent), or ``_NOT_READ``; once."""
+        return self._read.pop(self._id(key), _NOT_READ)
+
+
+class ReadAheadStore:
+    """The state store for one record: ``load`` answers from the read-ahead when it holds the item."""
+
+    def __init__(self, store: DynamoStateStore, reads: ReadAhead) -> None:
+        self.store = store
+        self.reads = reads
+
+    def load(self, tenant: str, entity_type: str, entity_id: str) -> tuple[EntityState | None, str]:
+        item = self.reads.take(state_key(tenant, entity_type, entity_id))
+        if item is _NOT_READ:
+            return self.store.load(tenant, entity_type, entity_id)
+        return loaded(item)
+
+    def commit(self, state: EntityState, expected_revision: int, audit: AuditRecord | None, head: str) -> None:
+        self.store.commit(state, expected_revision, audit, head)
+
+    def record_decisions(self, event: ObservedEntity, discarded: Sequence[Discarded]) -> None:
+        self.store.record_decisions(event, discarded)
 
 
 class DynamoStateStore(DynamoTable):
     # --- sync ---------------------------------------------------------------------------------
     def load(self, tenant: str, entity_type: str, entity_id: str) -> tuple[EntityState | None, str]:
         item = self.client.get_item(
-            TableName=self.table,
-            Key={"pk": _s(entity_pk(tenant, entity_type, entity_id)), "sk": _s(STATE_SK)},
-            ConsistentRead=True,
+            TableName=self.table, Key=state_key(tenant, entity_type, entity_id), ConsistentRead=True
         ).get("Item")
-        if not item:
-            return None, ""
-        return EntityState.model_validate_json(item["doc"]["S"]), item.get("audit_head", {}).get("S", "")
+        return loaded(item)
 
     def load_states(self, keys: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], EntityState]:
         """The current state of many entities, ``(tenant, type, id)`` → state (absent ones left out):
@@ -73,7 +180,7 @@ class DynamoStateStore(DynamoTable):
             for attempt in range(5):
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response["Responses"].get(self.table, []):
-                    state = EntityState.model_validate_json(item["doc"]["S"])
+                    state = state_from_item(item)
                     found[(state.tenant, state.entity_type, state.entity_id)] = state
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
@@ -90,10 +197,9 @@ class DynamoStateStore(DynamoTable):
             "Item": {
                 "pk": _s(pk),
                 "sk": _s(STATE_SK),
-                "entity_type": _s(state.entity_type),
                 "version": _n(state.version),
                 "revision": _n(state.revision),
-                "doc": _s(canonical_json(state.model_dump(mode="json"))),
+                "docz": {"B": pack(state)},
                 "audit_head": _s(head),
             },
         }
@@ -108,13 +214,11 @@ class DynamoStateStore(DynamoTable):
                 return
             audit_put: PutTypeDef = {
                 "TableName": self.table,
+                # Only what its readers use (publish, the trail, the archive): the record itself, which
+                # already names the entity and its version, and its expiry.
                 "Item": {
                     "pk": _s(pk),
                     "sk": _s(audit_sk(audit.version)),
-                    "tenant": _s(audit.tenant),
-                    "entity_type": _s(audit.entity_type),
-                    "entity_id": _s(audit.entity_id),
-                    "version": _n(audit.version),
                     "record": _s(audit.model_dump_json()),
                     "expires_at": _n(int(time.time()) + AUDIT_RETENTION_DAYS * 86400),
                 },
@@ -212,7 +316,7 @@ class DynamoStateStore(DynamoTable):
         ack: dict[str, Any] = {"version": 0, "hashes": {}}
         for item in response["Responses"].get(self.table, []):
             if item["sk"]["S"] == STATE_SK:
-                state = EntityState.model_validate_json(item["doc"]["S"])
+                state = state_from_item(item)
             else:
                 ack = json.loads(item["ack"]["S"])
         return state, ack

@@ -89,6 +89,10 @@ def identity_keys(customer: Customer, source: str, default_region: str) -> list[
 
 
 MIN_SALT_LENGTH = 32
+# A customer known by more names, or more strong keys of one kind, than a person has is a shared
+# account (a guest-checkout placeholder, a B2B account ordered for by many buyers): past this many its
+# profile takes no more, so it is not written on every order and does not grow without bound.
+SHARED_ACCOUNT_LIMIT = 8
 
 
 def salt_from_secret(secret: dict[str, object] | None, name: str) -> bytes:
@@ -103,6 +107,17 @@ def salt_from_secret(secret: dict[str, object] | None, name: str) -> bytes:
 def hash_key(salt: bytes, key: IdentityKey) -> str:
     """Keys are stored only as tenant-salted HMACs: the index never holds a phone or an address."""
     return hmac.new(salt, f"{key.kind}:{key.value}".encode(), hashlib.sha256).hexdigest()
+
+
+def new_customer_id(source_id_hash: str) -> str:
+    """The id of a customer created from a record: from its own source id's hash."""
+    return "cus_" + source_id_hash[:24]
+
+
+def likely_customer_id(source: str, source_customer_id: str, salt: bytes) -> str:
+    """The customer a source customer id most likely resolves to: the one it created when first seen
+    (a guess to read ahead with, never an answer)."""
+    return new_customer_id(hash_key(salt, IdentityKey("source_id", f"{source}:{source_customer_id}")))
 
 
 class IdentityIndex(Protocol):
@@ -205,7 +220,7 @@ def resolve(
     if len(compatible) > 1:
         index.merge_candidate(compatible, ("phone", "name"))
 
-    customer_id = "cus_" + own_id_hash[:24]  # deterministic: a retry resolves to the same id
+    customer_id = new_customer_id(own_id_hash)  # deterministic: a retry resolves to the same id
     _claim_unowned(index, customer_id, hashed, owners, name)
     return Resolution(customer_id, True, tuple(compatible), ("phone", "name") if compatible else ())
 
@@ -246,14 +261,17 @@ def _claim_unowned(
     owners: dict[str, set[str]],
     name: str | None,
 ) -> None:
+    profile = index.profile(customer_id)
     claims = [
         (h, k.kind)
         for h, k in hashed.items()
-        if customer_id not in owners.get(h, set()) and not (k.strong and owners.get(h))
+        if customer_id not in owners.get(h, set())
+        and not (k.strong and owners.get(h))
+        and not (k.strong and len(profile.strong_kinds.get(k.kind, ())) >= SHARED_ACCOUNT_LIMIT)
     ]
-    new_name = name is not None and name not in index.profile(customer_id).names
+    new_name = name is not None and name not in profile.names and len(profile.names) < SHARED_ACCOUNT_LIMIT
     if claims or new_name:  # a customer seen again with nothing new costs no write
-        index.claim(customer_id, claims, name)
+        index.claim(customer_id, claims, name if new_name else None)
 
 
 class MemoryIdentityIndex:

@@ -53,7 +53,13 @@ def audit_record(
         source_event_id=event.source_event_id,
         origin=event.origin,
         occurred_at=event.occurred_at.isoformat(),
-        changes=[{"field": c.field, "before": c.before, "after": c.after} for c in changes],
+        # "before" only when there was a value: a new entity's first record lists each field once.
+        changes=[
+            {"field": c.field, "after": c.after}
+            if c.before is None
+            else {"field": c.field, "before": c.before, "after": c.after}
+            for c in changes
+        ],
         discarded=[{"field": d.field, "offered": d.offered, "kept": d.kept, "reason": d.reason} for d in discarded],
         prev_hash=prev_hash,
     )

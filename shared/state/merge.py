@@ -81,6 +81,11 @@ def clock_time(event: ObservedEntity) -> str:
 
 
 _MISSING = object()  # "no value yet", distinct from a stored None
+# The rank of a hint: a value an observation of another entity implies (the buyer's name and phone on an
+# order, for the customer). Below every source's own word, and among hints the first one seen stays:
+# a guest-checkout placeholder or a B2B account named on thousands of orders is written by the first
+# of them, not by each (no hot key), and any order of arrival still converges (the earliest hint wins).
+HINT_RANK = -1
 LOG_SUFFIX = "_log."  # state-machine observations: "<field>_log.<time>|<event id>"
 
 
@@ -138,10 +143,15 @@ def derive(fields: dict[str, Any], clocks: dict[str, FieldClock], policy: Entity
     return derived
 
 
-def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPolicy) -> MergeOutcome:
+def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPolicy, hint: bool = False) -> MergeOutcome:
+    """``hint``: the observation is a hint (see ``HINT_RANK``); a hint that loses is not a decision worth
+    recording, so it discards nothing."""
     state = current or EntityState(tenant=event.tenant, entity_type=event.entity_type, entity_id=event.entity_id)
     incoming_clock = FieldClock(
-        rank=policy.rank(event.source), at=clock_time(event), event_id=event.event_id, source=event.source
+        rank=HINT_RANK if hint else policy.rank(event.source),
+        at=clock_time(event),
+        event_id=event.event_id,
+        source=event.source,
     )
     fields = dict(state.fields)
     clocks = dict(state.clocks)
@@ -153,7 +163,7 @@ def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPoli
         current_clock = clocks.get(name)
         if current_clock is None:
             wins, reason = True, None
-        elif name in policy.immutable or _is_entry(name, policy):
+        elif name in policy.immutable or _is_entry(name, policy) or (hint and current_clock.rank == HINT_RANK):
             wins, reason = incoming_clock.first_key() < current_clock.first_key(), "immutable"
         else:
             wins = incoming_clock.newer_key() > current_clock.newer_key()
@@ -164,7 +174,7 @@ def merge(current: EntityState | None, event: ObservedEntity, policy: EntityPoli
             fields[name] = value
             clocks_moved |= current_clock != incoming_clock
             clocks[name] = incoming_clock
-        elif fields.get(name) != value and reason is not None:
+        elif fields.get(name) != value and reason is not None and not hint:
             discarded.append(Discarded(name, value, fields.get(name), reason))  # type: ignore[arg-type]
 
     if changes:

@@ -41,12 +41,13 @@ class SyncResult:
 
 
 def apply_observation(
-    event: ObservedEntity, store: StatePort, policy: ConflictPolicy, max_attempts: int = 10
+    event: ObservedEntity, store: StatePort, policy: ConflictPolicy, max_attempts: int = 10, hint: bool = False
 ) -> SyncResult:
+    """``hint``: the observation only implies these values (see ``shared.state.merge.HINT_RANK``)."""
     entity_policy = policy.for_type(event.entity_type)
     for attempt in range(1, max_attempts + 1):
         current, head = store.load(event.tenant, event.entity_type, event.entity_id)
-        outcome = merge(current, event, entity_policy)
+        outcome = merge(current, event, entity_policy, hint=hint)
         result = SyncResult(
             outcome="changed" if outcome.changes else "clock_only" if outcome.clocks_moved else "unchanged",
             version=outcome.state.version,
