@@ -29,12 +29,15 @@ class Calls:
         self.counts: Counter[str] = Counter()
         self.ops_keys: Counter[tuple[str, str]] = Counter()  # (operation, pk) of the ops# items
 
-    def __call__(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
+    def __call__(self, event_name: str, **_: Any) -> None:  # before-call.<service>.<Operation>
         _, service, operation = event_name.split(".", 2)
         self.counts[f"{service}:{operation}"] += 1
+
+    def parameters(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
+        """before-parameter-build.dynamodb.<Operation>: the call's own parameters (its key)."""
         pk = (params.get("Key") or {}).get("pk", {}).get("S", "")
         if pk.startswith("ops#"):
-            self.ops_keys[(operation, pk)] += 1
+            self.ops_keys[(event_name.rsplit(".", 1)[-1], pk)] += 1
 
     def take(self) -> Counter[str]:
         taken, self.counts = self.counts, Counter()
@@ -48,10 +51,12 @@ def calls(stack: Stack) -> Iterator[Calls]:
     session = boto3.DEFAULT_SESSION or boto3.setup_default_session() or boto3.DEFAULT_SESSION
     assert session is not None
     session.events.register("before-call", counter)
+    session.events.register("before-parameter-build.dynamodb", counter.parameters)
     try:
         yield counter
     finally:
         session.events.unregister("before-call", counter)
+        session.events.unregister("before-parameter-build.dynamodb", counter.parameters)
 
 
 def staged(stack: Stack, shopify_secret: str, orders: int) -> None:
@@ -128,6 +133,7 @@ def test_a_rate_limited_target_is_written_once_per_leased_block_not_per_delivery
     # The next second: a new block, one write
     clock.advance(2)
     [waited] = batches(stack, "erp")
+    calls.take()
     assert stack.functions.invoke("deliver", waited) == {"batchItemFailures": []}
     assert sent(stack, "erp") == 30
     assert calls.take() == {"dynamodb:UpdateItem": 1, "dynamodb:BatchGetItem": 10, "dynamodb:PutItem": 10}
