@@ -115,6 +115,23 @@ def test_a_failure_in_a_container_with_a_stale_copy_learns_the_opening_and_does_
     assert a.calls == {"GetItem": 1, "UpdateItem": 1}
 
 
+def test_two_containers_failing_at_the_threshold_together_open_the_circuit_once(table: None) -> None:
+    crm, a, b = target(), Container(), Container()
+    for _ in range(2):
+        a.guards.failed(crm, T0)
+    raced: list[CircuitState] = []
+
+    def b_fails_first(params: dict[str, Any], **_: Any) -> None:
+        if "open_until <= :now" in params.get("ConditionExpression", "") and not raced:
+            raced.append(b.guards.failed(crm, T0))  # b counts its failure and opens between a's two writes
+
+    a.guards.client.meta.events.register("before-parameter-build.dynamodb.UpdateItem", b_fails_first)
+    # a's failure was the third, b's the fourth: b opened it; a's opening is refused and a reads b's
+    assert a.guards.failed(crm, T0) == CircuitState(failures=4, open_until=T0 + 30, opens=1)
+    assert raced == [CircuitState(failures=4, open_until=T0 + 30, opens=1)]
+    assert b.guards.stored("crm") == CircuitState(failures=4, open_until=T0 + 30, opens=1)  # not 60 s, not twice
+
+
 def test_after_the_pause_a_failure_reopens_for_longer_and_a_success_closes_it_for_everyone(table: None) -> None:
     crm, a, b = target(), Container(), Container()
     for _ in range(3):
