@@ -14,6 +14,10 @@ the circuit's pause) — through a delayed copy or the message's visibility, nev
 it is an attempt and a ``RecordFailed``, and after ``retry.max_attempts`` attempts the record goes to
 the target's DLQ with the reason. A change the target can never take (another 4xx, an address the
 SSRF guard refuses) goes to the DLQ at once with the response.
+
+No hot key on the way: the circuit is read once per ``circuit.cache_seconds`` per warm container, and a
+rate-limited target's send slots are leased a block at a time (``shared/adapters/circuit.py``), so a
+delivery in steady state costs two AWS calls: the state and the ack read together, and the ack written.
 """
 
 from __future__ import annotations
@@ -114,14 +118,14 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         raise Deferred(f"{seconds_left:.1f} s left in this invocation: too little for a call to {target.name}", 0)
     changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
     now = time.time()
-    circuit = guards.circuit(target.name)
+    circuit = guards.circuit(target, now)  # this container's copy: read at most once per cache_seconds
     if circuit.open_for(now) > 0:
         jitter = random.uniform(0, 2)  # noqa: S311 - spreading retries, not a secret
         raise waiting(changed, target, f"circuit of {target.name} is open", circuit.open_for(now) + jitter)
     if target.kind == "wecom" and not robot_minutes.take(target.name, utcnow()):
         minute_used = f"robot {target.name}: its 20 messages of this minute are used"
         raise waiting(changed, target, minute_used, 61 - utcnow().second)
-    if not guards.take(target, now):
+    if not guards.take(target, now):  # a slot of this container's leased block: a write per block
         jitter = random.uniform(0, 1)  # noqa: S311 - spreading retries, not a secret
         raise waiting(changed, target, f"rate limit of {target.name} reached", 1 + jitter)
     secret_name = target_secret_name(settings().secrets_prefix, target.name)
@@ -144,8 +148,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
             # the circuit's pause, spread as the waiting records are: not always this one tries first
             wait = after.open_for(now) + random.uniform(0, 2)  # noqa: S311 - spreading retries, not a secret
         raise NotDeliveredYet(str(exc), wait) from exc
-    if circuit.failures:
-        guards.succeeded(target.name)
+    guards.succeeded(target, now)  # a write only when this container knows of failures to reset
     if result.missing:
         logger.warning("mapped fields missing", extra={"target": target.name, "fields": list(result.missing)})
         metrics.add_metric(name="DeliveryFieldMissing", unit=MetricUnit.Count, value=len(result.missing))

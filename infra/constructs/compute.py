@@ -175,13 +175,18 @@ class Compute(Construct):
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
     ) -> None:
         cfg = self.cfg
-        # deliver: one queue per target; reads state and acks, writes acks, reads target credentials
+        # deliver: one queue per target; reads state and acks, writes acks, reads target credentials.
+        # A rate-limited target's queue runs only the containers its limit needs (the first half of its
+        # rate limiting; the second: slots leased per block from a counter per second, see circuit.py)
         for target in (t for t in cfg.targets if t.push_changes):
-            self._consume(fn["deliver"], messaging, f"deliver-{target.name}")
+            self._consume(
+                fn["deliver"], messaging, f"deliver-{target.name}", max_concurrency=target.queue_concurrency()
+            )
             # a record that waits (open circuit, rate limit) or retries goes back as a delayed copy
             messaging.queues[f"deliver-{target.name}"].grant_send_messages(fn["deliver"])
         storage.state_table.grant(fn["deliver"], "dynamodb:BatchGetItem", "dynamodb:PutItem", "dynamodb:GetItem")
-        # its circuit, rate-limit and robot-minute counters, and nothing else, are updated in place
+        # its circuits, rate-limit leases (a counter per target and second) and robot-minute counters, and
+        # nothing else, are updated in place
         fn["deliver"].add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:UpdateItem"],
@@ -386,14 +391,20 @@ class Compute(Construct):
         )
 
     def _consume(
-        self, function: lambda_.Function, messaging: Messaging, purpose: str, batch_size: int = 10, window: int = 1
+        self,
+        function: lambda_.Function,
+        messaging: Messaging,
+        purpose: str,
+        batch_size: int = 10,
+        window: int = 1,
+        max_concurrency: int | None = None,
     ) -> None:
         source = sources.SqsEventSource(
             messaging.queues[purpose],
             batch_size=batch_size,
             max_batching_window=Duration.seconds(window),
             report_batch_item_failures=True,
-            max_concurrency=self.cfg.consumer_concurrency.get(purpose),
+            max_concurrency=max_concurrency or self.cfg.consumer_concurrency.get(purpose),
         )
         function.add_event_source(source)
         # On a record's last allowed receive the consumer dead-letters it itself, with the reason.

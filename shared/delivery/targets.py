@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import string
@@ -73,6 +74,15 @@ class RetryPolicy(_Frozen):
 class CircuitPolicy(_Frozen):
     failures_to_open: Annotated[int, Field(ge=1, le=100)] = 5  # consecutive failures
     open_seconds: Annotated[int, Field(ge=5, le=3600)] = 60  # then one try decides: close or reopen
+    # How long a warm container trusts the circuit it last read (0: read it before every delivery). A
+    # failure the container sees updates its copy at once; one another container sees reaches it after
+    # this long at most, or with its own next failure (whose write returns the circuit's state).
+    cache_seconds: Annotated[float, Field(ge=0, le=60)] = 5
+
+
+# A container sends one record at a time; at ~100 ms a call it carries about this many a second. A rate
+# limited target's queue gets the concurrency its limit needs at that pace, and no more.
+DELIVERIES_PER_CONTAINER_SECOND = 10
 
 
 class TargetConfig(_Frozen):
@@ -97,6 +107,9 @@ class TargetConfig(_Frozen):
     value_maps: dict[str, dict[str, Any]] = {}
     auth: Auth = ApiKeyAuth()
     rate_limit_per_second: Annotated[int, Field(ge=1, le=10000)] | None = None
+    # Most containers delivering to this target at once (its queue's event source mapping); without it a
+    # rate-limited target gets what its limit needs (``queue_concurrency``), any other is not capped.
+    max_concurrency: Annotated[int, Field(ge=2, le=1000)] | None = None
     timeout_seconds: Annotated[float, Field(gt=0, le=25)] = 5.0
     # False: a target only the after-sales automation calls (payment, WMS, OMS actions), with no
     # queue of entity changes of its own
@@ -164,7 +177,26 @@ class TargetConfig(_Frozen):
             raise ValueError(f"id_prefixes: not used by a target of kind {self.kind}")
         if self.wrap and self.body != "changes":
             raise ValueError('wrap: only with body "changes" (the envelope is not wrapped)')
+        if self.max_concurrency is not None and not self.push_changes:
+            raise ValueError("max_concurrency: only for a target with a queue of changes (push_changes)")
         return self
+
+    def queue_concurrency(self) -> int | None:
+        """The most concurrent batches its queue's event source mapping runs: ``max_concurrency``, or for
+        a rate-limited target enough containers to carry its limit (at least 2, SQS's floor), or no cap."""
+        if self.max_concurrency is not None:
+            return self.max_concurrency
+        if self.rate_limit_per_second is None:
+            return None
+        return max(2, min(1000, math.ceil(self.rate_limit_per_second / DELIVERIES_PER_CONTAINER_SECOND)))
+
+    def token_block(self) -> int:
+        """Send slots a container leases at once from the target's counter of the current second: its
+        share of the second when all of the queue's containers run (so one lease per container and second
+        at full load, not one write per delivery)."""
+        if self.rate_limit_per_second is None:
+            return 0
+        return math.ceil(self.rate_limit_per_second / (self.queue_concurrency() or 1))
 
     def path_fields(self) -> tuple[str, ...]:
         """The placeholders of ``path``, in order."""

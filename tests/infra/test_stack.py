@@ -442,6 +442,23 @@ def test_prod_caps_each_domain_queues_concurrency(templates: dict[str, Any]) -> 
     assert caps["aftersync-prod-after-sales"] == 20 and caps["aftersync-prod-alarms"] == 2
 
 
+def test_a_rate_limited_targets_queue_runs_only_the_containers_its_limit_needs(templates: dict[str, Any]) -> None:
+    # dev: the ERP takes 20 a second and the help desk 10: 2 containers each (SQS's floor), each leasing
+    # its share of a second's slots; the CRM has no limit and no cap
+    template = templates["dev"]
+    names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+    caps = {
+        names[m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]]: m["Properties"]
+        .get("ScalingConfig", {})
+        .get("MaximumConcurrency")
+        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+        if "Fn::GetAtt" in m["Properties"]["EventSourceArn"]
+        and m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in names
+    }
+    assert caps["aftersync-dev-deliver-erp"] == 2 and caps["aftersync-dev-deliver-zendesk"] == 2
+    assert caps["aftersync-dev-deliver-crm"] is None
+
+
 def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(templates: dict[str, Any]) -> None:
     template = templates["dev"]
     for function, prefixes in (
