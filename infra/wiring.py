@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from infra.config import EnvironmentConfig
+from infra.config import EnvironmentConfig, QueueBatching, StreamBatching
 from shared.automation.rules import AUTOMATED_TYPES
 from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env, metrics_namespace
 from shared.delivery.targets import TargetConfig
@@ -71,6 +71,27 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
     )
 }
+
+
+# Batching of the queues whose consumers want other than 10 records over 1 s: the alarms queue is read in
+# batches of up to 100 gathered over 10 s (one digest per batch and robot); a reconcile run is one message.
+DEFAULT_BATCHING = {
+    "alarms": QueueBatching(batch_size=100, window_seconds=10),
+    "reconcile": QueueBatching(batch_size=1),
+}
+
+
+def queue_batching(cfg: EnvironmentConfig, purpose: str) -> QueueBatching:
+    """The batch size and window of a queue's event source mapping: the environment's, else the default."""
+    return cfg.consumer_batching.get(purpose) or DEFAULT_BATCHING.get(purpose) or QueueBatching()
+
+
+def stream_batching(cfg: EnvironmentConfig, function: str) -> StreamBatching:
+    return cfg.stream_consumers.get(function) or StreamBatching()  # type: ignore[call-overload]
+
+
+def function_memory_mb(cfg: EnvironmentConfig, function: str) -> int:
+    return cfg.function_memory_mb.get(function, FUNCTIONS[function].memory_mb)
 
 
 def deployed_functions(cfg: EnvironmentConfig) -> list[str]:
