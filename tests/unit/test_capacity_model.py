@@ -6,12 +6,17 @@ exact figures a reader can work out on paper.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from infra.config import load_environment
 from ops.capacity import (
+    INPUTS,
     Assumptions,
+    CapacityInputs,
     Model,
     Quotas,
     Schedule,
@@ -19,14 +24,16 @@ from ops.capacity import (
     Stage,
     StageInputs,
     TableUse,
+    build_model,
     cost_per_million,
     first_binding,
+    load_inputs,
     schedule_for,
     simulate,
     steady,
 )
+from ops.cli import app
 
-ROOT = Path(__file__).resolve().parents[2]
 # nothing unmeasured in the way: no call latency, no runtime overhead, no hops
 BARE = Assumptions(call_ms={}, default_call_ms=0, ms_per_invocation=0, bus_hop_seconds=0, queue_hop_seconds=0)
 
@@ -198,3 +205,88 @@ def test_schedules_from_the_command_options() -> None:
     assert (burst.base, burst.burst, burst.burst_seconds, burst.start, burst.duration) == (2300, 10_000, 60, 30, 150)
     alone = schedule_for(10_000, None, 60, None)
     assert (alone.base, alone.burst, alone.burst_seconds, alone.duration) == (0, 10_000, 60, 60)
+
+
+# ---- the shipped config and the measured inputs ------------------------------------------------------------
+runner = CliRunner()
+
+
+def capacity_json(*args: str) -> dict[str, object]:
+    result = runner.invoke(app, ["capacity", "--env", "prod", *args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)  # type: ignore[no-any-return]
+
+
+def test_the_checked_in_inputs_validate_and_name_their_measurement() -> None:
+    inputs = load_inputs()
+    assert isinstance(inputs, CapacityInputs)
+    assert {"ingest", "normalise", "sync", "publish", "deliver"} <= set(inputs.stages)
+    assert inputs.command == "python -m bench.capacity_inputs"
+
+
+def test_prod_carries_2300_a_second_within_every_cap_and_quota_with_freshness_p99_under_10_s() -> None:
+    document = capacity_json("--rate", "2300")
+    assert document["over"] == []
+    run = document["run"]
+    assert isinstance(run, dict)
+    assert run["over_at_peak"] == []
+    # where it needs more than an AWS default, the environment is deployed with the raise (and the
+    # deploying page says which and why)
+    raises = {r["quota"] for r in document["quota_raises"]}  # type: ignore[union-attr]
+    assert raises <= {"Lambda concurrent executions (account; reservations included)", "DynamoDB state table WRU/s"}
+    assert run["not_acked"] == 0
+    assert run["freshness_p99_seconds"] < 10
+    assert "model" in str(document["model"])
+
+
+def _archive_on_the_ack_path_is_time_ordered() -> bool:
+    """The measured ingest writes the raw archive on the ack path under time-ordered keys: every PUT lands
+    on one S3 partition, which caps the ack rate at 3,500/s whatever the rest of the sizing (issue 15 parts
+    2 and 4 move the archive off the ack path and spread its keys; a new measurement flips this)."""
+    ingest = load_inputs().stages["ingest"]
+    return any(u.busiest_share == 1.0 for u in ingest.s3_puts.values())
+
+
+@pytest.mark.xfail(
+    condition=INPUTS.exists() and _archive_on_the_ack_path_is_time_ordered(),
+    reason="measured inputs: the raw archive PUT on the ack path is time-ordered (one S3 partition, 3,500/s)",
+    strict=True,
+)
+def test_prod_acks_every_webhook_of_a_10000_a_second_minute_and_drains_the_backlog() -> None:
+    run = capacity_json("--rate", "10000", "--burst-seconds", "60")["run"]
+    assert isinstance(run, dict)
+    assert run["over_at_peak"] == []
+    assert run["offered"] == 600_000
+    assert run["acked"] == 600_000 and run["not_acked"] == 0
+    assert run["drained"] is True and run["drain_seconds"] is not None
+
+
+def test_the_human_output_says_it_is_a_model_and_names_its_inputs_and_prices() -> None:
+    result = runner.invoke(app, ["capacity", "--env", "prod", "--rate", "2300"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    for phrase in (
+        "This is a model",
+        "First limit that binds",
+        "Measured inputs:",
+        "capacity_inputs.json",
+        "eu-west-1",
+    ):
+        assert phrase in result.output
+
+
+def test_the_model_reads_its_inputs_from_the_file_it_is_given(tmp_path: Path) -> None:
+    inputs = load_inputs().model_dump(mode="json")
+    inputs["stages"]["sync"]["cpu_ms_per_record"] *= 2
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps(inputs))
+    slower = build_model(load_environment("prod"), load_inputs(path))
+    shipped = build_model(load_environment("prod"), load_inputs())
+    assert slower.stage("sync/orders").ms_per_record(slower.assumptions) > shipped.stage("sync/orders").ms_per_record(
+        shipped.assumptions
+    )
+
+
+def test_a_missing_inputs_file_is_one_line() -> None:
+    result = runner.invoke(app, ["capacity", "--inputs", "/nonexistent/inputs.json"])
+    assert result.exit_code == 1
+    assert "no measured inputs" in result.output
