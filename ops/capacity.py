@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import deque
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -322,19 +322,6 @@ def build_model(
 
     work = inputs.workload
     stages: list[Stage] = []
-    # DynamoDB keeps a partition per 1,000 WCU it serves, and its stream a shard per partition
-    deliveries = sum(
-        work.changes_per_webhook.get(t, 0.0)
-        for target in cfg.targets
-        if target.push_changes
-        for t in target.entity_types
-    )
-    state_wru = peak_rate * sum(
-        share * inputs.stages[name].dynamodb["state"].wru_per_record
-        for name, share in (("sync", sum(work.observations_per_webhook.values())), ("deliver", deliveries))
-        if name in inputs.stages and "state" in inputs.stages[name].dynamodb
-    )
-    stream_shards = max(assumptions.min_stream_shards, math.ceil(state_wru / 1_000))
 
     def sqs(purpose: str, function: str) -> Sizing:
         batching = queue_batching(cfg, purpose)
@@ -364,6 +351,17 @@ def build_model(
     publish = stream_batching(cfg, "publish")
     # the stream carries every domain's commits; the run follows them through the busiest sync queue
     syncs = sorted((s for s in stages if s.name.startswith("sync/")), key=lambda s: -s.per_webhook)
+    # DynamoDB keeps a partition per 1,000 WCU it serves, and its stream a shard per partition: the state
+    # table's writes at the rate sync can carry (a burst beyond it waits in the queues, not in the table)
+    carried = min([peak_rate, *((s.capacity(assumptions) or math.inf) / s.per_webhook for s in syncs)])
+    pushed = [t for target in cfg.targets if target.push_changes for t in target.entity_types]
+    deliveries = sum(work.changes_per_webhook.get(t, 0.0) for t in pushed)
+    state_wru = carried * sum(
+        share * inputs.stages[name].dynamodb["state"].wru_per_record
+        for name, share in (("sync", sum(work.observations_per_webhook.values())), ("deliver", deliveries))
+        if name in inputs.stages and "state" in inputs.stages[name].dynamodb
+    )
+    stream_shards = max(assumptions.min_stream_shards, math.ceil(state_wru / 1_000))
     stages.append(
         Stage(
             "publish",
@@ -508,8 +506,8 @@ def steady(
     reports: list[StageReport] = []
     limits: list[Limit] = []
 
-    def limit(what: str, stage: str, used: float, ceiling: float, default: float | None) -> None:
-        per_webhook = used / rate if rate else 0.0
+    def limit(what: str, stage: str, used: float, ceiling: float, default: float | None, scales: bool = True) -> None:
+        per_webhook = used / rate if rate and scales else 0.0
         limits.append(Limit(what, stage, used, ceiling, default, ceiling / per_webhook if per_webhook else math.inf))
 
     tables_wru: dict[str, float] = {}
@@ -532,17 +530,16 @@ def steady(
             tables_rru[table] = tables_rru.get(table, 0.0) + rru[table]
             if use.hottest_key is None:
                 continue
-            if use.hottest_key_share >= SHARED_KEY_SHARE:  # a key every record shares: it takes the stage's whole rate
+            shared = use.hottest_key_share >= SHARED_KEY_SHARE
+            if shared:  # a key the records share: it takes the stage's whole rate
+                key = use.hottest_key
                 w, r = records * use.hottest_key_wru_per_record, records * use.hottest_key_rru_per_record
-            else:  # one entity's key: as often as that entity changes
+            else:  # one entity's key: as often as that entity changes, whatever the webhook rate
+                key = f"(per entity, {a.entity_updates_per_second:g}/s)"
                 w, r = a.entity_updates_per_second * use.wru_per_touch, a.entity_updates_per_second * use.rru_per_touch
-            hot[table] = (use.hottest_key, w, r)
-            limit(
-                f"DynamoDB {table} partition {use.hottest_key} WCU/s", stage.name, w, q.partition_wcu, d.partition_wcu
-            )
-            limit(
-                f"DynamoDB {table} partition {use.hottest_key} RCU/s", stage.name, r, q.partition_rcu, d.partition_rcu
-            )
+            hot[table] = (key, w, r)
+            limit(f"DynamoDB {table} partition {key} WCU/s", stage.name, w, q.partition_wcu, d.partition_wcu, shared)
+            limit(f"DynamoDB {table} partition {key} RCU/s", stage.name, r, q.partition_rcu, d.partition_rcu, shared)
         entries = records * i.put_events_entries_per_record
         put_events += entries
         s3: dict[str, float] = {}
@@ -701,6 +698,7 @@ class RunResult:
     peak_concurrency: float
     peak_rates: dict[str, float]  # stage -> highest records/s it processed in one step
     steps: int
+    refused: dict[str, float] = field(default_factory=dict)  # why webhooks were not acked -> how many
 
 
 def simulate(model: Model, schedule: Schedule, dt: float = 0.1, max_seconds: float = 3_600.0) -> RunResult:
@@ -741,6 +739,7 @@ def simulate(model: Model, schedule: Schedule, dt: float = 0.1, max_seconds: flo
     t, step = 0.0, 0
     scale_step = q.sqs_scale_per_minute / 60 * dt
     busy: dict[str, float] = {}
+    refused: dict[str, float] = defaultdict(float)
     # a time-ordered archive key lands every PUT on one partition: past its PUT rate, S3 answers 503
     archive_puts = sum(u.puts_per_record * u.busiest_share for u in ingest.inputs.s3_puts.values())
     archive_limit = q.s3_put_per_prefix / archive_puts if archive_puts else math.inf
@@ -754,14 +753,18 @@ def simulate(model: Model, schedule: Schedule, dt: float = 0.1, max_seconds: flo
         # a token bucket: what arrives in a step may use that step's refill; it never holds more than its burst
         stage_tokens = stage_bucket + model.api_rate * dt
         account_tokens = account_bucket + q.api_rps * dt
-        admitted = min(arrivals, stage_tokens, account_tokens)
+        by_api = min(arrivals, stage_tokens, account_tokens)
         ingest_seconds = ingest.invocation_ms(a) / 1000
         consumers = sum(busy.values())  # (a reserved ingest is kept from them)
         ingest_allowance = min(ingest_allowance + q.lambda_scale_per_10s / 10 * dt, float(q.lambda_concurrency))
         ingest_cap = min(
             ingest_allowance, float(ingest.sizing.cap or q.lambda_concurrency), q.lambda_concurrency - consumers
         )
-        admitted = min(admitted, max(0.0, ingest_cap) * dt / ingest_seconds, archive_limit * dt)
+        by_lambda = min(by_api, max(0.0, ingest_cap) * dt / ingest_seconds)
+        admitted = min(by_lambda, archive_limit * dt)
+        refused["API Gateway throttle (429)"] += arrivals - by_api
+        refused["ingest concurrency (Lambda throttles)"] += by_api - by_lambda
+        refused["S3 PUT rate of the raw archive prefix (503 on the ack path)"] += by_lambda - admitted
         stage_bucket = min(float(model.api_burst), stage_tokens - admitted)
         account_bucket = min(float(q.api_burst), account_tokens - admitted)
         offered += arrivals
@@ -861,6 +864,7 @@ def simulate(model: Model, schedule: Schedule, dt: float = 0.1, max_seconds: flo
         peak_concurrency,
         peak_rates,
         step,
+        {k: v for k, v in refused.items() if v > 1e-6},
     )
 
 
@@ -989,6 +993,7 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
             "offered": round(run.offered),
             "acked": round(run.acked),
             "not_acked": round(run.rejected),
+            "not_acked_by": {k: round(v) for k, v in run.refused.items()},
             "freshness_p50_seconds": round(run.freshness_p50, 2),
             "freshness_p99_seconds": round(run.freshness_p99, 2),
             "freshness_max_seconds": round(run.freshness_max, 2),
@@ -999,7 +1004,8 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
             "drain_seconds": None if run.drain_seconds is None else round(run.drain_seconds, 1),
             "peak_lambda_concurrency": round(run.peak_concurrency, 1),
             "peak_records_per_second": {k: round(v, 1) for k, v in run.peak_rates.items()},
-            "limits_at_peak": _limits_json(run_limits),
+            # (what binds at which sustained rate is the first table's question, not the run's)
+            "limits_at_peak": [{**lim, "binds_at_webhooks_per_second": None} for lim in _limits_json(run_limits)],
             "over_at_peak": [lim.what for lim in run_limits if lim.status == "OVER"],
             "quota_raises_at_peak": _raises(run_limits),
             "step_seconds": 0.1,
@@ -1010,7 +1016,7 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
         "quotas": {"deployed": model.quotas.__dict__, "aws_default": model.defaults.__dict__},
         "assumptions": a.lines(),
         "inputs": {
-            "file": str(inputs_path),
+            "file": str(inputs_path.relative_to(ROOT) if inputs_path.is_relative_to(ROOT) else inputs_path),
             "measured_at": inputs.measured_at.isoformat(),
             "command": inputs.command,
             "machine": inputs.machine,

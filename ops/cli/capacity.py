@@ -155,6 +155,8 @@ def _print(d: dict[str, Any]) -> None:
         f"p50 {run['freshness_p50_seconds']:.2f} s, "
         f"p99 {run['freshness_p99_seconds']:.2f} s, max {run['freshness_max_seconds']:.2f} s."
     )
+    for reason, count in run["not_acked_by"].items():
+        say(f"  not acked: {_n(count)} by {reason}")
     if sched["burst_seconds"]:
         rows = [r for r in run["limits_at_peak"] if r["used"]]
         console.print(

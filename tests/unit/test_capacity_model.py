@@ -290,3 +290,18 @@ def test_a_missing_inputs_file_is_one_line() -> None:
     result = runner.invoke(app, ["capacity", "--inputs", "/nonexistent/inputs.json"])
     assert result.exit_code == 1
     assert "no measured inputs" in result.output
+
+
+def test_prod_sizing_absorbs_the_10000_a_second_minute_once_the_archive_keys_spread(tmp_path: Path) -> None:
+    """The rest of prod's sizing holds the burst: the measured inputs with only the raw archive's keys
+    spread (a hash before the time, issue 15 part 4) ack all 600,000 and drain, within every cap and quota."""
+    inputs = load_inputs().model_dump(mode="json")
+    for use in inputs["stages"]["ingest"]["s3_puts"].values():
+        use.update(ascending_share=0.5, hottest_prefix_share=0.01)
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps(inputs))
+    run = capacity_json("--rate", "10000", "--burst-seconds", "60", "--inputs", str(path))["run"]
+    assert isinstance(run, dict)
+    assert (run["offered"], run["acked"], run["not_acked"]) == (600_000, 600_000, 0)
+    assert run["drained"] is True
+    assert run["over_at_peak"] == []
