@@ -105,6 +105,12 @@ class Prices:
     s3_get_per_thousand: float = 0.0004
     logs_per_gb_ingested: float = 0.57  # CloudWatch Logs standard ingestion
 
+    # what could be checked against stored copies of the price pages on that date: the us-east-1 figures
+    # (DynamoDB $0.625 / $0.125 per million since the Nov 2024 cut, Lambda Arm $0.0000133334 per GB-s,
+    # Logs $0.50 per GB); the eu-west-1 premiums for DynamoDB and Logs are the Region's list figures as
+    # known, not re-read: check the price pages before quoting a bill.
+    note: str = "us-east-1 figures checked on that date; eu-west-1 DynamoDB and Logs premiums not re-read"
+
     def lines(self) -> list[str]:
         return [
             f"API Gateway REST ${self.api_rest_per_million:.2f} per million requests",
@@ -1012,7 +1018,12 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
         },
         "cost_per_million_webhooks_usd": {k: round(v, 2) for k, v in cost.items()}
         | {"total": round(sum(cost.values()), 2)},
-        "prices": {"region": model.prices.region, "as_of": model.prices.as_of, "list": model.prices.lines()},
+        "prices": {
+            "region": model.prices.region,
+            "as_of": model.prices.as_of,
+            "note": model.prices.note,
+            "list": model.prices.lines(),
+        },
         "quotas": {"deployed": model.quotas.__dict__, "aws_default": model.defaults.__dict__},
         "assumptions": a.lines(),
         "inputs": {

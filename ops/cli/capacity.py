@@ -183,7 +183,7 @@ def _print(d: dict[str, Any]) -> None:
         + ", ".join(f"{k} ${v:.2f}" for k, v in cost.items() if k != "total")
         + f"; total ${cost['total']:.2f}."
     )
-    say("Prices: " + "; ".join(d["prices"]["list"]) + ".")
+    say("Prices: " + "; ".join(d["prices"]["list"]) + f" ({d['prices']['note']}).")
     say("Assumptions (not measured): " + " ".join(d["assumptions"]))
     i = d["inputs"]
     say(f"Measured inputs: {i['file']} of {i['measured_at']} ({i['command']}; {i['machine']}); {i['workload']}.")
