@@ -39,7 +39,7 @@ from typing import Any
 from bench.run import ROOT, CallCounter, machine, start_moto_server
 
 OUTPUT = ROOT / "bench" / "capacity_inputs.json"
-ORDERS = int(os.environ.get("BENCH_CAPACITY_ORDERS", "100"))  # moto copies its tables per transaction: keep it small
+ORDERS = int(os.environ.get("BENCH_CAPACITY_ORDERS", "100"))  # moto deep-copies a table per transaction on it
 SQS_BATCH = 10  # as the event source mappings hand records over by default
 STREAM_BATCH = 100
 DELIVER_TARGET = "crm"  # prod's target: an order webhook, no rate limit
