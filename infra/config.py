@@ -51,6 +51,43 @@ class WeComConfig(BaseModel):
         return self
 
 
+class QueueBatching(BaseModel):
+    """How an SQS event source mapping hands a queue to its function: more records a batch and a window
+    to gather them cut invocations (and cost) at a peak; the window is also the longest a lone record waits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 10
+    window_seconds: Annotated[int, Field(ge=0, le=300)] = 1
+
+    @model_validator(mode="after")
+    def _window_for_large_batches(self) -> QueueBatching:
+        if self.batch_size > 10 and self.window_seconds < 1:  # Lambda's rule for SQS batches over 10
+            raise ValueError("a batch_size over 10 needs window_seconds >= 1")
+        return self
+
+
+class StreamBatching(BaseModel):
+    """A DynamoDB stream consumer: batch, window and how many batches run at once per shard."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    batch_size: Annotated[int, Field(ge=1, le=10_000)] = 100
+    window_seconds: Annotated[int, Field(ge=0, le=300)] = 0
+    parallelization_factor: Annotated[int, Field(ge=1, le=10)] = 1
+
+
+class AccountQuotas(BaseModel):
+    """Account quotas the environment is deployed with where they differ from AWS's defaults (raised by a
+    Service Quotas request before the deploy; docs/configuration-and-deploying.md says which and why).
+    None: the default. Read by the capacity model (``aftersync capacity``), not by CloudFormation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    lambda_concurrency: Annotated[int, Field(ge=1000)] | None = None
+    api_rps: Annotated[float, Field(ge=10_000)] | None = None
+    api_burst: Annotated[int, Field(ge=5_000)] | None = None
+    dynamodb_table_wru: Annotated[int, Field(ge=40_000)] | None = None  # on-demand, per table
+    dynamodb_table_rru: Annotated[int, Field(ge=40_000)] | None = None
+
+
 class AlarmThresholds(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     period_minutes: Literal[1, 5, 10, 15, 30, 60] = 5
@@ -83,6 +120,17 @@ class EnvironmentConfig(BaseModel):
     # Queue purpose -> most concurrent batches its event source mapping may run (>= 2): a promotion
     # peak on one domain cannot take the concurrency another needs. Unlisted queues are not capped.
     consumer_concurrency: dict[str, Annotated[int, Field(ge=2, le=1000)]] = {}
+    # Queue purpose -> batch size and batching window of its event source mapping (default 10 records, 1 s;
+    # the alarms queue 100 records over 10 s, one digest per batch).
+    consumer_batching: dict[str, QueueBatching] = {}
+    # Stream consumer (publish, audit-archive) -> batch, window, parallelization factor (default 100, 0 s, 1)
+    stream_consumers: dict[Literal["publish", "audit-archive"], StreamBatching] = {}
+    # Function -> memory in MB (more memory is more CPU: a full vCPU at 1,769 MB); default per function
+    function_memory_mb: dict[str, Annotated[int, Field(ge=128, le=10_240)]] = {}
+    # Function -> reserved concurrency: kept for it (the webhook receiver must never wait for the consumers)
+    # and its ceiling
+    reserved_concurrency: dict[str, Annotated[int, Field(ge=1, le=10_000)]] = {}
+    account_quotas: AccountQuotas = AccountQuotas()
     api_throttle: ApiThrottle
     max_body_bytes: Annotated[int, Field(gt=0, le=6 * 1024 * 1024)] = 256 * 1024
     idempotency_ttl_hours: Annotated[int, Field(gt=0, le=24 * 30)] = 72

@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from infra.config import EnvironmentConfig
+from infra.config import EnvironmentConfig, QueueBatching, StreamBatching
 from shared.automation.rules import AUTOMATED_TYPES
 from shared.constants import DETAIL_ENTITY_CHANGED, DETAIL_OBSERVED, EVENT_SOURCE, Env, metrics_namespace
 from shared.delivery.targets import TargetConfig
@@ -71,6 +71,33 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
     )
 }
+
+
+# Batching of the queues whose consumers want other than 10 records over 1 s: the alarms queue is read in
+# batches of up to 100 gathered over 10 s (one digest per batch and robot); a reconcile run is one message.
+DEFAULT_BATCHING = {
+    "alarms": QueueBatching(batch_size=100, window_seconds=10),
+    "reconcile": QueueBatching(batch_size=1),
+}
+
+
+def queue_batching(cfg: EnvironmentConfig, purpose: str) -> QueueBatching:
+    """The batch size and window of a queue's event source mapping: the environment's, else the default."""
+    return cfg.consumer_batching.get(purpose) or DEFAULT_BATCHING.get(purpose) or QueueBatching()
+
+
+# audit-archive: big batches gathered for up to a minute (nothing waits on an archived record), so one
+# PutObject carries many records
+DEFAULT_STREAM_BATCHING = {"audit-archive": StreamBatching(batch_size=1000, window_seconds=60)}
+
+
+def stream_batching(cfg: EnvironmentConfig, function: str) -> StreamBatching:
+    """A stream consumer's batch, window and parallelization factor: the environment's, else the default."""
+    return cfg.stream_consumers.get(function) or DEFAULT_STREAM_BATCHING.get(function) or StreamBatching()
+
+
+def function_memory_mb(cfg: EnvironmentConfig, function: str) -> int:
+    return cfg.function_memory_mb.get(function, FUNCTIONS[function].memory_mb)
 
 
 def deployed_functions(cfg: EnvironmentConfig) -> list[str]:

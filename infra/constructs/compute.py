@@ -18,7 +18,17 @@ from infra.constructs.dependencies import dependencies_layer
 from infra.constructs.messaging import Messaging
 from infra.constructs.nag import acknowledge
 from infra.constructs.storage import Storage
-from infra.wiring import DOMAINS, FUNCTIONS, ResourceRefs, deployed_functions, function_environment, queues
+from infra.wiring import (
+    DOMAINS,
+    FUNCTIONS,
+    ResourceRefs,
+    deployed_functions,
+    function_environment,
+    function_memory_mb,
+    queue_batching,
+    queues,
+    stream_batching,
+)
 from shared.constants import AUDIT_BATCH_PREFIX, AUDIT_SK_PREFIX, RAW_BATCH_PREFIX, TTL_PRINCIPAL
 from shared.errors import ConfigurationError
 
@@ -26,7 +36,6 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 # Expired audit records per audit-archive invocation: one batch object per entity shard, tenant and type
 # holds them (Lambda also keeps a stream batch within its 6 MB payload).
-AUDIT_ARCHIVE_BATCH_SIZE = 1000
 # Only the project's own code ships in the asset; Powertools (with pydantic and the X-Ray SDK)
 # comes from the official layer, boto3 from the runtime.
 CODE_EXCLUDES = [
@@ -71,9 +80,15 @@ class Compute(Construct):
         self.dependencies = dependencies_layer(self, "Dependencies", RUNTIME, ARCHITECTURE)
         self.code = lambda_.Code.from_asset(str(ROOT), exclude=CODE_EXCLUDES)
         purposes = {spec.purpose for spec in queues(cfg) if spec.consumer}
-        unknown = sorted(set(cfg.consumer_concurrency) - purposes)
-        if unknown:
-            raise ConfigurationError(f"consumer_concurrency: {unknown} are not consumed queues ({sorted(purposes)})")
+        for setting, keys, known in (
+            ("consumer_concurrency", cfg.consumer_concurrency, purposes),
+            ("consumer_batching", cfg.consumer_batching, purposes),
+            ("function_memory_mb", cfg.function_memory_mb, set(deployed_functions(cfg))),
+            ("reserved_concurrency", cfg.reserved_concurrency, set(deployed_functions(cfg))),
+        ):
+            unknown = sorted(set(keys) - known)
+            if unknown:
+                raise ConfigurationError(f"{setting}: {unknown} are not among {sorted(known)}")
         self.functions: dict[str, lambda_.Function] = {
             name: self._function(name, function_environment(name, cfg, refs), key) for name in deployed_functions(cfg)
         }
@@ -138,6 +153,7 @@ class Compute(Construct):
     ) -> None:
         # publish: the state table's stream, audit inserts only
         self._stream_consumer(
+            "publish",
             fn["publish"],
             storage,
             messaging,
@@ -155,6 +171,7 @@ class Compute(Construct):
         # (audit/batches/): big batches gathered for up to a minute (nothing waits on an archived record),
         # so a PutObject carries many records
         self._stream_consumer(
+            "audit-archive",
             fn["audit-archive"],
             storage,
             messaging,
@@ -165,8 +182,6 @@ class Compute(Construct):
                     "principalId": lambda_.FilterRule.is_equal(TTL_PRINCIPAL),
                 },
             },
-            batch_size=AUDIT_ARCHIVE_BATCH_SIZE,
-            window=60,
         )
         self._archive_objects(fn["audit-archive"], storage, "s3:PutObject", AUDIT_BATCH_PREFIX)
         key.grant_encrypt_decrypt(fn["audit-archive"])
@@ -205,7 +220,7 @@ class Compute(Construct):
         cfg = self.cfg
         # notify: the alarms queue in batches of up to 100 gathered over 10 s (one digest per batch and
         # robot); its own minute counters in the state table (and nothing else there); robot keys
-        self._consume(fn["notify"], messaging, "alarms", batch_size=100, window=10)
+        self._consume(fn["notify"], messaging, "alarms")
         fn["notify"].add_to_role_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:UpdateItem"],
@@ -298,7 +313,7 @@ class Compute(Construct):
         # reconcile: its schedule's queue -> the platform's API (its pull credentials) -> compare with the
         # state (read only) -> dedupe, archive, inbox (like ingest); its own watermark items
         if "reconcile" in fn:
-            self._consume(fn["reconcile"], messaging, "reconcile", batch_size=1)
+            self._consume(fn["reconcile"], messaging, "reconcile")
             storage.idempotency_table.grant(fn["reconcile"], "dynamodb:PutItem", "dynamodb:DeleteItem")
             storage.state_table.grant(fn["reconcile"], "dynamodb:GetItem", "dynamodb:BatchGetItem")
             fn["reconcile"].add_to_role_policy(
@@ -331,7 +346,8 @@ class Compute(Construct):
             handler=spec.handler,
             code=self.code,
             layers=[self.powertools, self.dependencies],
-            memory_size=spec.memory_mb,
+            memory_size=function_memory_mb(self.cfg, name),
+            reserved_concurrent_executions=self.cfg.reserved_concurrency.get(name),
             timeout=Duration.seconds(spec.timeout_seconds or self.cfg.consumer_timeout_seconds),
             tracing=lambda_.Tracing.ACTIVE,
             logging_format=lambda_.LoggingFormat.JSON,
@@ -366,21 +382,18 @@ class Compute(Construct):
         return function
 
     def _stream_consumer(
-        self,
-        function: lambda_.Function,
-        storage: Storage,
-        messaging: Messaging,
-        pattern: dict[str, Any],
-        batch_size: int = 100,
-        window: int = 0,
+        self, name: str, function: lambda_.Function, storage: Storage, messaging: Messaging, pattern: dict[str, Any]
     ) -> None:
-        """A reader of the state table's stream: filtered, bisecting, with an on-failure queue."""
+        """A reader of the state table's stream: filtered, bisecting, with an on-failure queue; its batch,
+        window and batches per shard at once (parallelization factor) from the environment's sizing."""
+        batching = stream_batching(self.cfg, name)
         function.add_event_source(
             sources.DynamoEventSource(
                 storage.state_table,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-                batch_size=batch_size,
-                max_batching_window=Duration.seconds(window) if window else None,
+                batch_size=batching.batch_size,
+                max_batching_window=Duration.seconds(batching.window_seconds) if batching.window_seconds else None,
+                parallelization_factor=batching.parallelization_factor,
                 bisect_batch_on_error=True,
                 retry_attempts=10,
                 max_record_age=Duration.hours(24),
@@ -391,18 +404,13 @@ class Compute(Construct):
         )
 
     def _consume(
-        self,
-        function: lambda_.Function,
-        messaging: Messaging,
-        purpose: str,
-        batch_size: int = 10,
-        window: int = 1,
-        max_concurrency: int | None = None,
+        self, function: lambda_.Function, messaging: Messaging, purpose: str, max_concurrency: int | None = None
     ) -> None:
+        batching = queue_batching(self.cfg, purpose)  # sized per environment (cdk.json consumer_batching)
         source = sources.SqsEventSource(
             messaging.queues[purpose],
-            batch_size=batch_size,
-            max_batching_window=Duration.seconds(window),
+            batch_size=batching.batch_size,
+            max_batching_window=Duration.seconds(batching.window_seconds),
             report_batch_item_failures=True,
             max_concurrency=max_concurrency or self.cfg.consumer_concurrency.get(purpose),
         )

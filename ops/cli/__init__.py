@@ -11,7 +11,7 @@ import sys
 import typer
 from botocore.exceptions import EndpointConnectionError
 
-from ops.cli import audit, backfill, customers, dlq, entity, reconcile, replay, sandbox
+from ops.cli import audit, backfill, capacity, customers, dlq, entity, reconcile, replay, sandbox
 
 app = typer.Typer(
     name="aftersync",
@@ -29,6 +29,7 @@ backfill.register(app)
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(customers.app, name="customers")
 app.add_typer(audit.app, name="audit")
+capacity.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -427,19 +427,60 @@ def test_each_environment_has_a_pipeline_dashboard(templates: dict[str, Any]) ->
             assert stage in body
 
 
-def test_prod_caps_each_domain_queues_concurrency(templates: dict[str, Any]) -> None:
+def test_prod_is_sized_for_the_peak_as_cdk_json_says(templates: dict[str, Any]) -> None:
+    """The sizing `aftersync capacity --env prod` models is the sizing the prod template deploys."""
+    from infra.config import load_environment
+    from infra.wiring import function_memory_mb, queue_batching, stream_batching
+
+    cfg = load_environment("prod")
     template = templates["prod"]
     names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
-    caps = {
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    by_queue = {
         names[m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]]: m["Properties"]
-        .get("ScalingConfig", {})
-        .get("MaximumConcurrency")
-        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
-        if "Fn::GetAtt" in m["Properties"]["EventSourceArn"]
-        and m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in names
+        for m in mappings
+        if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in names
     }
-    assert caps["aftersync-prod-orders"] == 20 and caps["aftersync-prod-tickets"] == 5
-    assert caps["aftersync-prod-after-sales"] == 20 and caps["aftersync-prod-alarms"] == 2
+    functions = {f["Properties"]["FunctionName"]: f for f in resources(template, "AWS::Lambda::Function").values()}
+    for purpose, cap in cfg.consumer_concurrency.items():
+        mapping = by_queue[cfg.resource(purpose)]
+        batching = queue_batching(cfg, purpose)
+        assert mapping["ScalingConfig"]["MaximumConcurrency"] == cap
+        assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (
+            batching.batch_size,
+            batching.window_seconds,
+        )
+    assert by_queue["aftersync-prod-orders"]["ScalingConfig"]["MaximumConcurrency"] == 300
+    assert by_queue["aftersync-prod-deliver-crm"]["ScalingConfig"]["MaximumConcurrency"] == 500
+    assert by_queue["aftersync-prod-alarms"]["ScalingConfig"]["MaximumConcurrency"] == 2
+    streams = {
+        fn: m["Properties"]
+        for m in mappings
+        for fn in ("publish", "audit-archive")
+        if "StreamArn" in json.dumps(m["Properties"]["EventSourceArn"])
+        and m["Properties"]["FunctionName"]["Ref"].startswith("ComputeFn" + fn.replace("-", ""))
+    }
+    for fn in ("publish", "audit-archive"):
+        sizing = stream_batching(cfg, fn)
+        assert streams[fn]["ParallelizationFactor"] == sizing.parallelization_factor == 10
+        assert streams[fn]["BatchSize"] == sizing.batch_size
+    for name in cfg.function_memory_mb:
+        assert functions[cfg.resource(name)]["Properties"]["MemorySize"] == function_memory_mb(cfg, name)
+    assert functions["aftersync-prod-ingest"]["Properties"]["ReservedConcurrentExecutions"] == 700
+    assert "ReservedConcurrentExecutions" not in functions["aftersync-prod-sync"]["Properties"]
+    stage = next(iter(resources(template, "AWS::ApiGateway::Stage").values()))["Properties"]
+    throttle = stage["MethodSettings"][0]
+    assert (throttle["ThrottlingRateLimit"], throttle["ThrottlingBurstLimit"]) == (12_000, 6_000)
+
+
+def test_dev_keeps_the_default_sizing(templates: dict[str, Any]) -> None:
+    functions = {
+        f["Properties"]["FunctionName"]: f for f in resources(templates["dev"], "AWS::Lambda::Function").values()
+    }
+    assert functions["aftersync-dev-sync"]["Properties"]["MemorySize"] == 256
+    assert "ReservedConcurrentExecutions" not in functions["aftersync-dev-ingest"]["Properties"]
+    for mapping in resources(templates["dev"], "AWS::Lambda::EventSourceMapping").values():
+        assert mapping["Properties"].get("ParallelizationFactor", 1) == 1
 
 
 def test_a_rate_limited_targets_queue_runs_only_the_containers_its_limit_needs(templates: dict[str, Any]) -> None:

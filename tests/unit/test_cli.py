@@ -17,7 +17,7 @@ from shared.models import ENTITY_MODELS
 runner = CliRunner()
 
 COMMANDS = {
-    (): ["local", "demo", "replay", "reconcile", "backfill", "entity", "dlq", "customers", "audit"],
+    (): ["local", "demo", "replay", "reconcile", "backfill", "entity", "dlq", "customers", "audit", "capacity"],
     ("entity",): ["show"],
     ("dlq",): ["list", "show", "redrive"],
     ("customers",): ["candidates", "merge", "keep-apart"],
@@ -50,6 +50,7 @@ OPTIONS = {
     ("customers", "merge"): ["--by", "--tenant", "--json", "--env", "--aws", "--config"],
     ("customers", "keep-apart"): ["--by", "--tenant", "--json", "--env", "--aws", "--config"],
     ("audit", "verify"): ["--tenant", "--entity", "--json", "--env", "--aws", "--config"],
+    ("capacity",): ["--rate", "--burst", "--burst-seconds", "--duration", "--inputs", "--json", "--env", "--config"],
 }
 
 

@@ -91,3 +91,21 @@ def test_http_targets_are_refused_unless_the_sandbox_allows_them() -> None:
     with pytest.raises(ConfigurationError, match="target 'crm': url must use https"):
         DeliverSettings.from_env({**environ, Env.ALLOWED_LOOPBACK_PORTS: ""})
     assert DeliverSettings.from_env({**environ, Env.ALLOWED_LOOPBACK_PORTS: "8080"}).targets[0].name == "crm"
+
+
+def test_sizing_defaults_and_lambda_s_rule_for_large_sqs_batches(tmp_path: Path) -> None:
+    from infra.config import QueueBatching, load_environment
+    from infra.wiring import function_memory_mb, queue_batching, stream_batching
+
+    dev, prod = load_environment("dev"), load_environment("prod")
+    # unsized queues keep the consumers' defaults; the alarms queue its digest batches
+    assert (queue_batching(dev, "inbox").batch_size, queue_batching(dev, "inbox").window_seconds) == (10, 1)
+    assert (queue_batching(dev, "alarms").batch_size, queue_batching(dev, "alarms").window_seconds) == (100, 10)
+    assert stream_batching(dev, "publish").parallelization_factor == 1
+    assert function_memory_mb(dev, "sync") == 256 and function_memory_mb(prod, "sync") == 1769
+    assert stream_batching(prod, "publish").parallelization_factor == 10
+    with pytest.raises(ValueError, match="a batch_size over 10 needs window_seconds >= 1"):
+        QueueBatching(batch_size=100, window_seconds=0)
+    path = write_cdk_json(tmp_path, {"stream_consumers": {"publish": {"parallelization_factor": 11}}})
+    with pytest.raises(ConfigurationError, match=r"stream_consumers\.publish\.parallelization_factor"):
+        load_environments(path)
