@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from shared.constants import (
     ARCHIVE_SHARDS,
     BATCH_SUFFIX,
-    INLINE_BODY_MAX_BYTES,
+    INLINE_MESSAGE_MAX_BYTES,
     raw_batch_hour_prefix,
     raw_event_hour_prefix,
 )
@@ -124,7 +124,7 @@ def replay(
                 continue
             seen.add(message.dedupe_key)
             again = message.model_copy(update={"origin": "replay"})
-            if len((again.body or "").encode()) > INLINE_BODY_MAX_BYTES and again.archive_key:
+            if len((again.body or "").encode()) > INLINE_MESSAGE_MAX_BYTES and again.archive_key:
                 again = again.model_copy(update={"body": None})  # too large for a message: by its archive key
             inbox.send(
                 again.model_dump_json(),
