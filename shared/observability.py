@@ -94,6 +94,11 @@ class LazyTracer:
             return handler
         return cast(Handler, self.tracer.capture_lambda_handler(handler))
 
+    def capture_method(self, method: Handler) -> Handler:
+        if tracing_disabled():
+            return method
+        return cast(Handler, self.tracer.capture_method(method))
+
 
 logger = Logger(service=SERVICE, logger_formatter=NoValuesFormatter())
 tracer = LazyTracer()

@@ -213,3 +213,16 @@ def test_the_registries_name_every_adapter_by_its_own_name() -> None:
         get_source("shopify", frozenset())  # known, not enabled
     with pytest.raises(KeyError):
         NORMALISERS["taobao"]
+
+
+def test_with_tracing_off_the_decorators_return_the_function_itself() -> None:
+    # Given this process: no LAMBDA_TASK_ROOT, so tracing is off as Powertools would have it
+    from shared.observability import tracer, tracing_disabled
+
+    def handler(event: dict[str, Any], context: object) -> str:
+        return "done"
+
+    assert tracing_disabled()
+    assert tracer.capture_lambda_handler(handler) is handler
+    assert tracer.capture_method(handler) is handler
+    assert "tracer" not in vars(tracer)  # no Powertools Tracer made
