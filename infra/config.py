@@ -140,6 +140,10 @@ class EnvironmentConfig(BaseModel):
     max_receive_count: Annotated[int, Field(ge=5)] = 5
     consumer_timeout_seconds: Annotated[int, Field(gt=0, le=900)] = 30
     powertools_layer_version: str = "3.37.0"
+    # X-Ray. "lambda": Lambda's own trace of each invocation (init, duration, errors), nothing loaded in
+    # the function. "sdk": also the X-Ray SDK in each function, a subsegment per AWS call and outbound
+    # HTTP call, at the price of its import at every cold start (docs/operations.md, "Cold start").
+    tracing: Literal["lambda", "sdk"] = "lambda"
     waf: bool = False
     default_phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"  # for numbers without +<country>
     # Amazon SP-API seller id -> tenant. Non-empty: the stack gets the SP-API notification queue.

@@ -22,7 +22,9 @@ EntityType = Literal["order", "after_sales_case", "shipment", "ticket", "custome
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # built on first use, not at import: each function validates a few of these models, and building
+    # all of them was most of its cold start
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Money(Frozen):

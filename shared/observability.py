@@ -3,6 +3,11 @@
 Metrics go to the namespace ``Aftersync/<env>`` (``POWERTOOLS_METRICS_NAMESPACE``, set per environment
 by the stack and the sandbox), with the single dimension ``service=aftersync``: the alarms and the
 dashboard address them by exactly that.
+
+The Tracer is Powertools' own, created only where tracing is on: the X-Ray SDK it loads costs more at
+each cold start than all our modules together, so where an environment traces with Lambda's own
+segments alone (``tracing: lambda`` in cdk.json, ``POWERTOOLS_TRACE_DISABLED=true``) the SDK is never
+imported.
 """
 
 from __future__ import annotations
@@ -10,12 +15,16 @@ from __future__ import annotations
 import logging
 import os
 import traceback
+from collections.abc import Callable, Mapping
+from functools import cached_property
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.shared import constants
+from aws_lambda_powertools.shared.functions import strtobool
 
 from shared.masking import describe
 
@@ -56,8 +65,43 @@ class NoValuesFormatter(LambdaPowertoolsFormatter):
         return trace
 
 
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+# What the X-Ray SDK records where tracing is on: AWS calls and our outbound HTTP (urllib3 over
+# http.client). Not Powertools' default of every library the SDK knows, which imports and patches more.
+TRACED_MODULES = ("botocore", "httplib")
+
+
+def tracing_disabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Powertools' rule: off when ``POWERTOOLS_TRACE_DISABLED`` is true, or outside Lambda (no
+    ``LAMBDA_TASK_ROOT``: tests, the sandbox) or in SAM local / Chalice."""
+    if strtobool(environ.get(constants.TRACER_DISABLED_ENV, "false")):
+        return True
+    in_lambda = bool(environ.get(constants.LAMBDA_TASK_ROOT_ENV))
+    return not in_lambda or bool(environ.get(constants.SAM_LOCAL_ENV) or environ.get(constants.CHALICE_LOCAL_ENV))
+
+
+class LazyTracer:
+    """``tracer.capture_lambda_handler`` as Powertools has it, with the Tracer (and the X-Ray SDK) made
+    only if tracing is on when the handler is decorated, that is when its module is imported."""
+
+    @cached_property
+    def tracer(self) -> Tracer:
+        return Tracer(service=SERVICE, patch_modules=list(TRACED_MODULES))
+
+    def capture_lambda_handler(self, handler: Handler) -> Handler:
+        if tracing_disabled():
+            return handler
+        return cast(Handler, self.tracer.capture_lambda_handler(handler))
+
+    def capture_method(self, method: Handler) -> Handler:
+        if tracing_disabled():
+            return method
+        return cast(Handler, self.tracer.capture_method(method))
+
+
 logger = Logger(service=SERVICE, logger_formatter=NoValuesFormatter())
-tracer = Tracer(service=SERVICE)
+tracer = LazyTracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Aftersync"), service=SERVICE)
 
 

@@ -2,6 +2,11 @@
 
 A missing or malformed variable fails the first invocation with a message naming the variable;
 there are no silent defaults for anything that names a resource.
+
+Every function imports this module, so it imports no stage's code: a field typed by another stage's
+model (a target, a field map, a roster, a reconcile job) is resolved when its settings class is first
+validated (``from_env``), importing just the modules that class names. Importing them all here made
+each function load every stage at its cold start.
 """
 
 from __future__ import annotations
@@ -9,16 +14,35 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Annotated, Literal, Self
+from importlib import import_module
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PydanticUndefinedAnnotation,
+    ValidationError,
+    model_validator,
+)
 
-from shared.automation.dispatch import Roster
 from shared.constants import Env
-from shared.delivery.targets import TargetConfig
 from shared.errors import ConfigurationError
-from shared.intake.field_map import FieldMap
-from shared.pulls.reconcile import ReconcileJob
+
+if TYPE_CHECKING:
+    from shared.automation.dispatch import Roster
+    from shared.delivery.targets import TargetConfig
+    from shared.intake.field_map import FieldMap
+    from shared.pulls.reconcile import ReconcileJob
+
+# The other stages' types a settings field may name, and the module defining each
+STAGE_TYPES = {
+    "Roster": "shared.automation.dispatch",
+    "TargetConfig": "shared.delivery.targets",
+    "FieldMap": "shared.intake.field_map",
+    "ReconcileJob": "shared.pulls.reconcile",
+}
 
 
 def _csv(value: object) -> object:
@@ -35,17 +59,31 @@ LoopbackPorts = Annotated[frozenset[Annotated[int, Field(ge=1, le=65535)]], Befo
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    # built by ``from_env``: a function validates its own settings class, not the other nine
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, defer_build=True)
 
     environment: str = Field(alias=Env.ENVIRONMENT)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        cls.complete()
         try:
             return cls.model_validate(dict(os.environ if environ is None else environ))
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ConfigurationError(f"{cls.__name__} cannot start: {problems}") from exc
+
+    @classmethod
+    def complete(cls) -> None:
+        """Build the schema, importing each stage type a field names (pydantic says which is missing)."""
+        namespace: dict[str, Any] = {}
+        while not cls.__pydantic_complete__:
+            try:
+                cls.model_rebuild(_types_namespace=namespace)
+            except PydanticUndefinedAnnotation as missing:
+                if missing.name not in STAGE_TYPES or missing.name in namespace:
+                    raise
+                namespace[missing.name] = getattr(import_module(STAGE_TYPES[missing.name]), missing.name)
 
 
 class _AdmitSettings(_Settings):

@@ -13,8 +13,9 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
 
 # Characters SQS refuses in a message body (InvalidMessageContents): outside XML's #x9 | #xA | #xD |
 # #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF. In a JSON document they can only stand inside strings,
-# where a \uXXXX escape means the same character: escaped, the document reads back unchanged.
-_NOT_CARRIED = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# where a \uXXXX escape means the same character: escaped, the document reads back unchanged. Written as
+# the refused ranges, not the negation of the allowed ones, which takes re ~20 ms to compile at cold start.
+_NOT_CARRIED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 def carriable_json(document: str) -> str:

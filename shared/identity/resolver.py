@@ -27,8 +27,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-import phonenumbers
-
 from shared.errors import ConfigurationError
 from shared.models import Customer
 
@@ -50,6 +48,9 @@ class IdentityKey:
 def normalise_phone(raw: str | None, default_region: str) -> str | None:
     if not raw or not raw.strip():
         return None
+    # imported on first use: the largest import of a cold start, needed only once a record carries a phone
+    import phonenumbers
+
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +41,58 @@ def test_the_function_asset_holds_the_handlers_and_shared_code_and_nothing_opera
     repo = Path(__file__).resolve().parents[2]
     operator_only = sorted(str(p.relative_to(repo)) for p in (repo / "ops").rglob("*.py"))
     assert "ops/dlq.py" in operator_only and not set(operator_only) & set(files)
+
+
+# Run by an interpreter of the functions' runtime version: for every module, the pyc that interpreter
+# would look for, unchecked (flags 0b01: hash-based, source not checked) and made from this very source.
+PYC_PROBE = """
+import importlib.util, json, pathlib, sys
+problems, modules = [], 0
+for root in sys.argv[1:]:
+    for source in sorted(pathlib.Path(root).rglob("*.py")):
+        modules += 1
+        pyc = pathlib.Path(importlib.util.cache_from_source(str(source)))
+        if not pyc.exists():
+            problems.append(f"no {pyc.name} for {source}")
+            continue
+        header = pyc.read_bytes()[:16]
+        if header[:4] != importlib.util.MAGIC_NUMBER or int.from_bytes(header[4:8], "little") != 0b01:
+            problems.append(f"{pyc}: not an unchecked-hash pyc of this Python")
+        elif header[8:16] != importlib.util.source_hash(source.read_bytes()):
+            problems.append(f"{pyc}: compiled from another source")
+print(json.dumps({"modules": modules, "problems": problems}))
+"""
+
+
+def runtime_python() -> str:
+    from infra.constructs.compute import RUNTIME
+    from infra.constructs.dependencies import runtime_interpreter
+
+    interpreter = runtime_interpreter(RUNTIME.name.removeprefix("python"))
+    assert interpreter, f"no {RUNTIME.name} here: the synth would have bundled in Docker"
+    return interpreter
+
+
+def check_bytecode(*roots: Path) -> dict[str, Any]:
+    result = subprocess.run(
+        [runtime_python(), "-c", PYC_PROBE, *map(str, roots)], capture_output=True, text=True, check=True
+    )
+    found: dict[str, Any] = json.loads(result.stdout)
+    return found
+
+
+def test_the_function_asset_ships_bytecode_for_the_runtime_so_no_cold_start_compiles(
+    cdk_out: Path, templates: dict[str, Any]
+) -> None:
+    asset = function_asset(cdk_out, templates["prod"])
+    found = check_bytecode(asset / "functions", asset / "shared")
+    assert found["problems"] == []
+    assert found["modules"] == len(list(asset.rglob("*.py"))) > 80
+    assert (asset / "functions" / "ingest" / "__pycache__").is_dir()
+
+
+def test_the_dependencies_layer_ships_bytecode_for_the_runtime(cdk_out: Path) -> None:
+    [layer] = [p for p in cdk_out.glob("asset.*") if (p / "python" / "phonenumbers").is_dir()]
+    found = check_bytecode(layer / "python")
+    assert found["problems"] == []
+    assert found["modules"] > 100
