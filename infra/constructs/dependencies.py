@@ -61,16 +61,23 @@ def _version_of(interpreter: str) -> str | None:
 
 
 def _bundle_in_image() -> bool:
-    """No interpreter of the runtime's version here: CDK bundles in the runtime's build image, with Docker."""
-    if shutil.which("docker") is None:
-        raise RuntimeError(
-            "the Lambda assets' bytecode needs a Python of the functions' runtime version (RUNTIME in "
-            "infra/constructs/compute.py) or Docker: install that Python (e.g. with pyenv) or Docker"
-        )
-    return False
+    """No interpreter of the runtime's version here: with Docker, CDK bundles in the runtime's build image
+    (``False``); without it the asset is bundled here with no bytecode (``True``), and says so: it works,
+    but each cold start compiles the modules it imports (install that Python, e.g. with pyenv)."""
+    if shutil.which("docker") is not None:
+        return False
+    print(  # noqa: T201 - a synth-time warning to the operator
+        "warning: no Python of the functions' runtime version (RUNTIME in infra/constructs/compute.py) and no "
+        "Docker here: the Lambda assets ship without bytecode (slower cold starts)",
+        file=sys.stderr,
+    )
+    return True
 
 
-def compile_bytecode(interpreter: str, directory: Path) -> None:
+def compile_bytecode(interpreter: str | None, directory: Path) -> None:
+    """Unchecked-hash ``.pyc`` for ``interpreter``'s version; none without one (see ``_bundle_in_image``)."""
+    if interpreter is None:
+        return
     subprocess.run(  # noqa: S603 - the runtime's interpreter, fixed arguments
         [interpreter, *COMPILE, str(directory)], env={**os.environ, **COMPILE_ENV}, check=True
     )
@@ -84,8 +91,8 @@ class CompiledCode:
         self.interpreter = interpreter
 
     def try_bundle(self, output_dir: str, options: Any) -> bool:
-        if self.interpreter is None:
-            return _bundle_in_image()
+        if self.interpreter is None and not _bundle_in_image():
+            return False
         for package in SHIPPED:
             shutil.copytree(
                 ROOT / package, Path(output_dir) / package, ignore=shutil.ignore_patterns(".*", "__pycache__", "*.pyc")
@@ -122,8 +129,8 @@ class PipBundling:
 
     def try_bundle(self, output_dir: str, options: Any) -> bool:
         interpreter = runtime_interpreter(self.python_version)
-        if interpreter is None:
-            return _bundle_in_image()
+        if interpreter is None and not _bundle_in_image():
+            return False
         target = Path(output_dir) / "python"
         subprocess.run(  # noqa: S603 - our own interpreter's pip, fixed arguments
             [

@@ -8,6 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.infra.conftest import resources
 
 SHIPPED = ("functions/", "shared/")
@@ -69,7 +71,8 @@ def runtime_python() -> str:
     from infra.constructs.dependencies import runtime_interpreter
 
     interpreter = runtime_interpreter(RUNTIME.name.removeprefix("python"))
-    assert interpreter, f"no {RUNTIME.name} here: the synth would have bundled in Docker"
+    if interpreter is None:  # the synth bundled in Docker, or without bytecode (and warned)
+        pytest.skip(f"no {RUNTIME.name} interpreter on this machine to compile and check the bytecode with")
     return interpreter
 
 
