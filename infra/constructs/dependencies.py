@@ -66,7 +66,7 @@ def _bundle_in_image() -> bool:
     but each cold start compiles the modules it imports (install that Python, e.g. with pyenv)."""
     if shutil.which("docker") is not None:
         return False
-    print(  # noqa: T201 - a synth-time warning to the operator
+    print(  # a synth-time warning to the operator
         "warning: no Python of the functions' runtime version (RUNTIME in infra/constructs/compute.py) and no "
         "Docker here: the Lambda assets ship without bytecode (slower cold starts)",
         file=sys.stderr,
