@@ -25,18 +25,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from bench.run import ROOT, CallCounter, machine, start_moto_server
+from shared.adapters.dynamo import item_size, read_units, write_units
 
 OUTPUT = ROOT / "bench" / "capacity_inputs.json"
 ORDERS = int(os.environ.get("BENCH_CAPACITY_ORDERS", "100"))  # moto deep-copies a table per transaction on it
@@ -44,45 +43,6 @@ SQS_BATCH = 10  # as the event source mappings hand records over by default
 STREAM_BATCH = 100
 DELIVER_TARGET = "crm"  # prod's target: an order webhook, no rate limit
 COMMAND = "python -m bench.capacity_inputs"
-
-
-# ---- DynamoDB item sizes and units (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
-# CapacityUnitCalculations.html) ----------------------------------------------------------------------
-def attribute_value_size(value: dict[str, Any]) -> int:
-    (kind, inner), *_ = value.items()
-    if kind == "S":
-        return len(inner.encode())
-    if kind == "B":
-        return len(inner)
-    if kind == "N":
-        digits = str(Decimal(inner)).lstrip("-").replace(".", "").strip("0") or "0"
-        return math.ceil(len(digits) / 2) + 1
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode()) for s in inner)
-    if kind == "NS":
-        return sum(attribute_value_size({"N": n}) for n in inner)
-    if kind == "BS":
-        return sum(len(b) for b in inner)
-    if kind == "L":
-        return 3 + sum(1 + attribute_value_size(v) for v in inner)
-    if kind == "M":
-        return 3 + sum(1 + len(k.encode()) + attribute_value_size(v) for k, v in inner.items())
-    raise ValueError(f"unknown DynamoDB type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    return sum(len(name.encode()) + attribute_value_size(v) for name, v in (item or {}).items())
-
-
-def write_units(size: int, transactional: bool = False) -> float:
-    return (2 if transactional else 1) * max(1, math.ceil(size / 1024))
-
-
-def read_units(size: int, consistent: bool, transactional: bool = False) -> float:
-    units = max(1, math.ceil(size / 4096))
-    return units * 2 if transactional else units * (1.0 if consistent else 0.5)
 
 
 # ---- the probe: what each call touched ----------------------------------------------------------------

@@ -17,7 +17,6 @@ length, numbers about one byte per two digits plus one, maps and lists 3 bytes p
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections import Counter, defaultdict
@@ -25,43 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-KB = 1024
+from shared.adapters.dynamo import item_size, read_units, write_units
+
 BEFORE = Path(__file__).resolve().parent / "baselines" / "order_path_before.json"
-
-
-def value_size(value: dict[str, Any]) -> int:
-    ((kind, v),) = value.items()
-    if kind == "S":
-        return len(v.encode())
-    if kind == "B":
-        return len(v) if isinstance(v, bytes | bytearray) else len(str(v).encode())
-    if kind == "N":
-        digits = len(str(v).lstrip("-").replace(".", "").lstrip("0")) or 1
-        return math.ceil(digits / 2) + 1
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + value_size(x) + 1 for k, x in v.items())
-    if kind == "L":
-        return 3 + sum(value_size(x) + 1 for x in v)
-    if kind in ("SS", "BS"):
-        return sum(len(x) if isinstance(x, bytes) else len(x.encode()) for x in v)
-    if kind == "NS":
-        return sum(value_size({"N": x}) for x in v)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    return sum(len(k.encode()) + value_size(v) for k, v in (item or {}).items())
-
-
-def wru(size: int, transactional: bool = False) -> int:
-    return max(1, math.ceil(size / KB)) * (2 if transactional else 1)
-
-
-def rru(size: int, consistent: bool, transactional: bool = False) -> float:
-    units = max(1, math.ceil(size / (4 * KB)))
-    return units * (2 if transactional else 1 if consistent else 0.5)
 
 
 def _key_of(table: str, item: dict[str, Any]) -> tuple[str, str]:
@@ -127,39 +92,39 @@ class Meter:
         out: list[tuple[str, str, int, float]] = []
         if operation == "PutItem":
             t = params["TableName"]
-            out.append((t, _key_of(t, params["Item"])[1], wru(item_size(params["Item"])), 0))
+            out.append((t, _key_of(t, params["Item"])[1], write_units(item_size(params["Item"])), 0))
         elif operation in ("UpdateItem", "DeleteItem"):
             t = params["TableName"]
             size = item_size(self.peek(t, params["Key"])) if operation == "UpdateItem" else 0
-            out.append((t, _key_of(t, params["Key"])[1], wru(size), 0))
+            out.append((t, _key_of(t, params["Key"])[1], write_units(size), 0))
         elif operation == "BatchWriteItem":
             for t, requests in params["RequestItems"].items():
                 for r in requests:
                     item = r.get("PutRequest", {}).get("Item") or r.get("DeleteRequest", {}).get("Key", {})
-                    out.append((t, _key_of(t, item)[1], wru(item_size(item)), 0))
+                    out.append((t, _key_of(t, item)[1], write_units(item_size(item)), 0))
         elif operation == "TransactWriteItems":
             for entry in params["TransactItems"]:
                 ((kind, body),) = entry.items()
                 t = body["TableName"]
                 if kind == "Put":
-                    out.append((t, _key_of(t, body["Item"])[1], wru(item_size(body["Item"]), True), 0))
+                    out.append((t, _key_of(t, body["Item"])[1], write_units(item_size(body["Item"]), True), 0))
                 else:
                     size = item_size(self.peek(t, body["Key"])) if kind == "Update" else 0
-                    out.append((t, _key_of(t, body["Key"])[1], wru(size, True), 0))
+                    out.append((t, _key_of(t, body["Key"])[1], write_units(size, True), 0))
         elif operation == "GetItem":
             t = params["TableName"]
-            out.append((t, "", 0, rru(item_size(parsed.get("Item")), bool(params.get("ConsistentRead")))))
+            out.append((t, "", 0, read_units(item_size(parsed.get("Item")), bool(params.get("ConsistentRead")))))
         elif operation == "BatchGetItem":
             for t, request in params["RequestItems"].items():
                 consistent = bool(request.get("ConsistentRead"))
                 found = parsed.get("Responses", {}).get(t, [])
                 # every key asked is read (a missing item still costs the minimum)
                 sizes = [item_size(i) for i in found] + [0] * max(0, len(request["Keys"]) - len(found))
-                out.extend((t, "", 0, rru(s, consistent)) for s in sizes)
+                out.extend((t, "", 0, read_units(s, consistent)) for s in sizes)
         elif operation in ("Query", "Scan"):
             t = params["TableName"]
             size = sum(item_size(i) for i in parsed.get("Items", []))
-            out.append((t, "", 0, rru(size, bool(params.get("ConsistentRead")))))
+            out.append((t, "", 0, read_units(size, bool(params.get("ConsistentRead")))))
         return out
 
     def take(self) -> dict[str, Any]:

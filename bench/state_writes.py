@@ -21,11 +21,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-KB = 1024
-
-
-def _units(size: int, transactional: bool) -> int:
-    return -(-size // KB) * (2 if transactional else 1)
 
 
 class Requests:
@@ -76,7 +71,7 @@ def old_layout(state_item: dict[str, Any], audit_item: dict[str, Any] | None) ->
 
 def layouts(state_item: dict[str, Any]) -> dict[str, int]:
     """The state item's size in each candidate layout (same state)."""
-    from shared.adapters.state_store import item_size
+    from shared.adapters.dynamo import item_size
     from shared.delivery.targets import canonical_json
     from shared.state.stored import pack, state_from_item
 
@@ -94,7 +89,7 @@ def layouts(state_item: dict[str, Any]) -> dict[str, int]:
 
 def figures(calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """Operations, and write units now and in the old layout, of one observation's requests."""
-    from shared.adapters.state_store import item_size
+    from shared.adapters.dynamo import item_size, write_units
 
     operations = Counter(name for name, _ in calls)
     now = before = alternative = 0
@@ -106,12 +101,14 @@ def figures(calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
             state = next(i for i in puts if i["sk"]["S"] == "STATE")
             audit = next((i for i in puts if i["sk"]["S"].startswith("AUDIT#")), None)
             old_state, old_audit = old_layout(state, audit)
-            now += sum(_units(item_size(i), True) for i in puts)
+            now += sum(write_units(item_size(i), True) for i in puts)
             # The alternative not built: one conditional put of a state item that carries the new audit
             # entry (the stream publishing from it), and the AUDIT# item written from the stream.
             carried = item_size(state) + (item_size(audit) if audit else 0)
-            alternative += _units(carried, False) + (_units(item_size(audit), False) if audit else 0)
-            before += _units(item_size(old_state), True) + (_units(item_size(old_audit), True) if old_audit else 0)
+            alternative += write_units(carried, False) + (write_units(item_size(audit), False) if audit else 0)
+            before += write_units(item_size(old_state), True) + (
+                write_units(item_size(old_audit), True) if old_audit else 0
+            )
             items.append(
                 {
                     "entity": state["pk"]["S"].split("#")[1],
@@ -123,9 +120,9 @@ def figures(calls: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                 }
             )
         elif name == "PutItem":
-            now += _units(item_size(raw["Item"]), False)
-            before += _units(item_size(raw["Item"]), False)
-            alternative += _units(item_size(raw["Item"]), False)
+            now += write_units(item_size(raw["Item"]), False)
+            before += write_units(item_size(raw["Item"]), False)
+            alternative += write_units(item_size(raw["Item"]), False)
         elif name == "UpdateItem":  # identity index items (a key's owners, a profile): well under 1 KB
             now += 1
             before += 1

@@ -43,41 +43,6 @@ def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
 
-def attribute_size(value: dict[str, Any]) -> int:
-    """Bytes DynamoDB bills for one attribute value (its documented sizing rules)."""
-    ((kind, v),) = value.items()
-    if kind == "S":
-        return len(v.encode("utf-8"))
-    if kind == "B":
-        return len(v)
-    if kind == "N":
-        digits = v.lstrip("-").replace(".", "").strip("0") or "0"
-        return (len(digits) + 1) // 2 + 1
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(x.encode("utf-8")) for x in v)
-    if kind == "BS":
-        return sum(len(x) for x in v)
-    if kind == "NS":
-        return sum(attribute_size({"N": x}) for x in v)
-    if kind == "L":
-        return 3 + sum(1 + attribute_size(x) for x in v)
-    if kind == "M":
-        return 3 + sum(1 + len(k.encode("utf-8")) + attribute_size(x) for k, x in v.items())
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any]) -> int:
-    """An item's size as DynamoDB bills it: every attribute's name and value."""
-    return sum(len(name.encode("utf-8")) + attribute_size(value) for name, value in item.items())
-
-
-def write_units(item: dict[str, Any], transactional: bool = False) -> int:
-    """Write units for writing ``item``: one per started KB, twice that inside a transaction."""
-    return -(-item_size(item) // 1024) * (2 if transactional else 1)
-
-
 def audit_from_item(item: dict[str, Any]) -> AuditRecord:
     return AuditRecord.model_validate_json(item["record"]["S"])
 

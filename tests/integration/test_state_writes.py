@@ -11,7 +11,8 @@ import boto3
 
 from infra.sandbox.lambda_runtime import sqs_record
 from infra.sandbox.samples import signed
-from shared.adapters.state_store import DynamoStateStore, entity_pk, write_units
+from shared.adapters.dynamo import item_size, write_units
+from shared.adapters.state_store import DynamoStateStore, entity_pk
 from shared.constants import STATE_SK
 from shared.delivery.targets import canonical_json
 from tests.fakes import observed
@@ -36,9 +37,11 @@ class Requests:
         units = 0
         for name, params in self.calls:
             if name == "TransactWriteItems":
-                units += sum(write_units(next(iter(t.values()))["Item"], True) for t in params["TransactItems"])
+                units += sum(
+                    write_units(item_size(next(iter(t.values()))["Item"]), True) for t in params["TransactItems"]
+                )
             elif name == "PutItem":
-                units += write_units(params["Item"])
+                units += write_units(item_size(params["Item"]))
             elif name == "UpdateItem":
                 units += 1  # the identity index's small items (a key's owners, a profile): under 1 KB each
         return units
