@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.run import ROOT, machine, start_moto_server, webhook
+from bench.run import ROOT, bench_environment, machine, start_moto_server, webhook
 
 INBOX_BATCH = 10
 STREAM_BATCH = 100
@@ -86,17 +86,7 @@ def measure() -> dict[str, Any]:
 
     moto, endpoint = start_moto_server()
     try:
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_DEFAULT_REGION": "eu-west-1",
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_NAMESPACE": "Aftersync",
-                "POWERTOOLS_LOG_LEVEL": "ERROR",
-            }
-        )
+        bench_environment(endpoint)
         recorder = Recorder()
         boto3.setup_default_session()
         session = boto3.DEFAULT_SESSION

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.run import ROOT, CallCounter, machine, start_moto_server
+from bench.run import ROOT, CallCounter, bench_environment, machine, start_moto_server
 from shared.adapters.dynamo import item_size, read_units, write_units
 
 OUTPUT = ROOT / "bench" / "capacity_inputs.json"
@@ -215,17 +215,8 @@ def measure() -> dict[str, Any]:
 
     moto, endpoint = start_moto_server()
     try:
-        os.environ.update(
-            {
-                "AWS_ENDPOINT_URL": endpoint,
-                "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench",
-                "AWS_DEFAULT_REGION": "eu-west-1",
-                "POWERTOOLS_TRACE_DISABLED": "true",
-                "POWERTOOLS_METRICS_NAMESPACE": "Aftersync",
-                "POWERTOOLS_LOG_LEVEL": "INFO",  # as deployed (infra/constructs/compute.py): its log bytes count
-            }
-        )
+        # logs at INFO as deployed (infra/constructs/compute.py): their bytes count
+        bench_environment(endpoint, log_level="INFO")
         counter = CallCounter()
         boto3.setup_default_session()
         session = boto3.DEFAULT_SESSION

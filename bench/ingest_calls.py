@@ -12,20 +12,9 @@ import os
 from collections import Counter
 from typing import Any
 
+from bench.run import CallCounter, bench_environment
+
 N = int(os.environ.get("BENCH_INGEST_CASES", "50"))
-
-
-class CallCounter:
-    def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
-
-    def __call__(self, event_name: str, **_: Any) -> None:
-        _, service, operation = event_name.split(".", 2)
-        self.calls[f"{service}:{operation}"] += 1
-
-    def take(self) -> Counter[str]:
-        taken, self.calls = self.calls, Counter()
-        return taken
 
 
 def _per(calls: Counter[str], n: int) -> dict[str, float]:
@@ -33,16 +22,7 @@ def _per(calls: Counter[str], n: int) -> dict[str, float]:
 
 
 def measure() -> dict[str, Any]:
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "Aftersync",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }
-    )
+    bench_environment(None)
     import boto3
     from moto import mock_aws
 

@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.run import bench_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -140,16 +142,7 @@ def measure() -> dict[str, Any]:
     import boto3
     from moto import mock_aws
 
-    os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "eu-west-1",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "Aftersync",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }
-    )
+    bench_environment(None)
     os.environ.pop("AWS_ENDPOINT_URL", None)
     from infra.config import load_environment
     from infra.sandbox import moto_fidelity
