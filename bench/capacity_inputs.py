@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 import uuid
@@ -39,8 +40,7 @@ from shared.adapters.dynamo import item_size, read_units, write_units
 
 OUTPUT = ROOT / "bench" / "capacity_inputs.json"
 ORDERS = int(os.environ.get("BENCH_CAPACITY_ORDERS", "100"))  # moto deep-copies a table per transaction on it
-SQS_BATCH = 10  # as the event source mappings hand records over by default
-STREAM_BATCH = 100
+SIZED_FOR = "prod"  # per-record figures are taken at this environment's batch sizes (per-batch calls divide by them)
 DELIVER_TARGET = "crm"  # prod's target: an order webhook, no rate limit
 COMMAND = "python -m bench.capacity_inputs"
 
@@ -94,6 +94,11 @@ class Probe:
         value = key_or_item[self._key_names(table)[0]]
         return str(next(iter(value.values())))
 
+    def _cpu(self) -> float:
+        # this thread's CPU only: sync merges a batch's records on worker threads, and the process's clock
+        # would count their work as the probe's while a probe look-up waits on moto
+        return time.thread_time()
+
     def _touch(self, table: str, key: dict[str, Any], wru: float = 0.0, rru: float = 0.0) -> None:
         self.tally.touches.append(Touch(self.tables.get(table, table), self._pk(table, key), wru, rru))
 
@@ -116,7 +121,7 @@ class Probe:
         return found
 
     def before(self, event_name: str, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        start = time.process_time()
+        start = self._cpu()
         _, service, operation = event_name.split(".", 2)
         try:
             if service == "dynamodb" and operation in (
@@ -137,10 +142,10 @@ class Probe:
             elif service == "s3" and operation == "GetObject":
                 self.tally.s3_gets += 1
         finally:
-            self.own_cpu += time.process_time() - start
+            self.own_cpu += self._cpu() - start
 
     def after(self, event_name: str, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        start = time.process_time()
+        start = self._cpu()
         try:
             probe = context.pop("capacity_probe", None)
             if probe is None:
@@ -176,7 +181,7 @@ class Probe:
                 if items:
                     self._touch(table, items[0], rru=units)
         finally:
-            self.own_cpu += time.process_time() - start
+            self.own_cpu += self._cpu() - start
 
 
 # ---- the run ---------------------------------------------------------------------------------------------
@@ -225,11 +230,12 @@ def measure() -> dict[str, Any]:
         side_dynamodb, side_sqs = side.client("dynamodb"), side.client("sqs")
         side_streams = side.client("dynamodbstreams")
 
+        from functions.sync.handler import RECORD_WORKERS
         from infra.config import load_environment
         from infra.sandbox.http_servers import FakeTarget, serve
         from infra.sandbox.lambda_runtime import Functions, sqs_record
         from infra.sandbox.resources import create_resources, local_targets
-        from infra.wiring import FUNCTIONS, function_environment
+        from infra.wiring import FUNCTIONS, function_environment, queue_batching, stream_batching
         from shared.constants import AUDIT_SK_PREFIX, TTL_PRINCIPAL
 
         target = FakeTarget()
@@ -273,12 +279,23 @@ def measure() -> dict[str, Any]:
             tally.http += len(target.accepted(DELIVER_TARGET)) - before_http
             return result
 
+        sized = load_environment(SIZED_FOR)
+        publish_batch = stream_batching(sized, "publish").batch_size
+        archive_batch = stream_batching(sized, "audit-archive").batch_size
+
         def drain(queue: str, function: str, stage: str) -> int:
+            """The queue's messages in batches of the sized environment's batch size for it."""
+            batch_size = queue_batching(sized, queue).batch_size
             handled = 0
             while True:
-                messages = side_sqs.receive_message(
-                    QueueUrl=resources.queue_urls[queue], MaxNumberOfMessages=SQS_BATCH
-                ).get("Messages", [])
+                messages: list[dict[str, Any]] = []
+                while len(messages) < batch_size:
+                    got = side_sqs.receive_message(
+                        QueueUrl=resources.queue_urls[queue], MaxNumberOfMessages=min(10, batch_size - len(messages))
+                    ).get("Messages", [])
+                    if not got:
+                        break
+                    messages += got
                 if not messages:
                     return handled
                 records = [sqs_record(m, resources.queue_arns[queue], cfg.region) for m in messages]
@@ -331,7 +348,7 @@ def measure() -> dict[str, Any]:
                 webhooks += 1
             drain("inbox", "normalise", "normalise")
             for domain in ("orders", "after-sales", "logistics", "tickets"):
-                seen = drain(domain, "sync", "sync")
+                seen = drain(domain, "sync", "sync:update" if wave else "sync:new")
                 observations[domain] += seen
             inserts = [
                 r
@@ -339,30 +356,26 @@ def measure() -> dict[str, Any]:
                 if r["eventName"] == "INSERT" and r["dynamodb"]["Keys"]["sk"]["S"].startswith(AUDIT_SK_PREFIX)
             ]
             audit_inserts += inserts
-            for i in range(0, len(inserts), STREAM_BATCH):
-                batch = inserts[i : i + STREAM_BATCH]
+            for i in range(0, len(inserts), publish_batch):
+                batch = inserts[i : i + publish_batch]
                 run("publish", "publish", {"Records": batch}, len(batch))
                 for record in batch:
                     changes[record["dynamodb"]["Keys"]["pk"]["S"].split("#")[1]] += 1
             drain(f"deliver-{DELIVER_TARGET}", "deliver", "deliver")
-        # audit records expire 90 days later: the same records as the TTL sweeper's REMOVE records
-        expired = [
-            {
-                **r,
-                "eventName": "REMOVE",
-                "userIdentity": {"type": "Service", "principalId": TTL_PRINCIPAL},
-                "dynamodb": {
-                    "Keys": r["dynamodb"]["Keys"],
-                    "OldImage": r["dynamodb"]["NewImage"],
-                    "SequenceNumber": r["dynamodb"]["SequenceNumber"],
-                },
-            }
-            for r in audit_inserts
+        # audit records expire 90 days later: the same records as the TTL sweeper's REMOVE records, in full
+        # batches of the sized environment's (one object per shard, tenant and type a batch: how many
+        # records a batch holds decides the PUTs per record). Past the records written, copies of them
+        # as other entities' records (an entity id suffix: another shard) fill the batches.
+        copies = max(1, -(-2 * archive_batch // max(1, len(audit_inserts))))
+        expired = [_expired(r, copy, TTL_PRINCIPAL) for copy in range(copies) for r in audit_inserts][
+            : max(len(audit_inserts), 2 * archive_batch)
         ]
-        for i in range(0, len(expired), STREAM_BATCH):
-            batch = expired[i : i + STREAM_BATCH]
+        for i in range(0, len(expired), archive_batch):
+            batch = expired[i : i + archive_batch]
             run("audit-archive", "audit-archive", {"Records": batch}, len(batch))
         by_type = {"orders": ("order", "customer")}
+        waves = {name: _tally_json(tallies.pop(f"sync:{name}")) for name in ("new", "update")}
+        tallies["sync"] = _merged(_tally_from(waves["new"]), _tally_from(waves["update"]))
         return {
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
@@ -373,11 +386,57 @@ def measure() -> dict[str, Any]:
             "observation_types": {k: list(v) for k, v in by_type.items()},
             "changes": dict(changes),
             "audit_records": len(audit_inserts),
-            "stages": {name: _tally_json(t) for name, t in tallies.items()},
+            "batch_sizes": {
+                "inbox": queue_batching(sized, "inbox").batch_size,
+                "orders": queue_batching(sized, "orders").batch_size,
+                f"deliver-{DELIVER_TARGET}": queue_batching(sized, f"deliver-{DELIVER_TARGET}").batch_size,
+                "publish": publish_batch,
+                "audit-archive": archive_batch,
+            },
+            "sync_record_workers": RECORD_WORKERS,
+            "sync_by_wave": waves,
+            "stages": {name: _tally_json(tallies[name]) for name in sorted(tallies, key=STAGES.index)},
         }
     finally:
         moto.kill()
         moto.wait(timeout=10)
+
+
+def _expired(insert: dict[str, Any], copy: int, principal: str) -> dict[str, Any]:
+    """The TTL sweeper's REMOVE record of an audit record written (``copy`` > 0: as another entity's)."""
+    image = json.loads(json.dumps(insert["dynamodb"]["NewImage"]))
+    keys = json.loads(json.dumps(insert["dynamodb"]["Keys"]))
+    sequence = insert["dynamodb"]["SequenceNumber"]
+    if copy:
+        for item in (image, keys):
+            item["pk"]["S"] += f"-{copy}"
+        sequence = f"{sequence}{copy:04d}"
+    return {
+        **insert,
+        "eventName": "REMOVE",
+        "userIdentity": {"type": "Service", "principalId": principal},
+        "dynamodb": {"Keys": keys, "OldImage": image, "SequenceNumber": sequence},
+    }
+
+
+def _tally_from(doc: dict[str, Any]) -> StageTally:
+    t = StageTally(doc["records"], doc["invocations"], doc["cpu_seconds"], Counter(doc["calls"]))
+    t.touches = [Touch(table, x["pk"], x["wru"], x["rru"]) for table, xs in doc["touches"].items() for x in xs]
+    t.entries, t.s3_gets, t.log_bytes, t.http = doc["entries"], doc["s3_gets"], doc["log_bytes"], doc["http"]
+    t.s3_keys.update({k: list(v) for k, v in doc["s3_keys"].items()})
+    return t
+
+
+def _merged(a: StageTally, b: StageTally) -> StageTally:
+    """Two tallies of one stage as one (sync's new orders and their updates)."""
+    t = StageTally(a.records + b.records, a.invocations + b.invocations, a.cpu + b.cpu, a.calls + b.calls)
+    t.touches = a.touches + b.touches
+    t.entries, t.s3_gets = a.entries + b.entries, a.s3_gets + b.s3_gets
+    t.log_bytes, t.http = a.log_bytes + b.log_bytes, a.http + b.http
+    for source in (a, b):
+        for prefix, keys in source.s3_keys.items():
+            t.s3_keys[prefix] += keys
+    return t
 
 
 def _tally_json(t: StageTally) -> dict[str, Any]:
@@ -427,12 +486,18 @@ def _table_use(touches: list[dict[str, Any]], records: int) -> dict[str, Any]:
     }
 
 
+STAGES = ["ingest", "normalise", "sync", "publish", "deliver", "audit-archive"]  # the order the document lists them
 FUNCTION_OF = {"ingest": "ingest", "normalise": "normalise", "sync": "sync", "publish": "publish"}
 
 
 def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
     """The ``bench/capacity_inputs.json`` document (schema 1, read by ``ops.capacity.load_inputs``)."""
     webhooks = measured["webhooks"]
+    batches = measured["batch_sizes"]
+    # sync merges a batch's records on RECORD_WORKERS threads: a batch of B waits ceil(B / workers) records'
+    # calls one after another, so B / ceil(B / workers) records' calls overlap
+    sync_batch = batches["orders"]
+    overlap = {"sync": sync_batch / math.ceil(sync_batch / measured["sync_record_workers"])}
     stages: dict[str, Any] = {}
     for name, t in measured["stages"].items():
         records = max(1, t["records"])
@@ -445,6 +510,7 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
             "invocations": t["invocations"],
             "cpu_ms_per_record": round(t["cpu_seconds"] * 1000 / records, 3),
             "calls_per_record": calls,
+            "parallel_calls": round(overlap.get(name, 1.0), 3),
             "dynamodb": {table: _table_use(touches, records) for table, touches in sorted(t["touches"].items())},
             "put_events_entries_per_record": round(t["entries"] / records, 4),
             "s3_puts": {prefix: _prefix_use(keys, records) for prefix, keys in sorted(t["s3_keys"].items())},
@@ -462,11 +528,17 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
         "command": COMMAND,
         "machine": measured["machine"],
         "notes": [
-            f"batches as the mappings hand them over: SQS {SQS_BATCH} records, the stream {STREAM_BATCH}; per-record "
-            "figures are at those batch sizes",
-            "CPU is the handler process's on the bench machine (moto answers from another process)",
+            f"batches of {SIZED_FOR}'s sizes: inbox {batches['inbox']}, orders {batches['orders']}, "
+            f"deliver-{DELIVER_TARGET} {batches[f'deliver-{DELIVER_TARGET}']} records; stream: publish "
+            f"{batches['publish']}, audit-archive {batches['audit-archive']}; per-record figures are at those batch "
+            "sizes (a call made once a batch counts 1 / batch size a record)",
+            f"sync: a batch's records merged on {measured['sync_record_workers']} threads; parallel_calls is how many "
+            "records' calls overlap at the orders batch size",
+            "CPU is the handler process's on the bench machine, all its threads (moto answers from another "
+            "process; the probe's own look-ups are subtracted per thread)",
             f"deliveries measured to the '{DELIVER_TARGET}' target (an envelope webhook, no rate limit)",
-            "audit-archive: the audit records written, replayed as the TTL sweeper's REMOVE records",
+            "audit-archive: the audit records written, replayed as the TTL sweeper's REMOVE records; copies of them as "
+            "other entities' records fill two full batches",
             "automate: not exercised (orders are not automated); the model leaves it out for this workload",
         ],
         "workload": {
@@ -479,6 +551,19 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
             "observations_per_webhook": {k: round(v, 4) for k, v in observations_by_type.items()},
             "changes_per_webhook": {k: round(v / webhooks, 4) for k, v in sorted(measured["changes"].items())},
             "audit_records_per_webhook": round(measured["audit_records"] / webhooks, 4),
+        },
+        "sync_by_wave": {
+            name: {
+                "records": w["records"],
+                "calls_per_record": {k: round(v / max(1, w["records"]), 4) for k, v in sorted(w["calls"].items())},
+                "wru_per_record": round(
+                    sum(x["wru"] for xs in w["touches"].values() for x in xs) / max(1, w["records"]), 4
+                ),
+                "rru_per_record": round(
+                    sum(x["rru"] for xs in w["touches"].values() for x in xs) / max(1, w["records"]), 4
+                ),
+            }
+            for name, w in measured["sync_by_wave"].items()
         },
         "stages": stages,
     }

@@ -237,6 +237,15 @@ class Workload(_Frozen):
     audit_records_per_webhook: float  # stream records publish reads
 
 
+class WaveUse(_Frozen):
+    """Sync's figures for one part of the workload (new orders, their updates): what a change costs."""
+
+    records: int
+    calls_per_record: dict[str, float]
+    wru_per_record: float
+    rru_per_record: float
+
+
 class CapacityInputs(_Frozen):
     schema_version: Literal[1] = 1
     measured_at: datetime
@@ -245,6 +254,7 @@ class CapacityInputs(_Frozen):
     notes: tuple[str, ...] = ()
     workload: Workload
     stages: dict[str, StageInputs]
+    sync_by_wave: dict[str, WaveUse] = {}  # (informative: the model uses the stages' figures)
 
 
 def load_inputs(path: Path = INPUTS) -> CapacityInputs:
@@ -746,7 +756,8 @@ def simulate(model: Model, schedule: Schedule, dt: float = 0.1, max_seconds: flo
     scale_step = q.sqs_scale_per_minute / 60 * dt
     busy: dict[str, float] = {}
     refused: dict[str, float] = defaultdict(float)
-    # a time-ordered archive key lands every PUT on one partition: past its PUT rate, S3 answers 503
+    # an S3 PUT before the ack (ingest puts only a body too large for a queue message) whose keys ascend in
+    # time lands on one partition: past its PUT rate, S3 answers 503 and the webhook is not acked
     archive_puts = sum(u.puts_per_record * u.busiest_share for u in ingest.inputs.s3_puts.values())
     archive_limit = q.s3_put_per_prefix / archive_puts if archive_puts else math.inf
     while True:
@@ -770,7 +781,7 @@ def simulate(model: Model, schedule: Schedule, dt: float = 0.1, max_seconds: flo
         admitted = min(by_lambda, archive_limit * dt)
         refused["API Gateway throttle (429)"] += arrivals - by_api
         refused["ingest concurrency (Lambda throttles)"] += by_api - by_lambda
-        refused["S3 PUT rate of the raw archive prefix (503 on the ack path)"] += by_lambda - admitted
+        refused["S3 PUT rate of ingest's busiest prefix (503 before the ack)"] += by_lambda - admitted
         stage_bucket = min(float(model.api_burst), stage_tokens - admitted)
         account_bucket = min(float(q.api_burst), account_tokens - admitted)
         offered += arrivals
@@ -1045,6 +1056,7 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
                 }
                 for name, s in inputs.stages.items()
             },
+            "sync_by_wave": {name: w.model_dump() for name, w in inputs.sync_by_wave.items()},
             "notes": list(inputs.notes),
         },
     }

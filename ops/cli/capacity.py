@@ -12,6 +12,8 @@ from rich.table import Table
 from ops.capacity import INPUTS, analyse, build_model, load_inputs, schedule_for
 from ops.cli.common import ConfigOption, EnvOption, JsonOption, Where, console, emit_json, fail, refuse, say
 
+WAVES = {"new": "a new order (and its new customer) only", "update": "an order update only"}
+
 
 def register(app: typer.Typer) -> None:
     app.command(
@@ -193,4 +195,10 @@ def _print(d: dict[str, Any]) -> None:
             f"  {name}: CPU {s['cpu_ms']:g} ms, {s['aws_calls']:g} AWS calls ({calls}), {s['wru']:g} WRU, "
             f"{s['rru']:g} RRU, {s['put_events_entries']:g} PutEvents entries, {s['s3_puts']:g} S3 PUT, "
             f"{s['log_bytes']:g} log bytes per record"
+        )
+    for wave, w in i.get("sync_by_wave", {}).items():
+        calls = ", ".join(f"{k} {v:g}" for k, v in w["calls_per_record"].items())
+        say(
+            f"  sync, {WAVES.get(wave, wave)}: {sum(w['calls_per_record'].values()):g} AWS calls ({calls}), "
+            f"{w['wru_per_record']:g} WRU, {w['rru_per_record']:g} RRU a record"
         )
