@@ -450,8 +450,8 @@ def test_prod_is_sized_for_the_peak_as_cdk_json_says(templates: dict[str, Any]) 
             batching.batch_size,
             batching.window_seconds,
         )
-    assert by_queue["aftersync-prod-orders"]["ScalingConfig"]["MaximumConcurrency"] == 300
-    assert by_queue["aftersync-prod-deliver-crm"]["ScalingConfig"]["MaximumConcurrency"] == 500
+    assert by_queue["aftersync-prod-orders"]["ScalingConfig"]["MaximumConcurrency"] == 105
+    assert by_queue["aftersync-prod-deliver-crm"]["ScalingConfig"]["MaximumConcurrency"] == 550
     assert by_queue["aftersync-prod-alarms"]["ScalingConfig"]["MaximumConcurrency"] == 2
     streams = {
         fn: m["Properties"]
@@ -466,7 +466,7 @@ def test_prod_is_sized_for_the_peak_as_cdk_json_says(templates: dict[str, Any]) 
         assert streams[fn]["BatchSize"] == sizing.batch_size
     for name in cfg.function_memory_mb:
         assert functions[cfg.resource(name)]["Properties"]["MemorySize"] == function_memory_mb(cfg, name)
-    assert functions["aftersync-prod-ingest"]["Properties"]["ReservedConcurrentExecutions"] == 700
+    assert functions["aftersync-prod-ingest"]["Properties"]["ReservedConcurrentExecutions"] == 300
     assert "ReservedConcurrentExecutions" not in functions["aftersync-prod-sync"]["Properties"]
     stage = next(iter(resources(template, "AWS::ApiGateway::Stage").values()))["Properties"]
     throttle = stage["MethodSettings"][0]

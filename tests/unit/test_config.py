@@ -102,7 +102,7 @@ def test_sizing_defaults_and_lambda_s_rule_for_large_sqs_batches(tmp_path: Path)
     assert (queue_batching(dev, "inbox").batch_size, queue_batching(dev, "inbox").window_seconds) == (10, 1)
     assert (queue_batching(dev, "alarms").batch_size, queue_batching(dev, "alarms").window_seconds) == (100, 10)
     assert stream_batching(dev, "publish").parallelization_factor == 1
-    assert function_memory_mb(dev, "sync") == 256 and function_memory_mb(prod, "sync") == 1769
+    assert function_memory_mb(dev, "sync") == 256 and function_memory_mb(prod, "sync") == 1024
     assert stream_batching(prod, "publish").parallelization_factor == 10
     with pytest.raises(ValueError, match="a batch_size over 10 needs window_seconds >= 1"):
         QueueBatching(batch_size=100, window_seconds=0)
