@@ -21,7 +21,8 @@ CLIENTS = 50
 def _order(n: int, secret: str) -> tuple[str, SignedWebhook]:
     sample = load_sample("shopify_orders_create")
     order_id = 610000000000000000 + n
-    body = json.dumps({**sample["body"], "id": order_id, "name": f"#B{n:03d}"}, separators=(",", ":")).encode()
+    fields = {"id": order_id, "name": f"#B{n:03d}", "order_number": 60000 + n}  # a new order, not a copy
+    body = json.dumps({**sample["body"], **fields}, separators=(",", ":")).encode()
     headers = {
         **sample["headers"],
         shopify.TOPIC_HEADER: "orders/create",
