@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 import time
 import uuid
@@ -71,6 +72,11 @@ class Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: Any, backlog: int = 128) -> None:
         self.request_queue_size = backlog  # read by server_activate(), called by the constructor
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client gave up waiting (its own timeout): nothing to report here
+        super().handle_error(request, client_address)
 
 
 def serve(server: ThreadingHTTPServer) -> threading.Thread:
