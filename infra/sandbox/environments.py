@@ -180,6 +180,7 @@ class _Worker:
 class _Pool:
     idle: list[_Worker]
     running: int  # workers in existence: idle, busy or starting
+    freed: threading.Condition  # one waiter woken per worker freed (not every waiting thread)
 
 
 class ProcessFunctions(Functions):
@@ -201,7 +202,8 @@ class ProcessFunctions(Functions):
         self.concurrency = concurrency
         self.timeouts = dict(timeouts or {})
         self._pools: dict[str, _Pool] = {}
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._closed = False
         self._emf_lock = threading.Lock()
 
@@ -233,11 +235,13 @@ class ProcessFunctions(Functions):
 
     def _acquire(self, name: str) -> _Worker:
         with self._changed:
-            pool = self._pools.setdefault(name, _Pool([], 0))
+            if name not in self._pools:
+                self._pools[name] = _Pool([], 0, threading.Condition(self._lock))
+            pool = self._pools[name]
             while not pool.idle and pool.running >= self.limit(name):
                 if self._closed:
                     raise InvocationError("the sandbox is stopping")
-                self._changed.wait(timeout=1.0)
+                pool.freed.wait(timeout=1.0)
             if pool.idle:
                 return pool.idle.pop()
             pool.running += 1
@@ -252,7 +256,7 @@ class ProcessFunctions(Functions):
         except BaseException:
             with self._changed:
                 pool.running -= 1
-                self._changed.notify_all()
+                pool.freed.notify()
             raise
 
     def _release(self, name: str, worker: _Worker, healthy: bool) -> None:
@@ -262,7 +266,7 @@ class ProcessFunctions(Functions):
                 pool.idle.append(worker)
             else:
                 pool.running -= 1
-            self._changed.notify_all()
+            pool.freed.notify()
         if not healthy or self._closed:
             worker.close()
 
@@ -297,6 +301,6 @@ class ProcessFunctions(Functions):
             for pool in self._pools.values():
                 pool.running -= len(pool.idle)
                 pool.idle.clear()
-            self._changed.notify_all()
+                pool.freed.notify_all()
         for worker in workers:
             worker.close()
