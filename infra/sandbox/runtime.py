@@ -278,8 +278,9 @@ class Sandbox:
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stopping.set()
-        for poller in self.pollers:
-            poller.join(timeout=5)
+        deadline = time.monotonic() + 10  # all of them together: a batch still running is dropped, as a
+        for poller in self.pollers:  # Lambda shut down mid-batch would (its messages come back)
+            poller.join(timeout=max(0.0, deadline - time.monotonic()))
         self.api.shutdown()
         if isinstance(self.functions, ProcessFunctions):
             self.functions.close()
