@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 import time
 import uuid
@@ -60,6 +61,24 @@ class _Quiet(BaseHTTPRequestHandler):
         return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
 
+class Server(ThreadingHTTPServer):
+    """A thread per request (daemon threads: a stuck request never holds the process) and a real listen
+    backlog: ``socketserver``'s default of 5 refuses (resets) connections once a burst of clients
+    outruns ``accept``, which API Gateway never does."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: Any, backlog: int = 128) -> None:
+        self.request_queue_size = backlog  # read by server_activate(), called by the constructor
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client gave up waiting (its own timeout): nothing to report here
+        super().handle_error(request, client_address)
+
+
 def serve(server: ThreadingHTTPServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, name=f"http-{server.server_port}", daemon=True)
     thread.start()
@@ -69,10 +88,14 @@ def serve(server: ThreadingHTTPServer) -> threading.Thread:
 WEBHOOK_METHODS = ("POST",)
 
 
-def gateway(host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, Any]]) -> ThreadingHTTPServer:
+def gateway(
+    host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, Any]], backlog: int = 128
+) -> ThreadingHTTPServer:
     """The API's routes: ``POST /webhooks/{source}/{tenant}`` goes to the ingest handler; another method
     on a webhook path is answered 405 here, before any handler runs (API Gateway itself answers such a
-    request 403 ``Missing Authentication Token``: the stack defines no other method there)."""
+    request 403 ``Missing Authentication Token``: the stack defines no other method there). An
+    invocation that fails (the handler raised, its environment died or timed out) is answered 502
+    ``Internal server error``, as API Gateway answers a failed Lambda proxy integration."""
 
     class Gateway(_Quiet):
         def do_POST(self) -> None:
@@ -104,14 +127,18 @@ def gateway(host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, A
                 self._reply(405, answer, {"Content-Type": "application/json", "Allow": ", ".join(WEBHOOK_METHODS)})
                 return
             event = api_gateway_event(method, self.path, dict(self.headers.items()), self._body())
-            result = invoke(event)
+            try:
+                result = invoke(event)
+            except Exception:
+                self._reply(502, b'{"message": "Internal server error"}')
+                return
             body = result.get("body") or ""
             raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
             headers = {k: v for k, v in (result.get("headers") or {}).items()}
             headers.setdefault("Content-Type", "application/json")
             self._reply(result["statusCode"], raw, headers)
 
-    return ThreadingHTTPServer((host, port), Gateway)
+    return Server((host, port), Gateway, backlog=backlog)
 
 
 class FakeTarget:
@@ -160,7 +187,7 @@ class FakeTarget:
                 with outer.lock:
                     self._reply(200, json.dumps(outer.received).encode())
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = Server((host, port), Handler)
 
     @property
     def url(self) -> str:
@@ -222,7 +249,7 @@ class FakeShop:
                     headers["Link"] = f'<http://{host}{parts.path}?{cursor}>; rel="next"'
                 self._reply(200, json.dumps({"orders": page}).encode(), headers)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = Server((host, port), Handler)
 
     @property
     def url(self) -> str:

@@ -1,6 +1,9 @@
-"""Invoke the real Lambda handlers the way the Lambda service would: one invocation at a time per
-process (like one execution environment), with a Lambda-shaped context, and SQS / DynamoDB-stream
-events in the exact shape an event source mapping builds."""
+"""Invoke the real Lambda handlers the way the Lambda service would, with a Lambda-shaped context, and
+SQS / DynamoDB-stream events in the exact shape an event source mapping builds.
+
+``Functions`` runs them in this process, one invocation at a time (one execution environment): what
+the integration tests use, and the serial sandbox the benchmark measures as its baseline. The running
+sandbox uses ``environments.ProcessFunctions``: concurrent execution environments in worker processes."""
 
 from __future__ import annotations
 

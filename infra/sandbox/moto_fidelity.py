@@ -8,6 +8,10 @@
   transactions are atomic and isolated, so every operation of moto's DynamoDB backend runs under one
   lock here: requests from concurrent writers (threads in a test, the sandbox's threaded server) see
   each other's transactions whole or not at all.
+- DynamoDB streams under concurrent transactions: when a transaction's condition fails, moto puts back
+  a deep copy of each table it touched, stream shard included; every shard iterator handed out before
+  still reads the old shard, which nothing appends to any more, so the stream's readers (publish,
+  audit-archive) silently stop seeing changes. Here an iterator reads the table's current shard.
 - IAM: moto checks an identity policy's Resource only for SQS and S3; for every other service it
   checks the action against ``*``, which a statement naming a table or a secret never matches. Here
   each request names what AWS authorizes: the table (its index, its stream) for DynamoDB, the
@@ -16,6 +20,10 @@
   PutItem / UpdateItem / DeleteItem / ConditionCheckItem / GetItem per table, SQS's batch calls as
   SendMessage / DeleteMessage / ChangeMessageVisibility. Every denial is also reported to
   ``IAM_DENIALS`` listeners (the sandbox logs and counts them).
+- IAM, faster: moto collects and parses the caller's policies on every request (several ms a call,
+  most of the stand-in's time under load). An allowed (principal, action, resource) is remembered
+  until IAM changes (any IAM call that is not a read clears it), so the answer is the one moto would
+  give, as strictly; a denial is never remembered.
 - SQS message bodies: SQS refuses a body holding a character outside XML's set (#x9, #xA, #xD,
   #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF: U+FFFE, U+FFFF, most C0 controls, lone surrogates)
   with ``InvalidMessageContents``; moto takes anything, so a sender that would fail on AWS passed.
@@ -33,8 +41,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodbstreams.models import ShardIterator
 from moto.events import models as events_models
 from moto.iam import access_control
+from moto.iam.models import IAMBackend
 from moto.secretsmanager.models import secretsmanager_backends
 from moto.sqs.exceptions import SQSException
 from moto.sqs.models import SQSBackend
@@ -69,6 +79,16 @@ def _send_to_sqs_with_account(self: Any, resource_id: str, event: dict[str, Any]
 
 
 _DYNAMODB_LOCK = threading.RLock()
+_original_shard_get = ShardIterator.get
+
+
+def _get_from_current_shard(self: Any, limit: int = 1000) -> dict[str, Any]:
+    with _DYNAMODB_LOCK:  # the table may be being put back right now
+        current = self.streams_backend.dynamodb.get_table(self.stream_shard.table.name).stream_shard
+        if current is not None:
+            self.stream_shard = current
+        result: dict[str, Any] = _original_shard_get(self, limit)
+        return result
 
 
 def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -161,6 +181,44 @@ def authorized_as(
 
 
 _original_check = access_control.IAMRequestBase.check_action_permitted
+_ALLOWED: set[tuple[str, str, str]] = set()  # (principal ARN, action, resource) moto allowed
+_ALLOWED_LOCK = threading.Lock()
+
+
+def _check_remembered(self: Any, resource: str) -> None:
+    """moto's identity-policy check, its allowed answers remembered until IAM changes (``_iam_changes``).
+    (An identity policy's verdict here depends only on the principal, the action and the resource:
+    moto evaluates no conditions in it. Role assumption also checks the trust policy: never kept.)"""
+    action = str(self._action)
+    if action.startswith("sts:"):
+        _original_check(self, resource)
+        return
+    key = (str(self._access_key.arn), action, resource)
+    if key in _ALLOWED:
+        return
+    with _ALLOWED_LOCK:
+        generation = _GENERATION[0]
+    _original_check(self, resource)  # raises when denied
+    with _ALLOWED_LOCK:
+        if generation == _GENERATION[0]:  # IAM did not change while moto was checking
+            _ALLOWED.add(key)
+
+
+_GENERATION = [0]
+
+
+def _iam_changes(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        finally:
+            with _ALLOWED_LOCK:
+                _GENERATION[0] += 1
+                _ALLOWED.clear()
+
+    run.__aftersync_iam_change__ = True  # type: ignore[attr-defined]
+    return run
 
 
 def _check_as_aws_does(self: Any, resource: str) -> None:
@@ -171,7 +229,7 @@ def _check_as_aws_does(self: Any, resource: str) -> None:
         ):
             self._action = checked_action
             try:
-                _original_check(self, checked_resource)
+                _check_remembered(self, checked_resource)
             except Exception:
                 for listener in list(IAM_DENIALS):
                     listener(self._access_key.arn, checked_action, checked_resource)
@@ -184,6 +242,11 @@ def apply() -> None:
     access_control.IAMRequestBase.check_action_permitted = _check_as_aws_does  # type: ignore[method-assign]
     events_models.Rule._send_to_sqs_queue = _send_to_sqs_with_account  # type: ignore[method-assign]
     SQSBackend.send_message = _send_as_sqs_does  # type: ignore[method-assign]
+    ShardIterator.get = _get_from_current_shard  # type: ignore[method-assign]
+    for name, method in inspect.getmembers(IAMBackend, inspect.isfunction):
+        reads = name.startswith(("_", "get_", "list_", "describe_")) or name in ("get_role_by_arn",)
+        if not reads and not getattr(method, "__aftersync_iam_change__", False):
+            setattr(IAMBackend, name, _iam_changes(method))
     for name, method in inspect.getmembers(DynamoDBBackend, inspect.isfunction):
         if not name.startswith("_") and not getattr(method, "__aftersync_serialised__", False):
             setattr(DynamoDBBackend, name, _serialised(method))

@@ -3,6 +3,12 @@
 Partial batch failures behave as on AWS: succeeded records are deleted, failed ones become visible
 again (after a short backoff here instead of the full visibility timeout) and the queue's redrive
 policy moves them to the DLQ after maxReceiveCount receives.
+
+They scale as the Lambda service's do: an SQS mapping keeps receiving while earlier batches run, up
+to ``max_in_flight`` batches at once (each invocation in an execution environment of its own, see
+``environments.py``), and long-polls so a message is picked up as soon as it lands; a stream mapping
+splits each batch by partition key over ``parallelization`` concurrent invocations (AWS's
+ParallelizationFactor: records of one key stay in order, in one invocation).
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -27,43 +35,83 @@ class SqsPoller(threading.Thread):
         queue_arn: str,
         region: str,
         retry_delay: Callable[[int], int] | None = lambda receives: min(receives, 3),
+        max_in_flight: int = 1,
     ) -> None:
         """``retry_delay``: how long a failed record stays hidden, by receive count — shorter than the
         queue's visibility so the sandbox moves fast. ``None`` does what Lambda does: nothing, so the
-        visibility the handler set (a consumer with its own backoff) or the queue's decides."""
+        visibility the handler set (a consumer with its own backoff) or the queue's decides.
+        ``max_in_flight``: batches invoked at once (the mapping's concurrency)."""
         super().__init__(name=f"poll-{function}-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
         self.retry_delay = retry_delay
         self.functions, self.function = functions, function
         self.queue_url, self.queue_arn, self.region = queue_url, queue_arn, region
+        self.max_in_flight = max(1, max_in_flight)
         self.stopping = threading.Event()
-        self.busy = False
         self.sqs = boto3.client("sqs")
+        self._slots = threading.Semaphore(self.max_in_flight)
+        self._in_flight = 0
+        self._count = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        """Holding messages (received, not yet deleted or released): drain() waits for them."""
+        return self._in_flight > 0
+
+    def _hold(self, delta: int) -> None:
+        with self._count:
+            self._in_flight += delta
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.poll_once(wait_seconds=1)  # long polling, as the Lambda service does
-            except Exception:  # a poller survives a stand-in hiccup, like the real event source mapping
-                time.sleep(0.2)
-            finally:
-                self.busy = False
+        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix=self.name) as batches:
+            while not self.stopping.is_set():
+                if not self._slots.acquire(timeout=0.5):
+                    continue  # every slot busy: receive more once a batch is done
+                try:
+                    with self.functions.role_of(self.function):
+                        messages = self._receive(wait_seconds=1)  # long polling, as the Lambda service does
+                except Exception:  # a poller survives a stand-in hiccup, like the real event source mapping
+                    messages = []
+                    time.sleep(0.2)
+                if not messages:
+                    self._slots.release()
+                    continue
+                self._hold(1)  # (until now the queue counts them as in flight)
+                batches.submit(self._run_batch, messages)
+
+    def _run_batch(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            with self.functions.role_of(self.function):
+                self._invoke(messages)
+        except Exception:  # noqa: S110 - the messages reappear after their visibility timeout, as on AWS
+            pass
+        finally:
+            self._hold(-1)
+            self._slots.release()
 
     def poll_once(self, wait_seconds: int = 0) -> int:
+        """Receive one batch and invoke the function with it, on this thread."""
         # The event source mapping receives, deletes and hides with the function's role, as Lambda does.
         with self.functions.role_of(self.function):
-            return self._poll_once(wait_seconds)
+            messages = self._receive(wait_seconds)
+            if messages:
+                self._hold(1)
+                try:
+                    self._invoke(messages)
+                finally:
+                    self._hold(-1)
+            return len(messages)
 
-    def _poll_once(self, wait_seconds: int) -> int:
-        messages = self.sqs.receive_message(
+    def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=wait_seconds,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
-        if not messages:
-            return 0
-        self.busy = True  # holding messages: drain() waits for this batch
+        return messages
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> None:
         event = {"Records": [sqs_record(m, self.queue_arn, self.region) for m in messages]}
         try:
             response = self.functions.invoke(self.function, event) or {}
@@ -82,7 +130,6 @@ class SqsPoller(threading.Thread):
                 )
             else:
                 self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return len(messages)
 
 
 class StreamPoller(threading.Thread):
@@ -96,8 +143,10 @@ class StreamPoller(threading.Thread):
         failure_queue_url: str,
         region: str,
         max_retries: int = 3,
+        parallelization: int = 1,
     ) -> None:
         super().__init__(name=f"poll-{function}-stream", daemon=True)
+        self.parallelization = max(1, parallelization)
         self.functions, self.function, self.stream_arn, self.region = functions, function, stream_arn, region
         self.failure_queue_url, self.max_retries = failure_queue_url, max_retries
         self.stopping = threading.Event()
@@ -137,8 +186,26 @@ class StreamPoller(threading.Thread):
             records = [{**r, "eventSourceARN": self.stream_arn} for r in response.get("Records", [])]
             total += len(records)
             if records:
-                self.deliver(records)
+                self.deliver_in_parallel(records)
         return total
+
+    def deliver_in_parallel(self, records: list[dict[str, Any]]) -> None:
+        """The batch split by partition key over ``parallelization`` invocations at once (each key's
+        records in order, in one of them); the shard moves on when all of them are done."""
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for record in records:
+            key = json.dumps(record.get("dynamodb", {}).get("Keys", {}).get("pk"), sort_keys=True, default=str)
+            groups.setdefault(zlib.crc32(key.encode()) % self.parallelization, []).append(record)
+        if len(groups) == 1:
+            self.deliver(records)
+            return
+
+        def deliver(group: list[dict[str, Any]]) -> None:
+            with self.functions.role_of(self.function):  # this thread, too, reads as the function's role
+                self.deliver(group)
+
+        with ThreadPoolExecutor(len(groups), thread_name_prefix=self.name) as pool:
+            list(pool.map(deliver, groups.values()))
 
     def deliver(self, records: list[dict[str, Any]]) -> None:
         pending, attempts = records, 0

@@ -24,6 +24,7 @@ from infra.config import ROOT, EnvironmentConfig, load_environment
 from infra.sandbox import iam as sandbox_iam
 from infra.sandbox import moto_fidelity
 from infra.sandbox.alarms import SandboxAlarms
+from infra.sandbox.environments import DEFAULT_CONCURRENCY, ProcessFunctions
 from infra.sandbox.http_servers import FakeShop, FakeTarget, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
@@ -63,11 +64,17 @@ class Sandbox:
         verbose: bool = False,
         announce: bool = True,
         enforce_iam: bool = True,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        serial: bool = False,
     ) -> None:
         """``announce``: write ``.aftersync/sandbox.json`` so other ``aftersync`` commands find this
         sandbox (``aftersync local``); a one-off run (the demo) leaves a running sandbox's file alone.
         ``enforce_iam``: each function runs with its stack role's policy and the stand-in checks every
-        call (see ``infra/sandbox/iam.py``); everything else is the operator, allowed everything."""
+        call (see ``infra/sandbox/iam.py``); everything else is the operator, allowed everything.
+        ``concurrency``: execution environments per function (worker processes, see
+        ``infra/sandbox/environments.py``), and batches each event source mapping has in flight.
+        ``serial``: the sandbox as it was before issue 15, for the benchmark's baseline: every handler
+        in this process under one lock, one batch at a time per queue, a listen backlog of 5."""
         self.environment = environment
         self.api_port = api_port
         self.state_file = sandbox_state_file()  # where the CLI looks for it (ops.resources)
@@ -75,6 +82,8 @@ class Sandbox:
         self.verbose = verbose
         self.announce = announce
         self.enforce_iam = enforce_iam
+        self.concurrency = 1 if serial else concurrency
+        self.serial = serial
         self.pollers: list[Any] = []
         self.iam_denials: list[str] = []
         self.operator: sandbox_iam.Frozen | None = None
@@ -135,8 +144,7 @@ class Sandbox:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = self.state_file.parent / ("sandbox.log" if self.announce else "demo.log")
         self.log_file.write_text("", encoding="utf-8")
-        self.functions = Functions(self.cfg.region, self.cfg.resource("fn"), self.log_file)
-        self.functions.echo = self.verbose
+        credentials: dict[str, sandbox_iam.Frozen] | None = None
         if self.enforce_iam:
             arns = sandbox_iam.SandboxArns(
                 template.result(),
@@ -146,11 +154,33 @@ class Sandbox:
                 names={"/Storage/Archive/Resource": self.resources.refs.archive_bucket},
             )
             roles = sandbox_iam.create_function_roles(sandbox_iam.function_policies(arns), operator_arn)
-            self.functions.credentials = {
-                n: roles[self.cfg.resource(n)] for n in FUNCTIONS if self.cfg.resource(n) in roles
-            }
+            credentials = {n: roles[self.cfg.resource(n)] for n in FUNCTIONS if self.cfg.resource(n) in roles}
+        if self.serial:
+            self.functions = Functions(self.cfg.region, self.cfg.resource("fn"), self.log_file)
+        else:
+            self.functions = ProcessFunctions(
+                self.cfg.region,
+                self.cfg.resource("fn"),
+                {name: self._function_environment(name, credentials) for name in FUNCTIONS},
+                self.log_file,
+                concurrency=self.concurrency,
+                timeouts={
+                    name: float(spec.timeout_seconds or self.cfg.consumer_timeout_seconds)
+                    for name, spec in FUNCTIONS.items()
+                },
+            )
+        self.functions.echo = self.verbose
+        self.functions.credentials = credentials
+        if isinstance(self.functions, ProcessFunctions):
+            # one warm environment per function on the webhook's path before the first request
+            self.functions.warm(["ingest", "normalise", "sync", "publish", "deliver"])
 
-        self.api = gateway("127.0.0.1", self.api_port, lambda event: self.functions.invoke("ingest", event))
+        self.api = gateway(
+            "127.0.0.1",
+            self.api_port,
+            lambda event: self.functions.invoke("ingest", event),
+            backlog=5 if self.serial else 128,
+        )
         self.api_port = self.api.server_port
         serve(self.api)
         for spec in queues(self.cfg):
@@ -164,6 +194,7 @@ class Sandbox:
                         self.cfg.region,
                         # deliver sets each failed message's visibility itself (backoff, circuit)
                         retry_delay=None if spec.consumer == "deliver" else lambda receives: min(receives, 3),
+                        max_in_flight=self.concurrency,
                     )
                 )
         for function in ("publish", "audit-archive"):  # two readers of the table stream, as deployed
@@ -174,6 +205,7 @@ class Sandbox:
                     self.resources.stream_arn,
                     self.resources.queue_urls["publish-dlq"],
                     self.cfg.region,
+                    parallelization=self.concurrency,
                 )
             )
         self.alarms = SandboxAlarms(self.cfg, self.functions.emf, self.queue_depths, self.resources.alarm_topics)
@@ -183,6 +215,20 @@ class Sandbox:
         if self.announce:
             self._write_state_file()
         return self
+
+    def _function_environment(self, name: str, credentials: dict[str, sandbox_iam.Frozen] | None) -> dict[str, str]:
+        """What function ``name``'s execution environment sees: the sandbox's variables (every function's
+        settings, as set above), its own name, and its role's session credentials as Lambda gives them."""
+        environment = dict(os.environ)
+        environment["AWS_LAMBDA_FUNCTION_NAME"] = self.cfg.resource(name)
+        environment.pop("AWS_SESSION_TOKEN", None)
+        role = (credentials or {}).get(name)
+        if role is not None:
+            environment["AWS_ACCESS_KEY_ID"] = role.access_key
+            environment["AWS_SECRET_ACCESS_KEY"] = role.secret_key
+            if role.token:
+                environment["AWS_SESSION_TOKEN"] = role.token
+        return environment
 
     def _denied(self, principal: str, action: str, resource: str) -> None:
         """A call the caller's policy does not allow: into the handler log, and counted."""
@@ -232,9 +278,12 @@ class Sandbox:
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stopping.set()
-        for poller in self.pollers:
-            poller.join(timeout=5)
+        deadline = time.monotonic() + 10  # all of them together: a batch still running is dropped, as a
+        for poller in self.pollers:  # Lambda shut down mid-batch would (its messages come back)
+            poller.join(timeout=max(0.0, deadline - time.monotonic()))
         self.api.shutdown()
+        if isinstance(self.functions, ProcessFunctions):
+            self.functions.close()
         self.target.server.shutdown()
         self.robot.server.shutdown()
         self.shop.server.shutdown()

@@ -14,11 +14,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from infra.sandbox.http_servers import _Quiet
+from infra.sandbox.http_servers import Server, _Quiet
 from shared.delivery.robot import (
     BUSY,
     INVALID_KEY,
@@ -109,7 +108,7 @@ class FakeWeComRobot:
                 with service.lock:
                     self._reply(200, json.dumps(service.messages, ensure_ascii=False).encode())
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server = Server((host, port), Handler)
 
     @property
     def url(self) -> str:
