@@ -29,7 +29,7 @@ STAGES: dict[str, set[str]] = {
     "notify": {"adapters", "delivery", "sources"},
     "reconcile": {"adapters", "delivery", "intake", "pulls", "sources", "state"},
     "amazon_intake": {"adapters", "intake", "sources"},
-    "audit_archive": {"adapters"},
+    "audit_archive": {"adapters", "state"},  # state.audit_archive: the batch objects (stdlib only)
 }
 PACKAGES = {"adapters", "automation", "delivery", "identity", "intake", "pulls", "sources", "state"}
 SOURCE_ADAPTERS = {
