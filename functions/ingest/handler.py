@@ -7,12 +7,10 @@ import json
 from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from botocore.config import Config
 
 from shared.adapters.idempotency import AdmissionLedger
 from shared.adapters.s3 import S3Archive
@@ -30,7 +28,7 @@ app = APIGatewayRestResolver()
 # The inbox send (the second call before the ack) ends, sent or failed, within about the admission
 # record's lease (ADMISSION_LEASE_SECONDS): a send that overran it may meet a copy that sends again
 # (harmless), and a failed one gives its record up for the platform's retry.
-SEND_WITHIN_LEASE = Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 2})
+SEND_TIMEOUT_SECONDS = 1.0
 
 
 @cache
@@ -44,7 +42,7 @@ def ports() -> IngestPorts:
     return IngestPorts(
         secrets=SecretReader(max_age=s.secrets_max_age_seconds),
         archive=S3Archive(s.archive_bucket),
-        inbox=SqsQueue(s.inbox_queue_url, boto3.client("sqs", config=SEND_WITHIN_LEASE)),
+        inbox=SqsQueue(s.inbox_queue_url, call_timeout_seconds=SEND_TIMEOUT_SECONDS),
         once=AdmissionLedger(s.idempotency_table, s.idempotency_ttl_seconds),
     )
 

@@ -26,13 +26,26 @@ def carriable_json(document: str) -> str:
 class SqsQueue:
     """Sends JSON documents (``carriable_json``: nothing SQS refuses reaches it)."""
 
-    def __init__(self, url: str, client: SQSClient | None = None) -> None:
+    def __init__(self, url: str, client: SQSClient | None = None, call_timeout_seconds: float | None = None) -> None:
+        """``call_timeout_seconds``: each send connects and reads within it, and is tried at most twice (a
+        sender bound by a deadline, e.g. ingest within its admission lease); else boto3's defaults."""
         self.url = url
         self._client = client
+        self.call_timeout_seconds = call_timeout_seconds
 
     @cached_property
     def client(self) -> SQSClient:
-        return self._client or boto3.client("sqs")
+        if self._client is not None:
+            return self._client
+        if self.call_timeout_seconds is None:
+            return boto3.client("sqs")
+        from botocore.config import Config
+
+        timeout = self.call_timeout_seconds
+        bounded = Config(
+            connect_timeout=timeout, read_timeout=timeout, retries={"mode": "standard", "total_max_attempts": 2}
+        )
+        return boto3.client("sqs", config=bounded)
 
     def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
         kwargs: dict[str, Any] = {"QueueUrl": self.url, "MessageBody": carriable_json(body)}
