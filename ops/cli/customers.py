@@ -1,8 +1,12 @@
-"""``aftersync customers``: merge candidates, and a person's decision on them."""
+"""``aftersync customers``: merge candidates, a person's decision on them, and re-resolution of what is
+stored under today's rules (``relink``, with a dry run and an undo)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json as jsonlib
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,6 +15,10 @@ from ops.cli.common import AwsOption, ConfigOption, EnvOption, JsonOption, Where
 from ops.resources import Resources
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
+from shared.constants import tenant_salt_secret_name
+from shared.identity.names import name_hashes
+from shared.identity.relink import plan_relink
+from shared.identity.resolver import salt_from_secret
 
 app = typer.Typer(help="customer identity: merge candidates, and a person's decision on them", no_args_is_help=True)
 
@@ -87,3 +95,117 @@ def _decide(resources: Resources, ids: list[str], merge: bool, by: str, tenant: 
         say(f"merged {', '.join(ids[1:])} into {ids[0]}: their keys and later events answer to {ids[0]}")
     else:
         say(f"kept apart: {', '.join(ids)} (no resolution will join them)")
+
+
+@app.command(
+    help="re-resolve the stored customers under today's rules: joins (audited, undoable) and merge candidates; "
+    "run once after upgrading (it also rewrites names older profiles hold in clear as salted hashes)"
+)
+def relink(
+    by: Annotated[str | None, typer.Option("--by", help="who runs it (kept with every join)")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list what would be joined and proposed; change nothing")
+    ] = False,
+    undo: Annotated[
+        str | None, typer.Option("--undo", help="undo the joins of this run (they are then kept apart)")
+    ] = None,
+    tenant: TenantOption = "demo",
+    json: JsonOption = False,
+    env: EnvOption = "dev",
+    aws: AwsOption = False,
+    config: ConfigOption = None,
+) -> None:
+    where = Where(aws, env, config)
+    if not dry_run and not by:
+        refuse("aftersync: --by is required to relink (or use --dry-run)")
+    if undo and dry_run:
+        refuse("aftersync: --undo and --dry-run do not go together")
+    resources = where.resources()
+    index = DynamoIdentityIndex(resources.state_table, tenant, resources.dynamodb())
+    if undo:
+        _undo(index, undo, str(by), json)
+        return
+    name = tenant_salt_secret_name(where.environment().secrets_prefix, tenant)
+    secret = resources.session().client("secretsmanager", endpoint_url=resources.endpoint_url)
+    salt = salt_from_secret(jsonlib.loads(secret.get_secret_value(SecretId=name)["SecretString"]), name)
+    plan = plan_relink(index, salt)
+    legacy = index.legacy_profiles()
+    run = None
+    if not dry_run:
+        run = datetime.now(UTC).strftime("rl-%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+        entries = []
+        for join in plan.joins:
+            index.absorb(join.absorbed, join.survivor, (*join.evidence, f"relink {run}"), by=f"{by} (relink {run})")
+            index.record_decision([join.survivor, join.absorbed], True, f"{by} (relink {run})", join.evidence)
+            entries.append(join.as_dict())
+        for proposal in plan.candidates:
+            index.merge_candidate(proposal.customers, proposal.evidence)
+        for customer_id in legacy:
+            clear = index.profile(customer_id).legacy_names
+            hashes = name_hashes(None, salt)
+            for old in clear:
+                hashes |= name_hashes(old, salt)
+            index.rewrite_legacy_names(customer_id, hashes, clear)
+        index.journal(
+            run,
+            entries,
+            {
+                "by": by,
+                "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "joins": len(entries),
+                "candidates": len(plan.candidates),
+                "profiles_rewritten": len(legacy),
+            },
+        )
+    result: dict[str, Any] = {
+        "run": run,
+        "dry_run": dry_run,
+        "joins": [j.as_dict() for j in plan.joins],
+        "candidates": [c.as_dict() for c in plan.candidates],
+        "profiles_rewritten": len(legacy),
+    }
+    if json:
+        emit_json(result)
+        return
+    if plan.joins:
+        table = Table("survivor", "absorbed", "evidence")
+        for j in plan.joins:
+            table.add_row(j.survivor, j.absorbed, ", ".join(j.evidence))
+        console.print(table)
+    if plan.candidates:
+        table = Table("merge candidate", "evidence")
+        for c in plan.candidates:
+            table.add_row(" ".join(c.customers), ", ".join(c.evidence))
+        console.print(table)
+    verb = "would join" if dry_run else "joined"
+    say(
+        f"{verb} {len(plan.joins)} customer(s), {'would propose' if dry_run else 'proposed'} "
+        f"{len(plan.candidates)} merge candidate(s), {'would rewrite' if dry_run else 'rewrote'} "
+        f"{len(legacy)} profile(s) holding names in clear, for tenant {tenant}"
+        + (f"; run {run} (undo: aftersync customers relink --undo {run} --by <you>)" if run else "")
+    )
+
+
+def _undo(index: DynamoIdentityIndex, run: str, by: str, json: bool) -> None:
+    header, joins = index.run_journal(run)
+    if header is None:
+        refuse(f"aftersync: no relink run {run!r} for tenant {index.tenant!r}")
+    undone, skipped = [], []
+    for join in reversed(joins):
+        survivor, absorbed = join["survivor"], join["absorbed"]
+        if index.canonical(absorbed) == absorbed:
+            skipped.append({"survivor": survivor, "absorbed": absorbed, "why": "no longer absorbed"})
+            continue
+        index.split(absorbed)
+        index.keep_apart([survivor, absorbed])
+        index.record_decision([survivor, absorbed], False, f"{by} (undo relink {run})", ("undo of a relink",))
+        undone.append({"survivor": survivor, "absorbed": absorbed})
+    index.journal(run, joins, {**header, "undone_by": by, "undone_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    if json:
+        emit_json({"run": run, "undone": undone, "skipped": skipped})
+        return
+    for u in undone:
+        say(f"split {u['absorbed']} from {u['survivor']}: it answers for itself again (kept apart)")
+    for k in skipped:
+        say(f"skipped {k['absorbed']}: {k['why']}")
+    say(f"undid {len(undone)} join(s) of relink run {run}")

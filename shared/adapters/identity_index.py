@@ -2,10 +2,15 @@
 
 - ``{tenant}#idkey#{hash}`` / ``KEY``: the customers holding a key (one for a strong key, a family
   for a phone); claimed with a condition so two writers cannot give one strong key to two customers;
-- ``{tenant}#idprofile#{id}`` / ``PROFILE``: normalised names and strong-key hashes by kind, and
-  ``alias_of`` (with ``absorbed_on``, the evidence, and ``absorbed_at``) once the customer was found
-  to be another one and absorbed into it;
-- ``{tenant}#merge#{a}|{b}`` / ``CANDIDATE``: a possible merge for a person to decide.
+- ``{tenant}#idprofile#{id}`` / ``PROFILE``: the name hashes (``name_keys``, ``name_forms``,
+  ``name_written``: salted HMACs, see ``shared.identity.names``) and strong-key hashes by kind, and
+  ``alias_of`` (with ``absorbed_on``, the evidence, ``absorbed_at``, ``absorbed_by`` and ``lent``: what
+  the absorption added to the survivor, so it can be undone) once the customer was found to be another
+  one and absorbed into it. A profile written before names were keyed across scripts holds its names in
+  clear (``names``) until ``aftersync customers relink`` rewrites them;
+- ``{tenant}#merge#{a}|{b}`` / ``CANDIDATE``: a possible merge for a person to decide;
+- ``{tenant}#relink#{run}`` / ``RUN`` and ``JOIN#{n}``: an ``aftersync customers relink`` run and its
+  joins, in order (the journal an undo replays backwards).
 
 One instance serves one resolution: it reads the owners' profiles in one batch and reuses them.
 The profile of the customer a record most likely names (``expect``) and the states the record will
@@ -15,6 +20,7 @@ loading the states costs one BatchGetItem and no write.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
@@ -24,7 +30,10 @@ import boto3
 from botocore.exceptions import ClientError
 
 from shared.adapters.state_store import ReadAhead
+from shared.identity.names import NameHashes
 from shared.identity.resolver import STRONG, CustomerProfile, KeyKind
+
+NAME_ATTRIBUTES = {"name_keys": "names", "name_forms": "forms", "name_written": "written"}
 
 if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
     from types_boto3_dynamodb.client import DynamoDBClient
@@ -113,14 +122,18 @@ class DynamoIdentityIndex:
     def profile(self, customer_id: str) -> CustomerProfile:
         item = self._profiles.get(self.canonical(customer_id), {})
         profile = CustomerProfile(
-            names=set(item.get("names", {}).get("SS", [])), apart=set(item.get("apart", {}).get("SS", []))
+            names=set(item.get("name_keys", {}).get("SS", [])),
+            apart=set(item.get("apart", {}).get("SS", [])),
+            forms=set(item.get("name_forms", {}).get("SS", [])),
+            written=set(item.get("name_written", {}).get("SS", [])),
+            legacy_names=set(item.get("names", {}).get("SS", [])),
         )
         for attribute, value in item.items():
             if attribute.startswith("kind_"):
                 profile.strong_kinds[attribute[5:]] = set(value["SS"])
         return profile
 
-    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], name: str | None) -> None:
+    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], names: NameHashes | None) -> None:
         customer_id = self.canonical(customer_id)
         won: list[tuple[str, KeyKind]] = []
         for h, kind in keys:
@@ -139,19 +152,10 @@ class DynamoIdentityIndex:
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise  # a lost race for a strong key: it stays with the other customer
-        self._add_to_profile(customer_id, won, {name} if name else set())
+        self._add_to_profile(customer_id, _additions(won, names or NameHashes()))
 
-    def _add_to_profile(
-        self, customer_id: str, keys: Iterable[tuple[str, str]], names: set[str], apart: Iterable[str] = ()
-    ) -> None:
-        additions: dict[str, set[str]] = {}
-        for h, kind in keys:
-            if kind in STRONG:
-                additions.setdefault(f"kind_{kind}", set()).add(h)
-        if names:
-            additions["names"] = names
-        if apart:
-            additions["apart"] = set(apart)
+    def _add_to_profile(self, customer_id: str, additions: dict[str, set[str]]) -> None:
+        additions = {attribute: values for attribute, values in additions.items() if values}
         if not additions:
             return
         self.client.update_item(
@@ -163,19 +167,34 @@ class DynamoIdentityIndex:
         )
         self._profiles.pop(customer_id, None)  # changed: read again when next needed
 
-    def absorb(self, alias: str, customer_id: str, evidence: Sequence[str]) -> None:
+    def absorb(self, alias: str, customer_id: str, evidence: Sequence[str], by: str | None = None) -> None:
         alias, customer_id = self.canonical(alias), self.canonical(customer_id)
         if alias == customer_id:
             return
-        gone = self.profile(alias)
-        self._add_to_profile(
-            customer_id,
-            [(h, kind) for kind, hashes in gone.strong_kinds.items() for h in hashes],
-            gone.names,
-            gone.apart - {customer_id},
-        )
+        gone, kept = self._profiles.get(alias, {}), self._profiles.get(customer_id, {})
+        # What the survivor gains (and only that): kept with the alias, so the join can be undone.
+        lent = {
+            attribute: sorted(set(value["SS"]) - set(kept.get(attribute, {}).get("SS", [])))
+            for attribute, value in gone.items()
+            if _lendable(attribute) and "SS" in value
+        }
+        lent = {attribute: values for attribute, values in lent.items() if values}
+        apart = set(lent.pop("apart", [])) - {customer_id}
+        self._add_to_profile(customer_id, {**{a: set(v) for a, v in lent.items()}, "apart": apart})
+        if apart:
+            lent["apart"] = sorted(apart)
         # The alias pointer and a check that the survivor is not itself absorbed, together: two workers
         # joining the same pair from opposite ends cannot make each other's alias (a cycle).
+        values: dict[str, AttributeValueTypeDef] = {
+            ":c": {"S": customer_id},
+            ":e": {"SS": sorted(set(evidence)) or ["unknown"]},
+            ":t": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
+            ":l": {"S": json.dumps(lent, sort_keys=True)},
+        }
+        by_clause = ""
+        if by:
+            values[":b"] = {"S": by}
+            by_clause = ", absorbed_by = :b"
         try:
             self.client.transact_write_items(
                 TransactItems=[
@@ -183,13 +202,10 @@ class DynamoIdentityIndex:
                         "Update": {
                             "TableName": self.table,
                             "Key": self._profile_key(alias),
-                            "UpdateExpression": "SET alias_of = :c, absorbed_on = :e, absorbed_at = :t",
+                            "UpdateExpression": "SET alias_of = :c, absorbed_on = :e, absorbed_at = :t, lent = if_not_exists(lent, :l)"
+                            + by_clause,
                             "ConditionExpression": "attribute_not_exists(alias_of) OR alias_of = :c",
-                            "ExpressionAttributeValues": {
-                                ":c": {"S": customer_id},
-                                ":e": {"SS": sorted(set(evidence)) or ["unknown"]},
-                                ":t": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
-                            },
+                            "ExpressionAttributeValues": values,
                         }
                     },
                     {
@@ -209,6 +225,50 @@ class DynamoIdentityIndex:
                 f"customer {alias} or {customer_id} was absorbed meanwhile; the message will be retried"
             ) from exc
         self._profiles.pop(alias, None)
+
+    def split(self, alias: str) -> str:
+        """Undo an absorption: ``alias`` answers for itself again, and the survivor gives back what the
+        join added to it (its own keys and names stay). Returns the survivor it was absorbed into."""
+        self._profiles.pop(alias, None)
+        self._load_profiles([alias])
+        item = self._profiles[alias]
+        if "alias_of" not in item:
+            raise ValueError(f"customer {alias} was not absorbed into another one")
+        survivor = item["alias_of"]["S"]
+        lent: dict[str, list[str]] = json.loads(item.get("lent", {}).get("S", "{}"))
+        removals = {attribute: values for attribute, values in lent.items() if values}
+        survivor_update: dict[str, Any] = {"TableName": self.table, "Key": self._profile_key(survivor)}
+        if removals:
+            survivor_update["UpdateExpression"] = "DELETE " + ", ".join(f"#a{i} :v{i}" for i in range(len(removals)))
+            survivor_update["ExpressionAttributeNames"] = {f"#a{i}": a for i, a in enumerate(removals)}
+            survivor_update["ExpressionAttributeValues"] = {
+                f":v{i}": {"SS": sorted(v)} for i, v in enumerate(removals.values())
+            }
+        self.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": self._profile_key(alias),
+                        "UpdateExpression": "REMOVE alias_of, absorbed_on, absorbed_at, absorbed_by, lent",
+                        "ConditionExpression": "alias_of = :s",
+                        "ExpressionAttributeValues": {":s": {"S": survivor}},
+                    }
+                },
+                {"Update": survivor_update}  # type: ignore[typeddict-item]  # built above, by removals
+                if removals
+                else {
+                    "ConditionCheck": {
+                        "TableName": self.table,
+                        "Key": self._profile_key(survivor),
+                        "ConditionExpression": "attribute_exists(pk)",
+                    }
+                },
+            ]
+        )
+        self._profiles.pop(alias, None)
+        self._profiles.pop(survivor, None)
+        return survivor
 
     def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
         ids = sorted(customer_ids)
@@ -232,7 +292,7 @@ class DynamoIdentityIndex:
         """These are different people: no resolution will join them, whatever a later record says."""
         ids = sorted({self.canonical(c) for c in customer_ids})
         for customer_id in ids:
-            self._add_to_profile(customer_id, [], set(), set(ids) - {customer_id})
+            self._add_to_profile(customer_id, {"apart": set(ids) - {customer_id}})
 
     def candidates(self) -> list[dict[str, Any]]:
         """Every merge candidate of the tenant, open or decided: an operator's scan, never on a hot path."""
@@ -263,9 +323,14 @@ class DynamoIdentityIndex:
         survivor, *others = customer_ids
         if merge:
             for other in others:
-                self.absorb(other, survivor, ("confirmed by a person",))
+                self.absorb(other, survivor, ("confirmed by a person",), by=by)
         else:
             self.keep_apart(customer_ids)
+        return self.record_decision(customer_ids, merge, by, ("decided by a person",))
+
+    def record_decision(self, customer_ids: Sequence[str], merge: bool, by: str, evidence: Sequence[str]) -> str:
+        """Keep a decision on these customers with their candidate (created if none was raised), so it is
+        listed by ``aftersync customers candidates --all`` and not raised again."""
         ids = sorted(customer_ids)
         status = "merged" if merge else "kept_apart"
         values: dict[str, AttributeValueTypeDef] = {
@@ -273,17 +338,128 @@ class DynamoIdentityIndex:
             ":s": {"S": status},
             ":by": {"S": by},
             ":at": {"S": datetime.now(UTC).isoformat(timespec="seconds")},
-            ":ev": {"SS": ["decided by a person"]},
+            ":ev": {"SS": sorted(set(evidence)) or ["unknown"]},
         }
         if merge:
-            values[":sv"] = {"S": survivor}
+            values[":sv"] = {"S": customer_ids[0]}
         self.client.update_item(
             TableName=self.table,
             Key={"pk": {"S": f"{self.tenant}#merge#{'|'.join(ids)}"}, "sk": {"S": "CANDIDATE"}},
             UpdateExpression="SET customers = :ids, #s = :s, decided_by = :by, decided_at = :at"
-            + (", survivor = :sv" if merge else "")
+            + (", survivor = :sv" if merge else " REMOVE survivor")
             + " ADD evidence :ev",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues=values,
         )
         return status
+
+    # --- re-resolution of what is stored (``aftersync customers relink``) -----------------------------
+    def _scan(
+        self, filter_expression: str, values: dict[str, Any], projection: str | None = None
+    ) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "FilterExpression": filter_expression,
+            "ExpressionAttributeValues": values,
+        }
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+        while True:
+            page = self.client.scan(**kwargs)
+            found.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def shared_keys(self) -> list[set[str]]:
+        """The customers of every key held by more than one (a strong key is held by one at most, so
+        these are phones a family or one person's partial records share): an operator's scan."""
+        items = self._scan(
+            "sk = :k AND begins_with(pk, :p) AND size(customers) > :one",
+            {":k": {"S": "KEY"}, ":p": {"S": f"{self.tenant}#idkey#"}, ":one": {"N": "1"}},
+            "customers",
+        )
+        return [set(i["customers"]["SS"]) for i in items]
+
+    def legacy_profiles(self) -> list[str]:
+        """Customers whose profile still holds names in clear (written before names were hashed)."""
+        items = self._scan(
+            "sk = :p AND begins_with(pk, :t) AND attribute_exists(names)",
+            {":p": {"S": "PROFILE"}, ":t": {"S": f"{self.tenant}#idprofile#"}},
+            "pk",
+        )
+        return sorted(i["pk"]["S"].split("#idprofile#", 1)[1] for i in items)
+
+    def rewrite_legacy_names(self, customer_id: str, hashes: NameHashes, clear: set[str]) -> None:
+        """Replace the clear names of a profile with their hashes (only if they are still those names)."""
+        additions = {a: v for a, v in _additions([], hashes).items() if v}
+        sets = ", ".join(f"#a{i} :v{i}" for i in range(len(additions)))
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._profile_key(customer_id),
+                UpdateExpression=(f"ADD {sets} " if additions else "") + "REMOVE #names",
+                ConditionExpression="#names = :clear",
+                ExpressionAttributeNames={"#names": "names", **{f"#a{i}": a for i, a in enumerate(additions)}},
+                ExpressionAttributeValues={
+                    ":clear": {"SS": sorted(clear)},
+                    **{f":v{i}": {"SS": sorted(v)} for i, v in enumerate(additions.values())},
+                },
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            raise RuntimeError(f"customer {customer_id}'s names changed meanwhile; run relink again") from exc
+        self._profiles.pop(customer_id, None)
+
+    def journal(self, run: str, entries: Sequence[dict[str, Any]], header: dict[str, Any]) -> None:
+        """Record a relink run (its header, then each join in order): what an undo replays."""
+        pk = {"S": f"{self.tenant}#relink#{run}"}
+        for n, entry in enumerate(entries):
+            self.client.put_item(
+                TableName=self.table,
+                Item={"pk": pk, "sk": {"S": f"JOIN#{n:06d}"}, "record": {"S": json.dumps(entry, sort_keys=True)}},
+            )
+        self.client.put_item(
+            TableName=self.table,
+            Item={"pk": pk, "sk": {"S": "RUN"}, "record": {"S": json.dumps(header, sort_keys=True)}},
+        )
+
+    def run_journal(self, run: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        """A relink run's header and its joins in order; (None, []) for no such run."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"{self.tenant}#relink#{run}"}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        header = next((json.loads(i["record"]["S"]) for i in items if i["sk"]["S"] == "RUN"), None)
+        joins = [
+            json.loads(i["record"]["S"]) for i in sorted(items, key=lambda i: i["sk"]["S"]) if i["sk"]["S"] != "RUN"
+        ]
+        return header, joins
+
+
+def _lendable(attribute: str) -> bool:
+    return attribute.startswith("kind_") or attribute in {*NAME_ATTRIBUTES, "names", "apart"}
+
+
+def _additions(keys: Iterable[tuple[str, str]], names: NameHashes) -> dict[str, set[str]]:
+    additions: dict[str, set[str]] = {}
+    for h, kind in keys:
+        if kind in STRONG:
+            additions.setdefault(f"kind_{kind}", set()).add(h)
+    additions["name_keys"], additions["name_forms"], additions["name_written"] = (
+        set(names.keys),
+        set(names.forms),
+        set(names.written),
+    )
+    return additions

@@ -7,6 +7,11 @@ Key strength:
 - weak: phone (families share one). A phone alone links a record to an existing customer only when
   exactly one customer with that phone also has the same name and no conflicting strong key.
 
+Names compare across scripts and orders (``shared.identity.names``): ``Lei Li``, ``LI Lei`` and ``李雷``
+are the same name. A name alone never links anything. Homophones written in other characters (``李蕾``
+and ``李雷``) are not the same name for a join: where nothing else tells two such customers apart, a
+merge candidate is recorded for a person, never a merge.
+
 When one record carries strong keys of two existing customers (a shop account known by e-mail, a
 WeChat follower known by OpenID, and the CRM record that has both), they are absorbed into one only
 when every one of them goes by the record's name and no strong key kind tells them apart (two
@@ -23,12 +28,15 @@ import hmac
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from shared.errors import ConfigurationError
+from shared.identity.names import NameHashes, name_hashes
 from shared.models import Customer
+
+NameMatch = Literal["same", "homophone", "different"]
 
 KeyKind = Literal["source_id", "email", "wecom", "openid", "card", "phone"]
 STRONG: frozenset[str] = frozenset({"source_id", "email", "wecom", "openid", "card"})
@@ -66,6 +74,8 @@ def normalise_email(raw: str | None) -> str | None:
 
 
 def normalise_name(raw: str | None) -> str | None:
+    """A name as the index kept it in clear before names were keyed across scripts (read only to
+    understand such profiles; see ``CustomerProfile.legacy_names``)."""
     if not raw:
         return None
     value = unicodedata.normalize("NFKC", raw).casefold()
@@ -94,6 +104,8 @@ MIN_SALT_LENGTH = 32
 # account (a guest-checkout placeholder, a B2B account ordered for by many buyers): past this many its
 # profile takes no more, so it is not written on every order and does not grow without bound.
 SHARED_ACCOUNT_LIMIT = 8
+# A name is one to a few keys (a one-word romanisation splits more than one way; ü two ways).
+NAME_KEY_LIMIT = SHARED_ACCOUNT_LIMIT * 4
 
 
 def salt_from_secret(secret: dict[str, object] | None, name: str) -> bytes:
@@ -127,9 +139,9 @@ class IdentityIndex(Protocol):
 
     def profile(self, customer_id: str) -> CustomerProfile: ...
 
-    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], name: str | None) -> None:
-        """Attach ``(hash, kind)`` keys and the name to a customer; a strong key goes to one customer only
-        (a claim that lost a race to another customer is dropped, never moved)."""
+    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], names: NameHashes | None) -> None:
+        """Attach ``(hash, kind)`` keys and the name's hashes to a customer; a strong key goes to one
+        customer only (a claim that lost a race to another customer is dropped, never moved)."""
 
     def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
         """Record a possible merge for a person, once: a candidate already decided is not raised again."""
@@ -141,9 +153,49 @@ class IdentityIndex(Protocol):
 
 @dataclass
 class CustomerProfile:
-    names: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)  # name key hashes (``NameHashes.keys``)
     strong_kinds: dict[str, set[str]] = field(default_factory=dict)  # kind -> hashes
     apart: set[str] = field(default_factory=set)  # customers a person decided are someone else
+    forms: set[str] = field(default_factory=set)  # hashes of a name key with its hanzi form
+    written: set[str] = field(default_factory=set)  # hashes of the name keys a hanzi form was seen under
+    # Names a profile written before names were keyed across scripts holds in clear (normalised); read
+    # as their hashes, and rewritten as hashes by ``aftersync customers relink``.
+    legacy_names: set[str] = field(default_factory=set)
+
+    def name_hashes(self) -> NameHashes:
+        return NameHashes(frozenset(self.names), frozenset(self.forms), frozenset(self.written))
+
+
+def with_legacy_names(profile: CustomerProfile, salt: bytes) -> CustomerProfile:
+    """The profile with the clear names of an older profile read as their hashes."""
+    if not profile.legacy_names:
+        return profile
+    hashed = profile.name_hashes()
+    for name in profile.legacy_names:
+        hashed |= name_hashes(name, salt)
+    return CustomerProfile(
+        set(hashed.keys),
+        profile.strong_kinds,
+        profile.apart,
+        set(hashed.forms),
+        set(hashed.written),
+        profile.legacy_names,
+    )
+
+
+def name_match(record: NameHashes, profile: CustomerProfile) -> NameMatch:
+    """``same``: a key in common, and the same characters wherever both were written in hanzi;
+    ``homophone``: a key in common but other characters (李蕾 and 李雷); ``different``: no key in common."""
+    if not record.keys & profile.names:
+        return "different"
+    if not record.forms or record.forms & profile.forms or not record.written & profile.written:
+        return "same"  # no hanzi on one side, the same hanzi, or hanzi known only under other keys
+    return "homophone"
+
+
+def names_conflict(a: CustomerProfile, b: CustomerProfile) -> bool:
+    """Two customers both written in hanzi under one name key, in characters they never share."""
+    return bool(a.written & b.written) and not (a.forms & b.forms)
 
 
 @dataclass(frozen=True)
@@ -161,8 +213,11 @@ def resolve(
     keys = identity_keys(customer, source, default_region)
     hashed = {hash_key(salt, k): k for k in keys}
     owners = index.owners(list(hashed))
-    name = normalise_name(customer.name)
+    names = name_hashes(customer.name, salt)
     own_id_hash = next(h for h, k in hashed.items() if k.kind == "source_id")
+
+    def profile(customer_id: str) -> CustomerProfile:
+        return with_legacy_names(index.profile(customer_id), salt)
 
     strong_owners: dict[str, list[str]] = {}
     for h, ids in owners.items():
@@ -177,19 +232,23 @@ def resolve(
             sorted(strong_owners), key=lambda c: len(strong_owners[c])
         )
         evidence = tuple(sorted({kind for kinds in strong_owners.values() for kind in kinds}))
-        if name and all(name in index.profile(cid).names for cid in strong_owners) and _joinable(index, strong_owners):
+        if (
+            names
+            and all(name_match(names, profile(cid)) == "same" for cid in strong_owners)
+            and joinable(profile, strong_owners)
+        ):
             # Two identifiers that each name one person, seen together by one source, under the name
             # every one of these customers goes by, and no key on which they differ: they are one
             # person seen in parts (e.g. a shop account by e-mail and a WeChat follower by OpenID,
             # joined by the CRM record that has both). Absorbed, with the evidence recorded.
             for other in sorted(set(strong_owners) - {chosen}):
                 index.absorb(other, chosen, evidence)
-            _claim_unowned(index, chosen, hashed, index.owners(list(hashed)), name)
+            _claim_unowned(index, chosen, hashed, index.owners(list(hashed)), names, profile)
             return Resolution(chosen, False, (), evidence, absorbed=tuple(sorted(set(strong_owners) - {chosen})))
         # Anything less (another name, two different e-mails, no name at all) is not ours to decide:
         # a merge candidate for a person, and no merge.
         index.merge_candidate(sorted(strong_owners), evidence)
-        _claim_unowned(index, chosen, hashed, owners, name)
+        _claim_unowned(index, chosen, hashed, owners, names, profile)
         return Resolution(chosen, False, tuple(sorted(set(strong_owners) - {chosen})), evidence)
 
     if len(strong_owners) == 1:
@@ -200,35 +259,46 @@ def resolve(
             if key.kind != "phone":
                 continue
             for other in sorted(owners.get(h, set()) - {chosen}):
-                if name and name in index.profile(other).names and _joinable(index, (chosen, other)):
+                if names and name_match(names, profile(other)) == "same" and joinable(profile, (chosen, other)):
                     index.absorb(other, chosen, ("phone", "name"))
-        _claim_unowned(index, chosen, hashed, owners, name)
+        _claim_unowned(index, chosen, hashed, owners, names, profile)
         return Resolution(chosen, False, (), tuple(sorted(set(strong_owners[chosen]))))
 
     # No strong key known: a phone may link to an existing customer, on strict conditions.
     phone_hashes = [h for h, k in hashed.items() if k.kind == "phone"]
     candidates = sorted({cid for h in phone_hashes for cid in owners.get(h, set())})
-    compatible = [cid for cid in candidates if _compatible(index.profile(cid), name, hashed)]
-    if len(compatible) > 1 and _joinable(index, compatible):
+    matches = {cid: name_match(names, profile(cid)) if names else "different" for cid in candidates}
+    compatible = [cid for cid in candidates if matches[cid] == "same" and _no_strong_conflict(profile(cid), hashed)]
+    if len(compatible) > 1 and joinable(profile, compatible):
         # Several customers created from partial records of one person (same phone, same name, no key
         # that tells them apart): they become one, by the same test a single record must pass.
         for other in compatible[1:]:
             index.absorb(other, compatible[0], ("phone", "name"))
         compatible = compatible[:1]
     if len(compatible) == 1:
-        _claim_unowned(index, compatible[0], hashed, owners, name)
+        _claim_unowned(index, compatible[0], hashed, owners, names, profile)
         return Resolution(compatible[0], False, (), ("phone", "name"))
     if len(compatible) > 1:
         index.merge_candidate(compatible, ("phone", "name"))
 
     customer_id = new_customer_id(own_id_hash)  # deterministic: a retry resolves to the same id
-    _claim_unowned(index, customer_id, hashed, owners, name)
-    return Resolution(customer_id, True, tuple(compatible), ("phone", "name") if compatible else ())
+    _claim_unowned(index, customer_id, hashed, owners, names, profile)
+    # The same phone under a homophone in other characters (李蕾 and 李雷), nothing else to tell them
+    # apart: a person decides.
+    homophones = [
+        cid for cid in candidates if matches[cid] == "homophone" and _no_strong_conflict(profile(cid), hashed)
+    ]
+    if homophones:
+        index.merge_candidate([customer_id, *homophones], ("phone", "homophone name"))
+    return Resolution(
+        customer_id,
+        True,
+        tuple(compatible or homophones),
+        ("phone", "name") if compatible else ("phone", "homophone name") if homophones else (),
+    )
 
 
-def _compatible(profile: CustomerProfile, name: str | None, hashed: dict[str, IdentityKey]) -> bool:
-    if name is None or name not in profile.names:
-        return False
+def _no_strong_conflict(profile: CustomerProfile, hashed: dict[str, IdentityKey]) -> bool:
     for h, key in hashed.items():
         known = profile.strong_kinds.get(key.kind)
         if key.strong and key.kind != "source_id" and known and h not in known:
@@ -236,17 +306,20 @@ def _compatible(profile: CustomerProfile, name: str | None, hashed: dict[str, Id
     return True
 
 
-def _joinable(index: IdentityIndex, customer_ids: Iterable[str]) -> bool:
-    """Every pair may be one person: no strong key kind on which they differ, and no person's decision
-    that they are two (a rejected merge candidate)."""
-    profiles = {cid: index.profile(cid) for cid in customer_ids}
+def joinable(profile: Callable[[str], CustomerProfile], customer_ids: Iterable[str]) -> bool:
+    """Every pair may be one person: no strong key kind on which they differ, no name both wrote in
+    hanzi in other characters, and no person's decision that they are two (a rejected merge candidate)."""
+    profiles = {cid: profile(cid) for cid in customer_ids}
     return all(
-        _profiles_compatible(profiles[a], profiles[b]) and a not in profiles[b].apart and b not in profiles[a].apart
+        strong_keys_agree(profiles[a], profiles[b])
+        and not names_conflict(profiles[a], profiles[b])
+        and a not in profiles[b].apart
+        and b not in profiles[a].apart
         for a, b in itertools.combinations(sorted(profiles), 2)
     )
 
 
-def _profiles_compatible(a: CustomerProfile, b: CustomerProfile) -> bool:
+def strong_keys_agree(a: CustomerProfile, b: CustomerProfile) -> bool:
     """No strong key kind on which the two customers hold different values."""
     return all(
         not (a.strong_kinds.get(kind) and hashes and not (a.strong_kinds[kind] & hashes))
@@ -260,19 +333,23 @@ def _claim_unowned(
     customer_id: str,
     hashed: dict[str, IdentityKey],
     owners: dict[str, set[str]],
-    name: str | None,
+    names: NameHashes,
+    profile: Callable[[str], CustomerProfile],
 ) -> None:
-    profile = index.profile(customer_id)
+    known = profile(customer_id)
     claims = [
         (h, k.kind)
         for h, k in hashed.items()
         if customer_id not in owners.get(h, set())
         and not (k.strong and owners.get(h))
-        and not (k.strong and len(profile.strong_kinds.get(k.kind, ())) >= SHARED_ACCOUNT_LIMIT)
+        and not (k.strong and len(known.strong_kinds.get(k.kind, ())) >= SHARED_ACCOUNT_LIMIT)
     ]
-    new_name = name is not None and name not in profile.names and len(profile.names) < SHARED_ACCOUNT_LIMIT
+    new_name = bool(names) and (
+        not names.keys <= known.names or not names.forms <= known.forms or not names.written <= known.written
+    )
+    new_name = new_name and len(known.names) < NAME_KEY_LIMIT
     if claims or new_name:  # a customer seen again with nothing new costs no write
-        index.claim(customer_id, claims, name if new_name else None)
+        index.claim(customer_id, claims, names if new_name else None)
 
 
 class MemoryIdentityIndex:
@@ -294,6 +371,9 @@ class MemoryIdentityIndex:
         merged = self.profiles.setdefault(customer_id, CustomerProfile())
         gone = self.profiles.pop(alias, CustomerProfile())
         merged.names |= gone.names
+        merged.forms |= gone.forms
+        merged.written |= gone.written
+        merged.legacy_names |= gone.legacy_names
         merged.apart |= gone.apart
         for kind, hashes in gone.strong_kinds.items():
             merged.strong_kinds.setdefault(kind, set()).update(hashes)
@@ -309,7 +389,7 @@ class MemoryIdentityIndex:
     def profile(self, customer_id: str) -> CustomerProfile:
         return self.profiles.get(self.canonical(customer_id), CustomerProfile())
 
-    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], name: str | None) -> None:
+    def claim(self, customer_id: str, keys: Sequence[tuple[str, KeyKind]], names: NameHashes | None) -> None:
         customer_id = self.canonical(customer_id)
         profile = self.profiles.setdefault(customer_id, CustomerProfile())
         for h, kind in keys:
@@ -319,8 +399,10 @@ class MemoryIdentityIndex:
             holders.add(customer_id)
             if kind in STRONG:
                 profile.strong_kinds.setdefault(kind, set()).add(h)
-        if name:
-            profile.names.add(name)
+        if names:
+            profile.names |= names.keys
+            profile.forms |= names.forms
+            profile.written |= names.written
 
     def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
         self.candidates.setdefault(tuple(sorted(customer_ids)), tuple(evidence))

@@ -12,6 +12,7 @@ import pytest
 
 from infra.sandbox.samples import SignedWebhook, load_sample
 from shared.adapters.identity_index import DynamoIdentityIndex
+from shared.identity.names import name_hashes
 from shared.adapters.state_store import DynamoStateStore
 from shared.sources import shopify
 from tests.fakes import erp_webhook
@@ -124,7 +125,7 @@ def test_two_workers_joining_one_pair_from_opposite_ends_cannot_make_an_alias_cy
     table = stack.resources.refs.state_table
     first, second = DynamoIdentityIndex(table, "demo"), DynamoIdentityIndex(table, "demo")
     for index, customer in ((first, "cus_a"), (second, "cus_b")):
-        index.claim(customer, [], "li na")
+        index.claim(customer, [], name_hashes("li na", b"s" * 32))
     first.profile("cus_a"), second.profile("cus_b")  # both read before either writes
     first.absorb("cus_b", "cus_a", ("email", "openid"))
     with pytest.raises(RuntimeError, match="absorbed meanwhile; the message will be retried"):
