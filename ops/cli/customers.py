@@ -133,30 +133,22 @@ def relink(
     run = None
     if not dry_run:
         run = datetime.now(UTC).strftime("rl-%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
-        entries = []
-        for join in plan.joins:
-            index.absorb(join.absorbed, join.survivor, (*join.evidence, f"relink {run}"), by=f"{by} (relink {run})")
-            index.record_decision([join.survivor, join.absorbed], True, f"{by} (relink {run})", join.evidence)
-            entries.append(join.as_dict())
-        for proposal in plan.candidates:
-            index.merge_candidate(proposal.customers, proposal.evidence)
-        for customer_id in legacy:
-            clear = index.profile(customer_id).legacy_names
+        header = {"by": by, "at": datetime.now(UTC).isoformat(timespec="seconds"), "status": "running"}
+        index.record_run(run, header)
+        # Clear names first: a join then lends only hashes (and its record of what it lent holds no name).
+        for customer_id, clear in sorted(legacy.items()):
             hashes = name_hashes(None, salt)
             for old in clear:
                 hashes |= name_hashes(old, salt)
             index.rewrite_legacy_names(customer_id, hashes, clear)
-        index.journal(
-            run,
-            entries,
-            {
-                "by": by,
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "joins": len(entries),
-                "candidates": len(plan.candidates),
-                "profiles_rewritten": len(legacy),
-            },
-        )
+        for n, join in enumerate(plan.joins):
+            index.record_join(run, n, join.as_dict())
+            index.absorb(join.absorbed, join.survivor, (*join.evidence, f"relink {run}"), by=f"{by} (relink {run})")
+            index.record_decision([join.survivor, join.absorbed], True, f"{by} (relink {run})", join.evidence)
+        for proposal in plan.candidates:
+            index.merge_candidate(proposal.customers, proposal.evidence)
+        counts = {"joins": len(plan.joins), "candidates": len(plan.candidates), "profiles_rewritten": len(legacy)}
+        index.record_run(run, {**header, **counts, "status": "done"})
     result: dict[str, Any] = {
         "run": run,
         "dry_run": dry_run,
@@ -200,7 +192,10 @@ def _undo(index: DynamoIdentityIndex, run: str, by: str, json: bool) -> None:
         index.keep_apart([survivor, absorbed])
         index.record_decision([survivor, absorbed], False, f"{by} (undo relink {run})", ("undo of a relink",))
         undone.append({"survivor": survivor, "absorbed": absorbed})
-    index.journal(run, joins, {**header, "undone_by": by, "undone_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    index.record_run(
+        run,
+        {**header, "status": "undone", "undone_by": by, "undone_at": datetime.now(UTC).isoformat(timespec="seconds")},
+    )
     if json:
         emit_json({"run": run, "undone": undone, "skipped": skipped})
         return

@@ -183,6 +183,9 @@ class DynamoIdentityIndex:
         self._add_to_profile(customer_id, {**{a: set(v) for a, v in lent.items()}, "apart": apart})
         if apart:
             lent["apart"] = sorted(apart)
+        # Names a profile from before the upgrade holds in clear are lent but not recorded: the record
+        # of a join holds no name (a split leaves them with the survivor until relink rewrites them).
+        lent.pop("names", None)
         # The alias pointer and a check that the survivor is not itself absorbed, together: two workers
         # joining the same pair from opposite ends cannot make each other's alias (a cycle).
         values: dict[str, AttributeValueTypeDef] = {
@@ -202,8 +205,8 @@ class DynamoIdentityIndex:
                         "Update": {
                             "TableName": self.table,
                             "Key": self._profile_key(alias),
-                            "UpdateExpression": "SET alias_of = :c, absorbed_on = :e, absorbed_at = :t, lent = if_not_exists(lent, :l)"
-                            + by_clause,
+                            "UpdateExpression": "SET alias_of = :c, absorbed_on = :e, absorbed_at = :t, "
+                            "lent = if_not_exists(lent, :l)" + by_clause,
                             "ConditionExpression": "attribute_not_exists(alias_of) OR alias_of = :c",
                             "ExpressionAttributeValues": values,
                         }
@@ -355,7 +358,7 @@ class DynamoIdentityIndex:
 
     # --- re-resolution of what is stored (``aftersync customers relink``) -----------------------------
     def _scan(
-        self, filter_expression: str, values: dict[str, Any], projection: str | None = None
+        self, filter_expression: str, values: dict[str, Any], projection: str | None = None, **names: str
     ) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
@@ -363,6 +366,8 @@ class DynamoIdentityIndex:
             "FilterExpression": filter_expression,
             "ExpressionAttributeValues": values,
         }
+        if names:
+            kwargs["ExpressionAttributeNames"] = {f"#{k}": v for k, v in names.items()}
         if projection:
             kwargs["ProjectionExpression"] = projection
         while True:
@@ -382,14 +387,16 @@ class DynamoIdentityIndex:
         )
         return [set(i["customers"]["SS"]) for i in items]
 
-    def legacy_profiles(self) -> list[str]:
-        """Customers whose profile still holds names in clear (written before names were hashed)."""
+    def legacy_profiles(self) -> dict[str, set[str]]:
+        """Customers whose own profile still holds names in clear (written before names were hashed),
+        with those names (an absorbed customer's own, not its survivor's)."""
         items = self._scan(
-            "sk = :p AND begins_with(pk, :t) AND attribute_exists(names)",
+            "sk = :p AND begins_with(pk, :t) AND attribute_exists(#names)",
             {":p": {"S": "PROFILE"}, ":t": {"S": f"{self.tenant}#idprofile#"}},
-            "pk",
+            "pk, #names",
+            names="names",
         )
-        return sorted(i["pk"]["S"].split("#idprofile#", 1)[1] for i in items)
+        return {i["pk"]["S"].split("#idprofile#", 1)[1]: set(i["names"]["SS"]) for i in items}
 
     def rewrite_legacy_names(self, customer_id: str, hashes: NameHashes, clear: set[str]) -> None:
         """Replace the clear names of a profile with their hashes (only if they are still those names)."""
@@ -413,17 +420,27 @@ class DynamoIdentityIndex:
             raise RuntimeError(f"customer {customer_id}'s names changed meanwhile; run relink again") from exc
         self._profiles.pop(customer_id, None)
 
-    def journal(self, run: str, entries: Sequence[dict[str, Any]], header: dict[str, Any]) -> None:
-        """Record a relink run (its header, then each join in order): what an undo replays."""
-        pk = {"S": f"{self.tenant}#relink#{run}"}
-        for n, entry in enumerate(entries):
-            self.client.put_item(
-                TableName=self.table,
-                Item={"pk": pk, "sk": {"S": f"JOIN#{n:06d}"}, "record": {"S": json.dumps(entry, sort_keys=True)}},
-            )
+    def record_run(self, run: str, header: dict[str, Any]) -> None:
+        """A relink run's header (who, when, counts; rewritten as the run goes and when it is undone)."""
         self.client.put_item(
             TableName=self.table,
-            Item={"pk": pk, "sk": {"S": "RUN"}, "record": {"S": json.dumps(header, sort_keys=True)}},
+            Item={
+                "pk": {"S": f"{self.tenant}#relink#{run}"},
+                "sk": {"S": "RUN"},
+                "record": {"S": json.dumps(header, sort_keys=True)},
+            },
+        )
+
+    def record_join(self, run: str, n: int, join: dict[str, Any]) -> None:
+        """A join of a relink run, recorded before it is made: an undo replays them backwards (and skips
+        one a crash left unmade)."""
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "pk": {"S": f"{self.tenant}#relink#{run}"},
+                "sk": {"S": f"JOIN#{n:06d}"},
+                "record": {"S": json.dumps(join, sort_keys=True)},
+            },
         )
 
     def run_journal(self, run: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
