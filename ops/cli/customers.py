@@ -4,20 +4,17 @@ stored under today's rules (``relink``, with a dry run and an undo)."""
 from __future__ import annotations
 
 import json as jsonlib
-import secrets
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from ops.cli.common import AwsOption, ConfigOption, EnvOption, JsonOption, Where, console, emit_json, refuse, say
+from ops.relink import run_relink, undo_relink
 from ops.resources import Resources
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import tenant_salt_secret_name
-from shared.identity.names import name_hashes
-from shared.identity.relink import plan_relink
 from shared.identity.resolver import salt_from_secret
 
 app = typer.Typer(help="customer identity: merge candidates, and a person's decision on them", no_args_is_help=True)
@@ -97,6 +94,30 @@ def _decide(resources: Resources, ids: list[str], merge: bool, by: str, tenant: 
         say(f"kept apart: {', '.join(ids)} (no resolution will join them)")
 
 
+@app.command(help="undo a join: an absorbed customer answers for itself again (and is kept apart)")
+def split(
+    customer: Annotated[str, typer.Argument(help="the absorbed customer id")],
+    by: ByOption,
+    tenant: TenantOption = "demo",
+    json: JsonOption = False,
+    env: EnvOption = "dev",
+    aws: AwsOption = False,
+    config: ConfigOption = None,
+) -> None:
+    resources = Where(aws, env, config).resources()
+    index = DynamoIdentityIndex(resources.state_table, tenant, resources.dynamodb())
+    try:
+        survivor = index.split(customer)
+    except ValueError as exc:
+        refuse(f"aftersync: {exc}")
+    index.keep_apart([survivor, customer])
+    index.record_decision([survivor, customer], False, by, ("split by a person",))
+    if json:
+        emit_json({"customer": customer, "split_from": survivor}, indent=None)
+    else:
+        say(f"split {customer} from {survivor}: it answers for itself again, and the two are kept apart")
+
+
 @app.command(
     help="re-resolve the stored customers under today's rules: joins (audited, undoable) and merge candidates; "
     "run once after upgrading (it also rewrites names older profiles hold in clear as salted hashes)"
@@ -128,79 +149,42 @@ def relink(
     name = tenant_salt_secret_name(where.environment().secrets_prefix, tenant)
     secret = resources.session().client("secretsmanager", endpoint_url=resources.endpoint_url)
     salt = salt_from_secret(jsonlib.loads(secret.get_secret_value(SecretId=name)["SecretString"]), name)
-    plan = plan_relink(index, salt)
-    legacy = index.legacy_profiles()
-    run = None
-    if not dry_run:
-        run = datetime.now(UTC).strftime("rl-%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
-        header = {"by": by, "at": datetime.now(UTC).isoformat(timespec="seconds"), "status": "running"}
-        index.record_run(run, header)
-        # Clear names first: a join then lends only hashes (and its record of what it lent holds no name).
-        for customer_id, clear in sorted(legacy.items()):
-            hashes = name_hashes(None, salt)
-            for old in clear:
-                hashes |= name_hashes(old, salt)
-            index.rewrite_legacy_names(customer_id, hashes, clear)
-        for n, join in enumerate(plan.joins):
-            index.record_join(run, n, join.as_dict())
-            index.absorb(join.absorbed, join.survivor, (*join.evidence, f"relink {run}"), by=f"{by} (relink {run})")
-            index.record_decision([join.survivor, join.absorbed], True, f"{by} (relink {run})", join.evidence)
-        for proposal in plan.candidates:
-            index.merge_candidate(proposal.customers, proposal.evidence)
-        counts = {"joins": len(plan.joins), "candidates": len(plan.candidates), "profiles_rewritten": len(legacy)}
-        index.record_run(run, {**header, **counts, "status": "done"})
-    result: dict[str, Any] = {
-        "run": run,
-        "dry_run": dry_run,
-        "joins": [j.as_dict() for j in plan.joins],
-        "candidates": [c.as_dict() for c in plan.candidates],
-        "profiles_rewritten": len(legacy),
-    }
+    result = run_relink(index, salt, by, dry_run)
+    joins, candidates, legacy, run = result["joins"], result["candidates"], result["profiles_rewritten"], result["run"]
     if json:
-        emit_json(result)
+        emit_json({k: v for k, v in result.items() if k != "plan"})
         return
-    if plan.joins:
+    if joins:
         table = Table("survivor", "absorbed", "evidence")
-        for j in plan.joins:
-            table.add_row(j.survivor, j.absorbed, ", ".join(j.evidence))
+        for j in joins:
+            table.add_row(j["survivor"], j["absorbed"], ", ".join(j["evidence"]))
         console.print(table)
-    if plan.candidates:
+    if candidates:
         table = Table("merge candidate", "evidence")
-        for c in plan.candidates:
-            table.add_row(" ".join(c.customers), ", ".join(c.evidence))
+        for c in candidates:
+            table.add_row(" ".join(c["customers"]), ", ".join(c["evidence"]))
         console.print(table)
+    for k in result.get("skipped", []):
+        say(f"skipped joining {k['absorbed']} into {k['survivor']}: {k['why']}")
     verb = "would join" if dry_run else "joined"
     say(
-        f"{verb} {len(plan.joins)} customer(s), {'would propose' if dry_run else 'proposed'} "
-        f"{len(plan.candidates)} merge candidate(s), {'would rewrite' if dry_run else 'rewrote'} "
-        f"{len(legacy)} profile(s) holding names in clear, for tenant {tenant}"
+        f"{verb} {len(joins)} customer(s), {'would propose' if dry_run else 'proposed'} "
+        f"{len(candidates)} merge candidate(s), {'would rewrite' if dry_run else 'rewrote'} "
+        f"{legacy} profile(s) holding names in clear, for tenant {tenant}"
         + (f"; run {run} (undo: aftersync customers relink --undo {run} --by <you>)" if run else "")
     )
 
 
 def _undo(index: DynamoIdentityIndex, run: str, by: str, json: bool) -> None:
-    header, joins = index.run_journal(run)
-    if header is None:
-        refuse(f"aftersync: no relink run {run!r} for tenant {index.tenant!r}")
-    undone, skipped = [], []
-    for join in reversed(joins):
-        survivor, absorbed = join["survivor"], join["absorbed"]
-        if index.canonical(absorbed) == absorbed:
-            skipped.append({"survivor": survivor, "absorbed": absorbed, "why": "no longer absorbed"})
-            continue
-        index.split(absorbed)
-        index.keep_apart([survivor, absorbed])
-        index.record_decision([survivor, absorbed], False, f"{by} (undo relink {run})", ("undo of a relink",))
-        undone.append({"survivor": survivor, "absorbed": absorbed})
-    index.record_run(
-        run,
-        {**header, "status": "undone", "undone_by": by, "undone_at": datetime.now(UTC).isoformat(timespec="seconds")},
-    )
+    try:
+        result = undo_relink(index, run, by)
+    except LookupError as exc:
+        refuse(f"aftersync: {exc}")
     if json:
-        emit_json({"run": run, "undone": undone, "skipped": skipped})
+        emit_json(result)
         return
-    for u in undone:
+    for u in result["undone"]:
         say(f"split {u['absorbed']} from {u['survivor']}: it answers for itself again (kept apart)")
-    for k in skipped:
+    for k in result["skipped"]:
         say(f"skipped {k['absorbed']}: {k['why']}")
-    say(f"undid {len(undone)} join(s) of relink run {run}")
+    say(f"undid {len(result['undone'])} join(s) of relink run {run}")

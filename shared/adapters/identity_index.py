@@ -21,7 +21,7 @@ loading the states costs one BatchGetItem and no write.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -398,27 +398,39 @@ class DynamoIdentityIndex:
         )
         return {i["pk"]["S"].split("#idprofile#", 1)[1]: set(i["names"]["SS"]) for i in items}
 
-    def rewrite_legacy_names(self, customer_id: str, hashes: NameHashes, clear: set[str]) -> None:
-        """Replace the clear names of a profile with their hashes (only if they are still those names)."""
-        additions = {a: v for a, v in _additions([], hashes).items() if v}
-        sets = ", ".join(f"#a{i} :v{i}" for i in range(len(additions)))
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key=self._profile_key(customer_id),
-                UpdateExpression=(f"ADD {sets} " if additions else "") + "REMOVE #names",
-                ConditionExpression="#names = :clear",
-                ExpressionAttributeNames={"#names": "names", **{f"#a{i}": a for i, a in enumerate(additions)}},
-                ExpressionAttributeValues={
-                    ":clear": {"SS": sorted(clear)},
-                    **{f":v{i}": {"SS": sorted(v)} for i, v in enumerate(additions.values())},
-                },
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
-            raise RuntimeError(f"customer {customer_id}'s names changed meanwhile; run relink again") from exc
-        self._profiles.pop(customer_id, None)
+    def rewrite_legacy_names(self, customer_id: str, clear: set[str], hashing: Callable[[str], NameHashes]) -> bool:
+        """Replace the clear names of a profile with their hashes, only if they are still those names
+        (a concurrent run or absorption changed them: read again and retry). False: none left."""
+        for _ in range(5):
+            hashes = NameHashes()
+            for name in clear:
+                hashes |= hashing(name)
+            additions = {a: v for a, v in _additions([], hashes).items() if v}
+            sets = ", ".join(f"#a{i} :v{i}" for i in range(len(additions)))
+            try:
+                self.client.update_item(
+                    TableName=self.table,
+                    Key=self._profile_key(customer_id),
+                    UpdateExpression=(f"ADD {sets} " if additions else "") + "REMOVE #names",
+                    ConditionExpression="#names = :clear",
+                    ExpressionAttributeNames={"#names": "names", **{f"#a{i}": a for i, a in enumerate(additions)}},
+                    ExpressionAttributeValues={
+                        ":clear": {"SS": sorted(clear)},
+                        **{f":v{i}": {"SS": sorted(v)} for i, v in enumerate(additions.values())},
+                    },
+                )
+                self._profiles.pop(customer_id, None)
+                return True
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+            item = self.client.get_item(
+                TableName=self.table, Key=self._profile_key(customer_id), ConsistentRead=True
+            ).get("Item", {})
+            if "names" not in item:
+                return False  # rewritten meanwhile (another run)
+            clear = set(item["names"]["SS"])
+        raise RuntimeError(f"customer {customer_id}'s names kept changing; run relink again")
 
     def record_run(self, run: str, header: dict[str, Any]) -> None:
         """A relink run's header (who, when, counts; rewritten as the run goes and when it is undone)."""

@@ -1,0 +1,73 @@
+"""``aftersync customers relink``: apply a relink plan (``shared.identity.relink``) to the identity index,
+journaled and undoable, and undo a run."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.adapters.identity_index import DynamoIdentityIndex
+from shared.identity.names import name_hashes
+from shared.identity.relink import plan_relink
+
+
+def run_relink(index: DynamoIdentityIndex, salt: bytes, by: str | None, dry_run: bool) -> dict[str, Any]:
+    """The plan, and unless ``dry_run`` its application: clear names rewritten as hashes first (a join
+    then lends only hashes), each join journaled before it is made, candidates raised once."""
+    plan = plan_relink(index, salt)
+    legacy = index.legacy_profiles()
+    run = None
+    skipped: list[dict[str, str]] = []
+    if not dry_run:
+        run = datetime.now(UTC).strftime("rl-%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
+        header = {"by": by, "at": datetime.now(UTC).isoformat(timespec="seconds"), "status": "running"}
+        index.record_run(run, header)
+        for customer_id, clear in sorted(legacy.items()):
+            index.rewrite_legacy_names(customer_id, clear, lambda name: name_hashes(name, salt))
+        decided_by = f"{by} (relink {run})"
+        for n, join in enumerate(plan.joins):
+            index.record_join(run, n, join.as_dict())
+            try:
+                index.absorb(join.absorbed, join.survivor, (*join.evidence, f"relink {run}"), by=decided_by)
+            except RuntimeError:  # one of the two was absorbed meanwhile (a live record, another run)
+                skipped.append({**join.as_dict(), "why": "one of them was joined meanwhile; run relink again"})
+                continue
+            index.record_decision([join.survivor, join.absorbed], True, decided_by, join.evidence)
+        for proposal in plan.candidates:
+            index.merge_candidate(proposal.customers, proposal.evidence)
+        counts = {"joins": len(plan.joins) - len(skipped), "candidates": len(plan.candidates)}
+        index.record_run(run, {**header, **counts, "profiles_rewritten": len(legacy), "status": "done"})
+    return {
+        "run": run,
+        "dry_run": dry_run,
+        "joins": [j.as_dict() for j in plan.joins if not any(s["absorbed"] == j.absorbed for s in skipped)],
+        "candidates": [c.as_dict() for c in plan.candidates],
+        "profiles_rewritten": len(legacy),
+        **({"skipped": skipped} if skipped else {}),
+        "plan": plan,
+    }
+
+
+def undo_relink(index: DynamoIdentityIndex, run: str, by: str) -> dict[str, Any]:
+    """Split every join of a run, newest first, and keep each pair apart (a person's word that they are
+    two people). A join a crash left unmade, or one split since, is listed as skipped."""
+    header, joins = index.run_journal(run)
+    if header is None:
+        raise LookupError(f"no relink run {run!r} for tenant {index.tenant!r}")
+    undone: list[dict[str, str]] = []
+    skipped: list[dict[str, str]] = []
+    for join in reversed(joins):
+        survivor, absorbed = join["survivor"], join["absorbed"]
+        if index.canonical(absorbed) == absorbed:
+            skipped.append({"survivor": survivor, "absorbed": absorbed, "why": "not joined (now)"})
+            continue
+        index.split(absorbed)
+        index.keep_apart([survivor, absorbed])
+        index.record_decision([survivor, absorbed], False, f"{by} (undo relink {run})", ("undo of a relink",))
+        undone.append({"survivor": survivor, "absorbed": absorbed})
+    index.record_run(
+        run,
+        {**header, "status": "undone", "undone_by": by, "undone_at": datetime.now(UTC).isoformat(timespec="seconds")},
+    )
+    return {"run": run, "undone": undone, "skipped": skipped}
