@@ -121,9 +121,11 @@ def test_two_relink_runs_at_once_join_each_pair_once_and_never_make_a_cycle(
     salt = _salt(sandbox_secrets)
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
-    _run_together(
-        [lambda: results.append(run_relink(_index(stack), salt, f"run-{n}", False)) for n in range(2)], errors
-    )
+
+    def relink(by: str) -> Callable[[], object]:
+        return lambda: results.append(run_relink(_index(stack), salt, by, False))
+
+    _run_together([relink("run-1"), relink("run-2")], errors)
     assert errors == []
     index = _index(stack)
     for pair in (A, B, C):
