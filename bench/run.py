@@ -673,6 +673,8 @@ def measure_section(name: str) -> list[str]:
 
 def main() -> int:
     sys.path.insert(0, str(ROOT))
+    if sys.argv[1:] == ["identity"]:
+        return identity_only()
     only = [a for a in sys.argv[1:] if a in SECTIONS]
     pipeline = measure_pipeline()
     sections = [line for name in (only or SECTIONS) for line in measure_section(name)]
@@ -680,6 +682,28 @@ def main() -> int:
     text = report(pipeline, sections, identity)
     RESULTS.write_text(text, encoding="utf-8")
     print(text)
+    return 0
+
+
+IDENTITY_HEADING = "## Identity resolution"
+
+
+def identity_only() -> int:
+    """``python -m bench.run identity``: measure identity resolution alone (seconds, not the whole bench's
+    half hour) and rewrite its section of bench/RESULTS.md, saying when; the rest of the file stays as the
+    last full run wrote it."""
+    from datetime import UTC, datetime
+
+    lines = identity_report(measure_identity())
+    stamp = (
+        f"Measured by `python -m bench.run identity` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC ({machine()}); "
+        "the sections above are from the full run dated at the top."
+    )
+    lines = [lines[0], "", stamp, *lines[1:]]
+    text = RESULTS.read_text(encoding="utf-8")
+    head = text.split(IDENTITY_HEADING, 1)[0]
+    RESULTS.write_text(head + "\n".join(lines), encoding="utf-8")
+    print("\n".join(lines))
     return 0
 
 
