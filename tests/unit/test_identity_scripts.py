@@ -60,6 +60,16 @@ def test_u_umlaut_spellings_meet() -> None:
         assert keys is not None and keys.keys & hanzi.keys, written
 
 
+@pytest.mark.parametrize(
+    ("hanzi", "romanised"),
+    [("陈文宇", "CHEN Wen-Yu"), ("赵欣月", "Xinyue Zhao"), ("李鑫云", "li xinyun"), ("何娟宇", "HeJuanYu")],
+)
+def test_a_syllable_ending_in_n_or_l_before_a_y_syllable_is_not_read_as_u_umlaut(hanzi: str, romanised: str) -> None:
+    """`wenyu` is wen + yu, not we + nü: only a word starting `lyu` / `nyu` spells ü (吕 Lyu)."""
+    read, written = name_keys(hanzi), name_keys(romanised)
+    assert read is not None and written is not None and read.keys & written.keys
+
+
 def test_names_in_no_chinese_form_ignore_order_and_accents_only() -> None:
     assert name_keys("John Smith") == name_keys("Smith, John") == name_keys("JOHN  smith")
     assert name_keys("José García") == name_keys("Jose Garcia")
