@@ -294,7 +294,9 @@ def _latin_keys(text: str) -> set[str]:
     text = _toneless(text.casefold())  # accents and tone marks off, ü as v
     text = re.sub(r"\d", "", IN_WORD_JOINERS.sub("", text))  # tone numbers (Li3 Lei2), hyphens, apostrophes
     words = [re.sub(r"[^\w]|_", "", w) for w in WORD_SPLIT.split(text)]
-    words = [w.replace("lyu", "lv").replace("nyu", "nv") for w in words if w]
+    # Lyu / Nyu spell ü only as a syllable of their own, at the start of a word (吕 Lyu); inside one,
+    # `wenyu` is wen + yu.
+    words = [re.sub(r"^([ln])yu", r"\1v", w) for w in words if w]
     if not words:
         return set()
     if not all(_syllables(w) for w in words):
