@@ -46,7 +46,9 @@ def test_polyphonic_surnames_are_read_as_surnames(hanzi: str, romanised: str, mi
     assert not read.keys & wrong.keys
 
 
-@pytest.mark.parametrize("written", ["Xiaoming Zhang", "ZHANG Xiaoming", "Xiao-Ming Zhang", "Zhang Xiao Ming", "张晓明"])
+@pytest.mark.parametrize(
+    "written", ["Xiaoming Zhang", "ZHANG Xiaoming", "Xiao-Ming Zhang", "Zhang Xiao Ming", "张晓明"]
+)
 def test_two_syllable_given_names_in_any_spelling(written: str) -> None:
     keys = name_keys(written)
     assert keys is not None and "xiaoming|zhang" in keys.keys
@@ -165,3 +167,22 @@ def test_a_customer_written_before_in_clear_is_read_by_its_hashes() -> None:
     profile = index.profiles[youzan]
     profile.names, profile.forms, profile.written, profile.legacy_names = set(), set(), set(), {"李雷"}
     assert _resolve(index, "shopify", "s1", name="Lei Li", email="lei@example.com", phone="13800138000") == youzan
+
+
+def test_a_record_joining_two_customers_also_takes_in_the_phone_only_one_of_the_same_name() -> None:
+    """The CRM record with an e-mail, a card and a phone joins the shop account (e-mail) and the till's
+    member (card); the Douyin buyer known only by that phone under that name is the same person too."""
+    index = MemoryIdentityIndex()
+    douyin = _resolve(index, "douyin", "d1", name="王芳", phone="15006160376")
+    shop = _resolve(index, "shopify", "s1", name="Fang Wang", email="wang.fang@example.com")
+    pos = _resolve(index, "pos", "p1", name="王\u3000芳", member_card_no="M00006514")
+    crm = _resolve(
+        index,
+        "wecom",
+        "w1",
+        name="王芳",
+        phone="15006160376",
+        email="wang.fang@example.com",
+        member_card_no="M00006514",
+    )
+    assert index.canonical(douyin) == index.canonical(shop) == index.canonical(pos) == crm
