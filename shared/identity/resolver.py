@@ -243,7 +243,9 @@ def resolve(
             # joined by the CRM record that has both). Absorbed, with the evidence recorded.
             for other in sorted(set(strong_owners) - {chosen}):
                 index.absorb(other, chosen, evidence)
-            _claim_unowned(index, chosen, hashed, index.owners(list(hashed)), names, profile)
+            owners = index.owners(list(hashed))
+            _absorb_phone_only(index, chosen, hashed, owners, names, profile)
+            _claim_unowned(index, chosen, hashed, owners, names, profile)
             return Resolution(chosen, False, (), evidence, absorbed=tuple(sorted(set(strong_owners) - {chosen})))
         # Anything less (another name, two different e-mails, no name at all) is not ours to decide:
         # a merge candidate for a person, and no merge.
@@ -253,14 +255,7 @@ def resolve(
 
     if len(strong_owners) == 1:
         [chosen] = strong_owners
-        # A customer created earlier from a phone-only record may be this same person: absorb it when
-        # it passes the same test a record must pass to link by phone (same name, no conflicting key).
-        for h, key in hashed.items():
-            if key.kind != "phone":
-                continue
-            for other in sorted(owners.get(h, set()) - {chosen}):
-                if names and name_match(names, profile(other)) == "same" and joinable(profile, (chosen, other)):
-                    index.absorb(other, chosen, ("phone", "name"))
+        _absorb_phone_only(index, chosen, hashed, owners, names, profile)
         _claim_unowned(index, chosen, hashed, owners, names, profile)
         return Resolution(chosen, False, (), tuple(sorted(set(strong_owners[chosen]))))
 
@@ -296,6 +291,24 @@ def resolve(
         tuple(compatible or homophones),
         ("phone", "name") if compatible else ("phone", "homophone name") if homophones else (),
     )
+
+
+def _absorb_phone_only(
+    index: IdentityIndex,
+    chosen: str,
+    hashed: dict[str, IdentityKey],
+    owners: dict[str, set[str]],
+    names: NameHashes,
+    profile: Callable[[str], CustomerProfile],
+) -> None:
+    """A customer created earlier from a phone-only record may be this same person: absorb it when it
+    passes the same test a record must pass to link by phone (same name, no conflicting key)."""
+    for h, key in hashed.items():
+        if key.kind != "phone":
+            continue
+        for other in sorted(owners.get(h, set()) - {chosen}):
+            if names and name_match(names, profile(other)) == "same" and joinable(profile, (chosen, other)):
+                index.absorb(other, chosen, ("phone", "name"))
 
 
 def _no_strong_conflict(profile: CustomerProfile, hashed: dict[str, IdentityKey]) -> bool:
