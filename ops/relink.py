@@ -23,11 +23,13 @@ def run_relink(index: DynamoIdentityIndex, salt: bytes, by: str | None, dry_run:
         run = datetime.now(UTC).strftime("rl-%Y%m%dT%H%M%SZ-") + secrets.token_hex(3)
         header = {"by": by, "at": datetime.now(UTC).isoformat(timespec="seconds"), "status": "running"}
         index.record_run(run, header)
+        rewrite = lambda name: name_hashes(name, salt)  # noqa: E731
         for customer_id, clear in sorted(legacy.items()):
-            index.rewrite_legacy_names(customer_id, clear, lambda name: name_hashes(name, salt))
+            index.rewrite_legacy_names(customer_id, clear, rewrite)
         decided_by = f"{by} (relink {run})"
         for n, join in enumerate(plan.joins):
             index.record_join(run, n, join.as_dict())
+            index.forget()  # what each join lends is read now, not as the plan saw it (another run may be on)
             try:
                 index.absorb(join.absorbed, join.survivor, (*join.evidence, f"relink {run}"), by=decided_by)
             except RuntimeError:  # one of the two was absorbed meanwhile (a live record, another run)
@@ -36,6 +38,8 @@ def run_relink(index: DynamoIdentityIndex, salt: bytes, by: str | None, dry_run:
             index.record_decision([join.survivor, join.absorbed], True, decided_by, join.evidence)
         for proposal in plan.candidates:
             index.merge_candidate(proposal.customers, proposal.evidence)
+        for customer_id, clear in sorted(index.legacy_profiles().items()):  # lent meanwhile by a live join
+            index.rewrite_legacy_names(customer_id, clear, rewrite)
         counts = {"joins": len(plan.joins) - len(skipped), "candidates": len(plan.candidates)}
         index.record_run(run, {**header, **counts, "profiles_rewritten": len(legacy), "status": "done"})
     return {

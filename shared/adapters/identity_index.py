@@ -57,6 +57,10 @@ class DynamoIdentityIndex:
         if customer_id not in self._profiles:
             self._expected.add(customer_id)
 
+    def forget(self) -> None:
+        """Drop the profiles read so far (a long-running operator command reads them again)."""
+        self._profiles.clear()
+
     @cached_property
     def client(self) -> DynamoDBClient:
         return self._client or boto3.client("dynamodb")
