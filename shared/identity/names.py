@@ -205,33 +205,40 @@ def name_keys(raw: str | None) -> NameKeys | None:
     """The name keys of a name as any channel writes it; None for no name at all."""
     if not raw:
         return None
-    text = unicodedata.normalize("NFKC", raw).strip()[:MAX_NAME_CHARS]
+    text = unicodedata.normalize("NFKC", raw).strip()
     if not text:
         return None
+    if len(text) > MAX_NAME_CHARS:
+        # No person's name: a company, an address pasted into the field. One key of the whole text (a
+        # prefix would make two such names one), never read as pinyin.
+        return NameKeys(frozenset({"whole:" + " ".join(text.casefold().split())}))
     han = "".join(HAN.findall(text))
     if han:
-        latin = HAN.sub(" ", text)
         keys = _u_variants(
             _hanzi_keys(HAN_SEPARATORS.sub(" ", "".join(c if HAN.match(c) else " " for c in text)).split())
         )
-        keys |= _latin_keys(latin)  # "李雷 Lei Li": both halves name the same person
-        return NameKeys(frozenset(keys), han)
-    keys = _latin_keys(text)
+        latin = _latin_keys(HAN.sub(" ", text))
+        if latin & keys:  # "李雷 Lei Li": both halves name one person; "李雷 Wang Wei" names two
+            keys |= latin
+        return NameKeys(frozenset(k for k in keys if k), han) if any(keys) else None
+    keys = {k for k in _latin_keys(text) if k}
     return NameKeys(frozenset(keys)) if keys else None
 
 
 def _hanzi_keys(words: list[str]) -> set[str]:
-    """``李雷`` -> {"lei|li"}; a transliterated name in parts (``阿依古丽·买买提``) -> its parts."""
+    """``李雷`` / ``李 雷`` / ``李 小 龙`` -> the surname's reading and the given name's; a transliterated
+    name in parts (``阿依古丽·买买提``) -> its first part and the rest."""
     if not words:
         return set()
     if len(words) == 1:
         surname, given = _split_surname(words[0])
         if not given:
-            return {_pair(*_readings_of(words[0]))}
+            return {_pair("".join(_readings_of(words[0])))}
         return {_pair(s, g) for s in _surname_readings(surname) for g in _given_readings(given)}
-    if len(words) == 2 and (words[0] in COMPOUND_SURNAMES or len(words[0]) == 1):
-        return {_pair(s, g) for s in _surname_readings(words[0]) for g in _given_readings(words[1])}
-    return {_pair(*("".join(_readings_of(w)) for w in words))}
+    rest = "".join(words[1:])
+    if words[0] in COMPOUND_SURNAMES or len(words[0]) == 1:
+        return {_pair(s, g) for s in _surname_readings(words[0]) for g in _given_readings(rest)}
+    return {_pair("".join(_readings_of(words[0])), "".join(_readings_of(rest)))}
 
 
 def _split_surname(word: str) -> tuple[str, str]:
