@@ -193,6 +193,13 @@ def name_match(record: NameHashes, profile: CustomerProfile) -> NameMatch:
     return "homophone"
 
 
+def names_agree(a: CustomerProfile, b: CustomerProfile) -> bool:
+    """Two customers may be one person by their names: a name key in common, or a name unknown on one
+    side. (A record's name can fit two customers whose own names differ — ``xiaomingzhang`` reads as
+    张晓明 and as 肖明章 — and must not join them.)"""
+    return not a.names or not b.names or bool(a.names & b.names)
+
+
 def names_conflict(a: CustomerProfile, b: CustomerProfile) -> bool:
     """Two customers both written in hanzi under one name key, in characters they never share."""
     return bool(a.written & b.written) and not (a.forms & b.forms)
@@ -303,12 +310,18 @@ def _absorb_phone_only(
 ) -> None:
     """A customer created earlier from a phone-only record may be this same person: absorb it when it
     passes the same test a record must pass to link by phone (same name, no conflicting key)."""
-    for h, key in hashed.items():
-        if key.kind != "phone":
-            continue
-        for other in sorted(owners.get(h, set()) - {chosen}):
-            if names and name_match(names, profile(other)) == "same" and joinable(profile, (chosen, other)):
-                index.absorb(other, chosen, ("phone", "name"))
+    phone_owners = {cid for h, key in hashed.items() if key.kind == "phone" for cid in owners.get(h, set())}
+    others = sorted(
+        other
+        for other in phone_owners - {chosen}
+        if names and name_match(names, profile(other)) == "same" and joinable(profile, (chosen, other))
+    )
+    if len(others) > 1 and not joinable(profile, (chosen, *others)):
+        # Each could be this person, not all together (李雷 and 李蕾 for a pinyin "Lei Li"): a person decides.
+        index.merge_candidate([chosen, *others], ("phone", "name"))
+        return
+    for other in others:
+        index.absorb(other, chosen, ("phone", "name"))
 
 
 def _no_strong_conflict(profile: CustomerProfile, hashed: dict[str, IdentityKey]) -> bool:
@@ -320,11 +333,13 @@ def _no_strong_conflict(profile: CustomerProfile, hashed: dict[str, IdentityKey]
 
 
 def joinable(profile: Callable[[str], CustomerProfile], customer_ids: Iterable[str]) -> bool:
-    """Every pair may be one person: no strong key kind on which they differ, no name both wrote in
-    hanzi in other characters, and no person's decision that they are two (a rejected merge candidate)."""
+    """Every pair may be one person: no strong key kind on which they differ, names that share a key
+    (where both are known) and that neither wrote in hanzi in other characters, and no person's decision
+    that they are two (a rejected merge candidate)."""
     profiles = {cid: profile(cid) for cid in customer_ids}
     return all(
         strong_keys_agree(profiles[a], profiles[b])
+        and names_agree(profiles[a], profiles[b])
         and not names_conflict(profiles[a], profiles[b])
         and a not in profiles[b].apart
         and b not in profiles[a].apart
