@@ -7,9 +7,9 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.adapters.identity_index import DynamoIdentityIndex
+from shared.adapters.identity_index import DynamoIdentityIndex, JoinRaced
 from shared.identity.names import name_hashes
-from shared.identity.relink import plan_relink
+from shared.identity.relink import plan_relink, still_joinable
 
 
 def run_relink(index: DynamoIdentityIndex, salt: bytes, by: str | None, dry_run: bool) -> dict[str, Any]:
@@ -28,12 +28,16 @@ def run_relink(index: DynamoIdentityIndex, salt: bytes, by: str | None, dry_run:
             index.rewrite_legacy_names(customer_id, clear, rewrite)
         decided_by = f"{by} (relink {run})"
         for n, join in enumerate(plan.joins):
-            index.record_join(run, n, join.as_dict())
-            index.forget()  # what each join lends is read now, not as the plan saw it (another run may be on)
-            try:
-                index.absorb(join.absorbed, join.survivor, (*join.evidence, f"relink {run}"), by=decided_by)
-            except RuntimeError:  # one of the two was absorbed meanwhile (a live record, another run)
-                skipped.append({**join.as_dict(), "why": "one of them was joined meanwhile; run relink again"})
+            index.forget()  # read now, not as the plan saw them: a person, the sync path or another run acts too
+            why = still_joinable(index, salt, join.survivor, join.absorbed)
+            if why is None:
+                index.record_join(run, n, join.as_dict())
+                try:
+                    index.absorb(join.absorbed, join.survivor, (*join.evidence, f"relink {run}"), by=decided_by)
+                except JoinRaced:  # absorbed or kept apart between the check and the join
+                    why = "one of them was joined or kept apart meanwhile; run relink again"
+            if why is not None:
+                skipped.append({**join.as_dict(), "why": why})
                 continue
             index.record_decision([join.survivor, join.absorbed], True, decided_by, join.evidence)
         for proposal in plan.candidates:
@@ -59,14 +63,19 @@ def undo_relink(index: DynamoIdentityIndex, run: str, by: str) -> dict[str, Any]
     header, joins = index.run_journal(run)
     if header is None:
         raise LookupError(f"no relink run {run!r} for tenant {index.tenant!r}")
+    if header.get("status") == "undone":
+        raise LookupError(
+            f"relink run {run!r} was undone already ({header.get('undone_at')}, by {header.get('undone_by')})"
+        )
     undone: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
     for join in reversed(joins):
         survivor, absorbed = join["survivor"], join["absorbed"]
-        if index.canonical(absorbed) == absorbed:
-            skipped.append({"survivor": survivor, "absorbed": absorbed, "why": "not joined (now)"})
+        try:  # only a join this run made, still as it made it
+            index.split(absorbed, survivor_was=survivor, absorbed_by=f"{header.get('by')} (relink {run})")
+        except ValueError as exc:
+            skipped.append({"survivor": survivor, "absorbed": absorbed, "why": str(exc)})
             continue
-        index.split(absorbed)
         index.keep_apart([survivor, absorbed])
         index.record_decision([survivor, absorbed], False, f"{by} (undo relink {run})", ("undo of a relink",))
         undone.append({"survivor": survivor, "absorbed": absorbed})

@@ -40,6 +40,10 @@ if TYPE_CHECKING:  # the boto3 stubs are a dev dependency: types only
     from types_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 
+class JoinRaced(RuntimeError):
+    """An absorption found one side absorbed or kept apart since it was read: read again and retry."""
+
+
 class DynamoIdentityIndex:
     def __init__(
         self, table: str, tenant: str, client: DynamoDBClient | None = None, read_ahead: ReadAhead | None = None
@@ -211,7 +215,9 @@ class DynamoIdentityIndex:
                             "Key": self._profile_key(alias),
                             "UpdateExpression": "SET alias_of = :c, absorbed_on = :e, absorbed_at = :t, "
                             "lent = if_not_exists(lent, :l)" + by_clause,
-                            "ConditionExpression": "attribute_not_exists(alias_of) OR alias_of = :c",
+                            # A person's keep-apart wins, even one decided after this join was planned.
+                            "ConditionExpression": "(attribute_not_exists(alias_of) OR alias_of = :c) "
+                            "AND NOT contains(apart, :c)",
                             "ExpressionAttributeValues": values,
                         }
                     },
@@ -219,7 +225,8 @@ class DynamoIdentityIndex:
                         "ConditionCheck": {
                             "TableName": self.table,
                             "Key": self._profile_key(customer_id),
-                            "ConditionExpression": "attribute_not_exists(alias_of)",
+                            "ConditionExpression": "attribute_not_exists(alias_of) AND NOT contains(apart, :a)",
+                            "ExpressionAttributeValues": {":a": {"S": alias}},
                         }
                     },
                 ]
@@ -228,53 +235,80 @@ class DynamoIdentityIndex:
             if exc.response["Error"]["Code"] != "TransactionCanceledException":
                 raise
             self._profiles.clear()
-            raise RuntimeError(
-                f"customer {alias} or {customer_id} was absorbed meanwhile; the message will be retried"
+            raise JoinRaced(
+                f"customer {alias} or {customer_id} was absorbed or kept apart meanwhile; the message will be retried"
             ) from exc
         self._profiles.pop(alias, None)
 
-    def split(self, alias: str) -> str:
-        """Undo an absorption: ``alias`` answers for itself again, and the survivor gives back what the
-        join added to it (its own keys and names stay). Returns the survivor it was absorbed into."""
-        self._profiles.pop(alias, None)
+    def split(self, alias: str, survivor_was: str | None = None, absorbed_by: str | None = None) -> str:
+        """Undo an absorption: ``alias`` answers for itself again, and what the join lent is given back —
+        by the survivor, and by every customer the survivor was absorbed into since, as far as it travelled
+        on with the survivor's own (``lent`` of each step). Their own keys and names stay. One
+        transaction, conditional on every alias pointer read. Returns the survivor it was absorbed into.
+
+        ValueError, and nothing changes, when it is not absorbed; or when it is absorbed into another
+        than ``survivor_was`` or by another than ``absorbed_by`` (a relink's undo splits only its own)."""
+        self._profiles.clear()
         self._load_profiles([alias])
         item = self._profiles[alias]
         if "alias_of" not in item:
             raise ValueError(f"customer {alias} was not absorbed into another one")
         survivor = item["alias_of"]["S"]
-        lent: dict[str, list[str]] = json.loads(item.get("lent", {}).get("S", "{}"))
-        removals = {attribute: values for attribute, values in lent.items() if values}
-        survivor_update: dict[str, Any] = {"TableName": self.table, "Key": self._profile_key(survivor)}
-        if removals:
-            survivor_update["UpdateExpression"] = "DELETE " + ", ".join(f"#a{i} :v{i}" for i in range(len(removals)))
-            survivor_update["ExpressionAttributeNames"] = {f"#a{i}": a for i, a in enumerate(removals)}
-            survivor_update["ExpressionAttributeValues"] = {
-                f":v{i}": {"SS": sorted(v)} for i, v in enumerate(removals.values())
+        if survivor_was is not None and survivor != survivor_was:
+            raise ValueError(f"customer {alias} is absorbed into {survivor}, not {survivor_was}")
+        if absorbed_by is not None and item.get("absorbed_by", {}).get("S") != absorbed_by:
+            raise ValueError(f"customer {alias} was absorbed by another decision since")
+        carried = {a: set(v) for a, v in json.loads(item.get("lent", {}).get("S", "{}")).items() if v}
+        writes: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": self._profile_key(alias),
+                    "UpdateExpression": "REMOVE alias_of, absorbed_on, absorbed_at, absorbed_by, lent",
+                    "ConditionExpression": "alias_of = :s",
+                    "ExpressionAttributeValues": {":s": {"S": survivor}},
+                }
             }
-        self.client.transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": self._profile_key(alias),
-                        "UpdateExpression": "REMOVE alias_of, absorbed_on, absorbed_at, absorbed_by, lent",
-                        "ConditionExpression": "alias_of = :s",
-                        "ExpressionAttributeValues": {":s": {"S": survivor}},
-                    }
-                },
-                {"Update": survivor_update}  # type: ignore[typeddict-item]  # built above, by removals
-                if removals
-                else {
-                    "ConditionCheck": {
-                        "TableName": self.table,
-                        "Key": self._profile_key(survivor),
-                        "ConditionExpression": "attribute_exists(pk)",
-                    }
-                },
-            ]
-        )
-        self._profiles.pop(alias, None)
-        self._profiles.pop(survivor, None)
+        ]
+        holder = survivor
+        for _ in range(10):  # alias chains are short; the bound guards against a cycle
+            self._load_profiles([holder])
+            held = self._profiles[holder]
+            onward = held.get("alias_of", {}).get("S")
+            update: dict[str, Any] = {"TableName": self.table, "Key": self._profile_key(holder)}
+            values: dict[str, Any] = {}
+            clauses: list[str] = []
+            names: dict[str, str] = {}
+            if carried:
+                clauses.append("DELETE " + ", ".join(f"#a{i} :v{i}" for i in range(len(carried))))
+                names.update({f"#a{i}": a for i, a in enumerate(carried)})
+                values.update({f":v{i}": {"SS": sorted(v)} for i, v in enumerate(carried.values())})
+            if onward is None:
+                update["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(alias_of)"
+            else:
+                update["ConditionExpression"] = "alias_of = :next"
+                values[":next"] = {"S": onward}
+                lent_on = {a: set(v) for a, v in json.loads(held.get("lent", {}).get("S", "{}")).items()}
+                # What this holder passed on with its own when it was absorbed: no longer its to pass on.
+                remaining = {a: sorted(v - carried.get(a, set())) for a, v in lent_on.items()}
+                clauses.append("SET lent = :lent")
+                values[":lent"] = {"S": json.dumps({a: v for a, v in remaining.items() if v}, sort_keys=True)}
+                carried = {a: v & lent_on.get(a, set()) for a, v in carried.items()}
+                carried = {a: v for a, v in carried.items() if v}
+            if names:
+                update["ExpressionAttributeNames"] = names
+            if values:
+                update["ExpressionAttributeValues"] = values
+            if clauses:
+                update["UpdateExpression"] = " ".join(clauses)
+                writes.append({"Update": update})
+            else:
+                writes.append({"ConditionCheck": update})
+            if onward is None:
+                break
+            holder = onward
+        self.client.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]  # built above
+        self._profiles.clear()
         return survivor
 
     def merge_candidate(self, customer_ids: Iterable[str], evidence: Sequence[str]) -> None:
@@ -300,6 +334,17 @@ class DynamoIdentityIndex:
         ids = sorted({self.canonical(c) for c in customer_ids})
         for customer_id in ids:
             self._add_to_profile(customer_id, {"apart": set(ids) - {customer_id}})
+
+    def _lift_apart(self, customer_ids: Sequence[str]) -> None:
+        ids = sorted({self.canonical(c) for c in customer_ids})
+        for customer_id in ids:
+            self.client.update_item(
+                TableName=self.table,
+                Key=self._profile_key(customer_id),
+                UpdateExpression="DELETE apart :others",
+                ExpressionAttributeValues={":others": {"SS": sorted(set(ids) - {customer_id})}},
+            )
+        self._profiles.clear()
 
     def candidates(self) -> list[dict[str, Any]]:
         """Every merge candidate of the tenant, open or decided: an operator's scan, never on a hot path."""
@@ -329,6 +374,7 @@ class DynamoIdentityIndex:
         keep them apart for good. The candidate keeps the answer, so it is not raised again."""
         survivor, *others = customer_ids
         if merge:
+            self._lift_apart(customer_ids)  # a person's merge overrides an earlier keep-apart of these
             for other in others:
                 self.absorb(other, survivor, ("confirmed by a person",), by=by)
         else:

@@ -1,21 +1,23 @@
 """Re-resolution of the customers already stored, under today's rules (``aftersync customers relink``).
 
 Customers created before names were compared across scripts and orders stay apart though the live
-resolver would now join them: ``Lei Li`` from the shop and ``李雷`` from Youzan with one phone, or two
-customers a record named together under one name in two scripts (an open merge candidate). A relink
-finds them and applies the very tests a live record must pass (``shared.identity.resolver``):
+resolver would now join them: ``Lei Li`` from the shop and ``李雷`` from Youzan with one phone. A
+relink finds them and applies the very tests a live record must pass (``shared.identity.resolver``):
 
-- two customers sharing a phone, or named together by a record (an open merge candidate), with the
-  same name in either script or order, no strong key kind on which they differ, no name both wrote in
-  hanzi in other characters, and no person's decision that they are two: **joined** (the one with
-  more strong keys survives; the other answers to it through an alias that keeps the evidence and
-  what the join lent it, so it can be undone);
+- two customers sharing a phone, with a name key in common (the same name in either script or order),
+  no strong key kind on which they differ, no name both wrote in hanzi in other characters, and no
+  person's decision that they are two: **joined** (the one with more strong keys survives; the other
+  answers to it through an alias that keeps the evidence and what the join lent it, so it can be
+  undone);
 - the same phone under homophones in other characters (李蕾 and 李雷) with nothing else to tell them
   apart: a **merge candidate** for a person;
-- anything else: left as it is.
+- anything else: left as it is. Open merge candidates are left to a person: they are proposals
+  already, and what raised them (the name of the record that named both) is not kept.
 
 Joins of more than two customers happen only when every pair passes; otherwise they are proposed as
-one merge candidate. The plan is computed first and shown (``--dry-run`` stops there).
+one merge candidate. The plan is computed first and shown (``--dry-run`` stops there); a run checks
+each join again on profiles read just before it (``still_joinable``), and the absorption itself is
+conditional on neither side being absorbed or kept apart from the other since.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from shared.identity.resolver import (
     with_legacy_names,
 )
 
-JOIN_EVIDENCE = ("phone", "name")
+JOIN_EVIDENCE = ("name", "phone")
 
 
 class StoredIdentities(Protocol):
@@ -79,22 +81,22 @@ def plan_relink(index: StoredIdentities, salt: bytes) -> RelinkPlan:
             profiles[customer_id] = with_legacy_names(index.profile(customer_id), salt)
         return profiles[customer_id]
 
-    recorded = index.candidates()
-    decided_or_raised = {tuple(c["customers"]) for c in recorded}
-    groups: list[tuple[set[str], tuple[str, ...]]] = [(ids, ("phone",)) for ids in index.shared_keys()]
-    groups += [(set(c["customers"]), tuple(c["evidence"])) for c in recorded if c["status"] == "open"]
+    decided_or_raised = {tuple(c["customers"]) for c in index.candidates()}
+    # Customers sharing a phone: what the live rule joins on (phone + the same name). An open merge
+    # candidate is already a proposal for a person, and what raised it (a record's name) is not kept.
+    groups = index.shared_keys()
 
     # Which pairs may be joined, which are homophones for a person; over canonical customers.
     to_join: dict[tuple[str, str], tuple[str, ...]] = {}
     homophone: dict[tuple[str, str], tuple[str, ...]] = {}
-    for ids, evidence in groups:
+    for ids in groups:
         canonical = sorted({index.canonical(c) for c in ids})
         for a, b in itertools.combinations(canonical, 2):
             pa, pb = profile(a), profile(b)
             if not (pa.names & pb.names):
                 continue  # another name: another person sharing the phone, or not ours to decide
             if joinable(profile, (a, b)):
-                to_join[(a, b)] = tuple(sorted({*to_join.get((a, b), ()), *evidence, *JOIN_EVIDENCE}))
+                to_join[(a, b)] = JOIN_EVIDENCE
             elif names_conflict(pa, pb) and strong_keys_agree(pa, pb) and a not in pb.apart and b not in pa.apart:
                 homophone[(a, b)] = ("homophone name", "phone")
 
@@ -130,3 +132,17 @@ def _clusters(pairs: Iterable[tuple[str, str]]) -> list[list[str]]:
     for x in sorted(parent):
         clusters.setdefault(find(x), []).append(x)
     return sorted(clusters.values())
+
+
+def still_joinable(index: StoredIdentities, salt: bytes, survivor: str, absorbed: str) -> str | None:
+    """None if the join may still be made as planned (on profiles read now); else why not."""
+    if index.canonical(absorbed) != absorbed or index.canonical(survivor) != survivor:
+        return "one of them was joined meanwhile; run relink again"
+
+    def profile(customer_id: str) -> CustomerProfile:
+        return with_legacy_names(index.profile(customer_id), salt)
+
+    a, b = profile(survivor), profile(absorbed)
+    if not (a.names & b.names) or not joinable(profile, (survivor, absorbed)):
+        return "no longer passes the rule (a keep-apart, another key or name learned meanwhile)"
+    return None
