@@ -9,8 +9,19 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ops.cli.common import AwsOption, ConfigOption, EnvOption, JsonOption, Where, console, emit_json, refuse, say
-from ops.relink import run_relink, undo_relink
+from ops.cli.common import (
+    AwsOption,
+    ConfigOption,
+    EnvOption,
+    JsonOption,
+    Where,
+    console,
+    emit_json,
+    fail,
+    refuse,
+    say,
+)
+from ops.relink import RelinkStopped, run_relink, undo_relink
 from ops.resources import Resources
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
@@ -149,7 +160,10 @@ def relink(
     name = tenant_salt_secret_name(where.environment().secrets_prefix, tenant)
     secret = resources.session().client("secretsmanager", endpoint_url=resources.endpoint_url)
     salt = salt_from_secret(jsonlib.loads(secret.get_secret_value(SecretId=name)["SecretString"]), name)
-    result = run_relink(index, salt, by, dry_run)
+    try:
+        result = run_relink(index, salt, by, dry_run)
+    except RelinkStopped as exc:
+        fail(f"aftersync: {exc}")
     joins, candidates, legacy, run = result["joins"], result["candidates"], result["profiles_rewritten"], result["run"]
     if json:
         emit_json({k: v for k, v in result.items() if k != "plan"})
