@@ -299,8 +299,8 @@ def _latin_keys(text: str) -> set[str]:
     """``Lei Li``, ``LI Lei``, ``LiLei``, ``Xiao-Ming Zhang``, ``Zhang Xiao Ming`` -> the same pairs as
     their hanzi; ``John Smith`` -> its words in any order."""
     text = _toneless(text.casefold())  # accents and tone marks off, ü as v
-    text = re.sub(r"\d", "", IN_WORD_JOINERS.sub("", text))  # tone numbers (Li3 Lei2), hyphens, apostrophes
-    words = [re.sub(r"[^\w]|_", "", w) for w in WORD_SPLIT.split(text)]
+    text = IN_WORD_JOINERS.sub("", text)  # hyphens, apostrophes
+    words = [_without_tone_numbers(re.sub(r"[^\w]|_", "", w)) for w in WORD_SPLIT.split(text)]
     # Lyu / Nyu spell ü only as a syllable of their own, at the start of a word (吕 Lyu); inside one,
     # `wenyu` is wen + yu.
     words = [re.sub(r"^([ln])yu", r"\1v", w) for w in words if w]
@@ -317,6 +317,12 @@ def _latin_keys(text: str) -> set[str]:
     else:  # Zhang Xiao Ming / Xiao Ming Zhang: the surname is the first word or the last
         keys = {_pair(words[0], "".join(words[1:])), _pair(words[-1], "".join(words[:-1]))}
     return _u_variants(keys)
+
+
+def _without_tone_numbers(word: str) -> str:
+    """``li3`` -> ``li``, ``xiao3ming2`` -> ``xiaoming``; other digits stay (``Buyer 2`` is not ``Buyer 1``)."""
+    bare = re.sub(r"(?<=[a-z])[1-5]", "", word)
+    return bare if bare != word and bare.isalpha() and _syllables(bare) else word
 
 
 def _surname_splits(word: str) -> list[tuple[str, str]]:

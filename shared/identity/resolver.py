@@ -104,8 +104,9 @@ MIN_SALT_LENGTH = 32
 # account (a guest-checkout placeholder, a B2B account ordered for by many buyers): past this many its
 # profile takes no more, so it is not written on every order and does not grow without bound.
 SHARED_ACCOUNT_LIMIT = 8
-# A name is one to a few keys (a one-word romanisation splits more than one way; ü two ways).
-NAME_KEY_LIMIT = SHARED_ACCOUNT_LIMIT * 4
+# A name is one to a few keys (a one-word romanisation splits more than one way; ü two ways): a person's
+# few spellings stay well under this, a shared account stops taking names at it.
+NAME_KEY_LIMIT = SHARED_ACCOUNT_LIMIT * 2
 
 
 def salt_from_secret(secret: dict[str, object] | None, name: str) -> bytes:

@@ -186,3 +186,9 @@ def test_a_record_joining_two_customers_also_takes_in_the_phone_only_one_of_the_
         member_card_no="M00006514",
     )
     assert index.canonical(douyin) == index.canonical(shop) == index.canonical(pos) == crm
+
+
+def test_digits_are_tone_numbers_only_on_pinyin() -> None:
+    assert name_keys("Li3 Lei2") == name_keys("Li Lei")
+    assert name_keys("Buyer 1") != name_keys("Buyer 2")
+    assert name_keys("Store7") != name_keys("Store8")
