@@ -1,5 +1,6 @@
-"""The read audit on moto: one item per lookup in the tenant's day partition, with its TTL, listed by day
-between since and now and by reader; the selector only ever as an HMAC with the tenant's salt."""
+"""The read audit and the sandbox's readers on moto. The read audit: one item per lookup in the tenant's
+day partition, with its TTL, listed by day between since and now and by reader; the selector only ever as
+an HMAC with the tenant's salt. The readers: the secrets file's readers become secrets their keys open."""
 
 from __future__ import annotations
 
@@ -14,11 +15,15 @@ from moto import mock_aws
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from infra.config import load_environment
 from infra.sandbox import moto_fidelity
+from infra.sandbox.resources import create_resources
 from ops.cli import app
 from ops.resources import Resources
+from shared.adapters.secrets import SecretReader
 from shared.identity.resolver import IdentityKey, hash_key
 from shared.read.access_log import ReadAudit, ReadRecord, selector_hmac
+from shared.read.readers import Reader, Refusal, authenticate, secret_fetcher
 
 TABLE = "state"
 SALT = b"sandbox-identity-salt-for-tenant-demo-0123456789"
@@ -194,3 +199,22 @@ def test_the_access_log_command_lists_them(audit: ReadAudit, monkeypatch: pytest
     assert future.exit_code == 2 and "in the future" in future.output
     garbage = runner.invoke(app, ["access-log", "--tenant", "demo", "--since", "yesterday"])
     assert garbage.exit_code == 2 and "not an ISO date" in garbage.output
+
+
+def test_the_sandbox_creates_its_readers_secrets_and_their_keys_authenticate(
+    sandbox_secrets: dict[str, Any],
+) -> None:
+    moto_fidelity.apply()
+    with mock_aws():
+        cfg = load_environment("dev")
+        create_resources(cfg, sandbox_secrets, visibility_timeout=30)
+        fetch = secret_fetcher(SecretReader(max_age=0).get_json, cfg.secrets_prefix)
+        agent, supervisor = (sandbox_secrets["readers"][n]["key"] for n in ("demo-agent", "demo-supervisor"))
+
+        assert authenticate(f"Bearer {agent}", "demo", fetch) == Reader("demo-agent", "demo", "agent")
+        assert authenticate(f"Bearer {supervisor}", "demo", fetch) == Reader("demo-supervisor", "demo", "supervisor")
+        assert authenticate(f"Bearer {agent}", "other", fetch) == Refusal("wrong_tenant", "demo-agent")
+        assert authenticate(f"Bearer demo-agent.{'x' * 40}", "demo", fetch) == Refusal("wrong_key", "demo-agent")
+        assert authenticate(f"Bearer ghost.{'x' * 40}", "demo", fetch) == Refusal("unknown_reader", "ghost")
+        stored = boto3.client("secretsmanager").get_secret_value(SecretId="aftersync/dev/readers/demo-agent")
+        assert json.loads(stored["SecretString"]) == {"tenant": "demo", "role": "agent", "keys": [agent]}
