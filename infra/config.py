@@ -153,6 +153,8 @@ class EnvironmentConfig(BaseModel):
     # Scheduled pulls of what a platform changed, compared with the state: what no webhook brought is
     # fed in (shared/pulls/reconcile.py). Credentials: the secret aftersync/<env>/pull/<source>/<tenant>.
     reconcile: tuple[ReconcileJob, ...] = ()
+    # How long the read audit keeps who looked a customer up (``{tenant}#reads#<day>`` items, TTL)
+    read_audit_retention_days: Annotated[int, Field(ge=1, le=3653)] = 90
 
     @model_validator(mode="after")
     def _known_sources(self) -> EnvironmentConfig:

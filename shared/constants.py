@@ -125,6 +125,7 @@ class Env:
     AUTOMATION_ROLES = "AUTOMATION_ROLES_JSON"
     CUSTOMER_NOTIFICATIONS = "CUSTOMER_NOTIFICATIONS_JSON"
     WECOM_API_BASE = "WECOM_API_BASE"
+    READ_AUDIT_RETENTION_DAYS = "READ_AUDIT_RETENTION_DAYS"
 
 
 def resource_name(environment: str, purpose: str) -> str:
@@ -166,6 +167,13 @@ def tenant_salt_secret_name(prefix: str, tenant: str) -> str:
 def target_secret_name(prefix: str, target: str) -> str:
     """Secret holding a target's credentials: ``{"header": "X-Api-Key", "value": "…"}``."""
     return f"{prefix}/targets/{target}"
+
+
+def reader_secret_name(prefix: str, name: str) -> str:
+    """A reader of the lookup API (an agent, a supervisor, a system):
+    ``{"tenant": "<tenant>", "role": "agent"|"supervisor"|"system", "keys": ["<name>.<random>", …]}``
+    (several keys while one is rotated out). Its bearer key starts with ``<name>.``, which finds it."""
+    return f"{prefix}/readers/{name}"
 
 
 def metrics_namespace(environment: str) -> str:

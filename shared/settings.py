@@ -191,6 +191,17 @@ class AutomateSettings(_TargetSettings):
     dispatch: Annotated[dict[str, Roster], BeforeValidator(_json)] = Field(alias=Env.DISPATCH)  # tenant -> team
 
 
+class LookupSettings(_Settings):
+    """The lookup API: the customer view and the identity index (state table), the readers' and the
+    tenants' salt secrets, the read audit's retention."""
+
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+    read_audit_retention_days: int = Field(alias=Env.READ_AUDIT_RETENTION_DAYS, ge=1, le=3653)
+    default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
+
+
 class ReconcileSettings(_AdmitSettings):
     state_table: str = Field(alias=Env.STATE_TABLE)
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)

@@ -13,6 +13,7 @@ from infra.wiring import ResourceRefs, queues, routes
 from shared.constants import (
     ALARM_TOPIC_SUFFIXES,
     pull_secret_name,
+    reader_secret_name,
     robot_secret_name,
     source_secret_name,
     target_secret_name,
@@ -167,4 +168,14 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             )
     for target, credentials in secrets.get("targets", {}).items():
         sm.create_secret(Name=target_secret_name(cfg.secrets_prefix, target), SecretString=json.dumps(credentials))
+    for name, reader in secrets.get("readers", {}).items():  # the lookup API's readers, one key each
+        sm.create_secret(
+            Name=reader_secret_name(cfg.secrets_prefix, name), SecretString=json.dumps(reader_secret(reader))
+        )
     return result
+
+
+def reader_secret(reader: dict[str, Any]) -> dict[str, Any]:
+    """A reader as the secrets file gives it (``{"tenant", "key", "role"}``) as its secret holds it:
+    ``{"tenant", "role", "keys": [key]}`` (a deployed reader's secret may hold several keys)."""
+    return {"tenant": reader["tenant"], "role": reader["role"], "keys": [reader["key"]]}

@@ -11,7 +11,7 @@ import sys
 import typer
 from botocore.exceptions import EndpointConnectionError
 
-from ops.cli import audit, backfill, capacity, customers, dlq, entity, reconcile, replay, sandbox
+from ops.cli import access_log, audit, backfill, capacity, customers, dlq, entity, reconcile, replay, sandbox
 
 app = typer.Typer(
     name="aftersync",
@@ -30,6 +30,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(customers.app, name="customers")
 app.add_typer(audit.app, name="audit")
 capacity.register(app)
+access_log.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,7 +17,19 @@ from shared.models import ENTITY_MODELS
 runner = CliRunner()
 
 COMMANDS = {
-    (): ["local", "demo", "replay", "reconcile", "backfill", "entity", "dlq", "customers", "audit", "capacity"],
+    (): [
+        "local",
+        "demo",
+        "replay",
+        "reconcile",
+        "backfill",
+        "entity",
+        "dlq",
+        "customers",
+        "audit",
+        "capacity",
+        "access-log",
+    ],
     ("entity",): ["show"],
     ("dlq",): ["list", "show", "redrive"],
     ("customers",): ["candidates", "merge", "keep-apart"],
@@ -50,6 +62,7 @@ OPTIONS = {
     ("customers", "merge"): ["--by", "--tenant", "--json", "--env", "--aws", "--config"],
     ("customers", "keep-apart"): ["--by", "--tenant", "--json", "--env", "--aws", "--config"],
     ("audit", "verify"): ["--tenant", "--entity", "--json", "--env", "--aws", "--config"],
+    ("access-log",): ["--tenant", "--reader", "--since", "--json", "--env", "--aws", "--config"],
     ("capacity",): ["--rate", "--burst", "--burst-seconds", "--duration", "--inputs", "--json", "--env", "--config"],
 }
 

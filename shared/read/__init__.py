@@ -1,0 +1,1 @@
+"""Customer 360: the read side (customer view, lookup, readers, masking, read audit)."""
