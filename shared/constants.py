@@ -125,6 +125,11 @@ class Env:
     AUTOMATION_ROLES = "AUTOMATION_ROLES_JSON"
     CUSTOMER_NOTIFICATIONS = "CUSTOMER_NOTIFICATIONS_JSON"
     WECOM_API_BASE = "WECOM_API_BASE"
+    TENANT_TIMEZONES = "TENANT_TIMEZONES_JSON"
+
+
+# A tenant's time zone when its config names none (the shop's calendar: a warranty's last day)
+DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
 def resource_name(environment: str, purpose: str) -> str:

@@ -1,0 +1,1 @@
+"""Reading the unified state where agents work: the customer view, its lookup, readers and masking."""
