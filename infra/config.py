@@ -10,11 +10,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.automation.dispatch import Roster
-from shared.constants import INVOCATION_RESERVE_SECONDS, delivery_queue_purpose, resource_name, secrets_prefix
+from shared.constants import (
+    DEFAULT_TIMEZONE,
+    INVOCATION_RESERVE_SECONDS,
+    delivery_queue_purpose,
+    resource_name,
+    secrets_prefix,
+)
 from shared.delivery.targets import MESSAGE_KINDS, TargetConfig
 from shared.errors import ConfigurationError
 from shared.intake.field_map import FieldMap
@@ -24,6 +31,14 @@ from shared.sources.inhouse import INHOUSE_SYSTEMS
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXT_KEY = "aftersync:environments"
+
+
+def _time_zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{name!r} is not an IANA time zone") from exc
+    return name
 
 
 class ApiThrottle(BaseModel):
@@ -123,8 +138,8 @@ class EnvironmentConfig(BaseModel):
     # Queue purpose -> batch size and batching window of its event source mapping (default 10 records, 1 s;
     # the alarms queue 100 records over 10 s, one digest per batch).
     consumer_batching: dict[str, QueueBatching] = {}
-    # Stream consumer (publish, audit-archive) -> batch, window, parallelization factor (default 100, 0 s, 1)
-    stream_consumers: dict[Literal["publish", "audit-archive"], StreamBatching] = {}
+    # Stream consumer (publish, audit-archive, project) -> batch, window, parallelization factor (default 100, 0 s, 1)
+    stream_consumers: dict[Literal["publish", "audit-archive", "project"], StreamBatching] = {}
     # Function -> memory in MB (more memory is more CPU: a full vCPU at 1,769 MB); default per function
     function_memory_mb: dict[str, Annotated[int, Field(ge=128, le=10_240)]] = {}
     # Function -> reserved concurrency: kept for it (the webhook receiver must never wait for the consumers)
@@ -146,6 +161,9 @@ class EnvironmentConfig(BaseModel):
     tracing: Literal["lambda", "sdk"] = "lambda"
     waf: bool = False
     default_phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"  # for numbers without +<country>
+    # Tenant -> its shop's IANA time zone (a warranty's last day is a day of the shop's calendar); a tenant
+    # not listed is in DEFAULT_TIMEZONE (Asia/Shanghai)
+    tenant_timezones: dict[str, Annotated[str, AfterValidator(_time_zone)]] = {}
     # Amazon SP-API seller id -> tenant. Non-empty: the stack gets the SP-API notification queue.
     # In-house source -> declarative map from its own JSON to canonical observations (shared/intake/field_map.py)
     field_maps: dict[str, FieldMap] = {}
@@ -203,6 +221,10 @@ class EnvironmentConfig(BaseModel):
     # ---- names shared by the stack, the sandbox and the tests --------------------------------
     def resource(self, purpose: str) -> str:
         return resource_name(self.name, purpose)
+
+    def timezone(self, tenant: str) -> str:
+        """The tenant's shop time zone."""
+        return self.tenant_timezones.get(tenant, DEFAULT_TIMEZONE)
 
     @property
     def secrets_prefix(self) -> str:

@@ -53,6 +53,9 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("normalise", "functions.normalise.handler.lambda_handler", "Raw envelopes to canonical events"),
         FunctionSpec("sync", "functions.sync.handler.lambda_handler", "Merge observations into per-entity state"),
         FunctionSpec("publish", "functions.publish.handler.lambda_handler", "Audit inserts to entity.changed events"),
+        FunctionSpec(
+            "project", "functions.project.handler.lambda_handler", "States and audit records to the customer view"
+        ),
         FunctionSpec("deliver", "functions.deliver.handler.lambda_handler", "Push unacknowledged changes to targets"),
         FunctionSpec(
             "audit-archive", "functions.audit_archive.handler.lambda_handler", "Archive expiring audit records"
@@ -85,6 +88,10 @@ def queue_batching(cfg: EnvironmentConfig, purpose: str) -> QueueBatching:
     """The batch size and window of a queue's event source mapping: the environment's, else the default."""
     return cfg.consumer_batching.get(purpose) or DEFAULT_BATCHING.get(purpose) or QueueBatching()
 
+
+# The state table stream's readers: audit inserts to events, expiring audit records to the archive,
+# states and audit records to the customer view (the sandbox and the tests poll the stream for each).
+STREAM_CONSUMERS = ("publish", "audit-archive", "project")
 
 # audit-archive: big batches gathered for up to a minute (nothing waits on an archived record), so one
 # PutObject carries many records
@@ -177,6 +184,11 @@ def function_environment(
             Env.ALLOWED_LOOPBACK_PORTS: allowance,
         },
         "publish": {Env.EVENT_BUS: refs.event_bus},
+        "project": {
+            Env.STATE_TABLE: refs.state_table,
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+        },
         "automate": {
             Env.STATE_TABLE: refs.state_table,
             Env.EVENT_BUS: refs.event_bus,

@@ -126,6 +126,11 @@ class Env:
     CUSTOMER_NOTIFICATIONS = "CUSTOMER_NOTIFICATIONS_JSON"
     WECOM_API_BASE = "WECOM_API_BASE"
     READ_AUDIT_RETENTION_DAYS = "READ_AUDIT_RETENTION_DAYS"
+    TENANT_TIMEZONES = "TENANT_TIMEZONES_JSON"
+
+
+# A tenant's time zone when its config names none (the shop's calendar: a warranty's last day)
+DEFAULT_TIMEZONE = "Asia/Shanghai"
 
 
 def resource_name(environment: str, purpose: str) -> str:

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.constants import Env
+from shared.constants import DEFAULT_TIMEZONE, Env
 from shared.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -127,6 +127,29 @@ class SyncSettings(_Settings):
 
 class PublishSettings(_Settings):
     event_bus: str = Field(alias=Env.EVENT_BUS)
+
+
+class ProjectSettings(_Settings):
+    """The customer view's projector: reads states and the identity index, writes the view."""
+
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+
+
+class LookupSettings(_Settings):
+    """What a customer lookup needs (``shared.read.lookup``): the view, the identity salts, the phone
+    region of numbers without a country code, each tenant's time zone (warranty days end in the shop's
+    calendar; a tenant not listed is in ``DEFAULT_TIMEZONE``)."""
+
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
+    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+    default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
+    timezones: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.TENANT_TIMEZONES, default={})
+
+    def timezone(self, tenant: str) -> str:
+        return self.timezones.get(tenant, DEFAULT_TIMEZONE)
 
 
 class AuditArchiveSettings(_Settings):

@@ -29,8 +29,9 @@ from infra.wiring import (
     queues,
     stream_batching,
 )
-from shared.constants import AUDIT_BATCH_PREFIX, AUDIT_SK_PREFIX, RAW_BATCH_PREFIX, TTL_PRINCIPAL
+from shared.constants import AUDIT_BATCH_PREFIX, AUDIT_SK_PREFIX, RAW_BATCH_PREFIX, STATE_SK, TTL_PRINCIPAL
 from shared.errors import ConfigurationError
+from shared.read.view import VIEW_ENTITY_TYPES
 
 # 3.13, not 3.14: the asset's bytecode is compiled by an interpreter of the runtime's version
 # (infra/constructs/dependencies.py), and the project's machines have a 3.13 one, not a 3.14 one.
@@ -89,6 +90,7 @@ class Compute(Construct):
         self._grant_sync(fn, storage, messaging, key)
         self._grant_publish(fn, storage, messaging, key)
         self._grant_audit_archive(fn, storage, messaging, key)
+        self._grant_project(fn, storage, messaging, key)
         self._grant_deliver(fn, storage, messaging, key)
         self._grant_notify(fn, storage, messaging, key)
         self._grant_automate(fn, storage, messaging, key)
@@ -152,6 +154,61 @@ class Compute(Construct):
             },
         )
         messaging.bus.grant_put_events_to(fn["publish"])
+
+    def _grant_project(
+        self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
+    ) -> None:
+        cfg = self.cfg
+        # project: the state table's stream, state items and audit inserts (and an identity profile gaining
+        # or losing its alias) -> the customer view. Reads states (a shipment's order, an audit record's
+        # entity) and identity profiles; writes only the view's own items and selectors.
+        self._stream_consumer(
+            "project",
+            fn["project"],
+            storage,
+            messaging,
+            {
+                "eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"),
+                "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.is_equal(STATE_SK)}}},
+            },
+            {
+                "eventName": lambda_.FilterRule.is_equal("INSERT"),
+                "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with(AUDIT_SK_PREFIX)}}},
+            },
+            *(
+                {
+                    "eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"),
+                    "dynamodb": {
+                        "Keys": {"sk": {"S": lambda_.FilterRule.is_equal("PROFILE")}},
+                        image: {"alias_of": {"S": lambda_.FilterRule.exists()}},
+                    },
+                }
+                for image in ("NewImage", "OldImage")
+            ),
+        )
+        fn["project"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+                resources=[storage.state_table.table_arn],
+                conditions={
+                    "ForAllValues:StringLike": {
+                        "dynamodb:LeadingKeys": [
+                            *(f"*#{t}#*" for t in VIEW_ENTITY_TYPES),
+                            "*#idprofile#*",
+                        ]
+                    }
+                },
+            )
+        )
+        fn["project"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"],
+                resources=[storage.state_table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#view#*", "*#sel#*"]}},
+            )
+        )
+        self._secrets(fn["project"], f"{cfg.secrets_prefix}/tenants/*")
+        key.grant_encrypt_decrypt(fn["project"])
 
     def _grant_audit_archive(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
@@ -379,7 +436,7 @@ class Compute(Construct):
         return function
 
     def _stream_consumer(
-        self, name: str, function: lambda_.Function, storage: Storage, messaging: Messaging, pattern: dict[str, Any]
+        self, name: str, function: lambda_.Function, storage: Storage, messaging: Messaging, *patterns: dict[str, Any]
     ) -> None:
         """A reader of the state table's stream: filtered, bisecting, with an on-failure queue; its batch,
         window and batches per shard at once (parallelization factor) from the environment's sizing."""
@@ -396,7 +453,7 @@ class Compute(Construct):
                 max_record_age=Duration.hours(24),
                 report_batch_item_failures=True,
                 on_failure=sources.SqsDlq(messaging.stream_dlq),
-                filters=[lambda_.FilterCriteria.filter(pattern)],
+                filters=[lambda_.FilterCriteria.filter(pattern) for pattern in patterns],
             )
         )
 

@@ -37,7 +37,7 @@ from infra.sandbox.resources import (
     robot_keys,
 )
 from infra.sandbox.wecom_robot import FakeWeComRobot
-from infra.wiring import FUNCTIONS, function_environment, queues
+from infra.wiring import FUNCTIONS, STREAM_CONSUMERS, function_environment, queues
 from ops.resources import sandbox_state_file
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the stand-in's request log is noise here
@@ -197,7 +197,7 @@ class Sandbox:
                         max_in_flight=self.concurrency,
                     )
                 )
-        for function in ("publish", "audit-archive"):  # two readers of the table stream, as deployed
+        for function in STREAM_CONSUMERS:  # the table stream's readers, as deployed
             self.pollers.append(
                 StreamPoller(
                     self.functions,

@@ -1,1 +1,2 @@
-"""Customer 360: the read side (customer view, lookup, readers, masking, read audit)."""
+"""Reading the unified state where agents work: the customer view, its lookup, readers, masking and the
+read audit."""

@@ -53,7 +53,7 @@ def test_every_function_role_carries_exactly_its_synthesized_policy_statements(s
     )
     expected = function_policies(arns)
     assert set(expected) == {cfg.resource(f) for f in ("ingest", "normalise", "sync", "publish", "deliver")} | {
-        cfg.resource(f) for f in ("audit-archive", "notify", "automate", "amazon-intake", "reconcile")
+        cfg.resource(f) for f in ("audit-archive", "notify", "automate", "amazon-intake", "reconcile", "project")
     }
     for role, policies in expected.items():
         assert _role_documents(sandbox, role) == policies.inline, role
@@ -120,3 +120,23 @@ def test_a_grant_missing_from_a_role_fails_the_handler_call_with_access_denied(
     finally:
         process.terminate()
         process.wait(timeout=90)  # a stop under load: pollers and execution environments wind down
+
+
+def test_the_projector_writes_the_customer_view_with_its_own_role(sandbox: RunningSandbox, shopify_secret: str) -> None:
+    # An order reaches the state; the projector (its stack role: entity states and profiles read, the
+    # view's items written) puts its summary, its selectors and its timeline into its customer's view.
+    assert sandbox.post(signed("shopify_orders_create", shopify_secret))[0] == 200
+    dynamodb = sandbox.client("dynamodb")
+    wanted = {"E#order", "E#customer", "T#", "SEL"}
+
+    def kind(sk: str) -> str:
+        return "T#" if sk.startswith("T#") else "#".join(sk.split("#")[:2])
+
+    kinds: set[str] = set()
+    deadline = time.monotonic() + 60
+    while not wanted <= kinds and time.monotonic() < deadline:
+        time.sleep(0.5)
+        items = dynamodb.scan(TableName=sandbox.info["state_table"])["Items"]
+        kinds = {kind(i["sk"]["S"]) for i in items if "#view#" in i["pk"]["S"] or "#sel#" in i["pk"]["S"]}
+    assert wanted <= kinds
+    # (and the sandbox fixture fails the module if any of its calls was denied)

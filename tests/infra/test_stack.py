@@ -25,6 +25,7 @@ from shared.settings import (
     IngestSettings,
     NormaliseSettings,
     NotifySettings,
+    ProjectSettings,
     PublishSettings,
     ReconcileSettings,
     SyncSettings,
@@ -91,7 +92,7 @@ def test_the_stream_publisher_sees_only_audit_inserts_and_has_a_failure_queue(
         for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
         if "StartingPosition" in m["Properties"]
     }
-    [mapping] = [m for key, m in stream_mappings.items() if "INSERT" in key]
+    [mapping] = [m for key, m in stream_mappings.items() if "INSERT" in key and "PROFILE" not in key]
     [archiver] = [m for key, m in stream_mappings.items() if "REMOVE" in key]
     assert json.loads(archiver["FilterCriteria"]["Filters"][0]["Pattern"]) == {
         "eventName": ["REMOVE"],
@@ -105,6 +106,47 @@ def test_the_stream_publisher_sees_only_audit_inserts_and_has_a_failure_queue(
         "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "AUDIT#"}]}}},
     }
     assert "OnFailure" in mapping["DestinationConfig"]
+
+
+def test_the_projector_reads_states_and_audit_inserts_and_only_reads_entities_and_profiles(
+    templates: dict[str, Any],
+) -> None:
+    template = templates["prod"]
+    functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    project = next(
+        k for k, v in resources(template, "AWS::Lambda::Function").items() if v is functions["aftersync-prod-project"]
+    )
+    [mapping] = [
+        m["Properties"]
+        for m in resources(template, "AWS::Lambda::EventSourceMapping").values()
+        if m["Properties"]["FunctionName"] == {"Ref": project}
+    ]
+    assert [json.loads(f["Pattern"]) for f in mapping["FilterCriteria"]["Filters"]] == [
+        {"eventName": ["INSERT", "MODIFY"], "dynamodb": {"Keys": {"sk": {"S": ["STATE"]}}}},
+        {"eventName": ["INSERT"], "dynamodb": {"Keys": {"sk": {"S": [{"prefix": "AUDIT#"}]}}}},
+        *(
+            {
+                "eventName": ["INSERT", "MODIFY"],
+                "dynamodb": {"Keys": {"sk": {"S": ["PROFILE"]}}, image: {"alias_of": {"S": [{"exists": True}]}}},
+            }
+            for image in ("NewImage", "OldImage")
+        ),
+    ]
+    assert mapping["BisectBatchOnFunctionError"] is True and "OnFailure" in mapping["DestinationConfig"]
+    assert (mapping["BatchSize"], mapping["ParallelizationFactor"]) == (100, 10)
+    role = functions["aftersync-prod-project"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    reads = [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if "dynamodb:GetItem" in statement["Action"]
+    ]
+    assert [s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in reads] == [
+        ["*#customer#*", "*#order#*", "*#after_sales_case#*", "*#shipment#*", "*#ticket#*", "*#idprofile#*"]
+    ]
+    assert secret_patterns(template, "project", "prod") == ["aftersync/prod/tenants/*"]  # identity salts only
+    assert not any(a.startswith(("s3:", "events:")) for a in policy_actions(template, "project", "prod"))
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -139,6 +181,7 @@ SETTINGS = {
     "normalise": NormaliseSettings,
     "sync": SyncSettings,
     "publish": PublishSettings,
+    "project": ProjectSettings,
     "audit-archive": AuditArchiveSettings,
     "deliver": DeliverSettings,
     "amazon-intake": AmazonIntakeSettings,
@@ -506,6 +549,7 @@ def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(t
         ("automate", [["ops#action#*"], ["ops#dispatch#*"]]),  # its action ledger; agents' workload
         ("notify", [["ops#wecom#*"]]),
         ("deliver", [["ops#circuit#*", "ops#rate#*", "ops#wecom#*"]]),
+        ("project", [["*#view#*", "*#sel#*"]]),  # the customer view and its selectors
     ):
         cfg = load_environment("dev")
         role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]["Role"]

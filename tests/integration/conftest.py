@@ -20,7 +20,7 @@ from infra.sandbox.pollers import SqsPoller, StreamPoller
 from infra.sandbox.resources import SandboxResources, create_resources, local_shop, local_targets, robot_keys
 from infra.sandbox.samples import SignedWebhook
 from infra.sandbox.wecom_robot import FakeWeComRobot
-from infra.wiring import FUNCTIONS, function_environment, queues
+from infra.wiring import FUNCTIONS, STREAM_CONSUMERS, function_environment, queues
 
 
 @dataclass
@@ -112,7 +112,7 @@ class Stack:
                 self.resources.queue_urls["publish-dlq"],
                 self.cfg.region,
             )
-            for function in ("publish", "audit-archive")
+            for function in STREAM_CONSUMERS
         ]
         quiet = 0
         for _ in range(max_rounds):
