@@ -30,7 +30,9 @@ class AftersyncStack(Stack):
         storage = Storage(self, "Storage", cfg=cfg, key=key)
         messaging = Messaging(self, "Messaging", cfg=cfg, key=key)
         compute = Compute(self, "Compute", cfg=cfg, key=key, storage=storage, messaging=messaging)
-        api = WebhookApi(self, "Webhooks", cfg=cfg, ingest=compute.functions["ingest"])
+        api = WebhookApi(
+            self, "Webhooks", cfg=cfg, ingest=compute.functions["ingest"], lookup=compute.functions["lookup"]
+        )
         alarms = Alarms(self, "Alarms", cfg=cfg, key=key, messaging=messaging, functions=compute.functions, api=api.api)
 
         CfnOutput(self, "WebhookUrl", value=api.url, description="POST /webhooks/{source}/{tenant}")

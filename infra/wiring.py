@@ -58,6 +58,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         ),
         FunctionSpec("deliver", "functions.deliver.handler.lambda_handler", "Push unacknowledged changes to targets"),
         FunctionSpec(
+            "lookup",
+            "functions.lookup.handler.lambda_handler",
+            "Customer 360: a reader's lookup of the customer view",
+            timeout_seconds=10,
+        ),
+        FunctionSpec(
             "audit-archive", "functions.audit_archive.handler.lambda_handler", "Archive expiring audit records"
         ),
         FunctionSpec("notify", "functions.notify.handler.lambda_handler", "Alarm changes to WeCom group robots"),
@@ -184,6 +190,14 @@ def function_environment(
             Env.ALLOWED_LOOPBACK_PORTS: allowance,
         },
         "publish": {Env.EVENT_BUS: refs.event_bus},
+        "lookup": {
+            Env.STATE_TABLE: refs.state_table,
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+            Env.READ_AUDIT_RETENTION_DAYS: str(cfg.read_audit_retention_days),
+            Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
+            Env.TENANT_TIMEZONES: json.dumps(cfg.tenant_timezones, separators=(",", ":"), sort_keys=True),
+        },
         "project": {
             Env.STATE_TABLE: refs.state_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,

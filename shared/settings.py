@@ -138,13 +138,15 @@ class ProjectSettings(_Settings):
 
 
 class LookupSettings(_Settings):
-    """What a customer lookup needs (``shared.read.lookup``): the view, the identity salts, the phone
-    region of numbers without a country code, each tenant's time zone (warranty days end in the shop's
-    calendar; a tenant not listed is in ``DEFAULT_TIMEZONE``)."""
+    """What a customer lookup needs (``shared.read.lookup``): the view, the identity salts and the
+    readers' secrets, the read audit's retention, the phone region of numbers without a country code,
+    each tenant's time zone (warranty days end in the shop's calendar; a tenant not listed is in
+    ``DEFAULT_TIMEZONE``)."""
 
     state_table: str = Field(alias=Env.STATE_TABLE)
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+    read_audit_retention_days: int = Field(alias=Env.READ_AUDIT_RETENTION_DAYS, ge=1, le=3653)
     default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
     timezones: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.TENANT_TIMEZONES, default={})
 
@@ -212,17 +214,6 @@ class AutomateSettings(_TargetSettings):
     customer_targets: Annotated[tuple[str, ...], BeforeValidator(_json)] = Field(alias=Env.CUSTOMER_NOTIFICATIONS)
     default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
     dispatch: Annotated[dict[str, Roster], BeforeValidator(_json)] = Field(alias=Env.DISPATCH)  # tenant -> team
-
-
-class LookupSettings(_Settings):
-    """The lookup API: the customer view and the identity index (state table), the readers' and the
-    tenants' salt secrets, the read audit's retention."""
-
-    state_table: str = Field(alias=Env.STATE_TABLE)
-    secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
-    secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
-    read_audit_retention_days: int = Field(alias=Env.READ_AUDIT_RETENTION_DAYS, ge=1, le=3653)
-    default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
 
 
 class ReconcileSettings(_AdmitSettings):

@@ -14,7 +14,13 @@ from infra.constructs.nag import acknowledge
 
 class WebhookApi(Construct):
     def __init__(
-        self, scope: Construct, construct_id: str, *, cfg: EnvironmentConfig, ingest: lambda_.IFunction
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        cfg: EnvironmentConfig,
+        ingest: lambda_.IFunction,
+        lookup: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR)
@@ -76,6 +82,7 @@ class WebhookApi(Construct):
             "Path parameters are validated by API Gateway; bodies cannot be: the signature must be checked over "
             "the exact raw bytes first, then the ingest function answers 400 with the reason for malformed bodies.",
         )
+        self._lookup_route(lookup, validator)
         if cfg.waf:
             self._attach_waf(cfg)
         else:
@@ -86,6 +93,24 @@ class WebhookApi(Construct):
                 "signature-checked.",
             )
         self.url = self.api.url_for_path("/webhooks")
+
+    def _lookup_route(self, lookup: lambda_.IFunction, validator: apigw.RequestValidator) -> None:
+        """``GET /v1/{tenant}/lookup``: the customer view for a reader (Customer 360)."""
+        route = self.api.root.add_resource("v1").add_resource("{tenant}").add_resource("lookup")
+        method = route.add_method(
+            "GET",
+            apigw.LambdaIntegration(lookup, proxy=True),
+            request_parameters={"method.request.path.tenant": True},
+            request_validator=validator,
+            authorization_type=apigw.AuthorizationType.NONE,
+        )
+        reason = (
+            "Readers (an agent's desk, a call centre's screen pop, a WeCom sidebar) present a bearer key bound to "
+            "one tenant and a role, kept in Secrets Manager and compared in constant time by the lookup function "
+            "before anything is read; a refused request reads nothing."
+        )
+        acknowledge(method, "AwsSolutions-APIG4", reason)
+        acknowledge(method, "AwsSolutions-COG4", reason)
 
     def _attach_waf(self, cfg: EnvironmentConfig) -> None:
         def managed(name: str, priority: int, overrides: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:

@@ -91,6 +91,7 @@ class Compute(Construct):
         self._grant_publish(fn, storage, messaging, key)
         self._grant_audit_archive(fn, storage, messaging, key)
         self._grant_project(fn, storage, messaging, key)
+        self._grant_lookup(fn, storage, key)
         self._grant_deliver(fn, storage, messaging, key)
         self._grant_notify(fn, storage, messaging, key)
         self._grant_automate(fn, storage, messaging, key)
@@ -209,6 +210,28 @@ class Compute(Construct):
         )
         self._secrets(fn["project"], f"{cfg.secrets_prefix}/tenants/*")
         key.grant_encrypt_decrypt(fn["project"])
+
+    def _grant_lookup(self, fn: dict[str, lambda_.Function], storage: Storage, key: kms.IKey) -> None:
+        cfg = self.cfg
+        # lookup (the read side's API): reads a selector item or an identity key, then the customer's view;
+        # writes one read-audit record per lookup; reads the readers' secrets and the tenants' salts.
+        fn["lookup"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:BatchGetItem", "dynamodb:Query"],
+                resources=[storage.state_table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#view#*", "*#sel#*", "*#idkey#*"]}},
+            )
+        )
+        fn["lookup"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem"],
+                resources=[storage.state_table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#reads#*"]}},
+            )
+        )
+        self._secrets(fn["lookup"], f"{cfg.secrets_prefix}/readers/*")
+        self._secrets(fn["lookup"], f"{cfg.secrets_prefix}/tenants/*")
+        key.grant_encrypt_decrypt(fn["lookup"])
 
     def _grant_audit_archive(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey

@@ -14,26 +14,36 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+LOOKUP_RESOURCE = "/v1/{tenant}/lookup"
+WEBHOOK_RESOURCE = "/webhooks/{source}/{tenant}"
+
 
 def api_gateway_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """A REST API (v1) Lambda proxy event for ``/webhooks/{source}/{tenant}``. The stack sets binary
-    media type ``*/*``, so the body always arrives base64-encoded, as here."""
-    parts = path.split("?", 1)[0].strip("/").split("/")
-    path_parameters = {"source": parts[1], "tenant": parts[2]} if len(parts) == 3 and parts[0] == "webhooks" else None
+    """A REST API (v1) Lambda proxy event for the stack's routes, ``/webhooks/{source}/{tenant}`` and
+    ``/v1/{tenant}/lookup`` (with its query string). The stack sets binary media type ``*/*``, so the body
+    always arrives base64-encoded, as here."""
+    raw_path, _, raw_query = path.partition("?")
+    parts = raw_path.strip("/").split("/")
+    resource, path_parameters = raw_path, None
+    if len(parts) == 3 and parts[0] == "webhooks":
+        resource, path_parameters = WEBHOOK_RESOURCE, {"source": parts[1], "tenant": parts[2]}
+    elif len(parts) == 3 and parts[0] == "v1" and parts[2] == "lookup":
+        resource, path_parameters = LOOKUP_RESOURCE, {"tenant": parts[1]}
+    query = parse_qs(raw_query, keep_blank_values=True) if raw_query else {}
     return {
-        "resource": "/webhooks/{source}/{tenant}",
-        "path": path.split("?", 1)[0],
+        "resource": resource,
+        "path": raw_path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
         "pathParameters": path_parameters,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": "/webhooks/{source}/{tenant}",
+            "resourcePath": resource,
             "httpMethod": method,
-            "path": f"/local{path}",
+            "path": f"/local{raw_path}",
             "stage": "local",
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
@@ -91,7 +101,8 @@ WEBHOOK_METHODS = ("POST",)
 def gateway(
     host: str, port: int, invoke: Callable[[dict[str, Any]], dict[str, Any]], backlog: int = 128
 ) -> ThreadingHTTPServer:
-    """The API's routes: ``POST /webhooks/{source}/{tenant}`` goes to the ingest handler; another method
+    """The API's routes: ``POST /webhooks/{source}/{tenant}`` goes to the ingest handler and ``GET
+    /v1/{tenant}/lookup`` to the lookup handler (``invoke`` picks by the event's resource); another method
     on a webhook path is answered 405 here, before any handler runs (API Gateway itself answers such a
     request 403 ``Missing Authentication Token``: the stack defines no other method there). An
     invocation that fails (the handler raised, its environment died or timed out) is answered 502
@@ -126,6 +137,12 @@ def gateway(
                 answer = json.dumps({"error": "method_not_allowed", "message": message}).encode()
                 self._reply(405, answer, {"Content-Type": "application/json", "Allow": ", ".join(WEBHOOK_METHODS)})
                 return
+            if self.path.startswith("/v1/") and method != "GET":
+                self._body()
+                message = f"{method} is not allowed here; a lookup is GET /v1/{{tenant}}/lookup?<selector>=<value>"
+                answer = json.dumps({"error": "method_not_allowed", "message": message}).encode()
+                self._reply(405, answer, {"Content-Type": "application/json", "Allow": "GET"})
+                return
             event = api_gateway_event(method, self.path, dict(self.headers.items()), self._body())
             try:
                 result = invoke(event)
@@ -135,6 +152,7 @@ def gateway(
             body = result.get("body") or ""
             raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode()
             headers = {k: v for k, v in (result.get("headers") or {}).items()}
+            headers.update({k: ", ".join(v) for k, v in (result.get("multiValueHeaders") or {}).items() if v})
             headers.setdefault("Content-Type", "application/json")
             self._reply(result["statusCode"], raw, headers)
 

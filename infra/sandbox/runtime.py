@@ -25,7 +25,7 @@ from infra.sandbox import iam as sandbox_iam
 from infra.sandbox import moto_fidelity
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.environments import DEFAULT_CONCURRENCY, ProcessFunctions
-from infra.sandbox.http_servers import FakeShop, FakeTarget, gateway, serve
+from infra.sandbox.http_servers import LOOKUP_RESOURCE, FakeShop, FakeTarget, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
 from infra.sandbox.resources import (
@@ -178,7 +178,7 @@ class Sandbox:
         self.api = gateway(
             "127.0.0.1",
             self.api_port,
-            lambda event: self.functions.invoke("ingest", event),
+            lambda event: self.functions.invoke("lookup" if event["resource"] == LOOKUP_RESOURCE else "ingest", event),
             backlog=5 if self.serial else 128,
         )
         self.api_port = self.api.server_port

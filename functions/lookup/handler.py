@@ -1,0 +1,176 @@
+"""The lookup API behind API Gateway: ``GET /v1/{tenant}/lookup?<one selector>`` -> the customer view.
+
+A reader (a bearer key bound to one tenant and a role, kept in Secrets Manager) asks by exactly one of
+``phone``, ``email``, ``order``, ``serial``, ``tracking``, ``wecom_external_userid`` or ``customer_id``;
+the answer is the customer's card, orders with warranty, after-sales cases, shipments, tickets and a
+paged timeline, masked for the reader's role. Every authenticated lookup is recorded in the read audit
+(the selector only as its salted HMAC); a refused one is counted, never recorded as a read.
+
+Status codes: 200 an answer (``matches`` when several customers share the selector, a family's
+phone); 400 no selector, more than one, or a malformed one / limit / cursor; 401 no or a wrong key, or
+a key of another tenant; 404 nothing found. Never a 5xx for what a request carries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from shared.adapters.secrets import SecretReader
+from shared.adapters.view_store import DynamoViewStore
+from shared.constants import tenant_salt_secret_name
+from shared.identity.resolver import salt_from_secret
+from shared.observability import logger, metrics, tracer
+from shared.read.access_log import ReadAudit, ReadRecord
+from shared.read.lookup import LOOKUP_KINDS, InvalidLookup, lookup, selector_digest
+from shared.read.masking import mask_for
+from shared.read.readers import UNAUTHORIZED, WWW_AUTHENTICATE, Reader, Refusal, authenticate, secret_fetcher
+from shared.settings import LookupSettings
+
+app = APIGatewayRestResolver()
+MAX_SELECTOR_CHARS = 256
+
+
+@cache
+def settings() -> LookupSettings:
+    return LookupSettings.from_env()
+
+
+@cache
+def secrets() -> SecretReader:
+    return SecretReader(max_age=settings().secrets_max_age_seconds)
+
+
+@cache
+def view_store() -> DynamoViewStore:
+    return DynamoViewStore(settings().state_table)
+
+
+@cache
+def read_audit() -> ReadAudit:
+    return ReadAudit(settings().state_table, retention_days=settings().read_audit_retention_days)
+
+
+def _answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=body,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def _bad(message: str) -> Response[Any]:
+    return _answer(400, {"error": "bad_request", "message": message})
+
+
+def _selector(query: dict[str, str]) -> tuple[str, str] | str:
+    """The one selector asked for, or what was wrong with the query."""
+    given = {k: v for k, v in query.items() if k in LOOKUP_KINDS}
+    unknown = sorted(set(query) - set(LOOKUP_KINDS) - {"limit", "cursor"})
+    if unknown:
+        return f"unknown query parameter(s): {', '.join(unknown)}; selectors: {', '.join(LOOKUP_KINDS)}"
+    if len(given) != 1:
+        return f"ask by exactly one of {', '.join(LOOKUP_KINDS)} (got {len(given)})"
+    [(kind, value)] = given.items()
+    if not value.strip() or len(value) > MAX_SELECTOR_CHARS:
+        return f"{kind}: empty or longer than {MAX_SELECTOR_CHARS} characters"
+    return kind, value
+
+
+@app.get("/v1/<tenant>/lookup")
+def lookup_route(tenant: str) -> Response[Any]:
+    event = app.current_event
+    s = settings()
+    found = authenticate(
+        event.headers.get("authorization") or event.headers.get("Authorization"),
+        tenant,
+        secret_fetcher(secrets().get_json, s.secrets_prefix),
+    )
+    if isinstance(found, Refusal):
+        metrics.add_metric(name="LookupRefused", unit=MetricUnit.Count, value=1)
+        logger.info("lookup refused", extra={"tenant": tenant, "detail": found.detail})
+        return _answer(
+            401,
+            {"error": UNAUTHORIZED, "message": "a valid reader key for this tenant is required"},
+            {"WWW-Authenticate": WWW_AUTHENTICATE},
+        )
+    reader: Reader = found
+    query = dict(event.query_string_parameters or {})
+    selector = _selector(query)
+    request_id = event.request_context.request_id or uuid.uuid4().hex
+    if isinstance(selector, str):
+        _record(tenant, reader, request_id, None, None, [], 400, "bad selector")
+        return _bad(selector)
+    kind, value = selector
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        _record(tenant, reader, request_id, kind, None, [], 400, "bad limit")
+        return _bad("limit: a whole number from 1 to 100")
+    name = tenant_salt_secret_name(s.secrets_prefix, tenant)
+    salt = salt_from_secret(secrets().get_json(name), name)
+    digest = selector_digest(kind, value, tenant, salt, s.default_phone_region)
+    try:
+        result = lookup(
+            kind,
+            value,
+            tenant,
+            store=view_store(),
+            salt=salt,
+            default_region=s.default_phone_region,
+            timezone=s.timezone(tenant),
+            limit=limit,
+            cursor=query.get("cursor"),
+        )
+    except InvalidLookup as exc:
+        _record(tenant, reader, request_id, kind, digest, [], 400, "invalid")
+        return _bad(str(exc))
+    if not result.found:
+        _record(tenant, reader, request_id, kind, digest, [], 404, None)
+        metrics.add_metric(name="LookupNotFound", unit=MetricUnit.Count, value=1)
+        return _answer(404, {"error": "not_found", "message": f"nothing found for that {kind}"})
+    _record(tenant, reader, request_id, kind, digest, result.entity_ids(), 200, None)
+    metrics.add_metric(name="LookupServed", unit=MetricUnit.Count, value=1)
+    return _answer(200, mask_for(reader.role, result.model_dump(mode="json"), default_region=s.default_phone_region))
+
+
+def _record(
+    tenant: str,
+    reader: Reader,
+    request_id: str,
+    kind: str | None,
+    digest: str | None,
+    entity_ids: list[str],
+    outcome: int,
+    reason: str | None,
+) -> None:
+    read_audit().write(
+        ReadRecord(
+            tenant=tenant,
+            at=datetime.now(UTC),
+            request_id=request_id,
+            reader=reader.name,
+            role=reader.role,
+            selector_kind=kind,
+            selector_hmac=digest,
+            entity_ids=entity_ids,
+            outcome=outcome,
+            reason=reason,
+        )
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings()  # fail fast on a missing variable, before any request is handled
+    return app.resolve(event, context)
