@@ -11,7 +11,19 @@ import sys
 import typer
 from botocore.exceptions import EndpointConnectionError
 
-from ops.cli import access_log, audit, backfill, capacity, customers, dlq, entity, reconcile, replay, sandbox
+from ops.cli import (
+    access_log,
+    audit,
+    backfill,
+    capacity,
+    customers,
+    dlq,
+    entity,
+    lookup,
+    reconcile,
+    replay,
+    sandbox,
+)
 
 app = typer.Typer(
     name="aftersync",
@@ -31,6 +43,7 @@ app.add_typer(customers.app, name="customers")
 app.add_typer(audit.app, name="audit")
 capacity.register(app)
 access_log.register(app)
+lookup.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
