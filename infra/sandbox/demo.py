@@ -9,6 +9,7 @@ import json
 import statistics
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
@@ -384,6 +385,7 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
             f"  (inspect with: aftersync entity show order {sample_id} --tenant {TENANT} --json, "
             "while `aftersync local` runs)"
         )
+    problems += show_lookup(api, sandbox.secrets)
     print()
     if problems:
         print("FAILED: some accepted webhooks did not reach their end state:")
@@ -395,6 +397,36 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         "tampered body changed nothing."
     )
     return 0
+
+
+DEMO_PHONE = "+86 138 0013 8000"  # the buyer of the sample Shopify order (events/shopify_orders_create.json)
+
+
+def show_lookup(api: str, secrets: dict[str, Any]) -> list[str]:
+    """One lookup by phone through the lookup API as the demo's agent (masked), as an agent's desk sees it."""
+    key = secrets.get("readers", {}).get("demo-agent", {}).get("key")
+    if not key:
+        return ["no demo-agent reader in the sandbox's secrets: the lookup was not shown"]
+    url = f"{api}/v1/{TENANT}/lookup?{urllib.parse.urlencode({'phone': DEMO_PHONE})}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310 - local
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the local sandbox
+            status, body = response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        status, body = error.code, json.loads(error.read() or b"{}")
+    if status != 200 or not body.get("customer"):
+        return [f"the lookup by phone answered {status}: {body.get('message', body)}"]
+    card = body["customer"]
+    orders = ", ".join(o["order_id"] for o in body.get("orders", []))
+    print(
+        f"lookup (agent):   phone {DEMO_PHONE} -> customer {body['customer_id']}: {card.get('name')}, "
+        f"phone {card.get('phone')}, e-mail {card.get('email')}; orders {orders}; "
+        f"timeline {len(body.get('timeline', []))} change(s)"
+    )
+    print(f"  (the same: aftersync lookup --tenant {TENANT} --phone '{DEMO_PHONE}', while `aftersync local` runs)")
+    if "*" not in str(card.get("phone") or "*") or "***" not in str(card.get("email") or "***"):
+        return ["the agent's lookup was not masked"]
+    return []
 
 
 def reconcile_missed_order(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Any:
