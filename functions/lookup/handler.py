@@ -71,8 +71,10 @@ def _bad(message: str) -> Response[Any]:
     return _answer(400, {"error": "bad_request", "message": message})
 
 
-def _selector(query: dict[str, str]) -> tuple[str, str] | str:
+def _selector(query: dict[str, str], repeated: list[str]) -> tuple[str, str] | str:
     """The one selector asked for, or what was wrong with the query."""
+    if repeated:
+        return f"each query parameter at most once (repeated: {', '.join(sorted(repeated))})"
     given = {k: v for k, v in query.items() if k in LOOKUP_KINDS}
     unknown = sorted(set(query) - set(LOOKUP_KINDS) - {"limit", "cursor"})
     if unknown:
@@ -82,6 +84,10 @@ def _selector(query: dict[str, str]) -> tuple[str, str] | str:
     [(kind, value)] = given.items()
     if not value.strip() or len(value) > MAX_SELECTOR_CHARS:
         return f"{kind}: empty or longer than {MAX_SELECTOR_CHARS} characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{kind}: not valid UTF-8"
     return kind, value
 
 
@@ -104,10 +110,12 @@ def lookup_route(tenant: str) -> Response[Any]:
         )
     reader: Reader = found
     query = dict(event.query_string_parameters or {})
-    selector = _selector(query)
+    multi = event.multi_value_query_string_parameters or {}
+    selector = _selector(query, [k for k, v in multi.items() if len(v) > 1])
     request_id = event.request_context.request_id or uuid.uuid4().hex
     if isinstance(selector, str):
-        _record(tenant, reader, request_id, None, None, [], 400, "bad selector")
+        asked = [k for k in query if k in LOOKUP_KINDS]
+        _record(tenant, reader, request_id, asked[0] if len(asked) == 1 else None, None, [], 400, "bad selector")
         return _bad(selector)
     kind, value = selector
     try:
@@ -118,6 +126,9 @@ def lookup_route(tenant: str) -> Response[Any]:
     name = tenant_salt_secret_name(s.secrets_prefix, tenant)
     salt = salt_from_secret(secrets().get_json(name), name)
     digest = selector_digest(kind, value, tenant, salt, s.default_phone_region)
+    if digest is None and kind != "customer_id":
+        _record(tenant, reader, request_id, kind, None, [], 400, "not a selector")
+        return _bad(f"{kind}: not a valid {kind.replace('_', ' ')}")
     try:
         result = lookup(
             kind,

@@ -43,6 +43,7 @@ IDENTITY_KINDS: dict[str, KeyKind] = {"phone": "phone", "email": "email", "wecom
 LOOKUP_KINDS = (*IDENTITY_KINDS, *SELECTOR_KINDS, "customer_id")
 MAX_ALIAS_HOPS = 5
 MAX_LIMIT = 100
+MAX_CURSOR_CHARS = 1024
 
 
 class InvalidLookup(ValueError):
@@ -135,10 +136,12 @@ def encode_cursor(key: dict[str, Any]) -> str:
 def decode_cursor(cursor: str, tenant: str, customer_id: str) -> dict[str, Any]:
     """The timeline key a cursor continues after; refused unless it is within this customer's timeline
     (a cursor is the caller's input: it must not open another customer's view)."""
+    if len(cursor) > MAX_CURSOR_CHARS:  # one this lookup gave out is about 150 characters
+        raise InvalidLookup("cursor is not one this lookup gave out")
     try:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         pk, sk = key["pk"]["S"], key["sk"]["S"]
-    except (ValueError, binascii.Error, KeyError, TypeError) as exc:
+    except (ValueError, binascii.Error, KeyError, TypeError, RecursionError) as exc:
         raise InvalidLookup("cursor is not one this lookup gave out") from exc
     if set(key) != {"pk", "sk"} or pk != view_pk(tenant, customer_id) or not str(sk).startswith(TIMELINE_PREFIX):
         raise InvalidLookup("cursor is not one this lookup gave out")
