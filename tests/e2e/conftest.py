@@ -137,7 +137,7 @@ def sandbox() -> Iterator[RunningSandbox]:
     process, info = start_local()
     yield RunningSandbox(info)
     process.terminate()
-    process.wait(timeout=90)  # a stop under load: pollers and execution environments wind down
+    process.wait(timeout=240)  # a stop under load: pollers and execution environments wind down
     # Every handler ran with its stack role: a call its policy does not allow fails the run
     # (calls tests make on purpose as a role sign as its session "e2e")
     log = Path(info["handler_logs"]).read_text(encoding="utf-8").splitlines()

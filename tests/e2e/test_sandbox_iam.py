@@ -120,7 +120,7 @@ def test_a_grant_missing_from_a_role_fails_the_handler_call_with_access_denied(
         assert [d for d in sandbox.deliveries("erp") if d["body"].get("entity_id") == ORDER] == []
     finally:
         process.terminate()
-        process.wait(timeout=90)  # a stop under load: pollers and execution environments wind down
+        process.wait(timeout=240)  # a stop under load: pollers and execution environments wind down
 
 
 def test_the_projector_writes_the_customer_view_with_its_own_role(sandbox: RunningSandbox, shopify_secret: str) -> None:
