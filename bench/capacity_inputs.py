@@ -1,9 +1,9 @@
 """Per-record costs of every stage, measured with the project's handlers on moto, for the capacity model.
 
 ``python -m bench.capacity_inputs`` drives a promo-like order stream (new orders, each from its own
-customer, then an update of each) through the real ingest, normalise, sync, publish, deliver and
-audit-archive handlers, and writes ``bench/capacity_inputs.json``, which ``aftersync capacity`` reads
-(``ops/capacity.py``). Per stage and per record it records:
+customer, then an update of each) through the real ingest, normalise, sync, publish, project (the
+customer view), deliver and audit-archive handlers, and writes ``bench/capacity_inputs.json``, which
+``aftersync capacity`` reads (``ops/capacity.py``). Per stage and per record it records:
 
 * CPU (``time.process_time`` of the handler's process; moto runs in another process, and the probe's own
   look-ups below are subtracted);
@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.lookup import project_reads
 from bench.run import ROOT, CallCounter, bench_environment, machine, start_moto_server
 from shared.adapters.dynamo import item_size, read_units, write_units
 
@@ -194,6 +195,7 @@ def _order_webhook(secret: str, n: int, update: bool) -> dict[str, Any]:
     sample = load_sample("shopify_orders_create")
     body = sample["body"]
     body["id"] = 930000000000000000 + n
+    body.update({"name": f"#{100000 + n}", "order_number": 100000 + n})  # each order its own number, as in a shop
     customer = body.get("customer")
     if isinstance(customer, dict):
         customer.update({"id": 7300000000000 + n, "email": f"buyer{n}@example.com", "phone": f"+861380000{n:04d}"})
@@ -281,6 +283,7 @@ def measure() -> dict[str, Any]:
 
         sized = load_environment(SIZED_FOR)
         publish_batch = stream_batching(sized, "publish").batch_size
+        project_batch = stream_batching(sized, "project").batch_size
         archive_batch = stream_batching(sized, "audit-archive").batch_size
 
         def drain(queue: str, function: str, stage: str) -> int:
@@ -329,14 +332,16 @@ def measure() -> dict[str, Any]:
         observations: Counter[str] = Counter()
         changes: Counter[str] = Counter()
         audit_inserts: list[dict[str, Any]] = []
-        webhooks = body_bytes = 0
+        webhooks = body_bytes = view_records = 0
         # warm up (cold start, secret cache, pools): one order through every stage, not counted
         for update in (False, True):
             assert functions.invoke("ingest", _order_webhook(secret, 99999, update))["statusCode"] == 200
         for queue, function in (("inbox", "normalise"), ("orders", "sync")):
             drain(queue, function, "warm-up")
-        warm = [r for r in stream_records() if r["eventName"] == "INSERT"]
+        warm_records = stream_records()
+        warm = [r for r in warm_records if r["eventName"] == "INSERT"]
         functions.invoke("publish", {"Records": warm})
+        functions.invoke("project", {"Records": [r for r in warm_records if project_reads(r)]})
         drain(f"deliver-{DELIVER_TARGET}", "deliver", "warm-up")
         tallies.pop("warm-up", None)
         for wave in (False, True):  # new orders, then an update of each
@@ -350,9 +355,10 @@ def measure() -> dict[str, Any]:
             for domain in ("orders", "after-sales", "logistics", "tickets"):
                 seen = drain(domain, "sync", "sync:update" if wave else "sync:new")
                 observations[domain] += seen
+            records = stream_records()
             inserts = [
                 r
-                for r in stream_records()
+                for r in records
                 if r["eventName"] == "INSERT" and r["dynamodb"]["Keys"]["sk"]["S"].startswith(AUDIT_SK_PREFIX)
             ]
             audit_inserts += inserts
@@ -361,6 +367,13 @@ def measure() -> dict[str, Any]:
                 run("publish", "publish", {"Records": batch}, len(batch))
                 for record in batch:
                     changes[record["dynamodb"]["Keys"]["pk"]["S"].split("#")[1]] += 1
+            # the customer view: what project's event source mapping lets through (states, audit inserts, an
+            # identity profile gaining or losing an alias), in the sized environment's batches
+            projected = [r for r in records if project_reads(r)]
+            view_records += len(projected)
+            for i in range(0, len(projected), project_batch):
+                batch = projected[i : i + project_batch]
+                run("project", "project", {"Records": batch}, len(batch))
             drain(f"deliver-{DELIVER_TARGET}", "deliver", "deliver")
         # audit records expire 90 days later: the same records as the TTL sweeper's REMOVE records, in full
         # batches of the sized environment's (one object per shard, tenant and type a batch: how many
@@ -386,11 +399,13 @@ def measure() -> dict[str, Any]:
             "observation_types": {k: list(v) for k, v in by_type.items()},
             "changes": dict(changes),
             "audit_records": len(audit_inserts),
+            "view_records": view_records,
             "batch_sizes": {
                 "inbox": queue_batching(sized, "inbox").batch_size,
                 "orders": queue_batching(sized, "orders").batch_size,
                 f"deliver-{DELIVER_TARGET}": queue_batching(sized, f"deliver-{DELIVER_TARGET}").batch_size,
                 "publish": publish_batch,
+                "project": project_batch,
                 "audit-archive": archive_batch,
             },
             "sync_record_workers": RECORD_WORKERS,
@@ -486,8 +501,16 @@ def _table_use(touches: list[dict[str, Any]], records: int) -> dict[str, Any]:
     }
 
 
-STAGES = ["ingest", "normalise", "sync", "publish", "deliver", "audit-archive"]  # the order the document lists them
-FUNCTION_OF = {"ingest": "ingest", "normalise": "normalise", "sync": "sync", "publish": "publish"}
+STAGES = [
+    "ingest",
+    "normalise",
+    "sync",
+    "publish",
+    "project",
+    "deliver",
+    "audit-archive",
+]  # the order the document lists them
+FUNCTION_OF = {"ingest": "ingest", "normalise": "normalise", "sync": "sync", "publish": "publish", "project": "project"}
 
 
 def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
@@ -530,8 +553,8 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
         "notes": [
             f"batches of {SIZED_FOR}'s sizes: inbox {batches['inbox']}, orders {batches['orders']}, "
             f"deliver-{DELIVER_TARGET} {batches[f'deliver-{DELIVER_TARGET}']} records; stream: publish "
-            f"{batches['publish']}, audit-archive {batches['audit-archive']}; per-record figures are at those batch "
-            "sizes (a call made once a batch counts 1 / batch size a record)",
+            f"{batches['publish']}, project {batches.get('project', 100)}, audit-archive {batches['audit-archive']}; "
+            "per-record figures are at those batch sizes (a call made once a batch counts 1 / batch size a record)",
             f"sync: a batch's records merged on {measured['sync_record_workers']} threads; parallel_calls is how many "
             "records' calls overlap at the orders batch size",
             "CPU is the handler process's on the bench machine, all its threads (moto answers from another "
@@ -539,6 +562,8 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
             f"deliveries measured to the '{DELIVER_TARGET}' target (an envelope webhook, no rate limit)",
             "audit-archive: the audit records written, replayed as the TTL sweeper's REMOVE records; copies of them as "
             "other entities' records fill two full batches",
+            "project: the stream records its event source mapping's filters pass (states, audit inserts); its "
+            "writes (view summaries, timeline entries, selectors) are in the state table",
             "automate: not exercised (orders are not automated); the model leaves it out for this workload",
         ],
         "workload": {
@@ -551,6 +576,7 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
             "observations_per_webhook": {k: round(v, 4) for k, v in observations_by_type.items()},
             "changes_per_webhook": {k: round(v / webhooks, 4) for k, v in sorted(measured["changes"].items())},
             "audit_records_per_webhook": round(measured["audit_records"] / webhooks, 4),
+            "view_records_per_webhook": round(measured.get("view_records", 0) / webhooks, 4),
         },
         "sync_by_wave": {
             name: {
@@ -582,7 +608,7 @@ def report(result: dict[str, Any]) -> list[str]:
         "## Capacity-model inputs: per-record costs by stage",
         "",
         f"`{COMMAND}` -> `bench/capacity_inputs.json` ({inputs['workload']['description']}); read by "
-        "`aftersync capacity`.",
+        f"`aftersync capacity`. Measured {inputs['measured_at']} on {inputs['machine']}.",
         "",
         "| stage | records | CPU ms / record | AWS calls / record | WRU / record | RRU / record | PutEvents entries "
         "/ record | S3 PUT / record | log bytes / record |",

@@ -8,6 +8,11 @@ Every figure is a ratio against a baseline measured in the same run, on the same
    delivery, counted with a botocore ``before-call`` hook.
 3. Import time of each handler module minus the import time of its third-party libraries alone,
    each measured in fresh interpreters (median of several runs).
+
+Then the sections of ``SECTIONS``, each measured by its own module in a fresh interpreter (``lookup``:
+DynamoDB calls per lookup and the projector's cost per update), and identity resolution.
+``python -m bench.run <section> [...]`` (or ``identity``) re-measures those sections alone and rewrites
+only them in ``bench/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -643,6 +648,7 @@ SECTIONS = (
     "capacity_inputs",
     "cold_start",
     "sandbox_load",
+    "lookup",
 )
 SECTION_PROBE = """
 import importlib, json, sys
@@ -675,9 +681,17 @@ def main() -> int:
     sys.path.insert(0, str(ROOT))
     if sys.argv[1:] == ["identity"]:
         return identity_only()
-    only = [a for a in sys.argv[1:] if a in SECTIONS]
+    named = sys.argv[1:]
+    unknown = [a for a in named if a not in SECTIONS]
+    if unknown:
+        print(f"unknown section(s): {', '.join(unknown)}; known: identity, {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    if named:  # e.g. `python -m bench.run lookup`: those sections alone, the rest of the file kept
+        for name in named:
+            section_only(name)
+        return 0
     pipeline = measure_pipeline()
-    sections = [line for name in (only or SECTIONS) for line in measure_section(name)]
+    sections = [line for name in SECTIONS for line in measure_section(name)]
     identity = measure_identity()
     text = report(pipeline, sections, identity)
     RESULTS.write_text(text, encoding="utf-8")
@@ -686,6 +700,33 @@ def main() -> int:
 
 
 IDENTITY_HEADING = "## Identity resolution"
+
+
+def replace_section(text: str, lines: list[str]) -> str:
+    """``text`` (bench/RESULTS.md) with the section that ``lines`` heads (its first line, a ``## `` heading)
+    replaced by ``lines``, up to the next ``## `` heading; a section not there yet goes before identity's."""
+    heading = lines[0]
+    new = "\n".join(lines).rstrip("\n") + "\n\n"
+    if f"\n{heading}\n" in text:
+        head, rest = text.split(f"\n{heading}\n", 1)
+        following = rest.find("\n## ")
+        if following < 0:  # the last section: the file ends with it
+            return f"{head}\n{new.rstrip(chr(10))}\n"
+        return f"{head}\n{new}{rest[following + 1 :]}"
+    if f"\n{IDENTITY_HEADING}" in text:
+        head, tail = text.split(f"\n{IDENTITY_HEADING}", 1)
+        return f"{head.rstrip(chr(10))}\n\n{new}{IDENTITY_HEADING}{tail}"
+    return f"{text.rstrip(chr(10))}\n\n{new}"
+
+
+def section_only(name: str) -> int:
+    """``python -m bench.run <section>`` (e.g. ``lookup``): measure one section alone (in its own
+    interpreter, as the full run does) and rewrite only that section of bench/RESULTS.md; the rest stays
+    as the last full run wrote it (each section says when it was measured)."""
+    lines = measure_section(name)
+    RESULTS.write_text(replace_section(RESULTS.read_text(encoding="utf-8"), lines), encoding="utf-8")
+    print("\n".join(lines))
+    return 0
 
 
 def identity_only() -> int:

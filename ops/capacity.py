@@ -235,6 +235,7 @@ class Workload(_Frozen):
     observations_per_webhook: dict[str, float]  # entity type -> observations normalise emits
     changes_per_webhook: dict[str, float]  # entity type -> entity.changed events publish emits
     audit_records_per_webhook: float  # stream records publish reads
+    view_records_per_webhook: float = 0.0  # stream records project reads (states and audit records)
 
 
 class WaveUse(_Frozen):
@@ -374,7 +375,11 @@ def build_model(
     deliveries = sum(work.changes_per_webhook.get(t, 0.0) for t in pushed)
     state_wru = carried * sum(
         share * inputs.stages[name].dynamodb["state"].wru_per_record
-        for name, share in (("sync", sum(work.observations_per_webhook.values())), ("deliver", deliveries))
+        for name, share in (
+            ("sync", sum(work.observations_per_webhook.values())),
+            ("deliver", deliveries),
+            ("project", work.view_records_per_webhook),  # the customer view is in the state table too
+        )
         if name in inputs.stages and "state" in inputs.stages[name].dynamodb
     )
     stream_shards = max(assumptions.min_stream_shards, math.ceil(state_wru / 1_000))
@@ -395,6 +400,25 @@ def build_model(
             assumptions.stream_hop_seconds,
         )
     )
+    if "project" in inputs.stages and work.view_records_per_webhook:  # the customer view, off the delivery path
+        project = stream_batching(cfg, "project")
+        stages.append(
+            Stage(
+                "project",
+                syncs[0].name if syncs else "normalise",
+                work.view_records_per_webhook,
+                inputs.stages["project"],
+                Sizing(
+                    "stream",
+                    function_memory_mb(cfg, "project"),
+                    project.batch_size,
+                    project.window_seconds,
+                    stream_shards * project.parallelization_factor,
+                ),
+                False,
+                assumptions.stream_hop_seconds,
+            )
+        )
     for target in (t for t in cfg.targets if t.push_changes):
         share = sum(work.changes_per_webhook.get(t, 0.0) for t in target.entity_types)
         if share:
