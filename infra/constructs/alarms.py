@@ -1,5 +1,9 @@
 """Alarms, their routing to WeCom, and the pipeline dashboard — per environment, from cdk.json.
 
+The dashboard has a row per stage (ingest, normalise, sync, deliver) and one for the read side: the
+lookup API's answers (``LookupServed`` / ``LookupNotFound`` / ``LookupRefused``, emitted by
+``functions/lookup``) and the lookup function's errors and p99 duration.
+
 CloudWatch alarm -> SNS topic (critical or warning) -> the alarms queue -> notify λ -> WeCom robots.
 The queue between SNS and the function lets a burst of alarm changes be read as one batch (one
 digest per robot), lets changes that hit the robot's limit wait their turn, and has a DLQ, so no
@@ -295,6 +299,22 @@ class Alarms(Construct):
             ),
             graph("4 · Deliver", [self.metric("DeliverySucceeded"), self.metric("DeliveryFailed")]),
             graph("4 · Freshness (ms)", [self.metric("Freshness", "p50"), self.metric("Freshness", "p99")]),
+        )
+        lookup = functions["lookup"]
+        dashboard.add_widgets(  # the read side: what the lookup API answered, and its function's health
+            graph(
+                "5 · Read side: lookups",
+                [
+                    self.metric("LookupServed").with_(label="served (200)"),
+                    self.metric("LookupNotFound").with_(label="not found (404)"),
+                    self.metric("LookupRefused").with_(label="refused (401)"),
+                ],
+            ),
+            graph("5 · Read side: lookup errors", [lookup.metric_errors(period=self.period, label="errors")]),
+            graph(
+                "5 · Read side: lookup duration p99 (ms)",
+                [lookup.metric_duration(statistic="p99", period=self.period, label="p99")],
+            ),
         )
         dashboard.add_widgets(
             graph("Sync success rate", [self.success_rate]),

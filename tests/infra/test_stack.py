@@ -470,6 +470,66 @@ def test_each_environment_has_a_pipeline_dashboard(templates: dict[str, Any]) ->
             assert stage in body
 
 
+def dashboard_widgets(template: dict[str, Any]) -> list[dict[str, Any]]:
+    """The pipeline dashboard's widgets, its body's references resolved: a function's name where the
+    template names it (``Ref`` of a function), ``${Ref}`` / ``${Logical.Attribute}`` otherwise."""
+    [dashboard] = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]
+    names = {k: v["Properties"]["FunctionName"] for k, v in resources(template, "AWS::Lambda::Function").items()}
+
+    def resolved(part: Any) -> str:
+        if isinstance(part, str):
+            return part
+        if "Ref" in part:
+            return str(names.get(part["Ref"], "${" + part["Ref"] + "}"))
+        return "${" + ".".join(part["Fn::GetAtt"]) + "}"
+
+    if isinstance(body, str):
+        return list(json.loads(body)["widgets"])
+    separator, parts = body["Fn::Join"]
+    return list(json.loads(separator.join(resolved(part) for part in parts))["widgets"])
+
+
+def test_the_dashboard_has_a_read_side_row_with_the_lookup_metrics_and_the_lookup_function_s_health(
+    templates: dict[str, Any],
+) -> None:
+    for env in ENVS:
+        cfg = load_environment(env)
+        widgets = dashboard_widgets(templates[env])
+        row = [w for w in widgets if str(w.get("properties", {}).get("title", "")).startswith("5 · Read side")]
+        assert [w["properties"]["title"] for w in row] == [
+            "5 · Read side: lookups",
+            "5 · Read side: lookup errors",
+            "5 · Read side: lookup duration p99 (ms)",
+        ]
+        assert {w["y"] for w in row} == {row[0]["y"]} and [w["x"] for w in row] == [0, 8, 16]  # one row
+        every = {} if cfg.alarms.period_minutes == 5 else {"period": cfg.alarms.period_minutes * 60}  # 5: the default
+        namespace, lookup = f"Aftersync/{env}", f"aftersync-{env}-lookup"
+        assert [w["properties"]["metrics"] for w in row] == [
+            [
+                [namespace, name, "service", "aftersync", {"label": label, **every, "stat": "Sum"}]
+                for name, label in (
+                    ("LookupServed", "served (200)"),
+                    ("LookupNotFound", "not found (404)"),
+                    ("LookupRefused", "refused (401)"),
+                )
+            ],
+            [["AWS/Lambda", "Errors", "FunctionName", lookup, {"label": "errors", **every, "stat": "Sum"}]],
+            [["AWS/Lambda", "Duration", "FunctionName", lookup, {"label": "p99", **every, "stat": "p99"}]],
+        ]
+        # the namespace and dimension are the ones the lookup function emits under
+        [function] = [
+            f
+            for f in resources(templates[env], "AWS::Lambda::Function").values()
+            if f["Properties"].get("FunctionName") == lookup
+        ]
+        variables = function["Properties"]["Environment"]["Variables"]
+        assert (variables["POWERTOOLS_METRICS_NAMESPACE"], variables["POWERTOOLS_SERVICE_NAME"]) == (
+            namespace,
+            "aftersync",
+        )
+
+
 def test_prod_is_sized_for_the_peak_as_cdk_json_says(templates: dict[str, Any]) -> None:
     """The sizing `aftersync capacity --env prod` models is the sizing the prod template deploys."""
     from infra.config import load_environment
