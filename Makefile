@@ -9,10 +9,10 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export CDK_DISABLE_CLI_TELEMETRY := true
 
-.PHONY: help install demo local test unit lint format bench synth deploy openapi clean
+.PHONY: help install browser demo local test unit lint format bench synth deploy openapi clean
 
 help:
-	@echo "make demo | local | test | unit | lint | format | bench | synth | deploy ENV=dev|staging|prod | clean"
+	@echo "make demo | local | test | unit | lint | format | bench | synth | deploy ENV=dev|staging|prod | browser | clean"
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,20 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 install: $(BIN)/.installed node_modules/.installed
+
+# tests/browser drive headless Chromium through Debian's chromedriver (selenium never downloads a driver).
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+
+browser:  ## Debian's chromium and chromium-driver, installed when either is missing (needs root)
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "tests/browser need $(CHROMIUM) and $(CHROMEDRIVER): as root, run" >&2; \
+		echo "  apt-get update && apt-get install -y chromium chromium-driver" >&2; \
+		exit 1; \
+	fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update && apt-get install -y chromium chromium-driver
 
 demo: $(BIN)/.installed  ## the whole pipeline on the local AWS stand-in, with a summary
 	$(BIN)/aftersync demo
@@ -41,7 +55,7 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install lint  ## lint + unit, integration (moto), infra (synth, cdk-nag, cfn-lint), e2e (sandbox)
+test: install browser lint  ## lint + unit, integration (moto), infra (synth, cdk-nag, cfn-lint), e2e (sandbox), browser (Chromium)
 	$(BIN)/pytest
 
 unit: $(BIN)/.installed  ## unit tests only (no AWS, no sandbox): the fast loop
