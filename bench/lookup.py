@@ -24,7 +24,6 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -361,7 +360,7 @@ def measure() -> dict[str, Any]:
 
             stream_records()  # the setup's records: already projected
 
-            def drain(queue: str, function: str, on_batch: Callable[[], None] | None = None) -> int:
+            def drain(queue: str, function: str) -> int:
                 handled = 0
                 while True:
                     messages = side_sqs.receive_message(
