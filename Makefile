@@ -29,16 +29,18 @@ install: $(BIN)/.installed node_modules/.installed
 # tests/browser drive headless Chromium through Debian's chromedriver (selenium never downloads a driver).
 CHROMIUM := /usr/bin/chromium
 CHROMEDRIVER := /usr/bin/chromedriver
+# a CJK font, or the sidebar's zh-CN text shows as empty boxes in screenshots
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 
-browser:  ## Debian's chromium and chromium-driver, installed when either is missing (needs root)
-	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then exit 0; fi; \
+browser:  ## Debian's chromium, chromium-driver and a CJK font, installed when one is missing (needs root)
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ] && [ -f $(CJK_FONT) ]; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-		echo "tests/browser need $(CHROMIUM) and $(CHROMEDRIVER): as root, run" >&2; \
-		echo "  apt-get update && apt-get install -y chromium chromium-driver" >&2; \
+		echo "tests/browser need $(CHROMIUM), $(CHROMEDRIVER) and $(CJK_FONT): as root, run" >&2; \
+		echo "  apt-get update && apt-get install -y chromium chromium-driver fonts-wqy-zenhei" >&2; \
 		exit 1; \
 	fi; \
 	export DEBIAN_FRONTEND=noninteractive; \
-	apt-get update && apt-get install -y chromium chromium-driver
+	apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver fonts-wqy-zenhei
 
 demo: $(BIN)/.installed  ## the whole pipeline on the local AWS stand-in, with a summary
 	$(BIN)/aftersync demo
