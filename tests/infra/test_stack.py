@@ -549,7 +549,7 @@ def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(t
         ("automate", [["ops#action#*"], ["ops#dispatch#*"]]),  # its action ledger; agents' workload
         ("notify", [["ops#wecom#*"]]),
         ("deliver", [["ops#circuit#*", "ops#rate#*", "ops#wecom#*"]]),
-        ("project", [["*#view#*", "*#sel#*"]]),  # the customer view and its selectors
+        ("project", [["*#view#*", "*#viewown#*", "*#sel#*"]]),  # the customer view, owner pointers, selectors
     ):
         cfg = load_environment("dev")
         role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]["Role"]
