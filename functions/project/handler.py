@@ -175,18 +175,16 @@ class Projector:
         """Where a state puts its entity: the customer's view, its ``E#`` item and its selectors."""
         own, customer, order_id = self.owner(state)
         item = entity_item(state.tenant, customer, state, order_id) if customer else None
-        grouped: dict[str, list[str]] = {}
-        if customer:
-            found = selectors(state)
-            salt = self.salt_for(state.tenant) if found or state.entity_type == "customer" else b""
-            digests = identity_digests(state, salt, self.default_region)
-            for selector in found:
-                pk = selector_pk(state.tenant, selector.kind, selector_hmac(salt, selector.kind, selector.value))
-                grouped.setdefault(pk, []).append(selector.ref)
-            for digest in digests:
-                grouped.setdefault(selector_pk(state.tenant, IDENTITY_SELECTOR, digest), []).append(
-                    f"customer#{state.entity_id}"
-                )
+        grouped: dict[str, list[str]] = {}  # (an entity with no customer: its refs point nowhere)
+        found = selectors(state)
+        salt = self.salt_for(state.tenant) if found or state.entity_type == "customer" else b""
+        for selector in found:
+            pk = selector_pk(state.tenant, selector.kind, selector_hmac(salt, selector.kind, selector.value))
+            grouped.setdefault(pk, []).append(selector.ref)
+        for digest in identity_digests(state, salt, self.default_region):
+            grouped.setdefault(selector_pk(state.tenant, IDENTITY_SELECTOR, digest), []).append(
+                f"customer#{state.entity_id}"
+            )
         return Placement(own, customer, item, tuple((pk, tuple(refs)) for pk, refs in grouped.items()))
 
     def pointer(self, tenant: str, entity_type: str, entity_id: str, fresh: bool = False) -> Owner | None:

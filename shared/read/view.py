@@ -18,7 +18,8 @@ Items in the state table (the projector writes them, ``shared.adapters.view_stor
   points to: ``refs`` (what it names) and, per ref, its owner's view in ``o:{ref}`` (an order moved to
   another customer answers for that one only; two shops' order #1001 are two customers'). The value
   is kept only as a tenant-salted HMAC, like the identity index's keys. Items of an older layout
-  carry ``customers`` (every customer seen) instead, read until ``aftersync lookup rebuild`` rewrites;
+  carry ``customers`` (every customer seen): read while a ref has no owner yet (``aftersync lookup
+  rebuild`` gives every ref one);
 - ``{tenant}#sel#id#{hash}`` / ``SEL``: an identity key of a customer's card (its phone, e-mail, WeCom
   id; ``hash`` as the identity index's key item has it) -> ``o:customer#{id}``: the view that customer
   is in. A lookup reads it with the identity key item, in the same call, so an absorbed customer's
@@ -110,13 +111,13 @@ def selector_owners(item: dict[str, Any]) -> dict[str, str]:
 
 
 def selector_customers(item: dict[str, Any]) -> list[str]:
-    """The customers a selector answers for: its refs' owners (an item of the older layout: every
-    customer it was seen with, else its latest)."""
-    owners = sorted(set(selector_owners(item).values()))
-    if owners:
-        return owners
-    legacy = sorted(item.get("customers", {}).get("SS", []))
-    return legacy or ([item["customer_id"]["S"]] if "customer_id" in item else [])
+    """The customers a selector answers for: its refs' owners; while a ref of an item of the older layout
+    has no owner yet, also every customer that item was seen with (``customers``)."""
+    owners = selector_owners(item)
+    found = set(owners.values())
+    if any(ref not in owners for ref in item.get("refs", {}).get("SS", [])):
+        found |= set(item.get("customers", {}).get("SS", []))
+    return sorted(found)
 
 
 def timeline_entity(sk: str) -> tuple[str, str, int] | None:
