@@ -143,7 +143,15 @@ def test_the_projector_reads_states_and_audit_inserts_and_only_reads_entities_an
         if "dynamodb:GetItem" in statement["Action"]
     ]
     assert [s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in reads] == [
-        ["*#customer#*", "*#order#*", "*#after_sales_case#*", "*#shipment#*", "*#ticket#*", "*#idprofile#*"]
+        [
+            "*#customer#*",
+            "*#order#*",
+            "*#after_sales_case#*",
+            "*#shipment#*",
+            "*#ticket#*",
+            "*#idprofile#*",
+            "*#viewown#*",  # the entities' owner pointers
+        ]
     ]
     assert secret_patterns(template, "project", "prod") == ["aftersync/prod/tenants/*"]  # identity salts only
     assert not any(a.startswith(("s3:", "events:")) for a in policy_actions(template, "project", "prod"))
