@@ -202,6 +202,7 @@ def function_environment(
             Env.STATE_TABLE: refs.state_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+            Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
         },
         "automate": {
             Env.STATE_TABLE: refs.state_table,

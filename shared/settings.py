@@ -130,11 +130,13 @@ class PublishSettings(_Settings):
 
 
 class ProjectSettings(_Settings):
-    """The customer view's projector: reads states and the identity index, writes the view."""
+    """The customer view's projector: reads states and the identity index, writes the view (a card's
+    phone keyed as identity keys it: numbers without a country code in ``default_phone_region``)."""
 
     state_table: str = Field(alias=Env.STATE_TABLE)
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
+    default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
 
 
 class LookupSettings(_Settings):

@@ -8,7 +8,8 @@ paged timeline, masked for the reader's role. Every authenticated lookup is reco
 
 Status codes: 200 an answer (``matches`` when several customers share the selector, a family's
 phone); 400 no selector, more than one, or a malformed one / limit / cursor; 401 no or a wrong key, or
-a key of another tenant; 404 nothing found. Never a 5xx for what a request carries.
+a key of another tenant; 404 nothing found; 503 ``not_configured`` when the tenant has no identity salt
+secret (the message names it; a lookup by customer id needs none). Never a 5xx for what a request carries.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.adapters.secrets import SecretReader
 from shared.adapters.view_store import DynamoViewStore
 from shared.constants import tenant_salt_secret_name
+from shared.errors import ConfigurationError
 from shared.identity.resolver import salt_from_secret
 from shared.observability import logger, metrics, tracer
 from shared.read.access_log import ReadAudit, ReadRecord
@@ -123,9 +125,23 @@ def lookup_route(tenant: str) -> Response[Any]:
     except ValueError:
         _record(tenant, reader, request_id, kind, None, [], 400, "bad limit")
         return _bad("limit: a whole number from 1 to 100")
-    name = tenant_salt_secret_name(s.secrets_prefix, tenant)
-    salt = salt_from_secret(secrets().get_json(name), name)
-    digest = selector_digest(kind, value, tenant, salt, s.default_phone_region)
+    salt: bytes | None = None
+    if kind != "customer_id":  # a customer id is read as it is: no salt needed
+        name = tenant_salt_secret_name(s.secrets_prefix, tenant)
+        try:
+            salt = salt_from_secret(secrets().get_json(name), name)
+        except ConfigurationError:
+            _record(tenant, reader, request_id, kind, None, [], 503, "not configured")
+            metrics.add_metric(name="LookupNotConfigured", unit=MetricUnit.Count, value=1)
+            return _answer(
+                503,
+                {
+                    "error": "not_configured",
+                    "message": f"the tenant's identity salt is not set up: secret {name} (a JSON object with "
+                    '"salt", at least 32 characters); lookups by customer_id work without it',
+                },
+            )
+    digest = selector_digest(kind, value, tenant, salt, s.default_phone_region) if salt is not None else None
     if digest is None and kind != "customer_id":
         _record(tenant, reader, request_id, kind, None, [], 400, "not a selector")
         return _bad(f"{kind}: not a valid {kind.replace('_', ' ')}")

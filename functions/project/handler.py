@@ -1,14 +1,21 @@
 """State table stream consumer: the customer view (``shared.read.view``) kept up to date.
 
-Each committed state becomes its entity's summary in its customer's view (and its selectors: serials,
-tracking and order numbers), each audit record a timeline entry there, and a customer's absorption
-into another moves its view into the survivor's. The view is derived data: a record that fails is
-retried from the stream, and every write is idempotent (a summary only moves to a newer version).
+Each committed state becomes its entity's summary in its owner's view (and its selectors: serials,
+tracking and order numbers, a card's identity keys), each audit record a timeline entry there. Where an
+entity is is decided by its owner pointer (``shared.adapters.view_store``): a state moves it only when
+it is at least as new as the one that put it where it is, in one transaction with the pointer, so a
+late older state changes nothing and an order that changed hands leaves the former customer's view
+(its timeline entries and its shipments and cases follow). A customer absorbed into another, or split
+off again, has every entity of the views concerned projected again: each lands in its canonical
+customer's view. The view is derived data: a record that fails is retried from the stream, and every
+write is idempotent. ``aftersync lookup rebuild`` (``ops.view_rebuild``) projects the stored states
+with this same code.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -22,21 +29,24 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.secrets import SecretReader
 from shared.adapters.state_store import DynamoStateStore
-from shared.adapters.view_store import DynamoViewStore
+from shared.adapters.view_store import DynamoViewStore, PointerMoved
 from shared.constants import AUDIT_SK_PREFIX, STATE_SK, tenant_salt_secret_name
 from shared.identity.resolver import salt_from_secret
 from shared.observability import logger, metrics, tracer
 from shared.read.view import (
     ENTITY_PREFIX,
+    IDENTITY_SELECTOR,
     VIEW_ENTITY_TYPES,
+    Owner,
     alias_item,
     customer_of,
     entity_item,
+    identity_digests,
     order_entity_ids,
     selector_hmac,
+    selector_pk,
     selectors,
     timeline_item,
-    view_pk,
 )
 from shared.settings import ProjectSettings
 from shared.state.audit import AuditRecord
@@ -85,6 +95,18 @@ def _low_level(image: dict[str, Any] | None) -> dict[str, Any]:
 
 
 Key = tuple[str, str, str]
+PLACE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a state puts its entity: the customer it names (``own``), the view (its canonical
+    customer; None: no customer), the ``E#`` item and the selectors ``(pk, refs)`` that name it."""
+
+    own: str | None
+    customer: str | None
+    item: dict[str, Any] | None
+    selectors: tuple[tuple[str, tuple[str, ...]], ...]
 
 
 class Projector:
@@ -97,10 +119,13 @@ class Projector:
         view: DynamoViewStore,
         salt_for: Callable[[str], bytes],
         index_for: Callable[[str], DynamoIdentityIndex],
+        default_region: str = "CN",
     ) -> None:
         self.store, self.view, self.salt_for, self.index_for = store, view, salt_for, index_for
+        self.default_region = default_region
         self.states: dict[Key, EntityState | None] = {}
         self.indexes: dict[str, DynamoIdentityIndex] = {}
+        self.pointers: dict[Key, Owner | None] = {}
         self.written = 0
 
     def seen(self, state: EntityState) -> None:
@@ -125,10 +150,13 @@ class Projector:
                 self.states[key] = found.get(key)
         return next((self.states[k] for k in candidates if self.states[k] is not None), None)
 
-    def canonical(self, tenant: str, customer_id: str) -> str:
+    def index(self, tenant: str) -> DynamoIdentityIndex:
         if tenant not in self.indexes:
             self.indexes[tenant] = self.index_for(tenant)
-        return self.indexes[tenant].canonical(customer_id)
+        return self.indexes[tenant]
+
+    def canonical(self, tenant: str, customer_id: str) -> str:
+        return self.index(tenant).canonical(customer_id)
 
     def owner(self, state: EntityState) -> tuple[str | None, str | None, str | None]:
         """(the customer the state names, its canonical customer, the order's entity id if it has one)."""
@@ -143,53 +171,129 @@ class Projector:
             return None, None, order_id
         return own, self.canonical(state.tenant, own), order_id
 
-    def project_state(self, state: EntityState) -> None:
-        if state.entity_type not in VIEW_ENTITY_TYPES:
-            return
+    def expected(self, state: EntityState) -> Placement:
+        """Where a state puts its entity: the customer's view, its ``E#`` item and its selectors."""
         own, customer, order_id = self.owner(state)
-        if own is None or customer is None:
-            return  # no customer: nothing to show it under
-        item = entity_item(state.tenant, customer, state, order_id)
-        if item is not None and self.view.put_entity(item):
-            self.written += 1
-        if own != customer:  # an absorbed customer's view points at the survivor's
-            self.view.put_item(alias_item(state.tenant, own, customer))
-        grouped: dict[tuple[str, str], list[str]] = {}
-        for selector in selectors(state):
-            grouped.setdefault((selector.kind, selector.value), []).append(selector.ref)
-        if grouped:
-            salt = self.salt_for(state.tenant)
-            for (kind, value), refs in grouped.items():
-                self.view.add_selector(state.tenant, kind, selector_hmac(salt, kind, value), customer, refs)
-                self.written += 1
+        item = entity_item(state.tenant, customer, state, order_id) if customer else None
+        grouped: dict[str, list[str]] = {}  # (an entity with no customer: its refs point nowhere)
+        found = selectors(state)
+        salt = self.salt_for(state.tenant) if found or state.entity_type == "customer" else b""
+        for selector in found:
+            pk = selector_pk(state.tenant, selector.kind, selector_hmac(salt, selector.kind, selector.value))
+            grouped.setdefault(pk, []).append(selector.ref)
+        for digest in identity_digests(state, salt, self.default_region):
+            grouped.setdefault(selector_pk(state.tenant, IDENTITY_SELECTOR, digest), []).append(
+                f"customer#{state.entity_id}"
+            )
+        return Placement(own, customer, item, tuple((pk, tuple(refs)) for pk, refs in grouped.items()))
+
+    def pointer(self, tenant: str, entity_type: str, entity_id: str, fresh: bool = False) -> Owner | None:
+        key = (tenant, entity_type, entity_id)
+        if fresh or key not in self.pointers:
+            self.pointers[key] = self.view.owner(tenant, entity_type, entity_id)
+        return self.pointers[key]
+
+    def project_state(self, state: EntityState) -> bool:
+        """Put the entity where this state says, unless a newer state put it somewhere already (then
+        nothing changes). True: written."""
+        if state.entity_type not in VIEW_ENTITY_TYPES:
+            return False
+        placement = self.expected(state)
+        key = (state.tenant, state.entity_type, state.entity_id)
+        for _ in range(PLACE_ATTEMPTS):
+            read = self.pointer(*key, fresh=True)
+            if read is not None and read.version > state.version:
+                return False  # a newer state was projected: this one is late
+            if read is None and placement.customer is None:
+                return False  # no customer, never shown: nothing to show it under
+            try:
+                self.pointers[key] = self.view.place(
+                    *key, state.version, placement.customer, read, placement.item, placement.selectors
+                )
+            except PointerMoved:
+                continue  # another projection of this entity got there first: decide again
+            break
+        else:
+            raise PointerMoved(f"{state.entity_type} {state.entity_id}'s owner kept changing; retried from the stream")
+        self.written += 1 + len(placement.selectors)
+        if placement.own and placement.customer and placement.own != placement.customer:
+            self.view.put_item(alias_item(state.tenant, placement.own, placement.customer))  # the alias points on
+        self.settle(*key)
+        return True
+
+    def settle(self, tenant: str, entity_type: str, entity_id: str) -> None:
+        """Finish a move: the entity's timeline entries out of every former view into its owner's, and an
+        order's shipments and cases there projected again (they follow their order); then the pointer
+        forgets the former view. Safe to repeat (a retried record finishes what a crash left)."""
+        pointer = self.pointers.get((tenant, entity_type, entity_id))
+        if pointer is None or not pointer.former:
+            return
+        for former in sorted(pointer.former):
+            if former != pointer.customer_id:
+                entries = self.view.timeline_of(tenant, former, entity_type, entity_id)
+                self.view.move(entries, tenant, pointer.customer_id)
+                self.written += len(entries)
+                if entity_type == "order":
+                    for dependent in self._dependents(tenant, former, entity_id):
+                        self.project_state(dependent)
+            self.view.settled(tenant, entity_type, entity_id, former)
+        self.pointers[(tenant, entity_type, entity_id)] = Owner(pointer.customer_id, pointer.version)
+
+    def _dependents(self, tenant: str, customer_id: str, order_id: str) -> list[EntityState]:
+        """The shipments and cases in a view that name this order (they are where the order is)."""
+        keys = []
+        for item in self.view.entities(tenant, customer_id):
+            entity_type, _, entity_id = item["sk"]["S"][len(ENTITY_PREFIX) :].partition("#")
+            if (
+                entity_type in ("shipment", "after_sales_case")
+                and json.loads(item["doc"]["S"]).get("order_id") == order_id
+            ):
+                keys.append((tenant, entity_type, entity_id))
+        found = self.store.load_states(keys) if keys else {}
+        return [found[k] for k in keys if k in found]
 
     def project_audit(self, audit: AuditRecord) -> None:
+        """A timeline entry in the view the entity is in (its pointer's; before its first projection, the
+        one its state names)."""
         if audit.entity_type not in VIEW_ENTITY_TYPES:
             return
-        state = self.state(audit.tenant, audit.entity_type, audit.entity_id)
-        if state is None:
-            return
-        _, customer, _ = self.owner(state)
+        pointer = self.pointer(audit.tenant, audit.entity_type, audit.entity_id)
+        if pointer is not None:
+            customer = pointer.customer_id
+        else:
+            state = self.state(audit.tenant, audit.entity_type, audit.entity_id)
+            customer = self.owner(state)[1] if state is not None else None
         if customer is None:
             return
         self.view.put_item(timeline_item(audit.tenant, customer, audit))
         self.written += 1
 
+    def reproject_view(self, tenant: str, customer_id: str) -> int:
+        """Project again every entity a view holds (each lands in its canonical customer's view); how
+        many moved or were rewritten."""
+        keys = []
+        for item in self.view.entities(tenant, customer_id):
+            entity_type, _, entity_id = item["sk"]["S"][len(ENTITY_PREFIX) :].partition("#")
+            if entity_type in VIEW_ENTITY_TYPES:
+                keys.append((tenant, entity_type, entity_id))
+        found = self.store.load_states(keys) if keys else {}
+        for key in keys:
+            if key in found:
+                self.states[key] = found[key]
+        return sum(self.project_state(found[k]) for k in keys if k in found)
+
     def project_absorption(self, tenant: str, alias: str, before: str | None, after: str | None) -> None:
-        """A customer absorbed into another: its view's items are copied into the survivor's (a summary
-        only where the survivor's is older) and it points there; split again: it points nowhere."""
+        """A customer absorbed into another: the alias points to the survivor and every entity of its
+        view is projected again (into the survivor's). Split off again: the alias points nowhere and
+        every entity of the survivor's view is projected again (the split customer's go back)."""
+        self.index(tenant).forget()  # the absorption is news: read the profiles again
         if after and after != before:
             survivor = self.canonical(tenant, after)
-            for item in self.view.partition(tenant, alias):
-                moved = {**item, "pk": {"S": view_pk(tenant, survivor)}}
-                if item["sk"]["S"].startswith(ENTITY_PREFIX):
-                    self.view.put_entity(moved)
-                else:
-                    self.view.put_item(moved)
-                self.written += 1
             self.view.put_item(alias_item(tenant, alias, survivor))
+            self.reproject_view(tenant, alias)
         elif before and not after:
             self.view.remove_alias(tenant, alias)
+            self.reproject_view(tenant, self.canonical(tenant, before))
 
 
 def parse(record: dict[str, Any]) -> tuple[str, Any] | None:
@@ -219,6 +323,7 @@ def project_batch(records: list[dict[str, Any]]) -> dict[str, BaseException]:
         p.view,
         cache(tenant_salt),
         lambda tenant: DynamoIdentityIndex(settings().state_table, tenant, p.store.client),
+        settings().default_phone_region,
     )
     failed: dict[str, BaseException] = {}
     parsed: list[tuple[str, tuple[str, Any] | None]] = []

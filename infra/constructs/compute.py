@@ -162,7 +162,8 @@ class Compute(Construct):
         cfg = self.cfg
         # project: the state table's stream, state items and audit inserts (and an identity profile gaining
         # or losing its alias) -> the customer view. Reads states (a shipment's order, an audit record's
-        # entity) and identity profiles; writes only the view's own items and selectors.
+        # entity) and identity profiles; writes only the view's own items, the entities' owner pointers and
+        # selectors (the pointer, E# items and selectors of one entity in one TransactWriteItems).
         self._stream_consumer(
             "project",
             fn["project"],
@@ -196,6 +197,7 @@ class Compute(Construct):
                         "dynamodb:LeadingKeys": [
                             *(f"*#{t}#*" for t in VIEW_ENTITY_TYPES),
                             "*#idprofile#*",
+                            "*#viewown#*",  # the entities' owner pointers
                         ]
                     }
                 },
@@ -205,7 +207,9 @@ class Compute(Construct):
             iam.PolicyStatement(
                 actions=["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"],
                 resources=[storage.state_table.table_arn],
-                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#view#*", "*#sel#*"]}},
+                conditions={
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#view#*", "*#viewown#*", "*#sel#*"]}
+                },
             )
         )
         self._secrets(fn["project"], f"{cfg.secrets_prefix}/tenants/*")

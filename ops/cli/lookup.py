@@ -1,5 +1,7 @@
 """``aftersync lookup``: the customer view as a reader sees it, through the lookup API (so the read is
-authenticated, masked by the reader's role and recorded in the read audit like any other)."""
+authenticated, masked by the reader's role and recorded in the read audit like any other); and
+``aftersync lookup rebuild``: the view projected again from the stored states (``ops.view_rebuild``),
+as an operator, in the sandbox or (``--aws``) a deployed stack."""
 
 from __future__ import annotations
 
@@ -12,8 +14,28 @@ from urllib.parse import urlencode
 
 import typer
 
+from functions.project.handler import Projector
 from infra.sandbox.runtime import DEFAULT_SECRETS
-from ops.cli.common import AwsOption, ConfigOption, EnvOption, JsonOption, Where, emit_json, fail, refuse, say
+from ops.cli.common import (
+    AwsOption,
+    ConfigOption,
+    EnvOption,
+    JsonOption,
+    Where,
+    emit_json,
+    fail,
+    progress_bar,
+    refuse,
+    say,
+)
+from ops.view_rebuild import rebuild_view
+from shared.adapters.identity_index import DynamoIdentityIndex
+from shared.adapters.state_store import DynamoStateStore
+from shared.adapters.view_store import DynamoViewStore
+from shared.constants import tenant_salt_secret_name
+from shared.errors import ConfigurationError
+from shared.identity.resolver import salt_from_secret
+from shared.read.view import VIEW_ENTITY_TYPES
 
 KEY_VARIABLE = "AFTERSYNC_READER_KEY"
 SELECTORS = ("phone", "email", "order", "serial", "tracking", "wecom_external_userid", "customer_id")
@@ -24,8 +46,16 @@ def _option(name: str) -> Any:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="a customer's unified view (orders, warranty, cases, shipments, tickets, timeline) as a reader")
+    group = typer.Typer(help="a customer's unified view as a reader; `lookup rebuild`: project the view again")
+    app.add_typer(group, name="lookup")
+
+    @group.callback(
+        invoke_without_command=True,
+        help="a customer's unified view (orders, warranty, cases, shipments, tickets, timeline) as a reader; "
+        "`aftersync lookup rebuild --tenant T` projects the view again from the stored states",
+    )
     def lookup(
+        ctx: typer.Context,
         tenant: Annotated[str, typer.Option("--tenant", help="the tenant to look in")] = "demo",
         phone: Annotated[str | None, _option("phone")] = None,
         email: Annotated[str | None, _option("email")] = None,
@@ -47,6 +77,8 @@ def register(app: typer.Typer) -> None:
         aws: AwsOption = False,
         config: ConfigOption = None,
     ) -> None:
+        if ctx.invoked_subcommand is not None:
+            return  # `lookup rebuild`: its own options
         given = {
             k: v
             for k, v in {
@@ -77,6 +109,61 @@ def register(app: typer.Typer) -> None:
             _print(status, body)
         if status != 200:
             raise typer.Exit(1 if status >= 500 else 2)
+
+    @group.command(
+        help="project the customer view again from the tenant's stored states (entities unchanged since the "
+        "view was deployed appear, stale items go); safe to re-run and while the stack runs"
+    )
+    def rebuild(
+        tenant: Annotated[str, typer.Option("--tenant", help="the tenant whose view to rebuild")] = "demo",
+        entity_type: Annotated[
+            list[str] | None,
+            typer.Option("--entity-type", help=f"only these types (repeatable; of: {', '.join(VIEW_ENTITY_TYPES)})"),
+        ] = None,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would change; change nothing")] = False,
+        json: JsonOption = False,
+        env: EnvOption = "dev",
+        aws: AwsOption = False,
+        config: ConfigOption = None,
+    ) -> None:
+        unknown = sorted(set(entity_type or ()) - set(VIEW_ENTITY_TYPES))
+        if unknown:
+            refuse(f"aftersync: the view shows no {', '.join(unknown)} (types: {', '.join(VIEW_ENTITY_TYPES)})")
+        where = Where(aws, env, config)
+        resources = where.resources()
+        cfg = where.environment()
+        client = resources.dynamodb()
+        name = tenant_salt_secret_name(cfg.secrets_prefix, tenant)
+        secrets = resources.session().client("secretsmanager", endpoint_url=resources.endpoint_url)
+        try:
+            secret = jsonlib.loads(secrets.get_secret_value(SecretId=name)["SecretString"])
+            salt = salt_from_secret(secret, name)
+        except (secrets.exceptions.ResourceNotFoundException, ConfigurationError, ValueError):
+            fail(f'aftersync: no identity salt for tenant {tenant}: secret {name} must be {{"salt": "..."}}')
+        store = DynamoStateStore(resources.state_table, client)
+        view = DynamoViewStore(resources.state_table, client)
+        projector = Projector(
+            store,
+            view,
+            lambda _: salt,
+            lambda t: DynamoIdentityIndex(resources.state_table, t, client),
+            cfg.default_phone_region,
+        )
+        with progress_bar("states", enabled=not json) as progress:
+            report = rebuild_view(projector, store, view, tenant, entity_type or (), dry_run, progress)
+        if json:
+            emit_json(report.as_dict())
+            return
+        verb = "would" if dry_run else ""
+        say(
+            f"tenant {tenant}: {report.states} state(s) read; {verb} placed {report.placed} entit(ies), "
+            f"{verb} wrote {report.timeline} timeline entr(ies), {verb} removed {report.removed} stale item(s), "
+            f"{verb} rewrote {report.aliases} alias marker(s)".replace("  ", " ")
+        )
+        if report.without_customer:
+            say(f"  {report.without_customer} entit(ies) name no customer: in no view")
+        for name in report.changed_entities:
+            say(f"  {name}")
 
 
 def _sandbox_key(reader: str) -> str | None:

@@ -3,6 +3,8 @@ DynamoDB bills for an item (its documented sizing rules), which the tests and be
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +12,9 @@ import boto3
 
 if TYPE_CHECKING:  # the stubs are a dev dependency: types only, nothing at run time
     from types_boto3_dynamodb.client import DynamoDBClient
+
+BATCH_GET_MAX = 100  # keys a BatchGetItem takes
+BATCH_GET_ATTEMPTS = 5
 
 
 class DynamoTable:
@@ -22,6 +27,26 @@ class DynamoTable:
     @cached_property
     def client(self) -> DynamoDBClient:
         return self._client or boto3.client("dynamodb")
+
+    def batch_get_items(self, keys: Sequence[dict[str, Any]], *, consistent: bool = False) -> list[dict[str, Any]]:
+        """The items of these low-level keys that exist, in no particular order: one BatchGetItem per
+        100 keys; keys DynamoDB leaves unprocessed (throttling) are asked again with a backoff, a few
+        times, then RuntimeError (the caller's message or record is retried)."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), BATCH_GET_MAX):
+            request: dict[str, Any] = {self.table: {"Keys": list(keys[start : start + BATCH_GET_MAX])}}
+            if consistent:
+                request[self.table]["ConsistentRead"] = True
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                response = self.client.batch_get_item(RequestItems=request)
+                found.extend(response["Responses"].get(self.table, []))
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if request:
+                raise RuntimeError(f"DynamoDB left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts; retry later")
+        return found
 
 
 # What DynamoDB bills (developerguide/CapacityUnitCalculations.html): an item's size is the sum of its

@@ -135,24 +135,10 @@ class DynamoStateStore(DynamoTable):
         consistent BatchGetItem reads of up to 100 keys each, unprocessed keys asked again."""
         found: dict[tuple[str, str, str], EntityState] = {}
         wanted = sorted(set(keys))
-        for start in range(0, len(wanted), 100):
-            request: dict[str, Any] = {
-                self.table: {
-                    "Keys": [{"pk": _s(entity_pk(*k)), "sk": _s(STATE_SK)} for k in wanted[start : start + 100]],
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in range(5):
-                response = self.client.batch_get_item(RequestItems=request)
-                for item in response["Responses"].get(self.table, []):
-                    state = state_from_item(item)
-                    found[(state.tenant, state.entity_type, state.entity_id)] = state
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            if request:
-                raise RuntimeError("DynamoDB left keys unprocessed after 5 attempts; retry later")
+        items = self.batch_get_items([{"pk": _s(entity_pk(*k)), "sk": _s(STATE_SK)} for k in wanted], consistent=True)
+        for item in items:
+            state = state_from_item(item)
+            found[(state.tenant, state.entity_type, state.entity_id)] = state
         return found
 
     def commit(self, state: EntityState, expected_revision: int, audit: AuditRecord | None, head: str) -> None:

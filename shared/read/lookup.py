@@ -1,16 +1,19 @@
 """A customer lookup: from what an agent has at hand (a phone, an e-mail, a WeCom external user id, a
 serial, a tracking or order number, a customer id) to that customer's view, in at most three DynamoDB
-calls for a customer that was not absorbed into another:
+calls:
 
-1. one BatchGetItem of the selector's item: the identity index's key item for a phone, an e-mail or a
-   WeCom id (``{tenant}#idkey#{hmac}``), the view's selector item for a serial, a tracking or an order
-   number; none for a customer id;
+1. one BatchGetItem of the selector's items: for a phone, an e-mail or a WeCom id the identity index's
+   key item (``{tenant}#idkey#{hmac}``) and the view's item of that key (``{tenant}#sel#id#{hmac}``),
+   which says which view each customer holding the key is in (an absorbed customer's: the
+   survivor's); for a serial, a tracking or an order number the view's selector item, whose refs name
+   their owner's view; none for a customer id;
 2. one Query of the customer's ``E#`` items: the card and every entity summary;
 3. one Query of the newest ``T#`` items (a page of the timeline; the cursor continues it).
 
 Several customers behind one phone (a family) answer with their cards as ``matches`` (call 2 is then a
-BatchGetItem of the cards) and no view. A customer absorbed into another answers with the survivor's
-view (one more Query per hop). Warranty rows are computed here, against today in the shop's calendar.
+BatchGetItem of the cards) and no view. A customer id of an absorbed customer, or a key the projector
+has not keyed yet, answers with the survivor's view after one more Query per alias hop. Warranty rows
+are computed here, against today in the shop's calendar.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ from shared.constants import DEFAULT_TIMEZONE
 from shared.identity.resolver import IdentityKey, KeyKind, hash_key, normalise_email, normalise_phone
 from shared.read.view import (
     ALIAS_SK,
+    IDENTITY_SELECTOR,
     SELECTOR_KINDS,
     SELECTOR_SK,
     TIMELINE_PREFIX,
     entity_sk,
     normalise_selector,
+    selector_customers,
     selector_hmac,
+    selector_owners,
     selector_pk,
     view_pk,
 )
@@ -193,7 +199,7 @@ def lookup(
     tenant: str,
     *,
     store: DynamoViewStore,
-    salt: bytes,
+    salt: bytes | None,
     default_region: str = "CN",
     timezone: str = DEFAULT_TIMEZONE,
     today: date | None = None,
@@ -208,17 +214,25 @@ def lookup(
     if selector_kind == "customer_id":
         candidates = [value.strip()] if value.strip() else []
     else:
+        if salt is None:
+            raise ValueError("a selector other than customer_id needs the tenant's identity salt")
         key = selector_item_key(selector_kind, value, tenant, salt, default_region)
         if key is None:
             return not_found
-        items = store.batch_get([key])  # call 1
-        if not items:
-            return not_found
-        item = items[0]
-        refs = sorted(item.get("refs", {}).get("SS", []))
-        candidates = sorted(item.get("customers", {}).get("SS", []))
-        if not candidates and "customer_id" in item:
-            candidates = [item["customer_id"]["S"]]
+        if selector_kind in IDENTITY_KINDS:
+            view_key = (selector_pk(tenant, IDENTITY_SELECTOR, key[0].rsplit("#", 1)[1]), SELECTOR_SK)
+            found = {i["pk"]["S"]: i for i in store.batch_get([key, view_key])}  # call 1
+            if key[0] not in found:
+                return not_found
+            homes = selector_owners(found.get(view_key[0], {}))
+            held = found[key[0]].get("customers", {}).get("SS", [])
+            candidates = sorted({homes.get(f"customer#{c}", c) for c in held})  # where each customer is
+        else:
+            items = store.batch_get([key])  # call 1
+            if not items:
+                return not_found
+            refs = sorted(items[0].get("refs", {}).get("SS", []))
+            candidates = selector_customers(items[0])
     if not candidates:
         return not_found
 

@@ -9,6 +9,8 @@
     (``+8613812348000`` and ``138 1234 8000`` -> ``+86 138****8000``); what cannot be read as a
     number keeps at most its first 3 and last 4 digits, or is ``***``;
   - e-mails: the first character and the domain (``li.lei@example.com`` -> ``l***@example.com``);
+  - a phone or e-mail field holding an object or a list (``{"phone": {"number": ...}}``): every value
+    in it masked as that field's kind, whatever the inner keys are called (``number``, ``value``);
   - addresses: down to the city. An address object keeps its city, province / state and country (and
     the recipient's name; its phone is masked as a phone), and loses its street lines, postal code,
     district and everything else; an address written as one string keeps the province and city it
@@ -110,6 +112,8 @@ def _agent(value: Any, key: str | None, region: str, personal: bool = False) -> 
     if kind == "address":
         return _address(value, region)
     inner = personal or kind == "personal"
+    if kind in ("email", "phone") and isinstance(value, Mapping):
+        return _held(value, kind, region)
     if isinstance(value, Mapping):
         return _object(value, region, inner)
     if isinstance(value, list | tuple):
@@ -134,6 +138,25 @@ def _object(value: Mapping[str, Any], region: str, personal: bool) -> dict[str, 
         else:
             out[k] = _agent(v, str(k), region, personal)
     return out
+
+
+def _held(value: Any, kind: FieldKind, region: str) -> Any:
+    """What a phone or e-mail field holds when it is not a string (``{"phone": {"number": ...}}``,
+    ``{"emails": [{"value": ..., "primary": true}]}``): the inner keys (``number``, ``value``) name no
+    personal field, so the outer field decides. A value whose own key has a kind keeps that kind's
+    masking (``{"phone": {"e_mail": ...}}``); any other is masked as the outer field's kind (a ``type``
+    of ``mobile`` becomes ``***``: it fails closed). Booleans and nulls stay."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            own = field_kind(str(k))
+            out[k] = _agent(v, str(k), region) if own is not None else _held(v, kind, region)
+        return out
+    if isinstance(value, list | tuple):
+        return [_held(v, kind, region) for v in value]
+    return mask_email(str(value)) if kind == "email" else mask_phone(str(value), region)
 
 
 def _address(value: Any, region: str) -> Any:

@@ -8,9 +8,22 @@ Items in the state table (the projector writes them, ``shared.adapters.view_stor
   timeline entry per audit record (``occurred_at`` fixed-width UTC, so the keys sort by time);
 - ``{tenant}#view#{alias}`` / ``E#alias``: the customer this one was absorbed into (``doc``:
   ``{"customer_id": ...}``): a lookup that lands on the alias follows it;
+- ``{tenant}#viewown#{entity_type}#{entity_id}`` / ``OWN``: the entity's owner pointer: the customer
+  whose view holds its ``E#`` and ``T#`` items (``customer_id``; none when the entity has no customer),
+  the state ``version`` that put it there, and ``former``: views it moved out of whose timeline
+  entries are still to be moved (empty once settled). The pointer and the ``E#`` items change in one
+  transaction conditional on the pointer as read, so an entity is in one view at most and an older
+  state, however late, never moves it back;
 - ``{tenant}#sel#{kind}#{hmac}`` / ``SEL``: what a serial number, a tracking number or an order number
-  points to: ``customer_id``, ``customers`` (every customer it was seen with) and ``refs``. The value
-  is kept only as a tenant-salted HMAC, like the identity index's keys.
+  points to: ``refs`` (what it names) and, per ref, its owner's view in ``o:{ref}`` (an order moved to
+  another customer answers for that one only; two shops' order #1001 are two customers'). The value
+  is kept only as a tenant-salted HMAC, like the identity index's keys. Items of an older layout
+  carry ``customers`` (every customer seen): read while a ref has no owner yet (``aftersync lookup
+  rebuild`` gives every ref one);
+- ``{tenant}#sel#id#{hash}`` / ``SEL``: an identity key of a customer's card (its phone, e-mail, WeCom
+  id; ``hash`` as the identity index's key item has it) -> ``o:customer#{id}``: the view that customer
+  is in. A lookup reads it with the identity key item, in the same call, so an absorbed customer's
+  phone leads straight to the survivor's view.
 
 Summaries are built from the state's merged fields; a field the state lacks is null. Values are whole:
 masking by the reader's role happens when they are read.
@@ -26,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from shared.identity.resolver import IdentityKey, hash_key, normalise_email, normalise_phone
 from shared.state.audit import AuditRecord
 from shared.state.merge import LOG_SUFFIX, EntityState
 from shared.state.policy import default_policy
@@ -37,6 +51,9 @@ ENTITY_PREFIX = "E#"
 TIMELINE_PREFIX = "T#"
 ALIAS_SK = "E#alias"
 SELECTOR_SK = "SEL"
+OWNER_SK = "OWN"
+REF_OWNER_PREFIX = "o:"  # a selector's attribute naming one ref's owner: o:order#shopify:1
+IDENTITY_SELECTOR = "id"
 PER_SOURCE_CUSTOMER_ID = "source_customer_id."
 
 
@@ -62,6 +79,55 @@ def timeline_sk(occurred_at: str, entity_type: str, entity_id: str, version: int
 
 def selector_pk(tenant: str, kind: str, digest: str) -> str:
     return f"{tenant}#sel#{kind}#{digest}"
+
+
+def owner_pk(tenant: str, entity_type: str, entity_id: str) -> str:
+    return f"{tenant}#viewown#{entity_type}#{entity_id}"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """An entity's owner pointer as read: whose view holds it, from which state version, and the views
+    it moved out of whose timeline is still to be moved."""
+
+    customer_id: str | None
+    version: int
+    former: frozenset[str] = frozenset()
+
+
+def owner_from_item(item: dict[str, Any] | None) -> Owner | None:
+    if not item:
+        return None
+    return Owner(
+        customer_id=item["customer_id"]["S"] if "customer_id" in item else None,
+        version=int(item["version"]["N"]),
+        former=frozenset(item.get("former", {}).get("SS", [])),
+    )
+
+
+def selector_owners(item: dict[str, Any]) -> dict[str, str]:
+    """A selector item's refs and the customer whose view each is in (``o:{ref}``)."""
+    return {k[len(REF_OWNER_PREFIX) :]: v["S"] for k, v in item.items() if k.startswith(REF_OWNER_PREFIX)}
+
+
+def selector_customers(item: dict[str, Any]) -> list[str]:
+    """The customers a selector answers for: its refs' owners; while a ref of an item of the older layout
+    has no owner yet, also every customer that item was seen with (``customers``)."""
+    owners = selector_owners(item)
+    found = set(owners.values())
+    if any(ref not in owners for ref in item.get("refs", {}).get("SS", [])):
+        found |= set(item.get("customers", {}).get("SS", []))
+    return sorted(found)
+
+
+def timeline_entity(sk: str) -> tuple[str, str, int] | None:
+    """(entity type, entity id, version) of a ``T#`` key; None for another key."""
+    if not sk.startswith(TIMELINE_PREFIX):
+        return None
+    _, _, rest = sk[len(TIMELINE_PREFIX) :].partition("#")
+    entity_type, _, rest = rest.partition("#")
+    entity_id, _, version = rest.rpartition("#")
+    return (entity_type, entity_id, int(version)) if entity_type and entity_id and version.isdigit() else None
 
 
 # --- selectors -------------------------------------------------------------------------------------
@@ -115,6 +181,26 @@ def selectors(state: EntityState) -> list[Selector]:
     elif state.entity_type == "shipment":
         add("tracking", fields.get("tracking_number"), f"shipment#{state.entity_id}")
     return list(dict.fromkeys(found))
+
+
+def identity_digests(state: EntityState, salt: bytes, default_region: str) -> list[str]:
+    """The identity index's key hashes of a customer card's phone, e-mail and WeCom id (normalised as
+    identity does), for its ``{tenant}#sel#id#{hash}`` items; none for another entity."""
+    if state.entity_type != "customer":
+        return []
+    f = state.fields
+    keys = []
+    if phone := normalise_phone(_text(f.get("phone")), default_region):
+        keys.append(IdentityKey("phone", phone))
+    if email := normalise_email(_text(f.get("email"))):
+        keys.append(IdentityKey("email", email))
+    if wecom := (_text(f.get("wecom_external_user_id")) or "").strip():
+        keys.append(IdentityKey("wecom", wecom))
+    return list(dict.fromkeys(hash_key(salt, key) for key in keys))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 # --- whose view an entity is in ----------------------------------------------------------------------

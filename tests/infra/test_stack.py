@@ -143,7 +143,15 @@ def test_the_projector_reads_states_and_audit_inserts_and_only_reads_entities_an
         if "dynamodb:GetItem" in statement["Action"]
     ]
     assert [s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in reads] == [
-        ["*#customer#*", "*#order#*", "*#after_sales_case#*", "*#shipment#*", "*#ticket#*", "*#idprofile#*"]
+        [
+            "*#customer#*",
+            "*#order#*",
+            "*#after_sales_case#*",
+            "*#shipment#*",
+            "*#ticket#*",
+            "*#idprofile#*",
+            "*#viewown#*",  # the entities' owner pointers
+        ]
     ]
     assert secret_patterns(template, "project", "prod") == ["aftersync/prod/tenants/*"]  # identity salts only
     assert not any(a.startswith(("s3:", "events:")) for a in policy_actions(template, "project", "prod"))
@@ -609,7 +617,7 @@ def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(t
         ("automate", [["ops#action#*"], ["ops#dispatch#*"]]),  # its action ledger; agents' workload
         ("notify", [["ops#wecom#*"]]),
         ("deliver", [["ops#circuit#*", "ops#rate#*", "ops#wecom#*"]]),
-        ("project", [["*#view#*", "*#sel#*"]]),  # the customer view and its selectors
+        ("project", [["*#view#*", "*#viewown#*", "*#sel#*"]]),  # the customer view, owner pointers, selectors
     ):
         cfg = load_environment("dev")
         role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]["Role"]

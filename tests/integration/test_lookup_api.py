@@ -7,9 +7,11 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 import pytest
 
 from infra.sandbox.http_servers import api_gateway_event
+from shared.constants import reader_secret_name, tenant_salt_secret_name
 from shared.read.access_log import ReadAudit
 from shared.read.lookup import selector_digest
 from tests.integration.conftest import Stack
@@ -127,3 +129,28 @@ def test_a_serial_finds_the_order_line_and_its_warranty(stack: Stack, sandbox_se
         "ROBOT-V2",
         "2027-11-20",
     )
+
+
+def test_a_tenant_without_an_identity_salt_is_a_503_naming_the_secret_and_a_customer_id_lookup_needs_none(
+    stack: Stack,
+) -> None:
+    # a reader of a tenant whose identity salt secret was never created (a half-configured tenant)
+    prefix = stack.cfg.secrets_prefix
+    key = "acme-agent." + "k" * 40
+    boto3.client("secretsmanager").create_secret(
+        Name=reader_secret_name(prefix, "acme-agent"),
+        SecretString=json.dumps({"tenant": "acme", "role": "agent", "keys": [key]}),
+    )
+    status, body, _ = _get(stack, "/v1/acme/lookup?phone=13800138000", key)
+    salt_secret = tenant_salt_secret_name(prefix, "acme")
+    assert (status, body["error"]) == (503, "not_configured")
+    assert salt_secret in body["message"] and "13800138000" not in body["message"]
+    # a customer id is read as it is: no salt, so an answer (nothing found here), not a 503
+    status, body, _ = _get(stack, "/v1/acme/lookup?customer_id=cus_1", key)
+    assert (status, body["error"]) == (404, "not_found")
+    since = datetime.now(UTC) - timedelta(minutes=5)
+    reads = sorted(ReadAudit(stack.resources.refs.state_table).records("acme", since), key=lambda r: r.at)
+    assert [(r.selector_kind, r.selector_hmac, r.outcome) for r in reads] == [
+        ("phone", None, 503),
+        ("customer_id", None, 404),
+    ]

@@ -35,6 +35,7 @@ COMMANDS = {
     ("dlq",): ["list", "show", "redrive"],
     ("customers",): ["candidates", "merge", "keep-apart"],
     ("audit",): ["verify"],
+    ("lookup",): ["rebuild"],
 }
 # Each command and the options it must keep (the e2e tests and operators' scripts use them).
 OPTIONS = {
@@ -82,6 +83,7 @@ OPTIONS = {
         "--aws",
         "--config",
     ],
+    ("lookup", "rebuild"): ["--tenant", "--entity-type", "--dry-run", "--json", "--env", "--aws", "--config"],
     ("capacity",): ["--rate", "--burst", "--burst-seconds", "--duration", "--inputs", "--json", "--env", "--config"],
 }
 

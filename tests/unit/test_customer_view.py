@@ -10,16 +10,24 @@ from datetime import date
 
 import pytest
 
+from shared.identity.resolver import IdentityKey, hash_key
 from shared.read.lookup import InvalidLookup, decode_cursor, encode_cursor, warranty_rows
 from shared.read.view import (
+    Owner,
     Selector,
     customer_of,
     entity_item,
+    identity_digests,
     normalise_selector,
     order_entity_ids,
+    owner_from_item,
+    owner_pk,
+    selector_customers,
     selector_hmac,
+    selector_owners,
     selectors,
     summary,
+    timeline_entity,
     timeline_item,
     timeline_sk,
 )
@@ -295,3 +303,54 @@ def test_a_cursor_opens_only_the_timeline_it_was_given_for() -> None:
             decode_cursor(encode_cursor(other), "demo", "cus_1")
     with pytest.raises(InvalidLookup):
         decode_cursor("not base64 json", "demo", "cus_1")
+
+
+# --- owner pointers, selector owners, identity selectors ----------------------------------------------
+def test_a_selector_answers_for_its_refs_current_owners_and_an_older_item_s_customers_until_each_ref_has_one() -> None:
+    moved = {
+        "refs": {"SS": ["order#shopify:1", "order#shopify:1#line:0"]},
+        "customers": {"SS": ["cus_a", "cus_b"]},  # the older layout: every customer ever seen
+        "o:order#shopify:1": {"S": "cus_b"},
+    }
+    assert selector_owners(moved) == {"order#shopify:1": "cus_b"}
+    assert selector_customers(moved) == ["cus_a", "cus_b"]  # a ref without an owner yet: the old set counts
+    moved["o:order#shopify:1#line:0"] = {"S": "cus_b"}
+    assert selector_customers(moved) == ["cus_b"]  # every ref owned: the order moved to b, a is gone
+    two_shops = {"refs": {"SS": ["order#shopify:1", "order#youzan:1"]}, "o:order#shopify:1": {"S": "cus_a"}}
+    two_shops["o:order#youzan:1"] = {"S": "cus_c"}
+    assert selector_customers(two_shops) == ["cus_a", "cus_c"]
+    assert selector_customers({"refs": {"SS": ["order#shopify:1"]}}) == []  # its entity has no customer now
+
+
+def test_a_timeline_key_names_its_entity_and_version() -> None:
+    sk = timeline_sk("2026-11-21T10:31:02+08:00", "order", "youzan:E2026#1", 12)
+    assert timeline_entity(sk) == ("order", "youzan:E2026#1", 12)
+    assert timeline_entity("E#order#shopify:1") is None
+    assert timeline_entity("T#garbage") is None
+
+
+def test_an_owner_pointer_reads_back() -> None:
+    item = {
+        "pk": {"S": owner_pk("demo", "order", "shopify:1")},
+        "sk": {"S": "OWN"},
+        "customer_id": {"S": "cus_b"},
+        "version": {"N": "7"},
+        "former": {"SS": ["cus_a"]},
+    }
+    assert owner_pk("demo", "order", "shopify:1") == "demo#viewown#order#shopify:1"
+    assert owner_from_item(item) == Owner("cus_b", 7, frozenset({"cus_a"}))
+    assert owner_from_item({"version": {"N": "3"}}) == Owner(None, 3)
+    assert owner_from_item(None) is None
+
+
+def test_a_card_is_keyed_by_its_phone_e_mail_and_wecom_id_as_the_identity_index_keys_them() -> None:
+    card = state(
+        "customer", "cus_1", phone="138 0013 8000", email=" Li.Lei@Example.com ", wecom_external_user_id=" wm1 "
+    )
+    assert identity_digests(card, SALT, "CN") == [
+        hash_key(SALT, IdentityKey("phone", "+8613800138000")),
+        hash_key(SALT, IdentityKey("email", "li.lei@example.com")),
+        hash_key(SALT, IdentityKey("wecom", "wm1")),
+    ]
+    assert identity_digests(state("customer", "cus_2", phone="not a phone", email=None), SALT, "CN") == []
+    assert identity_digests(ORDER, SALT, "CN") == []
