@@ -20,11 +20,15 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from typer.testing import CliRunner
 
 from infra.sandbox.http_servers import api_gateway_event, serve
 from infra.sandbox.resources import fake_corps, local_wecom_app
 from infra.sandbox.wecom_app import FakeWeComApp
 from infra.wiring import function_environment
+from ops.cli import app as cli_app
+from ops.cli.common import Where
+from ops.resources import Resources
 from shared.adapters.wecom_app import jsapi_signature
 from shared.read.access_log import ReadAudit, ReadRecord
 from shared.read.lookup import selector_digest
@@ -376,3 +380,35 @@ def test_data_is_never_in_the_html_and_the_script_writes_text_only(sidebar: Side
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script
     assert "textContent" in script
+
+
+def test_the_cli_makes_a_link_that_opens_the_page_and_holds_no_phone(
+    sidebar: Sidebar, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refs = sidebar.stack.resources.refs
+    here = Resources(
+        "stack", "dev", "eu-west-1", None, refs.state_table, refs.idempotency_table, refs.archive_bucket, {},
+        f"http://{HOST}/webhooks",
+    )  # fmt: skip
+    monkeypatch.setattr(Where, "resources", lambda self: here)
+    made = CliRunner().invoke(
+        cli_app, ["sidebar", "link", "--tenant", "demo", "--reader", "demo-agent", "--phone", "138 0013 8000", "--json"]
+    )
+    assert made.exit_code == 0, made.output
+    answer = json.loads(made.output)
+    assert (answer["reader"], answer["role"]) == ("demo-agent", "agent")
+    assert answer["url"].startswith(f"{PAGE}?link=v1.")
+    assert (
+        "13800138000" not in answer["url"]
+        and "8000" not in base64_decode(answer["url"].split("?link=")[1].split(".")[1]).decode()
+    )
+    page = sidebar.get(answer["url"].removeprefix(f"http://{HOST}"))
+    assert page["statusCode"] == 200
+    body = json.loads(sidebar.data(_boot(page)["session"], "")["body"])
+    assert body["customer"]["phone"] == "+86 138****8000"
+    # a reader of another tenant, a phone that is not one, too long a link: refused, nothing made
+    for args in (["--tenant", "other-shop"], ["--phone", "abc"], ["--minutes", "61"]):
+        refused = CliRunner().invoke(
+            cli_app, ["sidebar", "link", "--reader", "demo-agent", "--phone", "13800138000", *args]
+        )
+        assert refused.exit_code == 2 and "v1." not in refused.output
