@@ -557,9 +557,10 @@ class Compute(Construct):
         )
 
     def _secret(self, function: lambda_.Function, name: str) -> None:
-        """One secret by its name (Secrets Manager appends six random characters to its ARN)."""
+        """One secret by its name (Secrets Manager appends ``-`` and six random characters to its ARN; ``*``
+        rather than ``??????``: the sandbox's AWS stand-in cannot read ``?`` in a policy)."""
         stack = Stack.of(self)
-        pattern = f"{name}-??????"
+        pattern = f"{name}-*"
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["secretsmanager:GetSecretValue"],
@@ -576,7 +577,7 @@ class Compute(Construct):
         acknowledge(
             function,
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:{stack.region}:<AWS::AccountId>:secret:{pattern}]",
-            "One secret by name: the wildcard is the six random characters Secrets Manager appends to its ARN.",
+            "One secret by name: the wildcard stands for the random characters Secrets Manager appends to its ARN.",
         )
 
     def _archive_objects(self, function: lambda_.Function, storage: Storage, action: str, prefix: str) -> None:

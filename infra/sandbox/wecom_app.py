@@ -12,7 +12,8 @@ It keeps WeCom's rules as far as the sidebar meets them, so the real handler run
   and the ``state``; a redirect off loopback is refused (WeCom's trusted-domain rule: 50001 / redirect_uri);
 - ``GET /jwxwork.js``: the JS-SDK stand-in. ``wx.agentConfig`` checks the signature as WeCom does (SHA-1
   of ``jsapi_ticket=…&noncestr=…&timestamp=…&url=<the page's URL>`` against the tickets this fake gave out
-  and has not expired) and ``fail``s with ``agentConfig:invalid signature`` otherwise;
+  and has not expired, read when it is called from ``/jwxwork-tickets.js``) and ``fail``s with
+  ``agentConfig:invalid signature`` otherwise;
   ``wx.invoke('getCurExternalContact')`` answers the external contact the ``fakewecom_external_userid``
   cookie names (``fail_without context of external contact`` with none), only after a good agentConfig
   that listed it;
@@ -99,6 +100,9 @@ class FakeWeComApp:
                     self._open_sidebar(query)
                 elif parts.path == "/jwxwork.js":
                     body = outer.script(jar.get(CONTACT_COOKIE)).encode()
+                    self._reply(200, body, {"Content-Type": "application/javascript", "Cache-Control": "no-store"})
+                elif parts.path == "/jwxwork-tickets.js":  # what agentConfig checks against, when it is called
+                    body = f"window.__fakeWeComTickets = {_js(outer.valid_tickets())};".encode()
                     self._reply(200, body, {"Content-Type": "application/javascript", "Cache-Control": "no-store"})
                 else:
                     self._reply(404, b'{"errcode":404,"errmsg":"not found"}')
@@ -223,10 +227,15 @@ class FakeWeComApp:
             }
 
     def script(self, contact: str | None) -> str:
-        """The JS-SDK stand-in, with the tickets it may check against and the chat's external contact."""
-        data = json.dumps({"tickets": self.valid_tickets(), "contact": contact or ""})
-        data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-        return STAND_IN.replace("__DATA__", data)
+        """The JS-SDK stand-in, with where to read the tickets from and the chat's external contact."""
+        data = {"tickets": f"{self.url}/jwxwork-tickets.js", "contact": contact or ""}
+        return STAND_IN.replace("__DATA__", _js(data))
+
+
+def _js(value: Any) -> str:
+    """JSON to embed in a script: nothing in it can end the script."""
+    text = json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 STAND_IN = r"""
@@ -241,21 +250,29 @@ STAND_IN = r"""
       }).join("");
     });
   }
+  function check(c, tickets) {
+    var url = location.href.split("#")[0];
+    Promise.all((tickets[c.corpid + ":" + c.agentid] || []).map(function (t) {
+      return sha1("jsapi_ticket=" + t + "&noncestr=" + c.nonceStr + "&timestamp=" + c.timestamp + "&url=" + url);
+    })).then(function (signatures) {
+      if (signatures.indexOf(c.signature) >= 0) {
+        granted = c.jsApiList || [];
+        if (c.success) c.success({errMsg: "agentConfig:ok"});
+      } else if (c.fail) {
+        c.fail({errMsg: "agentConfig:invalid signature"});
+      }
+    });
+  }
   window.wx = {
     fake: true,
     agentConfig: function (c) {
-      var tickets = DATA.tickets[c.corpid + ":" + c.agentid] || [];
-      var url = location.href.split("#")[0];
-      Promise.all(tickets.map(function (t) {
-        return sha1("jsapi_ticket=" + t + "&noncestr=" + c.nonceStr + "&timestamp=" + c.timestamp + "&url=" + url);
-      })).then(function (signatures) {
-        if (signatures.indexOf(c.signature) >= 0) {
-          granted = c.jsApiList || [];
-          if (c.success) c.success({errMsg: "agentConfig:ok"});
-        } else if (c.fail) {
-          c.fail({errMsg: "agentConfig:invalid signature"});
-        }
-      });
+      // the tickets the fake has given out by now (a script from the fake's origin, which the page's CSP
+      // allows as it allows the JS-SDK itself): WeCom checks the signature when agentConfig is called
+      var load = document.createElement("script");
+      load.src = DATA.tickets + "?t=" + Date.now();
+      load.onerror = function () { if (c.fail) c.fail({errMsg: "agentConfig:fail"}); };
+      load.onload = function () { check(c, window.__fakeWeComTickets || {}); };
+      document.head.appendChild(load);
     },
     invoke: function (name, args, callback) {
       if (!granted || granted.indexOf(name) < 0) return callback({err_msg: name + ":fail_no permission"});

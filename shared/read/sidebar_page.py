@@ -376,9 +376,11 @@ SCRIPT = r"""
       head.appendChild(el("span", null, e.source, "tag source"));
       head.appendChild(el("span", null, e.entity_id));
       li.appendChild(head);
-      (e.changes || []).forEach(function (ch) {
-        li.appendChild(el("div", null, ch.field + ": " + text(ch.after), "change"));
+      var changes = e.changes || [];
+      changes.slice(0, 6).forEach(function (ch) {
+        li.appendChild(el("div", "timeline-change", ch.field + ": " + text(ch.after), "change"));
       });
+      if (changes.length > 6) li.appendChild(el("div", null, "+" + (changes.length - 6), "change"));
       timeline.appendChild(li);
     });
     show("ready");
