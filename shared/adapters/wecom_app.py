@@ -73,7 +73,8 @@ class WeComApp:
         self.http = http
         self.clock = clock
         self.timeout = timeout
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the token (held while one is fetched) and the kept values
+        self._ticket_lock = threading.Lock()  # held while a ticket is fetched
         self._token: tuple[str, float] | None = None  # (token, good until)
         self._ticket: tuple[str, float] | None = None
         self.calls: dict[str, int] = {"gettoken": 0, "getuserinfo": 0, "ticket": 0}  # what a test can count
@@ -138,15 +139,22 @@ class WeComApp:
         return user if isinstance(user, str) and user else None
 
     def agent_ticket(self) -> str:
-        """The app's jsapi ticket (``ticket/get?type=agent_config``), kept until shortly before it expires."""
-        with self._lock:
-            if self._ticket is not None and self._ticket[1] > self.clock():
-                return self._ticket[0]
-        self.calls["ticket"] += 1
-        body = self._with_token("ticket/get", {"type": "agent_config"})
-        ticket, expires_in = body.get("ticket"), body.get("expires_in")
-        if body.get("errcode", 0) != 0 or not isinstance(ticket, str) or not ticket or not isinstance(expires_in, int):
-            raise WeComUnavailable(f"WeCom ticket/get refused (errcode {body.get('errcode')})")
-        with self._lock:
-            self._ticket = (ticket, self.clock() + max(expires_in - EXPIRY_MARGIN_SECONDS, 1))
-        return ticket
+        """The app's jsapi ticket (``ticket/get?type=agent_config``), kept until shortly before it expires.
+        One fetch at a time (WeCom allows an app 100 an hour): concurrent callers wait for it."""
+        with self._ticket_lock:
+            with self._lock:
+                if self._ticket is not None and self._ticket[1] > self.clock():
+                    return self._ticket[0]
+            self.calls["ticket"] += 1
+            body = self._with_token("ticket/get", {"type": "agent_config"})
+            ticket, expires_in = body.get("ticket"), body.get("expires_in")
+            if (
+                body.get("errcode", 0) != 0
+                or not isinstance(ticket, str)
+                or not ticket
+                or not isinstance(expires_in, int)
+            ):
+                raise WeComUnavailable(f"WeCom ticket/get refused (errcode {body.get('errcode')})")
+            with self._lock:
+                self._ticket = (ticket, self.clock() + max(expires_in - EXPIRY_MARGIN_SECONDS, 1))
+            return ticket

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+import boto3
 import pytest
 from typer.testing import CliRunner
 
@@ -30,9 +31,11 @@ from ops.cli import app as cli_app
 from ops.cli.common import Where
 from ops.resources import Resources
 from shared.adapters.wecom_app import jsapi_signature
+from shared.constants import wecom_app_secret_name
 from shared.read.access_log import ReadAudit, ReadRecord
 from shared.read.lookup import selector_digest
 from shared.read.sidebar_session import issue, signing_keys
+from tests.conftest import clear_handler_caches
 from tests.fakes import erp_webhook
 from tests.integration.conftest import Stack
 from tests.integration.test_customer_view import YOUZAN_ORDER, _salt, two_shops  # noqa: F401 - a fixture
@@ -208,6 +211,26 @@ def test_a_bad_an_expired_or_a_reused_code_is_a_401_page_with_a_link_to_sign_in_
     assert _reads(sidebar.stack) == []
     # the token is kept per warm container: one gettoken for all of these sign-ins
     assert sidebar.wecom.calls["gettoken"] == 1
+
+
+def test_a_wrong_app_secret_or_wecom_down_is_a_503_page_and_no_read(sidebar: Sidebar) -> None:
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=wecom_app_secret_name(sidebar.stack.cfg.secrets_prefix, "demo"),
+        SecretString=json.dumps({"corp_secret": "not-the-apps-secret"}),
+    )
+    page = sidebar.open_as(AGENT, "en")
+    assert page["statusCode"] == 503 and "WeCom did not answer" in page["body"]
+    assert page["headers"]["Retry-After"] == "5"
+    clear_handler_caches()  # a new container: the secret read again, WeCom gone
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=wecom_app_secret_name(sidebar.stack.cfg.secrets_prefix, "demo"),
+        SecretString=json.dumps(sidebar.secrets["wecom_apps"]["demo"]),
+    )
+    code = sidebar.wecom.issue_code(sidebar.corp, AGENT)
+    sidebar.wecom.server.shutdown()
+    sidebar.wecom.server.server_close()
+    assert sidebar.get(f"/v1/demo/sidebar?code={code}")["statusCode"] == 503
+    assert _reads(sidebar.stack) == []
 
 
 def test_the_agent_config_signature_is_the_js_sdk_one_over_the_page_url(sidebar: Sidebar) -> None:
@@ -412,3 +435,19 @@ def test_the_cli_makes_a_link_that_opens_the_page_and_holds_no_phone(
             cli_app, ["sidebar", "link", "--reader", "demo-agent", "--phone", "13800138000", *args]
         )
         assert refused.exit_code == 2 and "v1." not in refused.output
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "says"),
+    [
+        ("/v1/other-shop/sidebar?code=abc", 404, "此租户没有配置企业微信侧边栏"),
+        ("/v1/demo/sidebar?phone=13800138000", 401, "需要有效的读取密钥"),
+        ("/v1/demo/sidebar?code=a&code=b", 400, "请求的参数无效"),
+        ("/v1/demo/sidebar?link=" + "a" * 600, 400, "请求的参数无效"),
+    ],
+)
+def test_what_the_page_cannot_serve_is_a_clear_4xx_page(sidebar: Sidebar, path: str, status: int, says: str) -> None:
+    page = sidebar.get(path)
+    assert (page["statusCode"], page["headers"]["Content-Type"]) == (status, "text/html; charset=utf-8")
+    assert says in page["body"]
+    assert _reads(sidebar.stack) == []

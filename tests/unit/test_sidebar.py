@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -146,3 +147,19 @@ def test_a_wrong_secret_or_no_wecom_is_unavailable_not_a_refused_code(wecom: Fak
     gone = WeComApp("http://127.0.0.1:9", "wwcorp1", lambda: "s", SafeHttp(allow_loopback={9}), timeout=1)
     with pytest.raises(WeComUnavailable, match="HTTP 599"):
         gone.user_id("code")
+
+
+def test_concurrent_sign_ins_fetch_one_token_and_one_ticket_and_a_code_serves_one_of_them(
+    wecom: FakeWeComApp,
+) -> None:
+    client = _client(wecom)
+    codes = [wecom.issue_code("wwcorp1", f"user{n}") for n in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        users = list(pool.map(client.user_id, codes))
+        tickets = set(pool.map(lambda _: client.agent_ticket(), range(8)))
+        shared = wecom.issue_code("wwcorp1", "ZhangSan")
+        twice = list(pool.map(client.user_id, [shared, shared]))
+    assert users == [f"user{n}" for n in range(8)]
+    assert len(tickets) == 1
+    assert (twice.count("ZhangSan"), twice.count(None)) == (1, 1)
+    assert (wecom.calls["gettoken"], wecom.calls["ticket"]) == (1, 1)
