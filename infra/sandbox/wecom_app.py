@@ -30,6 +30,7 @@ calls (a test checks the token and ticket are kept, not fetched per request).
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -46,6 +47,7 @@ TICKET_SECONDS = 7200
 CODE_SECONDS = 300
 USER_COOKIE = "fakewecom_userid"
 CONTACT_COOKIE = "fakewecom_external_userid"
+_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")  # what a WeCom user id or external user id is made of
 
 
 @dataclass
@@ -109,10 +111,10 @@ class FakeWeComApp:
 
             def _open_sidebar(self, query: dict[str, str]) -> None:
                 page = outer.pages.get(query.get("tenant", "demo"))
-                if page is None or not query.get("userid"):
-                    self._reply(
-                        400, b"open-sidebar needs a tenant with a page and a userid", {"Content-Type": "text/plain"}
-                    )
+                ids = (query.get("userid", ""), query.get("external_userid", ""))
+                if page is None or not ids[0] or not all(_ID.fullmatch(v) for v in ids if v):
+                    message = b"open-sidebar needs a tenant with a page, a userid and ids of [A-Za-z0-9_.@-]"
+                    self._reply(400, message, {"Content-Type": "text/plain"})
                     return
                 target = page + (f"?{urlencode({'lang': query['lang']})}" if query.get("lang") else "")
                 cookies = [

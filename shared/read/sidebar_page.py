@@ -418,7 +418,19 @@ SCRIPT = r"""
     }, function () { show("error", t.error); });
   }
 
-  if (boot.mode === "wecom") wecom(); else load({});
+  if (boot.mode === "wecom") {
+    wecom();
+  } else {
+    // a screen pop: the phone (or the link) leaves the address bar and the history entry; no JS-SDK
+    // signature depends on this page's URL
+    try {
+      var bare = new URL(location.href);
+      bare.searchParams.delete("phone");
+      bare.searchParams.delete("link");
+      history.replaceState(null, "", bare.toString());
+    } catch (ignored) { /* an old webview: the URL stays */ }
+    load({});
+  }
 })();
 """
 
