@@ -26,6 +26,7 @@ from shared.delivery.targets import MESSAGE_KINDS, TargetConfig
 from shared.errors import ConfigurationError
 from shared.intake.field_map import FieldMap
 from shared.pulls.reconcile import ReconcileJob
+from shared.read.sidebar_config import SidebarConfig
 from shared.sources import SOURCES
 from shared.sources.inhouse import INHOUSE_SYSTEMS
 
@@ -173,6 +174,8 @@ class EnvironmentConfig(BaseModel):
     reconcile: tuple[ReconcileJob, ...] = ()
     # How long the read audit keeps who looked a customer up (``{tenant}#reads#<day>`` items, TTL)
     read_audit_retention_days: Annotated[int, Field(ge=1, le=3653)] = 90
+    # The WeCom sidebar page: each tenant's WeCom app and user -> role map (shared/read/sidebar_config.py)
+    sidebar: SidebarConfig = SidebarConfig()
 
     @model_validator(mode="after")
     def _known_sources(self) -> EnvironmentConfig:
@@ -216,6 +219,8 @@ class EnvironmentConfig(BaseModel):
         for target in self.customer_notifications:
             if kinds.get(target) not in MESSAGE_KINDS:
                 raise ValueError(f"customer_notifications: {target!r} is not an sms or email target")
+        if self.sidebar.https_only():
+            raise ValueError(f"sidebar: every URL must use https (got {self.sidebar.https_only()[0]})")
         return self
 
     # ---- names shared by the stack, the sandbox and the tests --------------------------------

@@ -31,7 +31,12 @@ class AftersyncStack(Stack):
         messaging = Messaging(self, "Messaging", cfg=cfg, key=key)
         compute = Compute(self, "Compute", cfg=cfg, key=key, storage=storage, messaging=messaging)
         api = WebhookApi(
-            self, "Webhooks", cfg=cfg, ingest=compute.functions["ingest"], lookup=compute.functions["lookup"]
+            self,
+            "Webhooks",
+            cfg=cfg,
+            ingest=compute.functions["ingest"],
+            lookup=compute.functions["lookup"],
+            sidebar=compute.functions["sidebar"],
         )
         alarms = Alarms(self, "Alarms", cfg=cfg, key=key, messaging=messaging, functions=compute.functions, api=api.api)
 

@@ -64,6 +64,12 @@ FUNCTIONS: dict[str, FunctionSpec] = {
             timeout_seconds=10,
         ),
         FunctionSpec(
+            "sidebar",
+            "functions.sidebar.handler.lambda_handler",
+            "Customer 360: the WeCom sidebar page and a call centre's screen pop",
+            timeout_seconds=10,
+        ),
+        FunctionSpec(
             "audit-archive", "functions.audit_archive.handler.lambda_handler", "Archive expiring audit records"
         ),
         FunctionSpec("notify", "functions.notify.handler.lambda_handler", "Alarm changes to WeCom group robots"),
@@ -197,6 +203,16 @@ def function_environment(
             Env.READ_AUDIT_RETENTION_DAYS: str(cfg.read_audit_retention_days),
             Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
             Env.TENANT_TIMEZONES: json.dumps(cfg.tenant_timezones, separators=(",", ":"), sort_keys=True),
+        },
+        "sidebar": {
+            Env.STATE_TABLE: refs.state_table,
+            Env.SECRETS_PREFIX: cfg.secrets_prefix,
+            Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
+            Env.READ_AUDIT_RETENTION_DAYS: str(cfg.read_audit_retention_days),
+            Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
+            Env.TENANT_TIMEZONES: json.dumps(cfg.tenant_timezones, separators=(",", ":"), sort_keys=True),
+            Env.SIDEBAR: cfg.sidebar.model_dump_json(exclude_defaults=True),
+            Env.ALLOWED_LOOPBACK_PORTS: allowance,
         },
         "project": {
             Env.STATE_TABLE: refs.state_table,

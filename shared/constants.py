@@ -127,6 +127,7 @@ class Env:
     WECOM_API_BASE = "WECOM_API_BASE"
     READ_AUDIT_RETENTION_DAYS = "READ_AUDIT_RETENTION_DAYS"
     TENANT_TIMEZONES = "TENANT_TIMEZONES_JSON"
+    SIDEBAR = "SIDEBAR_JSON"
 
 
 # A tenant's time zone when its config names none (the shop's calendar: a warranty's last day)
@@ -179,6 +180,18 @@ def reader_secret_name(prefix: str, name: str) -> str:
     ``{"tenant": "<tenant>", "role": "agent"|"supervisor"|"system", "keys": ["<name>.<random>", …]}``
     (several keys while one is rotated out). Its bearer key starts with ``<name>.``, which finds it."""
     return f"{prefix}/readers/{name}"
+
+
+def wecom_app_secret_name(prefix: str, tenant: str) -> str:
+    """A tenant's WeCom self-built app (the sidebar's): ``{"corp_secret": "<the app's Secret>"}``. Apart
+    from the group robots' keys (``wecom/<robot>``): only the sidebar function reads it."""
+    return f"{prefix}/wecom-app/{tenant}"
+
+
+def sidebar_key_secret_name(prefix: str) -> str:
+    """The keys signing the sidebar's sessions and screen-pop links: ``{"keys": ["<newest>", "<older>", …]}``
+    (each at least 32 characters; the first signs, every one verifies, while one is rotated out)."""
+    return f"{prefix}/sidebar/signing"
 
 
 def metrics_namespace(environment: str) -> str:

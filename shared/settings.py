@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from shared.delivery.targets import TargetConfig
     from shared.intake.field_map import FieldMap
     from shared.pulls.reconcile import ReconcileJob
+    from shared.read.sidebar_config import SidebarConfig
 
 # The other stages' types a settings field may name, and the module defining each
 STAGE_TYPES = {
@@ -42,6 +43,7 @@ STAGE_TYPES = {
     "TargetConfig": "shared.delivery.targets",
     "FieldMap": "shared.intake.field_map",
     "ReconcileJob": "shared.pulls.reconcile",
+    "SidebarConfig": "shared.read.sidebar_config",
 }
 
 
@@ -154,6 +156,21 @@ class LookupSettings(_Settings):
 
     def timezone(self, tenant: str) -> str:
         return self.timezones.get(tenant, DEFAULT_TIMEZONE)
+
+
+class SidebarSettings(LookupSettings):
+    """The WeCom sidebar page (``functions/sidebar``): what a lookup needs, the tenants' WeCom apps and
+    user -> role maps, and the loopback ports of the sandbox's fake WeCom (https only otherwise)."""
+
+    sidebar: Annotated[SidebarConfig, BeforeValidator(_json)] = Field(alias=Env.SIDEBAR)
+    loopback_ports: LoopbackPorts = Field(alias=Env.ALLOWED_LOOPBACK_PORTS)
+
+    @model_validator(mode="after")
+    def _https_only(self) -> Self:
+        plain = self.sidebar.https_only()
+        if plain and not self.loopback_ports:
+            raise ValueError(f"{Env.SIDEBAR}: every URL must use https (got {plain[0]})")
+        return self
 
 
 class AuditArchiveSettings(_Settings):

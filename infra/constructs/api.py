@@ -21,6 +21,7 @@ class WebhookApi(Construct):
         cfg: EnvironmentConfig,
         ingest: lambda_.IFunction,
         lookup: lambda_.IFunction,
+        sidebar: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_YEAR)
@@ -82,7 +83,8 @@ class WebhookApi(Construct):
             "Path parameters are validated by API Gateway; bodies cannot be: the signature must be checked over "
             "the exact raw bytes first, then the ingest function answers 400 with the reason for malformed bodies.",
         )
-        self._lookup_route(lookup, validator)
+        tenant = self._lookup_route(lookup, validator)
+        self._sidebar_routes(tenant, sidebar, validator)
         if cfg.waf:
             self._attach_waf(cfg)
         else:
@@ -94,9 +96,10 @@ class WebhookApi(Construct):
             )
         self.url = self.api.url_for_path("/webhooks")
 
-    def _lookup_route(self, lookup: lambda_.IFunction, validator: apigw.RequestValidator) -> None:
-        """``GET /v1/{tenant}/lookup``: the customer view for a reader (Customer 360)."""
-        route = self.api.root.add_resource("v1").add_resource("{tenant}").add_resource("lookup")
+    def _lookup_route(self, lookup: lambda_.IFunction, validator: apigw.RequestValidator) -> apigw.Resource:
+        """``GET /v1/{tenant}/lookup``: the customer view for a reader (Customer 360). Answers ``/v1/{tenant}``."""
+        tenant = self.api.root.add_resource("v1").add_resource("{tenant}")
+        route = tenant.add_resource("lookup")
         method = route.add_method(
             "GET",
             apigw.LambdaIntegration(lookup, proxy=True),
@@ -111,6 +114,31 @@ class WebhookApi(Construct):
         )
         acknowledge(method, "AwsSolutions-APIG4", reason)
         acknowledge(method, "AwsSolutions-COG4", reason)
+        return tenant
+
+    def _sidebar_routes(
+        self, tenant: apigw.Resource, sidebar: lambda_.IFunction, validator: apigw.RequestValidator
+    ) -> None:
+        """``GET /v1/{tenant}/sidebar`` (the WeCom sidebar page, a call centre's screen pop) and the page's
+        two calls, ``…/sidebar/jsapi`` and ``…/sidebar/data``: one function behind all three."""
+        page = tenant.add_resource("sidebar")
+        integration = apigw.LambdaIntegration(sidebar, proxy=True)
+        reason = (
+            "The page is opened by WeCom's webview with an OAuth code (exchanged by the sidebar function through "
+            "the WeCom API for the member, mapped to a role) or by a call centre with a reader's bearer key or a "
+            "signed link; its calls carry the HMAC-signed session the page was given. IAM or Cognito cannot be "
+            "presented by a WeCom webview; every request is authenticated by the function before anything is read."
+        )
+        for route in (page, page.add_resource("jsapi"), page.add_resource("data")):
+            method = route.add_method(
+                "GET",
+                integration,
+                request_parameters={"method.request.path.tenant": True},
+                request_validator=validator,
+                authorization_type=apigw.AuthorizationType.NONE,
+            )
+            acknowledge(method, "AwsSolutions-APIG4", reason)
+            acknowledge(method, "AwsSolutions-COG4", reason)
 
     def _attach_waf(self, cfg: EnvironmentConfig) -> None:
         def managed(name: str, priority: int, overrides: tuple[str, ...] = ()) -> wafv2.CfnWebACL.RuleProperty:

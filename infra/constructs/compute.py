@@ -29,7 +29,14 @@ from infra.wiring import (
     queues,
     stream_batching,
 )
-from shared.constants import AUDIT_BATCH_PREFIX, AUDIT_SK_PREFIX, RAW_BATCH_PREFIX, STATE_SK, TTL_PRINCIPAL
+from shared.constants import (
+    AUDIT_BATCH_PREFIX,
+    AUDIT_SK_PREFIX,
+    RAW_BATCH_PREFIX,
+    STATE_SK,
+    TTL_PRINCIPAL,
+    sidebar_key_secret_name,
+)
 from shared.errors import ConfigurationError
 from shared.read.view import VIEW_ENTITY_TYPES
 
@@ -92,6 +99,7 @@ class Compute(Construct):
         self._grant_audit_archive(fn, storage, messaging, key)
         self._grant_project(fn, storage, messaging, key)
         self._grant_lookup(fn, storage, key)
+        self._grant_sidebar(fn, storage, key)
         self._grant_deliver(fn, storage, messaging, key)
         self._grant_notify(fn, storage, messaging, key)
         self._grant_automate(fn, storage, messaging, key)
@@ -236,6 +244,31 @@ class Compute(Construct):
         self._secrets(fn["lookup"], f"{cfg.secrets_prefix}/readers/*")
         self._secrets(fn["lookup"], f"{cfg.secrets_prefix}/tenants/*")
         key.grant_encrypt_decrypt(fn["lookup"])
+
+    def _grant_sidebar(self, fn: dict[str, lambda_.Function], storage: Storage, key: kms.IKey) -> None:
+        cfg = self.cfg
+        # sidebar (the WeCom page and the screen pop): the lookup's reads and read-audit writes; the readers'
+        # secrets (a screen pop's key or link), the tenants' salts, the WeCom apps' corp secrets and the
+        # session signing key. Its only outbound calls are to WeCom's API, through SafeHttp.
+        fn["sidebar"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:BatchGetItem", "dynamodb:Query"],
+                resources=[storage.state_table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#view#*", "*#sel#*", "*#idkey#*"]}},
+            )
+        )
+        fn["sidebar"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:PutItem"],
+                resources=[storage.state_table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#reads#*"]}},
+            )
+        )
+        self._secrets(fn["sidebar"], f"{cfg.secrets_prefix}/readers/*")
+        self._secrets(fn["sidebar"], f"{cfg.secrets_prefix}/tenants/*")
+        self._secrets(fn["sidebar"], f"{cfg.secrets_prefix}/wecom-app/*")
+        self._secret(fn["sidebar"], sidebar_key_secret_name(cfg.secrets_prefix))
+        key.grant_encrypt_decrypt(fn["sidebar"])
 
     def _grant_audit_archive(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
@@ -525,6 +558,30 @@ class Compute(Construct):
             f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:{stack.region}:<AWS::AccountId>:secret:{name_pattern}]",
             f"Secrets are per source/target and tenant; adding a tenant adds a secret under {name_pattern} "
             "without a deploy. Read-only, and only this environment's prefix.",
+        )
+
+    def _secret(self, function: lambda_.Function, name: str) -> None:
+        """One secret by its name (Secrets Manager appends ``-`` and six random characters to its ARN; ``*``
+        rather than ``??????``: the sandbox's AWS stand-in cannot read ``?`` in a policy)."""
+        stack = Stack.of(self)
+        pattern = f"{name}-*"
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[
+                    stack.format_arn(
+                        service="secretsmanager",
+                        resource="secret",
+                        resource_name=pattern,
+                        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        acknowledge(
+            function,
+            f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:{stack.region}:<AWS::AccountId>:secret:{pattern}]",
+            "One secret by name: the wildcard stands for the random characters Secrets Manager appends to its ARN.",
         )
 
     def _archive_objects(self, function: lambda_.Function, storage: Storage, action: str, prefix: str) -> None:

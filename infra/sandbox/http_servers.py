@@ -16,12 +16,22 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 LOOKUP_RESOURCE = "/v1/{tenant}/lookup"
 WEBHOOK_RESOURCE = "/webhooks/{source}/{tenant}"
+SIDEBAR_RESOURCES = ("/v1/{tenant}/sidebar", "/v1/{tenant}/sidebar/jsapi", "/v1/{tenant}/sidebar/data")
+
+
+def function_for(resource: str) -> str:
+    """The function behind an API resource, as the stack integrates them."""
+    if resource == LOOKUP_RESOURCE:
+        return "lookup"
+    if resource in SIDEBAR_RESOURCES:
+        return "sidebar"
+    return "ingest"
 
 
 def api_gateway_event(method: str, path: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """A REST API (v1) Lambda proxy event for the stack's routes, ``/webhooks/{source}/{tenant}`` and
-    ``/v1/{tenant}/lookup`` (with its query string). The stack sets binary media type ``*/*``, so the body
-    always arrives base64-encoded, as here."""
+    """A REST API (v1) Lambda proxy event for the stack's routes, ``/webhooks/{source}/{tenant}``,
+    ``/v1/{tenant}/lookup`` and ``/v1/{tenant}/sidebar[/jsapi|/data]`` (with the query string). The stack
+    sets binary media type ``*/*``, so the body always arrives base64-encoded, as here."""
     raw_path, _, raw_query = path.partition("?")
     parts = raw_path.strip("/").split("/")
     resource, path_parameters = raw_path, None
@@ -29,6 +39,9 @@ def api_gateway_event(method: str, path: str, headers: dict[str, str], body: byt
         resource, path_parameters = WEBHOOK_RESOURCE, {"source": parts[1], "tenant": parts[2]}
     elif len(parts) == 3 and parts[0] == "v1" and parts[2] == "lookup":
         resource, path_parameters = LOOKUP_RESOURCE, {"tenant": parts[1]}
+    elif len(parts) in (3, 4) and parts[0] == "v1" and parts[2] == "sidebar" and parts[3:] in ([], ["jsapi"], ["data"]):
+        resource, path_parameters = "/v1/{tenant}/" + "/".join(parts[2:]), {"tenant": parts[1]}
+        headers = {"X-Forwarded-Proto": "http", **headers}  # as API Gateway says how the client came (https)
     query = parse_qs(raw_query, keep_blank_values=True) if raw_query else {}
     return {
         "resource": resource,

@@ -9,15 +9,18 @@ from typing import Any
 import boto3
 
 from infra.config import EnvironmentConfig
+from infra.sandbox.wecom_app import FakeCorp
 from infra.wiring import ResourceRefs, queues, routes
 from shared.constants import (
     ALARM_TOPIC_SUFFIXES,
     pull_secret_name,
     reader_secret_name,
     robot_secret_name,
+    sidebar_key_secret_name,
     source_secret_name,
     target_secret_name,
     tenant_salt_secret_name,
+    wecom_app_secret_name,
 )
 from shared.delivery.targets import TargetConfig
 
@@ -172,7 +175,29 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
         sm.create_secret(
             Name=reader_secret_name(cfg.secrets_prefix, name), SecretString=json.dumps(reader_secret(reader))
         )
+    for tenant, credentials in secrets.get("wecom_apps", {}).items():  # the sidebar's WeCom apps
+        sm.create_secret(Name=wecom_app_secret_name(cfg.secrets_prefix, tenant), SecretString=json.dumps(credentials))
+    if "sidebar" in secrets:  # the sidebar's session and link signing keys
+        sm.create_secret(Name=sidebar_key_secret_name(cfg.secrets_prefix), SecretString=json.dumps(secrets["sidebar"]))
     return result
+
+
+def local_wecom_app(cfg: EnvironmentConfig, fake_wecom: str) -> EnvironmentConfig:
+    """The environment with the sidebar's WeCom (server API, OAuth page, JS-SDK) pointed at the local fake."""
+    sidebar = cfg.sidebar.model_copy(
+        update={"api_base": fake_wecom, "oauth_base": fake_wecom, "jssdk_scripts": (f"{fake_wecom}/jwxwork.js",)}
+    )
+    return cfg.model_copy(update={"sidebar": sidebar})
+
+
+def fake_corps(cfg: EnvironmentConfig, secrets: dict[str, Any]) -> list[FakeCorp]:
+    """The enterprises the fake WeCom knows: each tenant's app in the config, its secret from the file."""
+    apps = secrets.get("wecom_apps", {})
+    return [
+        FakeCorp(app.corp_id, apps[tenant]["corp_secret"], app.agent_id)
+        for tenant, app in cfg.sidebar.tenants.items()
+        if tenant in apps
+    ]
 
 
 def reader_secret(reader: dict[str, Any]) -> dict[str, Any]:

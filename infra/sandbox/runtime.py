@@ -25,17 +25,20 @@ from infra.sandbox import iam as sandbox_iam
 from infra.sandbox import moto_fidelity
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.environments import DEFAULT_CONCURRENCY, ProcessFunctions
-from infra.sandbox.http_servers import LOOKUP_RESOURCE, FakeShop, FakeTarget, gateway, serve
+from infra.sandbox.http_servers import FakeShop, FakeTarget, function_for, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
 from infra.sandbox.resources import (
     ACCOUNT,
     SandboxResources,
     create_resources,
+    fake_corps,
     local_shop,
     local_targets,
+    local_wecom_app,
     robot_keys,
 )
+from infra.sandbox.wecom_app import FakeWeComApp
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, STREAM_CONSUMERS, function_environment, queues
 from ops.resources import sandbox_state_file
@@ -128,12 +131,21 @@ class Sandbox:
         serve(self.robot.server)
         self.shop = FakeShop(self.secrets.get("pull", {}).get("shopify", {}).get("demo", {}).get("access_token", ""))
         serve(self.shop.server)
-        # Same config as the stack, but targets and scheduled pulls point at the local fakes.
-        self.cfg: EnvironmentConfig = local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url)
+        self.wecom = FakeWeComApp(fake_corps(base, self.secrets))
+        serve(self.wecom.server)
+        # Same config as the stack, but targets, scheduled pulls and the sidebar's WeCom point at the local fakes.
+        self.cfg: EnvironmentConfig = local_wecom_app(
+            local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url), self.wecom.url
+        )
         self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
         self._create_stream_failure_queue()
         # The functions may call exactly these loopback ports: not moto's, not the API's, nothing else local
-        fakes = (self.target.server.server_port, self.robot.server.server_port, self.shop.server.server_port)
+        fakes = (
+            self.target.server.server_port,
+            self.robot.server.server_port,
+            self.shop.server.server_port,
+            self.wecom.server.server_port,
+        )
         for name in FUNCTIONS:
             os.environ.update(
                 function_environment(
@@ -178,11 +190,12 @@ class Sandbox:
         self.api = gateway(
             "127.0.0.1",
             self.api_port,
-            lambda event: self.functions.invoke("lookup" if event["resource"] == LOOKUP_RESOURCE else "ingest", event),
+            lambda event: self.functions.invoke(function_for(event["resource"]), event),
             backlog=5 if self.serial else 128,
         )
         self.api_port = self.api.server_port
         serve(self.api)
+        self.wecom.pages = {t: f"http://127.0.0.1:{self.api_port}/v1/{t}/sidebar" for t in self.cfg.sidebar.tenants}
         for spec in queues(self.cfg):
             if spec.consumer:
                 self.pollers.append(
@@ -258,6 +271,8 @@ class Sandbox:
             "fake_target": self.target.url,
             "fake_shop": self.shop.url,
             "fake_wecom_robot": self.robot.url,
+            "fake_wecom": self.wecom.url,
+            "sidebar": self.sidebar_links(),
             "handler_logs": str(self.log_file),
             **(
                 {
@@ -275,6 +290,15 @@ class Sandbox:
             "queues": self.resources.queue_urls,
         }
 
+    def sidebar_links(self, external_userid: str = "wmDemoLeiLi0001") -> dict[str, str]:
+        """Links that open the sidebar page as WeCom would, in a browser, through the fake WeCom: as each
+        mapped user of each tenant, in the chat with ``external_userid``."""
+        return {
+            f"{tenant} as {user} ({role})": self.wecom.open_sidebar_url(tenant, user, external_userid)
+            for tenant, app in self.cfg.sidebar.tenants.items()
+            for user, role in app.users.items()
+        }
+
     def stop(self) -> None:
         for poller in self.pollers:
             poller.stopping.set()
@@ -287,6 +311,7 @@ class Sandbox:
         self.target.server.shutdown()
         self.robot.server.shutdown()
         self.shop.server.shutdown()
+        self.wecom.server.shutdown()
         if self.enforce_iam:
             moto_fidelity.IAM_DENIALS.remove(self._denied)
             sandbox_iam.disable_authentication(self.endpoint)  # a later sandbox in this process starts open

@@ -23,6 +23,7 @@ from ops.cli import (
     reconcile,
     replay,
     sandbox,
+    sidebar,
 )
 
 app = typer.Typer(
@@ -44,6 +45,7 @@ app.add_typer(audit.app, name="audit")
 capacity.register(app)
 access_log.register(app)
 lookup.register(app)
+sidebar.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -69,6 +69,8 @@ def local(
         "Ctrl-C stops it",
         flush=True,
     )
+    for who, link in sandbox.sidebar_links().items():  # a browser opens the sidebar page as WeCom would
+        print(f"sidebar {who}: {link}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):

@@ -54,7 +54,7 @@ def test_every_function_role_carries_exactly_its_synthesized_policy_statements(s
     expected = function_policies(arns)
     assert set(expected) == {cfg.resource(f) for f in ("ingest", "normalise", "sync", "publish", "deliver")} | {
         cfg.resource(f)
-        for f in ("audit-archive", "notify", "automate", "amazon-intake", "reconcile", "project", "lookup")
+        for f in ("audit-archive", "notify", "automate", "amazon-intake", "reconcile", "project", "lookup", "sidebar")
     }
     for role, policies in expected.items():
         assert _role_documents(sandbox, role) == policies.inline, role
