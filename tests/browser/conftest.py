@@ -21,6 +21,9 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.selenium_manager import SeleniumManager
 
+# the running sandbox (``aftersync local``) the sidebar's browser tests drive, as tests/e2e start it
+from tests.e2e.conftest import _own_state_dir, sandbox  # noqa: F401 - fixtures used here
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
