@@ -15,7 +15,7 @@ Elements carry stable ``data-testid``s for the browser test: ``sidebar`` (with `
 ready, empty, expired, error), ``status``, ``customer-card``, ``customer-name``, ``customer-phone``,
 ``customer-email``, ``order`` (``data-source``, ``data-order-id``), ``order-source``, ``order-line``,
 ``warranty-badge`` (``data-eligible``, ``data-status``), ``case`` (``data-case-id``), ``case-progress``,
-``case-step`` (``data-current``), ``shipment``, ``shipment-checkpoint``, ``ticket``, ``timeline``,
+``case-step`` (``data-current``, ``data-status``: the code; the text is its label), ``shipment``, ``shipment-checkpoint``, ``ticket``, ``timeline``,
 ``timeline-entry``, ``match``.
 """
 
@@ -204,11 +204,78 @@ a{color:#245bdb}
 @media (max-width:360px){body{font-size:13px}main{padding:4px}}
 """
 
+
+# What the page shows for the canonical model's codes (shared.models: order, payment and fulfilment
+# statuses, case kinds and statuses, tracking and ticket statuses, priorities); a code with no label is
+# shown as it is. The data attributes (``data-status``) keep the codes.
+LABELS: dict[Lang, dict[str, str]] = {
+    "zh-CN": {
+        # orders
+        "open": "进行中",
+        "closed": "已关闭",
+        "cancelled": "已取消",
+        "deleted": "已删除",
+        "pending": "待处理",
+        "authorized": "已授权",
+        "partially_paid": "部分支付",
+        "paid": "已支付",
+        "partially_refunded": "部分退款",
+        "voided": "已作废",
+        "unfulfilled": "未发货",
+        "partially_fulfilled": "部分发货",
+        "fulfilled": "已发货",
+        "restocked": "已退回库存",
+        # after-sales cases
+        "refund": "仅退款",
+        "return": "退货退款",
+        "exchange": "换货",
+        "repair": "维修",
+        "requested": "已申请",
+        "approved": "已同意",
+        "rejected": "已拒绝",
+        "received": "已收货",
+        "inspected": "已验货",
+        "refunded": "已退款",
+        "exchanged": "已换货",
+        "repaired": "已维修",
+        # shipments
+        "info_received": "待揽收",
+        "in_transit": "运输中",
+        "out_for_delivery": "派送中",
+        "ready_for_pickup": "待取件",
+        "failed_attempt": "投递失败",
+        "delivered": "已签收",
+        "exception": "异常",
+        "expired": "已过期",
+        # tickets
+        "new": "新建",
+        "on_hold": "挂起",
+        "solved": "已解决",
+        "low": "低",
+        "normal": "普通",
+        "high": "高",
+        "urgent": "紧急",
+    },
+    "en": {
+        "partially_paid": "partially paid",
+        "partially_refunded": "partially refunded",
+        "partially_fulfilled": "partially fulfilled",
+        "info_received": "info received",
+        "in_transit": "in transit",
+        "out_for_delivery": "out for delivery",
+        "ready_for_pickup": "ready for pickup",
+        "failed_attempt": "failed attempt",
+        "on_hold": "on hold",
+    },
+}
+
 SCRIPT = r"""
 (function () {
   "use strict";
   var boot = JSON.parse(document.getElementById("boot").textContent);
   var t = boot.strings;
+  var labels = boot.labels || {};
+  function label(code) { return code ? (labels[code] || code) : code; }
   var app = document.getElementById("app");
   var CLOSED = ["closed", "cancelled"];
 
@@ -290,7 +357,7 @@ SCRIPT = r"""
       var head = el("div", null, null, "row");
       head.appendChild(el("span", "order-source", o.source, "tag source"));
       head.appendChild(el("strong", "order-number", o.number || o.order_id));
-      var state = [o.status, o.fulfillment_status].filter(Boolean).join(" · ");
+      var state = [o.status, o.fulfillment_status].filter(Boolean).map(label).join(" · ");
       head.appendChild(el("span", "order-status", state, "muted"));
       if (o.total !== null && o.total !== undefined) {
         head.appendChild(el("span", "order-total", o.total + " " + (o.currency || "")));
@@ -317,8 +384,10 @@ SCRIPT = r"""
       var li = el("li", "case");
       li.setAttribute("data-case-id", k.case_id);
       var head = el("div", null, null, "row");
-      head.appendChild(el("strong", "case-kind", k.kind || k.case_id));
-      head.appendChild(el("span", "case-status", k.status, "tag"));
+      head.appendChild(el("strong", "case-kind", label(k.kind) || k.case_id));
+      var status = el("span", "case-status", label(k.status), "tag");
+      status.setAttribute("data-status", k.status || "");
+      head.appendChild(status);
       if (k.amount !== null && k.amount !== undefined) {
         head.appendChild(el("span", "case-amount", k.amount + " " + (k.currency || "")));
       }
@@ -327,7 +396,8 @@ SCRIPT = r"""
       var steps = el("ol", "case-progress", null, "steps");
       var path = k.status_path && k.status_path.length ? k.status_path : (k.status ? [k.status] : []);
       path.forEach(function (step, n) {
-        var s = el("li", "case-step", step);
+        var s = el("li", "case-step", label(step));
+        s.setAttribute("data-status", step);
         s.setAttribute("data-current", n === path.length - 1 ? "true" : "false");
         steps.appendChild(s);
       });
@@ -345,7 +415,7 @@ SCRIPT = r"""
       li.setAttribute("data-tracking", s.tracking_number || "");
       var head = el("div", null, null, "row");
       head.appendChild(el("strong", null, [s.carrier, s.tracking_number].filter(Boolean).join(" ")));
-      head.appendChild(el("span", "shipment-status", s.status, "tag"));
+      head.appendChild(el("span", "shipment-status", label(s.status), "tag"));
       li.appendChild(head);
       var last = s.last_checkpoint;
       if (last) {
@@ -361,8 +431,8 @@ SCRIPT = r"""
       li.setAttribute("data-ticket-id", k.ticket_id);
       var head = el("div", null, null, "row");
       head.appendChild(el("strong", null, k.subject || k.ticket_id));
-      head.appendChild(el("span", "ticket-status", k.status, "tag"));
-      if (k.priority) head.appendChild(el("span", null, t.priority + " " + k.priority, "muted"));
+      head.appendChild(el("span", "ticket-status", label(k.status), "tag"));
+      if (k.priority) head.appendChild(el("span", null, t.priority + " " + label(k.priority), "muted"));
       if (k.assignee) head.appendChild(el("span", null, t.assignee + " " + k.assignee, "muted"));
       li.appendChild(head);
       tickets.appendChild(li);
@@ -438,7 +508,7 @@ SCRIPT = r"""
 def page(lang: Lang, mode: Mode, session: str, script_urls: tuple[str, ...], script_nonce: str) -> str:
     """The sidebar page: the app's shell, its boot data and script, and (WeCom mode) the JS-SDK."""
     t = STRINGS[lang]
-    boot = {"mode": mode, "session": session, "lang": lang, "strings": t}
+    boot = {"mode": mode, "session": session, "lang": lang, "strings": t, "labels": LABELS[lang]}
     sdk = (
         "".join(f'<script nonce="{script_nonce}" src="{html.escape(u)}"></script>' for u in script_urls)
         if mode == "wecom"

@@ -121,7 +121,8 @@ def test_an_agent_in_wecom_sees_both_shops_orders_the_masked_phone_a_warranty_ba
     [case] = _all(phone, "case")
     steps = _all(phone, "case-step", _one(phone, "case-progress", case))
     assert [s.get_attribute("data-current") for s in steps] == ["false", "false", "true"]
-    assert [s.text for s in steps] == ["requested", "approved", "refunded"]
+    assert [s.get_attribute("data-status") for s in steps] == ["requested", "approved", "refunded"]
+    assert [s.text for s in steps] == ["已申请", "已同意", "已退款"]  # zh-CN labels of the codes
     [shipment] = _all(phone, "shipment")
     assert "75311234567890" in shipment.text
     assert len(_all(phone, "timeline-entry")) >= 5
