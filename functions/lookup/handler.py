@@ -15,7 +15,6 @@ secret (the message names it; a lookup by customer id needs none). Never a 5xx f
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -30,9 +29,9 @@ from shared.constants import tenant_salt_secret_name
 from shared.errors import ConfigurationError
 from shared.identity.resolver import salt_from_secret
 from shared.observability import logger, metrics, tracer
-from shared.read.access_log import ReadAudit, ReadRecord
-from shared.read.lookup import LOOKUP_KINDS, InvalidLookup, lookup, selector_digest
-from shared.read.masking import mask_for
+from shared.read.access_log import ReadAudit
+from shared.read.answer import Read
+from shared.read.lookup import LOOKUP_KINDS, lookup, selector_digest
 from shared.read.readers import UNAUTHORIZED, WWW_AUTHENTICATE, Reader, Refusal, authenticate, secret_fetcher
 from shared.settings import LookupSettings
 
@@ -114,16 +113,16 @@ def lookup_route(tenant: str) -> Response[Any]:
     query = dict(event.query_string_parameters or {})
     multi = event.multi_value_query_string_parameters or {}
     selector = _selector(query, [k for k, v in multi.items() if len(v) > 1])
-    request_id = event.request_context.request_id or uuid.uuid4().hex
+    read = Read(read_audit(), tenant, reader.name, reader.role, event.request_context.request_id or uuid.uuid4().hex)
     if isinstance(selector, str):
         asked = [k for k in query if k in LOOKUP_KINDS]
-        _record(tenant, reader, request_id, asked[0] if len(asked) == 1 else None, None, [], 400, "bad selector")
+        read.record(asked[0] if len(asked) == 1 else None, None, [], 400, "bad selector")
         return _bad(selector)
     kind, value = selector
     try:
         limit = int(query.get("limit", "20"))
     except ValueError:
-        _record(tenant, reader, request_id, kind, None, [], 400, "bad limit")
+        read.record(kind, None, [], 400, "bad limit")
         return _bad("limit: a whole number from 1 to 100")
     salt: bytes | None = None
     if kind != "customer_id":  # a customer id is read as it is: no salt needed
@@ -131,7 +130,7 @@ def lookup_route(tenant: str) -> Response[Any]:
         try:
             salt = salt_from_secret(secrets().get_json(name), name)
         except ConfigurationError:
-            _record(tenant, reader, request_id, kind, None, [], 503, "not configured")
+            read.record(kind, None, [], 503, "not configured")
             metrics.add_metric(name="LookupNotConfigured", unit=MetricUnit.Count, value=1)
             return _answer(
                 503,
@@ -143,10 +142,10 @@ def lookup_route(tenant: str) -> Response[Any]:
             )
     digest = selector_digest(kind, value, tenant, salt, s.default_phone_region) if salt is not None else None
     if digest is None and kind != "customer_id":
-        _record(tenant, reader, request_id, kind, None, [], 400, "not a selector")
+        read.record(kind, None, [], 400, "not a selector")
         return _bad(f"{kind}: not a valid {kind.replace('_', ' ')}")
-    try:
-        result = lookup(
+    status, body = read.answer(
+        lambda: lookup(
             kind,
             value,
             tenant,
@@ -156,43 +155,13 @@ def lookup_route(tenant: str) -> Response[Any]:
             timezone=s.timezone(tenant),
             limit=limit,
             cursor=query.get("cursor"),
-        )
-    except InvalidLookup as exc:
-        _record(tenant, reader, request_id, kind, digest, [], 400, "invalid")
-        return _bad(str(exc))
-    if not result.found:
-        _record(tenant, reader, request_id, kind, digest, [], 404, None)
-        metrics.add_metric(name="LookupNotFound", unit=MetricUnit.Count, value=1)
-        return _answer(404, {"error": "not_found", "message": f"nothing found for that {kind}"})
-    _record(tenant, reader, request_id, kind, digest, result.entity_ids(), 200, None)
-    metrics.add_metric(name="LookupServed", unit=MetricUnit.Count, value=1)
-    return _answer(200, mask_for(reader.role, result.model_dump(mode="json"), default_region=s.default_phone_region))
-
-
-def _record(
-    tenant: str,
-    reader: Reader,
-    request_id: str,
-    kind: str | None,
-    digest: str | None,
-    entity_ids: list[str],
-    outcome: int,
-    reason: str | None,
-) -> None:
-    read_audit().write(
-        ReadRecord(
-            tenant=tenant,
-            at=datetime.now(UTC),
-            request_id=request_id,
-            reader=reader.name,
-            role=reader.role,
-            selector_kind=kind,
-            selector_hmac=digest,
-            entity_ids=entity_ids,
-            outcome=outcome,
-            reason=reason,
-        )
+        ),
+        kind,
+        digest,
+        default_region=s.default_phone_region,
+        not_found=f"nothing found for that {kind}",
     )
+    return _answer(status, body)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

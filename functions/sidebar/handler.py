@@ -35,7 +35,6 @@ import re
 import secrets as stdlib_secrets
 import time
 import uuid
-from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -54,9 +53,9 @@ from shared.errors import ConfigurationError
 from shared.identity.resolver import salt_from_secret
 from shared.observability import logger, metrics, tracer
 from shared.read import sidebar_page as ui
-from shared.read.access_log import ReadAudit, ReadRecord
-from shared.read.lookup import InvalidLookup, LookupResult, lookup, selector_digest
-from shared.read.masking import mask_for
+from shared.read.access_log import ReadAudit
+from shared.read.answer import Read
+from shared.read.lookup import LookupResult, lookup, selector_digest
 from shared.read.readers import WWW_AUTHENTICATE, Reader, Refusal, authenticate, parse_reader_secret, secret_fetcher
 from shared.read.sidebar_lookup import lookup_by_digest
 from shared.read.sidebar_session import Grant, issue, signing_keys, verify
@@ -384,25 +383,28 @@ def data_route(tenant: str) -> Response[Any]:
         return _unauthorized()
     s = settings()
     query, repeated = _query()
-    request_id = app.current_event.request_context.request_id or uuid.uuid4().hex
+    read = Read(
+        read_audit(), tenant, grant.reader, grant.role, app.current_event.request_context.request_id or uuid.uuid4().hex
+    )
     allowed = {"cursor"} | ({"wecom_external_userid"} if grant.subject == "wecom" else set())
     unknown = sorted(set(query) - allowed)
     if repeated or unknown:
-        _record(tenant, grant, request_id, None, None, [], 400, "bad query")
+        read.record(None, None, [], 400, "bad query")
         return _json(400, {"error": "bad_request", "message": f"not asked here: {', '.join(repeated or unknown)}"})
     salt = _salt(tenant)
     cursor = query.get("cursor") or None
     if grant.subject == "wecom":
         kind, value = "wecom_external_userid", (query.get("wecom_external_userid") or "").strip()
         if not value or len(value) > MAX_PARAM_CHARS:
-            _record(tenant, grant, request_id, kind, None, [], 400, "no contact")
+            read.record(kind, None, [], 400, "no contact")
             return _json(400, {"error": "bad_request", "message": "wecom_external_userid: the chat's contact"})
         digest = selector_digest(kind, value, tenant, salt, s.default_phone_region)
     else:
         kind, value, digest = "phone", "", grant.digest
-    try:
+
+    def run() -> LookupResult:
         if grant.subject == "wecom":
-            result: LookupResult = lookup(
+            return lookup(
                 kind,
                 value,
                 tenant,
@@ -413,53 +415,21 @@ def data_route(tenant: str) -> Response[Any]:
                 limit=TIMELINE_LIMIT,
                 cursor=cursor,
             )
-        else:
-            result = lookup_by_digest(
-                kind,
-                str(digest),
-                tenant,
-                store=view_store(),
-                salt=salt,
-                timezone=s.timezone(tenant),
-                limit=TIMELINE_LIMIT,
-                cursor=cursor,
-            )
-    except InvalidLookup as exc:
-        _record(tenant, grant, request_id, kind, digest, [], 400, "invalid")
-        return _json(400, {"error": "bad_request", "message": str(exc)})
-    if not result.found:
-        _record(tenant, grant, request_id, kind, digest, [], 404, None)
-        metrics.add_metric(name="LookupNotFound", unit=MetricUnit.Count, value=1)
-        return _json(404, {"error": "not_found", "message": "nothing found for this customer"})
-    _record(tenant, grant, request_id, kind, digest, result.entity_ids(), 200, None)
-    metrics.add_metric(name="LookupServed", unit=MetricUnit.Count, value=1)
-    return _json(200, mask_for(grant.role, result.model_dump(mode="json"), default_region=s.default_phone_region))
-
-
-def _record(
-    tenant: str,
-    grant: Grant,
-    request_id: str,
-    kind: str | None,
-    digest: str | None,
-    entity_ids: list[str],
-    outcome: int,
-    reason: str | None,
-) -> None:
-    read_audit().write(
-        ReadRecord(
-            tenant=tenant,
-            at=datetime.now(UTC),
-            request_id=request_id,
-            reader=grant.reader,
-            role=grant.role,
-            selector_kind=kind,
-            selector_hmac=digest,
-            entity_ids=entity_ids,
-            outcome=outcome,
-            reason=reason,
+        return lookup_by_digest(
+            kind,
+            str(digest),
+            tenant,
+            store=view_store(),
+            salt=salt,
+            timezone=s.timezone(tenant),
+            limit=TIMELINE_LIMIT,
+            cursor=cursor,
         )
+
+    status, body = read.answer(
+        run, kind, digest, default_region=s.default_phone_region, not_found="nothing found for this customer"
     )
+    return _json(status, body)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
