@@ -315,8 +315,7 @@ class DynamoViewStore(DynamoTable):
 
     def view_items(self, tenant: str) -> list[dict[str, Any]]:
         """Every key of every view of a tenant (``pk``, ``sk``, an alias marker's ``doc``, a tombstone's
-        ``tombstone``): the
-        rebuild's sweep, an operator's scan, never on a hot path."""
+        ``tombstone``): the rebuild's sweep, an operator's scan, never on a hot path."""
         found: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self.table,

@@ -27,6 +27,7 @@ from functions.project import handler as project
 from infra.sandbox.pollers import SqsPoller
 from infra.sandbox.samples import SignedWebhook
 from infra.wiring import queues
+from ops.view_rebuild import rebuild_view
 from shared.adapters.state_store import DynamoStateStore
 from shared.adapters.view_store import DynamoViewStore
 from shared.read.view import (
@@ -353,3 +354,24 @@ def test_a_state_whose_selectors_changed_writes_them_though_the_state_before_it_
     )
     assert _projector(stack, sandbox_secrets).project_state(later, same_place_likely=True) is False
     assert _lookup(stack, sandbox_secrets, "serial", "SN-LOST-0001").customer_id == lei
+
+
+def test_a_rebuild_of_a_view_the_stream_kept_changes_nothing_and_leaves_the_tombstones(
+    stack: Stack, shopify_secret: str, sandbox_secrets: dict[str, Any], three_states: dict[str, Any]
+) -> None:
+    # the stream projected #5001's states, and one more update for Lei: written in place (the pointer's
+    # version stays the move back's), a tombstone in Wei's view from the move back
+    table = stack.resources.refs.state_table
+    lei, wei = three_states["lei"], three_states["wei"]
+    stack.post(_order_update(shopify_secret, LEI, "2026-11-20T13:00:00+08:00", fulfilled=False))
+    stack.run_until_quiet()
+    v5, _ = DynamoStateStore(table).load("demo", "order", ORDER)
+    assert v5 is not None and v5.version > three_states["states"][3].version
+    pointer, in_lei, in_wei = _where(stack, lei, wei)
+    assert pointer == Owner(lei, three_states["states"][3].version)
+    assert (in_lei, in_wei) == (v5.version, None)
+    tombstone_key = {"pk": {"S": view_pk("demo", wei)}, "sk": {"S": entity_sk("order", ORDER)}}
+    assert "tombstone" in boto3.client("dynamodb").get_item(TableName=table, Key=tombstone_key)["Item"]
+    report = rebuild_view(_projector(stack, sandbox_secrets), DynamoStateStore(table), DynamoViewStore(table), "demo")
+    assert (report.changes, report.changed_entities) == (0, [])
+    assert "tombstone" in boto3.client("dynamodb").get_item(TableName=table, Key=tombstone_key)["Item"]
