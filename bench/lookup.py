@@ -502,9 +502,10 @@ def report(result: dict[str, Any]) -> list[str]:
         "",
         "Project's write units by item: "
         + ", ".join(f"{k} {v / n:.2f}" for k, v in p["wru_by_kind"].items())
-        + " per update. Per update it puts the order's summary (conditional on its version) and the timeline "
-        "entry, adds the order to its selectors again (its number and `<source>:<id>`: unchanged by an update, "
-        "rewritten all the same), and reads the customer's canonical id in the identity index. The view is "
+        + " per update. Per update it puts the order's summary (one PutItem, conditional on the summary there "
+        "being live, older and naming the same selectors: the owner pointer is not read, no transaction) and the "
+        "timeline entry; its selectors (its number and `<source>:<id>`: unchanged by an update) are not written "
+        "again; the canonical ids of the customers a batch's states name are read in one BatchGetItem. The view is "
         "derived from the stream, outside sync's transaction: its writes come on top of the state write, and "
         "`bench/capacity_inputs.json` carries them as the `project` stage (`aftersync capacity`).",
         "",

@@ -7,7 +7,8 @@ belongs to) stay. A rebuild scans the tenant's states and, with the projector's 
 entity where it belongs: its owner pointer, its ``E#`` item, its selectors, an absorbed customer's
 alias marker, and a timeline entry for every audit record still in the table. Then it sweeps the
 tenant's views: an ``E#`` or ``T#`` item of an entity in a view that is not its owner's, and an alias
-marker of a customer that is no longer absorbed (or into another), is removed or rewritten.
+marker of a customer that is no longer absorbed (or into another), is removed or rewritten; the
+tombstones moves leave stay until they expire (they stop projections still in flight).
 
 Safe to re-run and to stop part way (every write is the projector's idempotent one, and an entity whose
 items are already as they should be is not written again: a second run reports nothing to do); safe
@@ -30,9 +31,11 @@ from shared.read.view import (
     ENTITY_PREFIX,
     OWNER_SK,
     SELECTOR_SK,
+    TOMBSTONE,
     VIEW_ENTITY_TYPES,
     alias_item,
     entity_sk,
+    is_live,
     owner_from_item,
     owner_pk,
     selector_owners,
@@ -135,14 +138,18 @@ def _in_place(view: DynamoViewStore, state: EntityState, placement: Placement) -
         return customer is None  # never projected: in place only when it belongs nowhere
     if pointer.version > state.version:
         return True  # a newer state was projected since this one was read
-    if pointer.version != state.version or pointer.customer_id != customer or pointer.former:
+    if pointer.customer_id != customer or pointer.former:
         return False
     if customer is None:
-        return True
+        return pointer.version == state.version  # (in no view, the pointer carries the latest version)
     entity = items.get((view_pk(tenant, customer), entity_sk(state.entity_type, state.entity_id)))
-    if placement.item is None or entity is None:
-        return placement.item is None and entity is None
-    if (entity["doc"], entity["version"]) != (placement.item["doc"], placement.item["version"]):
+    if placement.item is None or not is_live(entity):
+        return placement.item is None and not is_live(entity)
+    if int(entity["version"]["N"]) > state.version:
+        return True  # a newer state was projected since this one was read
+    if tuple(entity.get(a) for a in ("doc", "version", "sel")) != tuple(
+        placement.item[a] for a in ("doc", "version", "sel")
+    ):
         return False
     for pk, refs in placement.selectors:
         owners = selector_owners(items.get((pk, SELECTOR_SK), {}))
@@ -206,6 +213,8 @@ def _sweep(
                     view.put_item(alias_item(tenant, customer, survivor))
             continue
         if sk.startswith(ENTITY_PREFIX):
+            if TOMBSTONE in item:
+                continue  # an entity that moved out: kept until it expires (it stops late projections)
             entity_type, _, entity_id = sk[len(ENTITY_PREFIX) :].partition("#")
         elif (entry := timeline_entity(sk)) is not None:
             entity_type, entity_id, _ = entry

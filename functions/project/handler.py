@@ -2,14 +2,22 @@
 
 Each committed state becomes its entity's summary in its owner's view (and its selectors: serials,
 tracking and order numbers, a card's identity keys), each audit record a timeline entry there. Where an
-entity is is decided by its owner pointer (``shared.adapters.view_store``): a state moves it only when
-it is at least as new as the one that put it where it is, in one transaction with the pointer, so a
-late older state changes nothing and an order that changed hands leaves the former customer's view
-(its timeline entries and its shipments and cases follow). A customer absorbed into another, or split
-off again, has every entity of the views concerned projected again: each lands in its canonical
-customer's view. The view is derived data: a record that fails is retried from the stream, and every
-write is idempotent. ``aftersync lookup rebuild`` (``ops.view_rebuild``) projects the stored states
-with this same code.
+entity is is decided by its owner pointer (``shared.adapters.view_store``), and a live ``E#`` item is
+only ever in the view the pointer names. So a state that leaves its entity where it is (most of them:
+an order's update) costs one conditional PutItem of its summary, no read first: the summary there is
+live, older, and names the same selectors, so the pointer names that view. Any other state reads the
+pointer (and the summary where it points) and decides: older than what is projected, nothing; the
+same view, its summary (and its selectors if they changed); a first placement, the pointer then the
+summary; a move, the pointer, a tombstone in the former view and the summary in the new one in one
+transaction, so a late older state changes nothing and an order that changed hands leaves the former
+customer's view (its timeline entries and its shipments and cases follow). Selectors are written after
+the summary, each conditional on the entity's version (a projection that lost a race never points one
+back); a duplicate of a state projected already writes them again (a crash between the summary and its
+selectors is finished by the stream's retry). A customer absorbed into another, or split off again,
+has every entity of the views concerned projected again: each lands in its canonical customer's view.
+The view is derived data: a record that fails is retried from the stream, and every write is
+idempotent. ``aftersync lookup rebuild`` (``ops.view_rebuild``) projects the stored states with this
+same code.
 """
 
 from __future__ import annotations
@@ -42,9 +50,11 @@ from shared.read.view import (
     customer_of,
     entity_item,
     identity_digests,
+    is_live,
     order_entity_ids,
     selector_hmac,
     selector_pk,
+    selector_signature,
     selectors,
     timeline_item,
 )
@@ -126,6 +136,7 @@ class Projector:
         self.states: dict[Key, EntityState | None] = {}
         self.indexes: dict[str, DynamoIdentityIndex] = {}
         self.pointers: dict[Key, Owner | None] = {}
+        self.homes: dict[Key, str | None] = {}  # where this batch's projections left each entity
         self.written = 0
 
     def seen(self, state: EntityState) -> None:
@@ -171,10 +182,15 @@ class Projector:
             return None, None, order_id
         return own, self.canonical(state.tenant, own), order_id
 
+    def expect(self, state: EntityState) -> None:
+        """Read the canonical id of the customer this state names with the batch's first identity read."""
+        own = customer_of(state)
+        if own is not None:
+            self.index(state.tenant).expect(own)
+
     def expected(self, state: EntityState) -> Placement:
         """Where a state puts its entity: the customer's view, its ``E#`` item and its selectors."""
         own, customer, order_id = self.owner(state)
-        item = entity_item(state.tenant, customer, state, order_id) if customer else None
         grouped: dict[str, list[str]] = {}  # (an entity with no customer: its refs point nowhere)
         found = selectors(state)
         salt = self.salt_for(state.tenant) if found or state.entity_type == "customer" else b""
@@ -185,7 +201,10 @@ class Projector:
             grouped.setdefault(selector_pk(state.tenant, IDENTITY_SELECTOR, digest), []).append(
                 f"customer#{state.entity_id}"
             )
-        return Placement(own, customer, item, tuple((pk, tuple(refs)) for pk, refs in grouped.items()))
+        found_selectors = tuple((pk, tuple(refs)) for pk, refs in grouped.items())
+        sel = selector_signature(found_selectors)
+        item = entity_item(state.tenant, customer, state, order_id, sel) if customer else None
+        return Placement(own, customer, item, found_selectors)
 
     def pointer(self, tenant: str, entity_type: str, entity_id: str, fresh: bool = False) -> Owner | None:
         key = (tenant, entity_type, entity_id)
@@ -193,33 +212,79 @@ class Projector:
             self.pointers[key] = self.view.owner(tenant, entity_type, entity_id)
         return self.pointers[key]
 
-    def project_state(self, state: EntityState) -> bool:
-        """Put the entity where this state says, unless a newer state put it somewhere already (then
-        nothing changes). True: written."""
+    def project_state(self, state: EntityState, same_place_likely: bool = False) -> bool:
+        """Put the entity where this state says, unless a newer state was projected already (then nothing
+        changes). ``same_place_likely``: try the same-owner write first (a stream record of an update;
+        a new entity's or a re-projection's would only pay for a write refused). True: written."""
         if state.entity_type not in VIEW_ENTITY_TYPES:
             return False
         placement = self.expected(state)
         key = (state.tenant, state.entity_type, state.entity_id)
+        if same_place_likely and placement.customer and placement.item and self.view.refresh(placement.item):
+            self.written += 1  # the pointer names this view, the selectors are as they were
+            self.homes[key] = placement.customer
+            return True
         for _ in range(PLACE_ATTEMPTS):
-            read = self.pointer(*key, fresh=True)
-            if read is not None and read.version > state.version:
-                return False  # a newer state was projected: this one is late
-            if read is None and placement.customer is None:
-                return False  # no customer, never shown: nothing to show it under
             try:
-                self.pointers[key] = self.view.place(
-                    *key, state.version, placement.customer, read, placement.item, placement.selectors
-                )
+                written = self._place(state, placement)
+                pointer = self.pointers.get(key)
+                self.homes[key] = pointer.customer_id if pointer else None
             except PointerMoved:
                 continue  # another projection of this entity got there first: decide again
             break
         else:
             raise PointerMoved(f"{state.entity_type} {state.entity_id}'s owner kept changing; retried from the stream")
-        self.written += 1 + len(placement.selectors)
-        if placement.own and placement.customer and placement.own != placement.customer:
+        if written and placement.own and placement.customer and placement.own != placement.customer:
             self.view.put_item(alias_item(state.tenant, placement.own, placement.customer))  # the alias points on
         self.settle(*key)
+        return written
+
+    def _place(self, state: EntityState, placement: Placement) -> bool:
+        """One decision on what the pointer and the summary where it points say (module docstring)."""
+        tenant, entity_type, entity_id = key = (state.tenant, state.entity_type, state.entity_id)
+        customer, version = placement.customer, state.version
+        read = self.pointer(*key, fresh=True)
+        if read is None:
+            if customer is None or placement.item is None:
+                return False  # no customer, never shown: nothing to show it under
+            self.pointers[key] = self.view.claim(*key, version, customer)
+            self.view.put_entity(placement.item)
+            self._selectors(state, placement)
+            self.written += 2
+            return True
+        if read.version > version:
+            return False  # a newer state moved it: this one is late
+        current = self.view.entity(tenant, read.customer_id, entity_type, entity_id) if read.customer_id else None
+        live = current if is_live(current) else None
+        projected = max(read.version, int(live["version"]["N"]) if live else 0)
+        if read.customer_id == customer:
+            if projected > version:
+                return False  # a newer state was projected here: this one is late
+            if customer is None:
+                if projected < version:
+                    self.view.keep_version(*key, read, version)
+                    self.written += 1
+                self._selectors(state, placement)
+                return projected < version
+            assert placement.item is not None  # (every type the view shows has a summary)
+            if live is not None and projected == version and live.get("sel") == placement.item.get("sel"):
+                self._selectors(state, placement)  # a duplicate: finish what a crash may have cut short
+                return False
+            self.view.put_entity(placement.item)
+            self._selectors(state, placement)
+            self.written += 1
+            return True
+        if projected > version:
+            return False  # a newer state was projected where it is: this one is late
+        self.pointers[key] = self.view.place(*key, version, customer, read, current, placement.item)
+        self._selectors(state, placement)
+        self.written += 2 + (placement.item is not None)
         return True
+
+    def _selectors(self, state: EntityState, placement: Placement) -> None:
+        self.written += self.view.point_selectors(
+            state.entity_type, state.entity_id, state.version, placement.customer, placement.selectors
+        )
 
     def settle(self, tenant: str, entity_type: str, entity_id: str) -> None:
         """Finish a move: the entity's timeline entries out of every former view into its owner's, and an
@@ -257,8 +322,10 @@ class Projector:
         one its state names)."""
         if audit.entity_type not in VIEW_ENTITY_TYPES:
             return
-        pointer = self.pointer(audit.tenant, audit.entity_type, audit.entity_id)
-        if pointer is not None:
+        key = (audit.tenant, audit.entity_type, audit.entity_id)
+        if key in self.homes:
+            customer = self.homes[key]  # where this batch's projection of its state left it
+        elif (pointer := self.pointer(*key)) is not None:
             customer = pointer.customer_id
         else:
             state = self.state(audit.tenant, audit.entity_type, audit.entity_id)
@@ -326,7 +393,7 @@ def project_batch(records: list[dict[str, Any]]) -> dict[str, BaseException]:
         settings().default_phone_region,
     )
     failed: dict[str, BaseException] = {}
-    parsed: list[tuple[str, tuple[str, Any] | None]] = []
+    parsed: list[tuple[str, tuple[str, Any] | None, bool]] = []
     for record in records:
         sequence = str((record.get("dynamodb") or {}).get("SequenceNumber", ""))
         try:
@@ -336,14 +403,17 @@ def project_batch(records: list[dict[str, Any]]) -> dict[str, BaseException]:
             continue
         if item is not None and item[0] == "state":
             projector.seen(item[1])
-        parsed.append((sequence, item))
-    for sequence, item in parsed:
+            projector.expect(item[1])  # every state's customer read in one call, with the first
+        parsed.append((sequence, item, record.get("eventName") == "MODIFY"))
+    # audit records last: by then the batch's states are where they belong (and it is known where)
+    parsed.sort(key=lambda entry: entry[1] is not None and entry[1][0] == "audit")
+    for sequence, item, update in parsed:
         if item is None:
             continue
         try:
             kind, value = item
             if kind == "state":
-                projector.project_state(value)
+                projector.project_state(value, same_place_likely=update)
             elif kind == "audit":
                 projector.project_audit(value)
             else:

@@ -7,7 +7,8 @@ calls:
    which says which view each customer holding the key is in (an absorbed customer's: the
    survivor's); for a serial, a tracking or an order number the view's selector item, whose refs name
    their owner's view; none for a customer id;
-2. one Query of the customer's ``E#`` items: the card and every entity summary;
+2. one Query of the customer's ``E#`` items: the card and every entity summary (the tombstones of
+   entities that moved to another customer are filtered out: read, and counted, but not returned);
 3. one Query of the newest ``T#`` items (a page of the timeline; the cursor continues it).
 
 Several customers behind one phone (a family) answer with their cards as ``matches`` (call 2 is then a
@@ -37,6 +38,7 @@ from shared.read.view import (
     SELECTOR_SK,
     TIMELINE_PREFIX,
     entity_sk,
+    is_live,
     normalise_selector,
     selector_customers,
     selector_hmac,
@@ -309,5 +311,5 @@ def _distinct_customers(store: DynamoViewStore, tenant: str, candidates: list[st
     cards: dict[str, dict[str, Any] | None] = {}
     for s in distinct:
         card = items.get((view_pk(tenant, s), entity_sk("customer", s)))
-        cards[s] = _doc(card) if card else None
+        cards[s] = _doc(card) if is_live(card) else None  # (a tombstone: the card moved out)
     return cards

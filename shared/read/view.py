@@ -3,20 +3,29 @@
 Items in the state table (the projector writes them, ``shared.adapters.view_store``):
 
 - ``{tenant}#view#{customer_id}`` / ``E#{entity_type}#{entity_id}``: ``doc`` (a JSON summary of the
-  entity) and ``version`` (the state's): an older version never overwrites a newer one;
+  entity), ``version`` (the state's: an older version never overwrites a newer one) and ``sel`` (a
+  digest of the selectors that state names, ``selector_signature``: a later state naming the same ones
+  rewrites the summary alone). A *live* ``E#`` item is in the view its owner pointer names, and only
+  there; when the entity moves out, its item becomes a **tombstone** (``tombstone``, the moving state's
+  ``version``, ``expires_at``: the table's TTL removes it a day later) that stops a projection still
+  in flight from putting the entity back; the lookup skips tombstones;
 - ``{tenant}#view#{customer_id}`` / ``T#{occurred_at}#{entity_type}#{entity_id}#{version:012d}``: one
   timeline entry per audit record (``occurred_at`` fixed-width UTC, so the keys sort by time);
 - ``{tenant}#view#{alias}`` / ``E#alias``: the customer this one was absorbed into (``doc``:
   ``{"customer_id": ...}``): a lookup that lands on the alias follows it;
 - ``{tenant}#viewown#{entity_type}#{entity_id}`` / ``OWN``: the entity's owner pointer: the customer
   whose view holds its ``E#`` and ``T#`` items (``customer_id``; none when the entity has no customer),
-  the state ``version`` that put it there, and ``former``: views it moved out of whose timeline
-  entries are still to be moved (empty once settled). The pointer and the ``E#`` items change in one
-  transaction conditional on the pointer as read, so an entity is in one view at most and an older
-  state, however late, never moves it back;
+  the state ``version`` that put it there (a later state that leaves it where it is rewrites only its
+  ``E#`` item; of an entity with no customer, the pointer's ``version`` is its latest state's), and
+  ``former``: views it moved out of whose timeline entries are still to be moved (empty once settled).
+  A move changes the pointer, the former owner's ``E#`` item (to a tombstone) and the new owner's in
+  one transaction conditional on both as read, so an entity is in one view at most and an older state,
+  however late, never moves it back;
 - ``{tenant}#sel#{kind}#{hmac}`` / ``SEL``: what a serial number, a tracking number or an order number
   points to: ``refs`` (what it names) and, per ref, its owner's view in ``o:{ref}`` (an order moved to
-  another customer answers for that one only; two shops' order #1001 are two customers'). The value
+  another customer answers for that one only; two shops' order #1001 are two customers'), with the
+  version of the entity's state that wrote them in ``v:{entity_type}#{entity_id}`` (an older state's
+  write is refused: a projection that lost a race never points a selector back). The value
   is kept only as a tenant-salted HMAC, like the identity index's keys. Items of an older layout
   carry ``customers`` (every customer seen): read while a ref has no owner yet (``aftersync lookup
   rebuild`` gives every ref one);
@@ -35,9 +44,10 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from shared.identity.resolver import IdentityKey, hash_key, normalise_email, normalise_phone
 from shared.state.audit import AuditRecord
@@ -53,6 +63,10 @@ ALIAS_SK = "E#alias"
 SELECTOR_SK = "SEL"
 OWNER_SK = "OWN"
 REF_OWNER_PREFIX = "o:"  # a selector's attribute naming one ref's owner: o:order#shopify:1
+REF_VERSION_PREFIX = "v:"  # a selector's attribute: the version of the entity's state that wrote it: v:order#shopify:1
+TOMBSTONE = "tombstone"  # an E# item's attribute: the entity moved out of this view
+TOMBSTONE_SECONDS = 86_400  # how long a tombstone stays (TTL): far longer than a projection in flight
+TTL_ATTRIBUTE = "expires_at"  # the state table's TTL attribute (infra/constructs/storage.py)
 IDENTITY_SELECTOR = "id"
 PER_SOURCE_CUSTOMER_ID = "source_customer_id."
 
@@ -103,6 +117,18 @@ def owner_from_item(item: dict[str, Any] | None) -> Owner | None:
         version=int(item["version"]["N"]),
         former=frozenset(item.get("former", {}).get("SS", [])),
     )
+
+
+def is_live(item: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    """Whether an ``E#`` item is an entity's summary (not missing, not a tombstone)."""
+    return item is not None and TOMBSTONE not in item
+
+
+def selector_signature(selectors: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """A short digest of the selectors ``(pk, refs)`` a state names (the ``E#`` item's ``sel``): equal
+    for two states whose selectors are the same, so the later one need not write them again."""
+    canonical = sorted((pk, sorted(set(refs))) for pk, refs in selectors)
+    return hashlib.sha256(dumps(canonical).encode()).hexdigest()[:24]
 
 
 def selector_owners(item: dict[str, Any]) -> dict[str, str]:
@@ -382,17 +408,34 @@ def dumps(doc: Any) -> str:
 
 
 def entity_item(
-    tenant: str, customer_id: str, state: EntityState, order_id: str | None = None
+    tenant: str, customer_id: str, state: EntityState, order_id: str | None = None, sel: str | None = None
 ) -> dict[str, Any] | None:
-    """The ``E#`` item of an entity in its customer's view (a DynamoDB low-level item), or ``None``."""
+    """The ``E#`` item of an entity in its customer's view (a DynamoDB low-level item), or ``None``;
+    ``sel``: the signature of the selectors the state names."""
     doc = summary(state, order_id)
     if doc is None:
         return None
-    return {
+    item = {
         "pk": {"S": view_pk(tenant, customer_id)},
         "sk": {"S": entity_sk(state.entity_type, state.entity_id)},
         "doc": {"S": dumps(doc)},
         "version": {"N": str(state.version)},
+    }
+    if sel is not None:
+        item["sel"] = {"S": sel}
+    return item
+
+
+def tombstone_item(
+    tenant: str, customer_id: str, entity_type: str, entity_id: str, version: int, now: int
+) -> dict[str, Any]:
+    """What is left of an entity's ``E#`` item in a view it moved out of at ``version`` (``now``: epoch seconds)."""
+    return {
+        "pk": {"S": view_pk(tenant, customer_id)},
+        "sk": {"S": entity_sk(entity_type, entity_id)},
+        TOMBSTONE: {"BOOL": True},
+        "version": {"N": str(version)},
+        TTL_ATTRIBUTE: {"N": str(now + TOMBSTONE_SECONDS)},
     }
 
 

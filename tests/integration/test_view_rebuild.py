@@ -21,7 +21,7 @@ from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
 from shared.adapters.view_store import DynamoViewStore
 from shared.read.lookup import LookupResult
-from shared.read.view import Owner, alias_item, entity_sk, owner_pk, timeline_sk, view_pk
+from shared.read.view import Owner, alias_item, entity_sk, is_live, owner_pk, timeline_sk, view_pk
 from shared.state.merge import EntityState
 from tests.integration.conftest import Stack
 from tests.integration.test_customer_identity import order_webhook
@@ -90,10 +90,12 @@ def moved_order(stack: Stack, shopify_secret: str) -> tuple[EntityState, EntityS
 def _where_5001(stack: Stack, lei: str, wei: str) -> tuple[Owner | None, bool, bool]:
     table = stack.resources.refs.state_table
     dynamodb = boto3.client("dynamodb")
-    present = [
-        "Item"
-        in dynamodb.get_item(
-            TableName=table, Key={"pk": {"S": view_pk("demo", c)}, "sk": {"S": entity_sk("order", "shopify:5001")}}
+    present = [  # a live summary (a tombstone: it moved out)
+        is_live(
+            dynamodb.get_item(
+                TableName=table,
+                Key={"pk": {"S": view_pk("demo", c)}, "sk": {"S": entity_sk("order", "shopify:5001")}},
+            ).get("Item")
         )
         for c in (lei, wei)
     ]

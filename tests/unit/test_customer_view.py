@@ -18,6 +18,7 @@ from shared.read.view import (
     customer_of,
     entity_item,
     identity_digests,
+    is_live,
     normalise_selector,
     order_entity_ids,
     owner_from_item,
@@ -25,11 +26,13 @@ from shared.read.view import (
     selector_customers,
     selector_hmac,
     selector_owners,
+    selector_signature,
     selectors,
     summary,
     timeline_entity,
     timeline_item,
     timeline_sk,
+    tombstone_item,
 )
 from shared.state.audit import AuditRecord
 from shared.state.merge import EntityState, FieldClock
@@ -354,3 +357,25 @@ def test_a_card_is_keyed_by_its_phone_e_mail_and_wecom_id_as_the_identity_index_
     ]
     assert identity_digests(state("customer", "cus_2", phone="not a phone", email=None), SALT, "CN") == []
     assert identity_digests(ORDER, SALT, "CN") == []
+
+
+def test_a_selector_signature_is_the_same_for_the_same_selectors_in_any_order_and_changes_with_them() -> None:
+    number, serial = ("demo#sel#order#a", ("order#shopify:1",)), ("demo#sel#serial#b", ("order#shopify:1#line:0",))
+    assert selector_signature([number, serial]) == selector_signature([serial, number])
+    assert selector_signature([number]) != selector_signature([number, serial])
+    assert selector_signature([number]) != selector_signature([("demo#sel#order#a", ("order#shopify:2",))])
+    assert len(selector_signature([])) == 24
+
+
+def test_a_tombstone_keeps_the_moving_version_expires_a_day_later_and_is_not_live() -> None:
+    tomb = tombstone_item("demo", "cus_1", "order", "shopify:1", 7, now=1_000)
+    assert tomb == {
+        "pk": {"S": "demo#view#cus_1"},
+        "sk": {"S": "E#order#shopify:1"},
+        "tombstone": {"BOOL": True},
+        "version": {"N": "7"},
+        "expires_at": {"N": str(1_000 + 86_400)},
+    }
+    live = entity_item("demo", "cus_1", state("order", "shopify:1", 8), sel="abc")
+    assert live is not None and live["sel"] == {"S": "abc"}
+    assert (is_live(tomb), is_live(live), is_live(None)) == (False, True, False)
