@@ -398,7 +398,11 @@ def timeline_doc(audit: AuditRecord) -> dict[str, Any]:
         "version": audit.version,
         "source": audit.source,
         "occurred_at": audit.occurred_at,
-        "changes": [{"field": c["field"], "after": c.get("after")} for c in audit.changes],
+        # a state machine's log entries ("status_log.<time>|<event id>") are the merge's bookkeeping: the
+        # status they decided is in the same record as its own change
+        "changes": [
+            {"field": c["field"], "after": c.get("after")} for c in audit.changes if LOG_SUFFIX not in c["field"]
+        ],
     }
 
 

@@ -379,3 +379,28 @@ def test_a_tombstone_keeps_the_moving_version_expires_a_day_later_and_is_not_liv
     live = entity_item("demo", "cus_1", state("order", "shopify:1", 8), sel="abc")
     assert live is not None and live["sel"] == {"S": "abc"}
     assert (is_live(tomb), is_live(live), is_live(None)) == (False, True, False)
+
+
+def test_a_timeline_entry_shows_the_fields_that_changed_not_the_state_machine_s_log_entries() -> None:
+    # a case's status change is stored as the status and a log entry keyed by time and event id
+    # ("status_log.<time>|<event id>"): the entry is the merge's bookkeeping, not a field an agent knows
+    audit = AuditRecord(
+        tenant="demo",
+        entity_type="after_sales_case",
+        entity_id="youzan:2011",
+        version=3,
+        event_id="e3",
+        source="payments",
+        source_event_id="s3",
+        origin="webhook",
+        occurred_at="2026-11-23T08:40:00+00:00",
+        changes=[
+            {"field": "status_log.2026-11-23T08:40:00Z|4ae1bef3", "before": None, "after": {"value": "refunded"}},
+            {"field": "status", "before": "approved", "after": "refunded"},
+        ],
+        discarded=[],
+        prev_hash="0" * 64,
+    )
+    assert json.loads(timeline_item("demo", "cus_1", audit)["doc"]["S"])["changes"] == [
+        {"field": "status", "after": "refunded"}
+    ]
