@@ -54,8 +54,8 @@ class AftersyncStack(Stack):
             CfnOutput(
                 self,
                 "SidebarTrustedIps",
-                value=Fn.join(",", [ip.attr_public_ip for ip in network.ips]),
-                description="WeCom app's trusted IPs (企业可信IP): the sidebar function's egress IPs, comma-separated",
+                value=Fn.join(";", [ip.attr_public_ip for ip in network.ips]),
+                description="Paste into the WeCom app's trusted IPs (企业可信IP): the sidebar function's egress IPs",
             )
         for severity, topic in alarms.topics.items():
             CfnOutput(self, f"AlarmTopic{severity.title()}", value=topic.topic_arn)

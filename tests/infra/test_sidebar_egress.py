@@ -249,7 +249,7 @@ def test_a_nat_gateway_per_zone_gives_each_zone_its_own_ip_and_the_output_lists_
         nat_id = default_route_of(template, subnet)["NatGatewayId"]["Ref"]
         assert nat_zones[nat_id] == zone_of(template, subnet)  # a zone's subnet goes out by its own NAT
     value = template["Outputs"]["SidebarTrustedIps"]["Value"]
-    assert value == {"Fn::Join": [",", [{"Fn::GetAtt": [ip_id, "PublicIp"]} for ip_id in ips]]}
+    assert value == {"Fn::Join": [";", [{"Fn::GetAtt": [ip_id, "PublicIp"]} for ip_id in ips]]}
 
 
 # ---- the option's config ---------------------------------------------------------------------------------
