@@ -26,7 +26,7 @@ from shared.delivery.targets import MESSAGE_KINDS, TargetConfig
 from shared.errors import ConfigurationError
 from shared.intake.field_map import FieldMap
 from shared.pulls.reconcile import ReconcileJob
-from shared.read.sidebar_config import SidebarConfig
+from shared.read.sidebar_config import MAX_CONFIG_BYTES, SidebarConfig
 from shared.sources import SOURCES
 from shared.sources.inhouse import INHOUSE_SYSTEMS
 
@@ -114,6 +114,38 @@ class AlarmThresholds(BaseModel):
     api_4xx_min_requests: Annotated[int, Field(ge=1)] = 20  # ...at least this many in the period
 
 
+class SidebarEgress(BaseModel):
+    """A fixed egress address for the sidebar function's calls to WeCom. A WeCom self-built app created
+    since 2022-06-20 answers its server API (gettoken, auth/getuserinfo, ticket/get) only from the IPs
+    listed as the app's trusted IPs (企业可信IP), else errcode 60020; a Lambda function has no fixed address.
+    ``static_ip``: the stack puts the sidebar function (and only it) in a VPC's private subnets behind a
+    NAT gateway with an Elastic IP, and outputs the IPs (``SidebarTrustedIps``) to list in WeCom.
+    ``azs``: the availability zones its subnets span; ``nat_per_az``: a NAT gateway (and an IP) in each,
+    so a zone's outage does not cut the others off WeCom (one NAT by default: the cost is per NAT)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    static_ip: bool = False
+    azs: Annotated[int, Field(ge=1, le=3)] = 2
+    nat_per_az: bool = False
+
+
+class SidebarSettings(SidebarConfig):
+    """An environment's ``sidebar`` block: the function's own config (``SidebarConfig``, which travels in
+    its environment) and the stack's ``egress`` option, which does not."""
+
+    egress: SidebarEgress = SidebarEgress()
+
+    def function_json(self) -> str:
+        """The sidebar function's ``SIDEBAR_JSON``: what differs from the defaults, without ``egress``."""
+        return self.model_dump_json(exclude_defaults=True, exclude={"egress"})
+
+    @model_validator(mode="after")
+    def _fits(self) -> SidebarSettings:  # replaces SidebarConfig's check: egress is not in the environment
+        if len(self.function_json()) > MAX_CONFIG_BYTES:
+            raise ValueError(f"sidebar: over {MAX_CONFIG_BYTES} bytes do not fit the sidebar function's environment")
+        return self
+
+
 class EnvironmentConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -174,8 +206,9 @@ class EnvironmentConfig(BaseModel):
     reconcile: tuple[ReconcileJob, ...] = ()
     # How long the read audit keeps who looked a customer up (``{tenant}#reads#<day>`` items, TTL)
     read_audit_retention_days: Annotated[int, Field(ge=1, le=3653)] = 90
-    # The WeCom sidebar page: each tenant's WeCom app and user -> role map (shared/read/sidebar_config.py)
-    sidebar: SidebarConfig = SidebarConfig()
+    # The WeCom sidebar page: each tenant's WeCom app and user -> role map (shared/read/sidebar_config.py),
+    # and whether its function calls WeCom from a fixed IP (egress)
+    sidebar: SidebarSettings = SidebarSettings()
 
     @model_validator(mode="after")
     def _known_sources(self) -> EnvironmentConfig:
@@ -221,6 +254,8 @@ class EnvironmentConfig(BaseModel):
                 raise ValueError(f"customer_notifications: {target!r} is not an sms or email target")
         if self.sidebar.https_only():
             raise ValueError(f"sidebar: every URL must use https (got {self.sidebar.https_only()[0]})")
+        if self.sidebar.egress.static_ip and not self.sidebar.tenants:
+            raise ValueError("sidebar.egress.static_ip: no sidebar tenant calls WeCom (a NAT gateway for nothing)")
         return self
 
     # ---- names shared by the stack, the sandbox and the tests --------------------------------

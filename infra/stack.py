@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Fn, RemovalPolicy, Stack
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
@@ -12,6 +12,7 @@ from infra.config import EnvironmentConfig
 from infra.constructs.alarms import Alarms
 from infra.constructs.api import WebhookApi
 from infra.constructs.compute import Compute
+from infra.constructs.egress import SidebarNetwork
 from infra.constructs.messaging import Messaging
 from infra.constructs.storage import Storage
 
@@ -29,7 +30,11 @@ class AftersyncStack(Stack):
         )
         storage = Storage(self, "Storage", cfg=cfg, key=key)
         messaging = Messaging(self, "Messaging", cfg=cfg, key=key)
-        compute = Compute(self, "Compute", cfg=cfg, key=key, storage=storage, messaging=messaging)
+        # sidebar.egress.static_ip: the sidebar function calls WeCom from the NAT's Elastic IPs (企业可信IP)
+        network = SidebarNetwork(self, "SidebarNetwork", cfg=cfg) if cfg.sidebar.egress.static_ip else None
+        compute = Compute(
+            self, "Compute", cfg=cfg, key=key, storage=storage, messaging=messaging, sidebar_network=network
+        )
         api = WebhookApi(
             self,
             "Webhooks",
@@ -45,6 +50,13 @@ class AftersyncStack(Stack):
         CfnOutput(self, "ArchiveBucket", value=storage.archive.bucket_name)
         CfnOutput(self, "IdempotencyTable", value=storage.idempotency_table.table_name)  # for backfills
         CfnOutput(self, "Dashboard", value=alarms.dashboard.dashboard_name)
+        if network is not None:
+            CfnOutput(
+                self,
+                "SidebarTrustedIps",
+                value=Fn.join(";", [ip.attr_public_ip for ip in network.ips]),
+                description="Paste into the WeCom app's trusted IPs (企业可信IP): the sidebar function's egress IPs",
+            )
         for severity, topic in alarms.topics.items():
             CfnOutput(self, f"AlarmTopic{severity.title()}", value=topic.topic_arn)
         # Every queue, for `aftersync dlq` / `replay` against a deployed stack (the description names it)

@@ -211,7 +211,7 @@ def function_environment(
             Env.READ_AUDIT_RETENTION_DAYS: str(cfg.read_audit_retention_days),
             Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,
             Env.TENANT_TIMEZONES: json.dumps(cfg.tenant_timezones, separators=(",", ":"), sort_keys=True),
-            Env.SIDEBAR: cfg.sidebar.model_dump_json(exclude_defaults=True),
+            Env.SIDEBAR: cfg.sidebar.function_json(),
             Env.ALLOWED_LOOPBACK_PORTS: allowance,
         },
         "project": {

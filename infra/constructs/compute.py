@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_iam as iam
@@ -40,6 +40,9 @@ from shared.constants import (
 from shared.errors import ConfigurationError
 from shared.read.view import VIEW_ENTITY_TYPES
 
+if TYPE_CHECKING:
+    from infra.constructs.egress import SidebarNetwork
+
 # 3.13, not 3.14: the asset's bytecode is compiled by an interpreter of the runtime's version
 # (infra/constructs/dependencies.py), and the project's machines have a 3.13 one, not a 3.14 one.
 RUNTIME = lambda_.Runtime.PYTHON_3_13
@@ -56,9 +59,11 @@ class Compute(Construct):
         key: kms.IKey,
         storage: Storage,
         messaging: Messaging,
+        sidebar_network: SidebarNetwork | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.cfg = cfg
+        self.sidebar_network = sidebar_network  # sidebar.egress.static_ip: the sidebar function's VPC
         refs = ResourceRefs(
             idempotency_table=storage.idempotency_table.table_name,
             state_table=storage.state_table.table_name,
@@ -440,7 +445,7 @@ class Compute(Construct):
             self,
             f"Logs-{name}",
             log_group_name=f"/aws/lambda/{self.cfg.resource(name)}",
-            retention=_retention(self.cfg.log_retention_days),
+            retention=retention(self.cfg.log_retention_days),
         )
         function = lambda_.Function(
             self,
@@ -460,6 +465,7 @@ class Compute(Construct):
             log_group=log_group,
             environment={**environment, **runtime_environment(self.cfg)},
             environment_encryption=key,
+            **self._network(name),
         )
         acknowledge(
             function,
@@ -493,7 +499,22 @@ class Compute(Construct):
             "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
             "The AWS-managed basic execution role only allows writing this function's logs.",
         )
+        if self._network(name):
+            acknowledge(
+                function,
+                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]",
+                "The AWS-managed VPC access role only lets Lambda create, describe and delete the function's "
+                "network interfaces in its VPC (a fixed egress IP for WeCom's trusted-IP rule).",
+            )
         return function
+
+    def _network(self, name: str) -> dict[str, Any]:
+        """Where a function runs: the sidebar in its VPC's private subnets when it has a fixed egress IP
+        (infra/constructs/egress.py); every other function, and the sidebar by default, outside any VPC."""
+        network = self.sidebar_network
+        if name != "sidebar" or network is None:
+            return {}
+        return {"vpc": network.vpc, "vpc_subnets": network.subnets, "security_groups": [network.security_group]}
 
     def _stream_consumer(
         self, name: str, function: lambda_.Function, storage: Storage, messaging: Messaging, *patterns: dict[str, Any]
@@ -597,7 +618,7 @@ class Compute(Construct):
         )
 
 
-def _retention(days: int) -> logs.RetentionDays:
+def retention(days: int) -> logs.RetentionDays:
     by_days = {
         1: "ONE_DAY",
         3: "THREE_DAYS",
