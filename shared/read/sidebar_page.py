@@ -15,8 +15,8 @@ Elements carry stable ``data-testid``s for the browser test: ``sidebar`` (with `
 ready, empty, expired, error), ``status``, ``customer-card``, ``customer-name``, ``customer-phone``,
 ``customer-email``, ``order`` (``data-source``, ``data-order-id``), ``order-source``, ``order-line``,
 ``warranty-badge`` (``data-eligible``, ``data-status``), ``case`` (``data-case-id``), ``case-progress``,
-``case-step`` (``data-current``, ``data-status``: the code; the text is its label), ``shipment``, ``shipment-checkpoint``, ``ticket``, ``timeline``,
-``timeline-entry``, ``match``.
+``case-step`` (``data-current``, ``data-status``: the code; the text is its label), ``shipment``,
+``shipment-checkpoint``, ``ticket``, ``timeline``, ``timeline-entry``, ``match``.
 """
 
 from __future__ import annotations
