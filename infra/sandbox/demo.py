@@ -38,6 +38,12 @@ class Sent:
     at: float = 0.0
 
 
+# A webhook answered 5xx (the sandbox's stand-in for AWS stalled past ingest's 1 s send timeout under
+# load, or a handler failed) is sent again, as the platforms do; the answers counted are the last ones.
+PLATFORM_RETRIES = 3
+PLATFORM_RETRY_SECONDS = 2.0
+
+
 def post(api: str, tenant: str, webhook: SignedWebhook) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(  # noqa: S310 - the API is the local sandbox (http://127.0.0.1)
         f"{api}/webhooks/{webhook.source}/{tenant}", data=webhook.body, headers=webhook.headers, method="POST"
@@ -217,9 +223,16 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     api = f"http://127.0.0.1:{sandbox.api_port}"
     sent: list[Sent] = []
     started = time.monotonic()
+    retried = 0
     for label, webhook in stream:
         at = time.time()
         status, answer = post(api, TENANT, webhook)
+        for _ in range(PLATFORM_RETRIES):  # a 5xx is retried, as every platform does (Shopify: 8 times in 4 h)
+            if status < 500:
+                break
+            retried += 1
+            time.sleep(PLATFORM_RETRY_SECONDS)
+            status, answer = post(api, TENANT, webhook)
         sent.append(Sent(webhook, label, status, answer, at))
     # Amazon writes ORDER_CHANGE notifications to the SP-API queue itself (twice: at-least-once)
     amazon = load_sample("amazon_order_change")["body"]
@@ -322,6 +335,8 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         )
     if queued:
         print(f"{'amazon':<12}{queued:>6}{'-':>6}{'-':>10}   written to the SP-API queue (no HTTP), twice")
+    if retried:
+        print(f"retried:          {retried} answer(s) of 5xx sent again (why it failed: {sandbox.log_file})")
     changed = [s for s in states.values() if s is not None]
     kinds = Counter(s.entity_type for s in changed)
     print(
