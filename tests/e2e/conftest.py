@@ -132,12 +132,22 @@ def start_local(state_dir: Path | None = None) -> tuple[subprocess.Popen[str], d
         ) from None
 
 
+def stop_local(process: subprocess.Popen[str]) -> None:
+    """Wait for a terminated ``aftersync local`` (a stop under load: pollers and execution environments
+    wind down); one still stopping after 240 s is killed, its tests' assertions having already run."""
+    try:
+        process.wait(timeout=240)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[RunningSandbox]:
     process, info = start_local()
     yield RunningSandbox(info)
     process.terminate()
-    process.wait(timeout=240)  # a stop under load: pollers and execution environments wind down
+    stop_local(process)
     # Every handler ran with its stack role: a call its policy does not allow fails the run
     # (calls tests make on purpose as a role sign as its session "e2e")
     log = Path(info["handler_logs"]).read_text(encoding="utf-8").splitlines()

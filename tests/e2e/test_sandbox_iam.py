@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from infra.config import load_environment
 from infra.sandbox.iam import SandboxArns, function_policies, synthesized_template
 from infra.sandbox.samples import signed
-from tests.e2e.conftest import RunningSandbox, start_local
+from tests.e2e.conftest import RunningSandbox, start_local, stop_local
 
 ACCOUNT = "123456789012"
 ORDER = "shopify:820982911946154508"
@@ -120,7 +120,7 @@ def test_a_grant_missing_from_a_role_fails_the_handler_call_with_access_denied(
         assert [d for d in sandbox.deliveries("erp") if d["body"].get("entity_id") == ORDER] == []
     finally:
         process.terminate()
-        process.wait(timeout=240)  # a stop under load: pollers and execution environments wind down
+        stop_local(process)
 
 
 def test_the_projector_writes_the_customer_view_with_its_own_role(sandbox: RunningSandbox, shopify_secret: str) -> None:
