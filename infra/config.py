@@ -192,6 +192,11 @@ class EnvironmentConfig(BaseModel):
     # the function. "sdk": also the X-Ray SDK in each function, a subsegment per AWS call and outbound
     # HTTP call, at the price of its import at every cold start (docs/operations.md, "Cold start").
     tracing: Literal["lambda", "sdk"] = "lambda"
+    # The share of invocations that log at DEBUG (Powertools' per-invocation log sampling): the line
+    # per webhook, merged record and delivery. The rest log at INFO, which leaves warnings, errors and
+    # metrics: the admission record, the audit trail and the delivery record are the durable trace of
+    # every record, and a log line per record at a promo peak costs more than its alarms (docs/capacity.md).
+    debug_log_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
     waf: bool = False
     default_phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "CN"  # for numbers without +<country>
     # Tenant -> its shop's IANA time zone (a warranty's last day is a day of the shop's calendar); a tenant

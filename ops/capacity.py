@@ -95,6 +95,7 @@ class Prices:
     region: str = "eu-west-1"
     as_of: str = "2026-12-02"
     api_rest_per_million: float = 3.50  # API Gateway REST API requests, first 333 M a month
+    waf_per_million_requests: float = 0.60  # AWS WAF requests inspected (the web ACL's $5 and rules' $1 a month aside)
     lambda_gb_second_arm: float = 0.0000133334  # Arm, first 7.5 B GB-s a month
     lambda_per_million_requests: float = 0.20
     dynamodb_per_million_wru: float = 0.7063  # on-demand, Standard table class (after the Nov 2024 cut)
@@ -114,6 +115,7 @@ class Prices:
     def lines(self) -> list[str]:
         return [
             f"API Gateway REST ${self.api_rest_per_million:.2f} per million requests",
+            f"AWS WAF ${self.waf_per_million_requests:.2f} per million requests (where the environment has `waf`)",
             f"Lambda Arm ${self.lambda_gb_second_arm:.10f} per GB-s, ${self.lambda_per_million_requests:.2f} "
             "per million requests",
             f"DynamoDB on-demand ${self.dynamodb_per_million_wru:.4f} per million WRU, "
@@ -155,6 +157,9 @@ class Assumptions:
     full_vcpu_mb: int = 1_769  # Lambda gives a function one full vCPU at this memory
     ms_per_invocation: float = 2.0  # runtime overhead per invocation (billed), whatever the batch
     log_bytes_per_invocation: int = 600  # Lambda's own platform lines (JSON start/report) per invocation
+    # API Gateway's access log line per request (the stage's JSON standard fields: request id, ip, time,
+    # method, path, status, protocol, length) with CloudWatch Logs' 26 bytes of per-event overhead
+    access_log_bytes_per_request: int = 240
     bus_hop_seconds: float = 0.5  # PutEvents -> rule -> target queue visible
     stream_hop_seconds: float = 0.5  # committed write -> stream record -> polled (4 polls a second)
     queue_hop_seconds: float = 0.05  # SendMessage -> receivable
@@ -168,7 +173,7 @@ class Assumptions:
             "calls of a record are sequential unless the inputs say how many overlap",
             f"CPU: bench-core ms x {self.cpu_factor:g}, scaled by {self.full_vcpu_mb} MB / memory below one vCPU; "
             f"{self.ms_per_invocation:g} ms and {self.log_bytes_per_invocation} log bytes of runtime overhead per "
-            "invocation",
+            f"invocation; {self.access_log_bytes_per_request} bytes of API access log per request",
             f"hops: bus {self.bus_hop_seconds:g} s, stream {self.stream_hop_seconds:g} s, queue "
             f"{self.queue_hop_seconds:g} s; stream shards: one per partition, at least {self.min_stream_shards} and "
             "one per 1,000 WRU/s the state table takes at the peak rate; one entity updated at most "
@@ -324,6 +329,7 @@ class Model:
     defaults: Quotas  # the AWS defaults
     assumptions: Assumptions = Assumptions()
     prices: Prices = Prices()
+    waf: bool = False  # a web ACL inspects every request
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -485,6 +491,7 @@ def build_model(
         quotas,
         defaults,
         assumptions,
+        waf=cfg.waf,
     )
 
 
@@ -656,7 +663,10 @@ def cost_per_million(model: Model) -> dict[str, float]:
     a, p = model.assumptions, model.prices
     million = 1_000_000
     cost = {"API Gateway": p.api_rest_per_million}
-    lambda_gbs = lambda_requests = wru = rru = sqs = entries = puts = gets = log_bytes = 0.0
+    if model.waf:
+        cost["WAF"] = p.waf_per_million_requests
+    lambda_gbs = lambda_requests = wru = rru = sqs = entries = puts = gets = 0.0
+    log_bytes = million * a.access_log_bytes_per_request
     for stage in model.stages:
         records = million * stage.per_webhook
         i = stage.inputs

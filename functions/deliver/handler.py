@@ -152,7 +152,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     if result.missing:
         logger.warning("mapped fields missing", extra={"target": target.name, "fields": list(result.missing)})
         metrics.add_metric(name="DeliveryFieldMissing", unit=MetricUnit.Count, value=len(result.missing))
-    logger.info(
+    logger.debug(  # per record: DEBUG (sampled); the delivery record is the durable trace
         "delivery",
         extra={
             "target": target.name,

@@ -97,7 +97,7 @@ def receive(source: str, tenant: str) -> Response[str]:
         metrics.add_metric(name="WebhookPing", unit=MetricUnit.Count, value=1)
     for accepted in outcome.accepted:
         message = accepted.message
-        logger.info(
+        logger.debug(  # per webhook: DEBUG (sampled); the admission record is the durable trace
             "webhook accepted",
             extra={
                 "source": source,

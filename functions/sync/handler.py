@@ -182,7 +182,7 @@ def record_handler(record: SQSRecord) -> None:
     linked = linked_observations(event, lambda _: index, lambda _: salt, settings().default_phone_region)
     for observation, hint in ((link.observation, link.hint) for link in linked):
         result = apply_observation(observation, store, default_policy(), hint=hint)
-        logger.info(
+        logger.debug(  # per record: DEBUG (sampled); the audit trail is the durable trace
             "merged",
             extra={
                 "entity_type": observation.entity_type,

@@ -642,11 +642,13 @@ def retention(days: int) -> logs.RetentionDays:
 
 
 def runtime_environment(cfg: EnvironmentConfig) -> dict[str, str]:
-    """Every function's runtime variables. Lambda's own trace (active tracing) is always on; the X-Ray
+    """Every function's runtime variables. Logs at INFO, a ``debug_log_sample_rate`` share of
+    invocations at DEBUG. Lambda's own trace (active tracing) is always on; the X-Ray
     SDK in the function only with ``tracing: sdk`` (its import is a large part of a cold start). No
     pydantic plugins are used, so pydantic need not scan every installed package for them."""
     return {
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_LOGGER_SAMPLE_RATE": f"{cfg.debug_log_sample_rate:g}",
         "POWERTOOLS_TRACE_DISABLED": "false" if cfg.tracing == "sdk" else "true",
         "PYDANTIC_DISABLE_PLUGINS": "__all__",
     }

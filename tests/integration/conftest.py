@@ -21,6 +21,7 @@ from infra.sandbox.resources import SandboxResources, create_resources, local_sh
 from infra.sandbox.samples import SignedWebhook
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, STREAM_CONSUMERS, function_environment, queues
+from shared.observability import logger
 
 
 @dataclass
@@ -152,6 +153,18 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     target.server.shutdown()
     robot.server.shutdown()
     shop.server.shutdown()
+
+
+@pytest.fixture
+def sampled() -> Iterator[None]:
+    """Every invocation sampled for DEBUG (``debug_log_sample_rate`` 1): each record's log line is
+    written, as Powertools puts the logger at DEBUG at each warm invocation."""
+    before = logger.sampling_rate
+    logger.sampling_rate = 1.0
+    logger.refresh_sample_rate_calculation()
+    yield
+    logger.sampling_rate = before
+    logger.refresh_sample_rate_calculation()
 
 
 @pytest.fixture

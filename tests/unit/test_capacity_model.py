@@ -7,6 +7,7 @@ exact figures a reader can work out on paper.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -167,14 +168,17 @@ def test_cost_per_million_adds_each_service_at_its_list_price() -> None:
     cost = cost_per_million(model)
     p = model.prices
     assert cost["API Gateway"] == p.api_rest_per_million
+    assert "WAF" not in cost  # no web ACL in this environment
     # 100,000 invocations of 100 ms at 2 GB
     assert cost["Lambda"] == pytest.approx(20_000 * p.lambda_gb_second_arm + 0.1 * p.lambda_per_million_requests)
     assert cost["DynamoDB"] == pytest.approx(4 * p.dynamodb_per_million_wru + 2 * p.dynamodb_per_million_rru)
     # one send a record, a receive and a delete a batch of 10
     assert cost["SQS"] == pytest.approx(1.2 * p.sqs_per_million_requests)
     assert cost["EventBridge"] == pytest.approx(p.eventbridge_per_million_entries)
-    # 1,000 bytes a record + 600 a batch of 10 = 1.06 GB
-    assert cost["CloudWatch Logs"] == pytest.approx(1.06 * p.logs_per_gb_ingested)
+    # 1,000 bytes a record + 600 a batch of 10 + 240 of API access log a request = 1.30 GB
+    assert cost["CloudWatch Logs"] == pytest.approx(1.30 * p.logs_per_gb_ingested)
+    with_waf = cost_per_million(replace(model, waf=True))
+    assert with_waf == {**cost, "WAF": p.waf_per_million_requests}
 
 
 def test_a_key_every_record_touches_takes_the_stage_s_whole_rate() -> None:
