@@ -666,7 +666,7 @@ def cost_per_million(model: Model) -> dict[str, float]:
     if model.waf:
         cost["WAF"] = p.waf_per_million_requests
     lambda_gbs = lambda_requests = wru = rru = sqs = entries = puts = gets = 0.0
-    log_bytes = million * a.access_log_bytes_per_request
+    log_bytes = float(million * a.access_log_bytes_per_request)
     for stage in model.stages:
         records = million * stage.per_webhook
         i = stage.inputs
