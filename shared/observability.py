@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -107,21 +108,25 @@ class CountingEMFProvider(AmazonCloudWatchEMFProvider):
     """Powertools' EMF provider, plus counts with an extra dimension (per target, per rejection reason)
     summed over the invocation and flushed with the other metrics: one EMF document per dimension value
     an invocation saw, not one per record. (A ``single_metric`` per record wrote a whole EMF document,
-    about 300 bytes of CloudWatch Logs, for every delivery of a batch.)"""
+    about 300 bytes of CloudWatch Logs, for every delivery of a batch.) Counted under a lock: a handler's
+    records may run on threads (sync's), and ``counter[key] += 1`` is a read and a write."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.by_dimension: Counter[tuple[str, str, str]] = Counter()
+        self.lock = threading.Lock()
 
     def count_by(self, name: str, dimension: str, value: str) -> None:
-        self.by_dimension[(dimension, value, name)] += 1
+        with self.lock:
+            self.by_dimension[(dimension, value, name)] += 1
 
     def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
         self.flush_counts()
         super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
 
     def flush_counts(self) -> None:
-        counts, self.by_dimension = self.by_dimension, Counter()
+        with self.lock:
+            counts, self.by_dimension = self.by_dimension, Counter()
         if not counts or is_metrics_disabled():
             return
         grouped: dict[tuple[str, str], dict[str, Any]] = {}
