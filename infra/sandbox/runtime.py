@@ -113,6 +113,8 @@ class Sandbox:
                 "POWERTOOLS_METRICS_NAMESPACE": "Aftersync",
                 "POWERTOOLS_SERVICE_NAME": "aftersync",
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                # each record's line, in the share of invocations the environment samples (dev: all)
+                "POWERTOOLS_LOGGER_SAMPLE_RATE": f"{base.debug_log_sample_rate:g}",
             }
         )
         os.environ.pop("AWS_PROFILE", None)
