@@ -27,6 +27,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ROOT, EnvironmentConfig, load_environment
+from shared.constants import resource_name
 from shared.errors import ConfigurationError
 
 if TYPE_CHECKING:

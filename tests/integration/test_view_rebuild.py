@@ -42,7 +42,7 @@ def _projector(stack: Stack, sandbox_secrets: dict[str, Any], view: DynamoViewSt
     table = stack.resources.refs.state_table
     return Projector(
         DynamoStateStore(table),
-        view or DynamoViewStore(table),
+        view or DynamoViewStore(stack.resources.refs.view_table),
         lambda _: _salt(sandbox_secrets),
         lambda tenant: DynamoIdentityIndex(table, tenant),
         "CN",
@@ -50,10 +50,10 @@ def _projector(stack: Stack, sandbox_secrets: dict[str, Any], view: DynamoViewSt
 
 
 def _view_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every item of the view: views, owner pointers, selectors."""
+    """Every item of the view: views, owner pointers, selectors (the view table holds nothing else)."""
     dynamodb = boto3.client("dynamodb")
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    kwargs: dict[str, Any] = {"TableName": stack.resources.refs.state_table}
+    kwargs: dict[str, Any] = {"TableName": stack.resources.refs.view_table}
     while True:
         page = dynamodb.scan(**kwargs)
         for item in page["Items"]:
@@ -67,7 +67,7 @@ def _view_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
 def _wipe(stack: Stack) -> None:
     dynamodb = boto3.client("dynamodb")
     for pk, sk in _view_items(stack):
-        dynamodb.delete_item(TableName=stack.resources.refs.state_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+        dynamodb.delete_item(TableName=stack.resources.refs.view_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def moved_order(stack: Stack, shopify_secret: str) -> tuple[EntityState, EntityS
 
 
 def _where_5001(stack: Stack, lei: str, wei: str) -> tuple[Owner | None, bool, bool]:
-    table = stack.resources.refs.state_table
+    table = stack.resources.refs.view_table
     dynamodb = boto3.client("dynamodb")
     present = [  # a live summary (a tombstone: it moved out)
         is_live(
@@ -104,7 +104,7 @@ def _where_5001(stack: Stack, lei: str, wei: str) -> tuple[Owner | None, bool, b
 
 def _reset_5001(stack: Stack, lei: str, wei: str) -> None:
     """The order as never projected: no pointer, in neither view."""
-    table = stack.resources.refs.state_table
+    table = stack.resources.refs.view_table
     dynamodb = boto3.client("dynamodb")
     keys = [(owner_pk("demo", "order", "shopify:5001"), "OWN")]
     keys += [(view_pk("demo", c), entity_sk("order", "shopify:5001")) for c in (lei, wei)]
@@ -160,7 +160,7 @@ def test_a_projection_that_read_the_pointer_before_another_moved_the_entity_deci
     _reset_5001(stack, lei, wei)
     # the slow one reads "never projected", the other places the order meanwhile, then the slow one writes
     read, go_on = threading.Event(), threading.Event()
-    pausing = _projector(stack, sandbox_secrets, _PausingView(stack.resources.refs.state_table, read, go_on))
+    pausing = _projector(stack, sandbox_secrets, _PausingView(stack.resources.refs.view_table, read, go_on))
     first, second = (older, newer) if slow == "older" else (newer, older)
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(pausing.project_state, first)
@@ -202,7 +202,7 @@ def test_a_rebuild_from_states_the_projector_never_saw_answers_as_the_projector_
         ["shopify:5001", "shopify:5003", YOUZAN_ORDER]
     )
     assert projected["serial=SN-RV2-0001"].warranty[0].serial == "SN-RV2-0001"
-    store, view = DynamoStateStore(table), DynamoViewStore(table)
+    store, view = DynamoStateStore(table), DynamoViewStore(stack.resources.refs.view_table)
 
     # 6 states: Lei and Wei, their Shopify orders, the Youzan order and its shipment
     # the states as they were before the projector was deployed: no view at all; and what an older
@@ -253,7 +253,7 @@ def test_a_rebuild_from_states_the_projector_never_saw_answers_as_the_projector_
 def test_a_rebuild_of_one_entity_type_leaves_the_others_alone(stack: Stack, sandbox_secrets: dict[str, Any]) -> None:
     table = stack.resources.refs.state_table
     _wipe(stack)
-    store, view = DynamoStateStore(table), DynamoViewStore(table)
+    store, view = DynamoStateStore(table), DynamoViewStore(stack.resources.refs.view_table)
     report = rebuild_view(_projector(stack, sandbox_secrets), store, view, "demo", entity_types=["shipment"])
     assert (report.states, report.placed, report.entity_types) == (1, 1, ["shipment"])
     views = {pk for pk, sk in _view_items(stack) if "#view#" in pk and sk.startswith("E#")}
