@@ -141,7 +141,7 @@ def register(app: typer.Typer) -> None:
         except (secrets.exceptions.ResourceNotFoundException, ConfigurationError, ValueError):
             fail(f'aftersync: no identity salt for tenant {tenant}: secret {name} must be {{"salt": "..."}}')
         store = DynamoStateStore(resources.state_table, client)
-        view = DynamoViewStore(resources.state_table, client)
+        view = DynamoViewStore(resources.view_table, client)
         projector = Projector(
             store,
             view,
