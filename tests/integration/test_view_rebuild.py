@@ -3,7 +3,9 @@
 Two projections of one entity at different versions, racing (the stream's retries and a rebuild do
 that), converge on the newer one: the entity in one view only, its selector naming that view. A
 rebuild from states the projector never saw gives the very answers the projector would have given,
-removes what an older projector left behind, and changes nothing when run again.
+removes what an older projector left behind, and changes nothing when run again. A deployment from
+before the view table (its view in the state table, the new table empty) is rebuilt into the view
+table with the same answers, and ``--purge-state-table`` then deletes exactly the old view items.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import boto3
 import pytest
 
 from functions.project.handler import Projector
-from ops.view_rebuild import rebuild_view
+from ops.view_rebuild import purge_state_table, rebuild_view
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
 from shared.adapters.view_store import DynamoViewStore
@@ -260,3 +262,49 @@ def test_a_rebuild_of_one_entity_type_leaves_the_others_alone(stack: Stack, sand
     assert [sk for pk, sk in _view_items(stack) if pk in views and sk.startswith("E#")] == [
         entity_sk("shipment", f"zhongtong:{TRACKING}")
     ]
+
+
+def _scan(table: str) -> dict[tuple[str, str], dict[str, Any]]:
+    dynamodb, found = boto3.client("dynamodb"), {}
+    kwargs: dict[str, Any] = {"TableName": table}
+    while True:
+        page = dynamodb.scan(**kwargs)
+        found.update({(i["pk"]["S"], i["sk"]["S"]): i for i in page["Items"]})
+        if "LastEvaluatedKey" not in page:
+            return found
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@pytest.mark.usefixtures("two_shops")
+def test_an_upgrade_from_the_view_in_the_state_table_rebuilds_into_the_view_table_and_purges_the_old_items(
+    stack: Stack, sandbox_secrets: dict[str, Any]
+) -> None:
+    state_table, view_table = stack.resources.refs.state_table, stack.resources.refs.view_table
+    projected = _answers(stack, sandbox_secrets)
+    assert projected["phone=13800138000"].found
+    # as a deployment before the view table left it: every view item in the state table, the new table empty
+    dynamodb = boto3.client("dynamodb")
+    old = _view_items(stack)
+    assert any("#viewown#" in pk for pk, _ in old) and any("#sel#" in pk for pk, _ in old)
+    sync_items = _scan(state_table)
+    for item in old.values():
+        dynamodb.put_item(TableName=state_table, Item=item)
+    _wipe(stack)
+    assert not _lookup(stack, sandbox_secrets, "phone", "13800138000").found  # deployed: the new table is empty
+
+    store, view = DynamoStateStore(state_table), DynamoViewStore(view_table)
+    report = rebuild_view(_projector(stack, sandbox_secrets), store, view, "demo")
+    assert (report.states, report.placed) == (4, 4)  # Lei, both shops' orders, the shipment
+    assert _answers(stack, sandbox_secrets) == projected
+
+    other_tenant = {"pk": {"S": "acme#view#cus_1"}, "sk": {"S": "E#order#shopify:1"}}  # another tenant's: kept
+    dynamodb.put_item(TableName=state_table, Item=other_tenant)
+    assert purge_state_table(dynamodb, state_table, view_table, "demo", dry_run=True) == len(old)
+    assert len(_scan(state_table)) == len(sync_items) + len(old) + 1  # a dry run deletes nothing
+    assert purge_state_table(dynamodb, state_table, view_table, "demo") == len(old)
+    left = _scan(state_table)
+    assert left == {**sync_items, ("acme#view#cus_1", "E#order#shopify:1"): other_tenant}  # sync's items, exactly
+    assert purge_state_table(dynamodb, state_table, view_table, "demo") == 0
+    assert _answers(stack, sandbox_secrets) == projected  # the view table answers as before
+    with pytest.raises(ValueError, match="would delete the view"):
+        purge_state_table(dynamodb, view_table, view_table, "demo")
