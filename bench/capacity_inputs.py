@@ -249,7 +249,11 @@ def measure() -> dict[str, Any]:
             ports = (target.server.server_port,)
             os.environ.update(function_environment(name, cfg, resources.refs, loopback_ports=ports))
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
-        tables = {resources.refs.state_table: "state", resources.refs.idempotency_table: "idempotency"}
+        tables = {
+            resources.refs.state_table: "state",
+            resources.refs.view_table: "view",
+            resources.refs.idempotency_table: "idempotency",
+        }
         probe = Probe(side_dynamodb, tables)
         session.events.register("before-call", counter)
         session.events.register("before-parameter-build", probe.before)
@@ -563,7 +567,8 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
             "audit-archive: the audit records written, replayed as the TTL sweeper's REMOVE records; copies of them as "
             "other entities' records fill two full batches",
             "project: the stream records its event source mapping's filters pass (states, audit inserts); its "
-            "writes (view summaries, timeline entries, selectors) are in the state table",
+            "writes (view summaries, timeline entries, selectors, owner pointers) are in the view table, its "
+            "reads of states and of the identity index in the state table",
             "automate: not exercised (orders are not automated); the model leaves it out for this workload",
         ],
         "workload": {

@@ -208,7 +208,10 @@ def measure() -> dict[str, Any]:
                 side.client("sqs"),
                 side.client("dynamodbstreams"),
             )
-            probe = Probe(side_dynamodb, {table: "state", resources.refs.idempotency_table: "idempotency"})
+            probe = Probe(
+                side_dynamodb,
+                {table: "state", resources.refs.view_table: "view", resources.refs.idempotency_table: "idempotency"},
+            )
             session.events.register("before-parameter-build", probe.before)
             session.events.register("after-call", probe.after)
             functions = Functions(cfg.region, cfg.resource("fn"))

@@ -392,6 +392,7 @@ def measure_pipeline() -> dict[str, Any]:
         }
         order_path["table_names"] = {
             resources.refs.state_table: "state table",
+            resources.refs.view_table: "view table",
             resources.refs.idempotency_table: "idempotency table",
         }
         return {

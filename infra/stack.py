@@ -47,6 +47,7 @@ class AftersyncStack(Stack):
 
         CfnOutput(self, "WebhookUrl", value=api.url, description="POST /webhooks/{source}/{tenant}")
         CfnOutput(self, "StateTable", value=storage.state_table.table_name)
+        CfnOutput(self, "ViewTable", value=storage.view_table.table_name)
         CfnOutput(self, "ArchiveBucket", value=storage.archive.bucket_name)
         CfnOutput(self, "IdempotencyTable", value=storage.idempotency_table.table_name)  # for backfills
         CfnOutput(self, "Dashboard", value=alarms.dashboard.dashboard_name)

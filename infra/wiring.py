@@ -27,6 +27,7 @@ class ResourceRefs:
     inbox_queue_url: str
     quarantine_queue_url: str
     event_bus: str
+    view_table: str  # the customer view (functions/project writes it; lookup and sidebar read it)
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ def function_environment(
         "publish": {Env.EVENT_BUS: refs.event_bus},
         "lookup": {
             Env.STATE_TABLE: refs.state_table,
+            Env.VIEW_TABLE: refs.view_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
             Env.READ_AUDIT_RETENTION_DAYS: str(cfg.read_audit_retention_days),
@@ -206,6 +208,7 @@ def function_environment(
         },
         "sidebar": {
             Env.STATE_TABLE: refs.state_table,
+            Env.VIEW_TABLE: refs.view_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
             Env.READ_AUDIT_RETENTION_DAYS: str(cfg.read_audit_retention_days),
@@ -216,6 +219,7 @@ def function_environment(
         },
         "project": {
             Env.STATE_TABLE: refs.state_table,
+            Env.VIEW_TABLE: refs.view_table,
             Env.SECRETS_PREFIX: cfg.secrets_prefix,
             Env.SECRETS_MAX_AGE_SECONDS: str(cfg.secrets_max_age_seconds),
             Env.DEFAULT_PHONE_REGION: cfg.default_phone_region,

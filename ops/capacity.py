@@ -384,7 +384,7 @@ def build_model(
         for name, share in (
             ("sync", sum(work.observations_per_webhook.values())),
             ("deliver", deliveries),
-            ("project", work.view_records_per_webhook),  # the customer view is in the state table too
+            ("project", work.view_records_per_webhook),  # (its writes are in the view table: none here)
         )
         if name in inputs.stages and "state" in inputs.stages[name].dynamodb
     )

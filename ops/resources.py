@@ -27,6 +27,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from infra.config import ROOT, EnvironmentConfig, load_environment
+from shared.constants import resource_name
 from shared.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ OPEN_SANDBOX_KEYS = ("sandbox", "sandbox")
 # Stack outputs by what they name (infra/stack.py); every queue's output is described "queue:<purpose>".
 STACK_OUTPUTS = {
     "state_table": "StateTable",
+    "view_table": "ViewTable",
     "idempotency_table": "IdempotencyTable",
     "archive_bucket": "ArchiveBucket",
     "api_url": "WebhookUrl",
@@ -60,6 +62,7 @@ class Resources:
     region: str | None  # None: the session's default (a deployed stack resolved without its config)
     endpoint_url: str | None  # the sandbox's AWS stand-in; None for AWS itself
     state_table: str
+    view_table: str  # the customer view (``aftersync lookup rebuild`` writes it)
     idempotency_table: str
     archive_bucket: str
     queues: Mapping[str, str]  # purpose -> URL, including "<purpose>-dlq" and "quarantine"
@@ -122,6 +125,8 @@ def _sandbox_resources(info: dict[str, Any]) -> Resources:
         region=str(info["region"]),
         endpoint_url=str(info["aws_endpoint_url"]),
         state_table=str(info["state_table"]),
+        # (a sandbox names its view table by the config's rule, as the stack does)
+        view_table=str(info.get("view_table") or resource_name(str(info.get("environment", "dev")), "view")),
         idempotency_table=str(info["idempotency_table"]),
         archive_bucket=str(info["archive_bucket"]),
         queues=MappingProxyType({str(k): str(v) for k, v in info["queues"].items()}),
@@ -197,6 +202,7 @@ def stack_resources(environment: str, outputs: list[Any], region: str | None) ->
         region=region,
         endpoint_url=None,
         state_table=values[STACK_OUTPUTS["state_table"]],
+        view_table=values[STACK_OUTPUTS["view_table"]],
         idempotency_table=values[STACK_OUTPUTS["idempotency_table"]],
         archive_bucket=values[STACK_OUTPUTS["archive_bucket"]],
         queues=MappingProxyType(queues),

@@ -14,14 +14,21 @@ Safe to re-run and to stop part way (every write is the projector's idempotent o
 items are already as they should be is not written again: a second run reports nothing to do); safe
 while the projector runs (a placement is conditional on the owner pointer, and a newer state than the
 one read wins). ``dry_run`` counts what it would change and changes nothing.
+
+The view has a table of its own (issue 15: its writes took the state table's capacity, which is
+sync's). A deployment from before it has its view items in the state table and starts with an empty
+view table: a rebuild fills it. ``purge_state_table`` then deletes the tenant's view items still in the
+state table (``--purge-state-table``): nothing reads them any more, but only tombstones expire, so the
+rest would stay, taking storage and backups, for good.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.project.handler import Placement, Projector
 from shared.adapters.state_store import DynamoStateStore
@@ -39,13 +46,19 @@ from shared.read.view import (
     owner_from_item,
     owner_pk,
     selector_owners,
+    selector_pk,
     timeline_entity,
     timeline_item,
     view_pk,
 )
 from shared.state.merge import EntityState
 
+if TYPE_CHECKING:  # the stubs are a dev dependency: types only, nothing at run time
+    from types_boto3_dynamodb.client import DynamoDBClient
+
 CHUNK = 100  # states read per BatchGetItem
+BATCH_WRITE_MAX = 25  # requests a BatchWriteItem takes
+BATCH_WRITE_ATTEMPTS = 5
 
 
 @dataclass
@@ -62,10 +75,11 @@ class RebuildReport:
     aliases: int = 0  # alias markers rewritten to the current survivor
     without_customer: int = 0  # states naming no customer (shown in no view)
     changed_entities: list[str] = field(default_factory=list)  # "order#shopify:1", the first 50
+    purged: int = 0  # view items deleted from the state table (``purge_state_table``)
 
     @property
     def changes(self) -> int:
-        return self.placed + self.timeline + self.removed + self.aliases
+        return self.placed + self.timeline + self.removed + self.aliases + self.purged
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "changes": self.changes}
@@ -226,3 +240,43 @@ def _sweep(
             report.removed += 1
             if not dry_run:
                 view.delete(pk, sk)
+
+
+def purge_state_table(
+    client: DynamoDBClient, state_table: str, view_table: str, tenant: str, dry_run: bool = False
+) -> int:
+    """Delete ``tenant``'s view items (views, owner pointers, selectors) left in the state table by a
+    version from before the view table; how many (that would be, ``dry_run``). No stream consumer
+    reads their removal (the consumers filter on states, audit records, profiles and TTL removals), and
+    nothing of sync's is touched: every key it deletes is under ``{tenant}#view#``, ``#viewown#`` or
+    ``#sel#``, which no entity, identity or ops item is."""
+    if state_table == view_table:
+        raise ValueError("the view is in the state table here: purging it would delete the view")
+    prefixes = (view_pk(tenant, ""), owner_pk(tenant, "", "").removesuffix("#"), selector_pk(tenant, "", ""))
+    kwargs: dict[str, Any] = {
+        "TableName": state_table,
+        "FilterExpression": " OR ".join(f"begins_with(pk, :p{n})" for n in range(len(prefixes))),
+        "ExpressionAttributeValues": {f":p{n}": {"S": p.rstrip("#") + "#"} for n, p in enumerate(prefixes)},
+        "ProjectionExpression": "pk, sk",
+    }
+    keys: list[dict[str, Any]] = []
+    while True:
+        page = client.scan(**kwargs)
+        keys.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    if dry_run:
+        return len(keys)
+    for start in range(0, len(keys), BATCH_WRITE_MAX):
+        request: dict[str, Any] = {
+            state_table: [{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH_WRITE_MAX]]
+        }
+        for attempt in range(BATCH_WRITE_ATTEMPTS):
+            request = client.batch_write_item(RequestItems=request).get("UnprocessedItems") or {}
+            if not request:
+                break
+            time.sleep(0.05 * 2**attempt)
+        if request:
+            raise RuntimeError(f"DynamoDB left deletes unprocessed after {BATCH_WRITE_ATTEMPTS} attempts; run it again")
+    return len(keys)

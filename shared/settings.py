@@ -132,10 +132,12 @@ class PublishSettings(_Settings):
 
 
 class ProjectSettings(_Settings):
-    """The customer view's projector: reads states and the identity index, writes the view (a card's
-    phone keyed as identity keys it: numbers without a country code in ``default_phone_region``)."""
+    """The customer view's projector: reads states and the identity index (state table), writes the view
+    (its own table; a card's phone keyed as identity keys it: numbers without a country code in
+    ``default_phone_region``)."""
 
     state_table: str = Field(alias=Env.STATE_TABLE)
+    view_table: str = Field(alias=Env.VIEW_TABLE)
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
     default_phone_region: str = Field(alias=Env.DEFAULT_PHONE_REGION, pattern=r"^[A-Z]{2}$")
@@ -145,9 +147,11 @@ class LookupSettings(_Settings):
     """What a customer lookup needs (``shared.read.lookup``): the view, the identity salts and the
     readers' secrets, the read audit's retention, the phone region of numbers without a country code,
     each tenant's time zone (warranty days end in the shop's calendar; a tenant not listed is in
-    ``DEFAULT_TIMEZONE``)."""
+    ``DEFAULT_TIMEZONE``). The view is read from its table, the identity index's keys and the read audit
+    are in the state table."""
 
     state_table: str = Field(alias=Env.STATE_TABLE)
+    view_table: str = Field(alias=Env.VIEW_TABLE)
     secrets_prefix: str = Field(alias=Env.SECRETS_PREFIX)
     secrets_max_age_seconds: int = Field(alias=Env.SECRETS_MAX_AGE_SECONDS, ge=0)
     read_audit_retention_days: int = Field(alias=Env.READ_AUDIT_RETENTION_DAYS, ge=1, le=3653)

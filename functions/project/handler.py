@@ -1,4 +1,4 @@
-"""State table stream consumer: the customer view (``shared.read.view``) kept up to date.
+"""State table stream consumer: the customer view (``shared.read.view``, in the view table) kept up to date.
 
 Each committed state becomes its entity's summary in its owner's view (and its selectors: serials,
 tracking and order numbers, a card's identity keys), each audit record a timeline entry there. Where an
@@ -74,8 +74,9 @@ def settings() -> ProjectSettings:
 
 @dataclass(frozen=True)
 class Ports:
-    """What the function touches: the states (read), the view (written), the identity index (read, for
-    the canonical customer), the tenants' identity salts (selector HMACs)."""
+    """What the function touches: the states (read, state table), the view (written, its own table), the
+    identity index (read, state table: the canonical customer), the tenants' identity salts (selector
+    HMACs)."""
 
     store: DynamoStateStore
     view: DynamoViewStore
@@ -86,7 +87,7 @@ class Ports:
 def ports() -> Ports:
     s = settings()
     store = DynamoStateStore(s.state_table)
-    return Ports(store, DynamoViewStore(s.state_table, store.client), SecretReader(s.secrets_max_age_seconds))
+    return Ports(store, DynamoViewStore(s.view_table, store.client), SecretReader(s.secrets_max_age_seconds))
 
 
 def tenant_salt(tenant: str) -> bytes:

@@ -81,7 +81,7 @@ def secrets() -> SecretReader:
 
 @cache
 def view_store() -> DynamoViewStore:
-    return DynamoViewStore(settings().state_table)
+    return DynamoViewStore(settings().view_table, state_table=settings().state_table)
 
 
 @cache

@@ -71,6 +71,7 @@ class Compute(Construct):
             inbox_queue_url=messaging.queues["inbox"].queue_url,
             quarantine_queue_url=messaging.queues["quarantine"].queue_url,
             event_bus=messaging.bus.event_bus_name,
+            view_table=storage.view_table.table_name,
         )
         layer_arn = ssm.StringParameter.value_for_string_parameter(
             self,
@@ -174,9 +175,10 @@ class Compute(Construct):
     ) -> None:
         cfg = self.cfg
         # project: the state table's stream, state items and audit inserts (and an identity profile gaining
-        # or losing its alias) -> the customer view. Reads states (a shipment's order, an audit record's
-        # entity) and identity profiles; writes only the view's own items, the entities' owner pointers and
-        # selectors (the pointer, E# items and selectors of one entity in one TransactWriteItems).
+        # or losing its alias) -> the customer view, in the view table. Reads states (a shipment's order, an
+        # audit record's entity) and identity profiles in the state table, and writes nothing there; reads
+        # and writes the view table's items: views, the entities' owner pointers and selectors (the
+        # pointer, E# items of one entity in one TransactWriteItems).
         self._stream_consumer(
             "project",
             fn["project"],
@@ -207,36 +209,34 @@ class Compute(Construct):
                 resources=[storage.state_table.table_arn],
                 conditions={
                     "ForAllValues:StringLike": {
-                        "dynamodb:LeadingKeys": [
-                            *(f"*#{t}#*" for t in VIEW_ENTITY_TYPES),
-                            "*#idprofile#*",
-                            "*#viewown#*",  # the entities' owner pointers
-                        ]
+                        "dynamodb:LeadingKeys": [*(f"*#{t}#*" for t in VIEW_ENTITY_TYPES), "*#idprofile#*"]
                     }
                 },
             )
         )
-        fn["project"].add_to_role_policy(
-            iam.PolicyStatement(
-                actions=["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"],
-                resources=[storage.state_table.table_arn],
-                conditions={
-                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#view#*", "*#viewown#*", "*#sel#*"]}
-                },
-            )
+        # the view is its own table (nothing but the view in it): no write on the state table at all
+        storage.view_table.grant(
+            fn["project"],
+            "dynamodb:GetItem",
+            "dynamodb:Query",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
         )
         self._secrets(fn["project"], f"{cfg.secrets_prefix}/tenants/*")
         key.grant_encrypt_decrypt(fn["project"])
 
     def _grant_lookup(self, fn: dict[str, lambda_.Function], storage: Storage, key: kms.IKey) -> None:
         cfg = self.cfg
-        # lookup (the read side's API): reads a selector item or an identity key, then the customer's view;
-        # writes one read-audit record per lookup; reads the readers' secrets and the tenants' salts.
+        # lookup (the read side's API): reads a selector item (view table) or an identity key (state table),
+        # then the customer's view (view table); writes one read-audit record per lookup (state table);
+        # reads the readers' secrets and the tenants' salts.
+        storage.view_table.grant(fn["lookup"], "dynamodb:BatchGetItem", "dynamodb:Query")
         fn["lookup"].add_to_role_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:BatchGetItem", "dynamodb:Query"],
+                actions=["dynamodb:BatchGetItem"],  # the identity index's key items (a lookup's first call)
                 resources=[storage.state_table.table_arn],
-                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#view#*", "*#sel#*", "*#idkey#*"]}},
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#idkey#*"]}},
             )
         )
         fn["lookup"].add_to_role_policy(
@@ -255,11 +255,12 @@ class Compute(Construct):
         # sidebar (the WeCom page and the screen pop): the lookup's reads and read-audit writes; the readers'
         # secrets (a screen pop's key or link), the tenants' salts, the WeCom apps' corp secrets and the
         # session signing key. Its only outbound calls are to WeCom's API, through SafeHttp.
+        storage.view_table.grant(fn["sidebar"], "dynamodb:BatchGetItem", "dynamodb:Query")
         fn["sidebar"].add_to_role_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:BatchGetItem", "dynamodb:Query"],
+                actions=["dynamodb:BatchGetItem"],  # the identity index's key items (a lookup's first call)
                 resources=[storage.state_table.table_arn],
-                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#view#*", "*#sel#*", "*#idkey#*"]}},
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#idkey#*"]}},
             )
         )
         fn["sidebar"].add_to_role_policy(

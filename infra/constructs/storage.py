@@ -1,4 +1,4 @@
-"""State, idempotency and raw-archive storage, encrypted with the environment's KMS key."""
+"""State, customer-view, idempotency and raw-archive storage, encrypted with the environment's KMS key."""
 
 from __future__ import annotations
 
@@ -32,6 +32,24 @@ class Storage(Construct):
                 point_in_time_recovery_enabled=True
             ),
             stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,  # new: outbox; old: expiring audit
+            time_to_live_attribute="expires_at",
+            removal_policy=removal,
+        )
+        # The customer view (shared/read/view.py): derived from the state table by functions/project, read
+        # by lookup and sidebar. Its own table, so its writes never take the state table's capacity (sync's);
+        # no stream (nothing consumes its changes); TTL on "expires_at" removes a moved entity's tombstone.
+        self.view_table = dynamodb.Table(
+            self,
+            "View",
+            table_name=cfg.resource("view"),
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
             time_to_live_attribute="expires_at",
             removal_policy=removal,
         )

@@ -74,6 +74,18 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
         BillingMode="PAY_PER_REQUEST",
         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
     )
+    dynamodb.create_table(  # the customer view (derived: no stream; TTL on expires_at for tombstones)
+        TableName=cfg.resource("view"),
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.update_time_to_live(
+        TableName=cfg.resource("view"), TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
     dynamodb.create_table(
         TableName=cfg.resource("idempotency"),
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
@@ -95,6 +107,7 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             inbox_queue_url="",
             quarantine_queue_url="",
             event_bus=cfg.resource("bus"),
+            view_table=cfg.resource("view"),
         ),
         stream_arn=state["TableDescription"]["LatestStreamArn"],
     )

@@ -28,6 +28,7 @@ from ops.cli.common import (
     refuse,
     say,
 )
+from ops.view_rebuild import purge_state_table as purge_state_table_items
 from ops.view_rebuild import rebuild_view
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
@@ -121,6 +122,13 @@ def register(app: typer.Typer) -> None:
             typer.Option("--entity-type", help=f"only these types (repeatable; of: {', '.join(VIEW_ENTITY_TYPES)})"),
         ] = None,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would change; change nothing")] = False,
+        purge_state_table: Annotated[
+            bool,
+            typer.Option(
+                "--purge-state-table",
+                help="then delete the tenant's view items a version before the view table left in the state table",
+            ),
+        ] = False,
         json: JsonOption = False,
         env: EnvOption = "dev",
         aws: AwsOption = False,
@@ -141,7 +149,7 @@ def register(app: typer.Typer) -> None:
         except (secrets.exceptions.ResourceNotFoundException, ConfigurationError, ValueError):
             fail(f'aftersync: no identity salt for tenant {tenant}: secret {name} must be {{"salt": "..."}}')
         store = DynamoStateStore(resources.state_table, client)
-        view = DynamoViewStore(resources.state_table, client)
+        view = DynamoViewStore(resources.view_table, client)
         projector = Projector(
             store,
             view,
@@ -151,6 +159,10 @@ def register(app: typer.Typer) -> None:
         )
         with progress_bar("states", enabled=not json) as progress:
             report = rebuild_view(projector, store, view, tenant, entity_type or (), dry_run, progress)
+        if purge_state_table:  # after the rebuild: the view table answers before the old items go
+            report.purged = purge_state_table_items(
+                client, resources.state_table, resources.view_table, tenant, dry_run
+            )
         if json:
             emit_json(report.as_dict())
             return
@@ -160,6 +172,9 @@ def register(app: typer.Typer) -> None:
             f"{verb} wrote {report.timeline} timeline entr(ies), {verb} removed {report.removed} stale item(s), "
             f"{verb} rewrote {report.aliases} alias marker(s)".replace("  ", " ")
         )
+        if purge_state_table:
+            done = "would delete" if dry_run else "deleted"
+            say(f"  {done} {report.purged} view item(s) a version before the view table left in the state table")
         if report.without_customer:
             say(f"  {report.without_customer} entit(ies) name no customer: in no view")
         for name in report.changed_entities:

@@ -1,4 +1,10 @@
-"""The customer view in the state table: the projector's writes and the lookup's three reads.
+"""The customer view in its own table: the projector's writes and the lookup's three reads.
+
+The view is derived data (``functions.project`` keeps it from the state table's stream), so it has a
+DynamoDB table of its own: its writes never count against the state table's capacity, which is
+sync's. Only the identity index's key items, which a lookup by phone, e-mail or WeCom id reads in its
+first call, are in the state table: ``batch_get`` asks for them there (``state_table``) in the same
+BatchGetItem as the view's items (one call can span two tables).
 
 Item layout: ``shared.read.view``. Writes are idempotent (a stream record is delivered at least once)
 and kept right by the entity's owner pointer and its ``E#`` items (the projector decides which to
@@ -25,11 +31,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from shared.adapters.dynamo import DynamoTable
+from shared.adapters.dynamo import BATCH_GET_ATTEMPTS, BATCH_GET_MAX, DynamoTable
 from shared.read.view import (
     ALIAS_SK,
     ENTITY_PREFIX,
@@ -46,6 +52,9 @@ from shared.read.view import (
     tombstone_item,
     view_pk,
 )
+
+if TYPE_CHECKING:  # the stubs are a dev dependency: types only, nothing at run time
+    from types_boto3_dynamodb.client import DynamoDBClient
 
 CONFLICTS = ("TransactionCanceledException", "TransactionConflictException", "ConditionalCheckFailedException")
 
@@ -71,7 +80,17 @@ def _as_read(item: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
     return f"version = :ev AND {tomb}", {":ev": item["version"]}
 
 
+IDENTITY_KEY_MARK = "#idkey#"  # the identity index's key items (``shared.adapters.identity_index``)
+
+
 class DynamoViewStore(DynamoTable):
+    """The view table (``table``); ``state_table``: where the identity index's key items are read (the
+    lookup's; the projector and the rebuild read none through this store)."""
+
+    def __init__(self, table: str, client: DynamoDBClient | None = None, *, state_table: str | None = None) -> None:
+        super().__init__(table, client)
+        self.state_table = state_table
+
     # --- the projector's writes ---------------------------------------------------------------------
     def owner(self, tenant: str, entity_type: str, entity_id: str) -> Owner | None:
         """An entity's owner pointer (consistent read), None before its first projection."""
@@ -334,8 +353,30 @@ class DynamoViewStore(DynamoTable):
     # --- the lookup's reads ---------------------------------------------------------------------------
     def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
         """The items of ``(pk, sk)`` keys that exist: one BatchGetItem (per 100 keys; unprocessed keys
-        are asked again, a few times)."""
-        return self.batch_get_items([_key(pk, sk) for pk, sk in dict.fromkeys(keys)])
+        are asked again, a few times), the view's keys from the view table and an identity key's from
+        the state table in the same call."""
+        unique = list(dict.fromkeys(keys))
+        if not any(IDENTITY_KEY_MARK in pk for pk, _ in unique):
+            return self.batch_get_items([_key(pk, sk) for pk, sk in unique])
+        if self.state_table is None:
+            raise ValueError("an identity key is read from the state table: this view store was given none")
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(unique), BATCH_GET_MAX):
+            request: dict[str, Any] = {}
+            for pk, sk in unique[start : start + BATCH_GET_MAX]:
+                table = self.state_table if IDENTITY_KEY_MARK in pk else self.table
+                request.setdefault(table, {"Keys": []})["Keys"].append(_key(pk, sk))
+            for attempt in range(BATCH_GET_ATTEMPTS):
+                response = self.client.batch_get_item(RequestItems=request)
+                for items in response["Responses"].values():
+                    found.extend(items)
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            if request:
+                raise RuntimeError(f"DynamoDB left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts; retry later")
+        return found
 
     def entities(self, tenant: str, customer_id: str) -> list[dict[str, Any]]:
         """A view's live ``E#`` items (its customer's card, the alias marker, every entity summary; the

@@ -3,7 +3,8 @@ serial, a tracking or order number, a customer id) to that customer's view, in a
 calls:
 
 1. one BatchGetItem of the selector's items: for a phone, an e-mail or a WeCom id the identity index's
-   key item (``{tenant}#idkey#{hmac}``) and the view's item of that key (``{tenant}#sel#id#{hmac}``),
+   key item (``{tenant}#idkey#{hmac}``, in the state table) and the view's item of that key
+   (``{tenant}#sel#id#{hmac}``, in the view table: one call spans both tables),
    which says which view each customer holding the key is in (an absorbed customer's: the
    survivor's); for a serial, a tracking or an order number the view's selector item, whose refs name
    their owner's view; none for a customer id;

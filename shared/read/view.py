@@ -1,6 +1,7 @@
 """The customer view: what an agent sees of one customer, derived from the merged states (pure).
 
-Items in the state table (the projector writes them, ``shared.adapters.view_store``):
+Items in the view table (the projector writes them, ``shared.adapters.view_store``; the identity index's
+key items a lookup reads first are the state table's):
 
 - ``{tenant}#view#{customer_id}`` / ``E#{entity_type}#{entity_id}``: ``doc`` (a JSON summary of the
   entity), ``version`` (the state's: an older version never overwrites a newer one) and ``sel`` (a

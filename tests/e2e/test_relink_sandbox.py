@@ -193,3 +193,6 @@ def test_relink_joins_across_scripts_keeps_a_persons_decision_rewrites_names_and
     assert rebuilt["dry_run"] is False and rebuilt["states"] >= 9
     again = _cli("lookup", "rebuild", "--tenant", "demo", "--json")
     assert (again["states"], again["changes"]) == (rebuilt["states"], 0)
+    # the view is in its own table: a sandbox's state table holds none of it to purge
+    purged = _cli("lookup", "rebuild", "--tenant", "demo", "--purge-state-table", "--json")
+    assert (purged["purged"], purged["changes"]) == (0, 0)

@@ -16,7 +16,8 @@ from moto.iam.access_control import IAMPolicy, PermissionResult
 from app import build_app
 from infra.config import load_environment
 from infra.sandbox.iam import SandboxArns, function_policies
-from infra.wiring import DOMAINS
+from infra.wiring import DOMAINS, FUNCTIONS
+from shared.constants import Env
 from shared.settings import (
     AmazonIntakeSettings,
     AuditArchiveSettings,
@@ -135,23 +136,16 @@ def test_the_projector_reads_states_and_audit_inserts_and_only_reads_entities_an
     assert mapping["BisectBatchOnFunctionError"] is True and "OnFailure" in mapping["DestinationConfig"]
     assert (mapping["BatchSize"], mapping["ParallelizationFactor"]) == (100, 10)
     role = functions["aftersync-prod-project"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    state = table_id(template, "aftersync-prod-state")
     reads = [
         statement
         for policy in resources(template, "AWS::IAM::Policy").values()
         if {"Ref": role} in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-        if "dynamodb:GetItem" in statement["Action"]
+        if "dynamodb:GetItem" in statement["Action"] and state in json.dumps(statement["Resource"])
     ]
     assert [s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"] for s in reads] == [
-        [
-            "*#customer#*",
-            "*#order#*",
-            "*#after_sales_case#*",
-            "*#shipment#*",
-            "*#ticket#*",
-            "*#idprofile#*",
-            "*#viewown#*",  # the entities' owner pointers
-        ]
+        ["*#customer#*", "*#order#*", "*#after_sales_case#*", "*#shipment#*", "*#ticket#*", "*#idprofile#*"]
     ]
     assert secret_patterns(template, "project", "prod") == ["aftersync/prod/tenants/*"]  # identity salts only
     assert not any(a.startswith(("s3:", "events:")) for a in policy_actions(template, "project", "prod"))
@@ -213,6 +207,89 @@ def test_each_function_gets_exactly_the_variables_its_settings_require(templates
         assert required <= variables, f"{name} misses {required - variables}"
         ours = {v for v in variables if not v.startswith(("POWERTOOLS_", "PYDANTIC_"))}  # runtime tuning
         assert ours == required, f"{name} gets variables it does not read: {ours - required}"
+
+
+def table_id(template: dict[str, Any], name: str) -> str:
+    return next(
+        k for k, v in resources(template, "AWS::DynamoDB::Table").items() if v["Properties"]["TableName"] == name
+    )
+
+
+def table_statements(template: dict[str, Any], function: str, cfg_env: str, table: str) -> list[dict[str, Any]]:
+    """The DynamoDB statements of a function's role that name a table (by its physical name)."""
+    cfg = load_environment(cfg_env)
+    role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]["Role"]
+    logical = table_id(template, table)
+    return [
+        statement
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role["Fn::GetAtt"][0]} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if logical in json.dumps(statement["Resource"])
+    ]
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    found = statement["Action"]
+    return {found} if isinstance(found, str) else set(found)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_the_customer_view_is_a_table_of_its_own_written_by_project_alone_and_read_by_the_read_side(
+    templates: dict[str, Any], env: str
+) -> None:
+    template = templates[env]
+    cfg = load_environment(env)
+    view_name, state_name = cfg.resource("view"), cfg.resource("state")
+    props = by_name(template, "AWS::DynamoDB::Table", "TableName")[view_name]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}  # tombstones
+    assert "StreamSpecification" not in props  # nothing consumes its changes
+    state = by_name(template, "AWS::DynamoDB::Table", "TableName")[state_name]["Properties"]
+    assert props["SSESpecification"] == state["SSESpecification"]  # the environment's key, as the state table
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    # project: the view table read and written, unconditionally (nothing else is in it); the state table
+    # read only (entities and identity profiles) and its stream
+    [project_view] = table_statements(template, "project", env, view_name)
+    assert _actions(project_view) == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    assert "Condition" not in project_view
+    project_state = table_statements(template, "project", env, state_name)
+    assert not any(_actions(s) & writes for s in project_state)
+    assert set().union(*(_actions(s) for s in project_state)) <= {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:DescribeStream",
+        "dynamodb:GetRecords",
+        "dynamodb:GetShardIterator",
+        "dynamodb:ListStreams",
+    }
+    for reader in ("lookup", "sidebar"):
+        [view_read] = table_statements(template, reader, env, view_name)
+        assert _actions(view_read) == {"dynamodb:BatchGetItem", "dynamodb:Query"}
+        on_state = sorted(
+            (sorted(_actions(s)), s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+            for s in table_statements(template, reader, env, state_name)
+        )
+        assert on_state == [
+            (["dynamodb:BatchGetItem"], ["*#idkey#*"]),  # the identity index's keys, in the lookup's first call
+            (["dynamodb:PutItem"], ["*#reads#*"]),  # the read audit
+        ], reader
+    deployed = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    others = [f for f in FUNCTIONS if f not in ("project", "lookup", "sidebar") and cfg.resource(f) in deployed]
+    assert "sync" in others and "deliver" in others
+    assert not [f for f in others if table_statements(template, f, env, view_name)]  # nobody else touches it
+    for function in ("project", "lookup", "sidebar"):
+        fn = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]
+        assert fn["Environment"]["Variables"][Env.VIEW_TABLE] == {"Ref": table_id(template, view_name)}
+    outputs = template["Outputs"]
+    assert outputs["ViewTable"]["Value"] == {"Ref": table_id(template, view_name)}  # ops.resources reads it
 
 
 def policy_actions(template: dict[str, Any], function: str, cfg_env: str) -> set[str]:
@@ -617,7 +694,6 @@ def test_automate_and_notify_may_write_only_their_own_items_in_the_state_table(t
         ("automate", [["ops#action#*"], ["ops#dispatch#*"]]),  # its action ledger; agents' workload
         ("notify", [["ops#wecom#*"]]),
         ("deliver", [["ops#circuit#*", "ops#rate#*", "ops#wecom#*"]]),
-        ("project", [["*#view#*", "*#viewown#*", "*#sel#*"]]),  # the customer view, owner pointers, selectors
     ):
         cfg = load_environment("dev")
         role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource(function)]["Properties"]["Role"]

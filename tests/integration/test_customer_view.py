@@ -92,7 +92,8 @@ def two_shops(stack: Stack, shopify_secret: str, sandbox_secrets: dict[str, Any]
 
 
 def _lookup(stack: Stack, sandbox_secrets: dict[str, Any], kind: str, value: str, **kwargs: Any) -> LookupResult:
-    store = DynamoViewStore(stack.resources.refs.state_table, kwargs.pop("client", None))
+    refs = stack.resources.refs
+    store = DynamoViewStore(refs.view_table, kwargs.pop("client", None), state_table=refs.state_table)
     return lookup(kind, value, "demo", store=store, salt=_salt(sandbox_secrets), **kwargs)
 
 
@@ -220,7 +221,7 @@ def test_a_late_older_state_never_overwrites_the_view(two_shops: Stack, sandbox_
     assert current is not None and current.version >= 1
     customer = current.fields["customer_id"]
     key = {"pk": {"S": view_pk("demo", customer)}, "sk": {"S": "E#order#shopify:5001"}}
-    before = boto3.client("dynamodb").get_item(TableName=table, Key=key)["Item"]
+    before = boto3.client("dynamodb").get_item(TableName=two_shops.resources.refs.view_table, Key=key)["Item"]
     assert before["version"] == {"N": str(current.version)}
     older = current.model_copy(
         update={"version": current.version - 1, "fields": {**current.fields, "payment_status": "pending"}}
@@ -243,7 +244,7 @@ def test_a_late_older_state_never_overwrites_the_view(two_shops: Stack, sandbox_
         },
     }
     assert two_shops.functions.invoke("project", {"Records": [record]}) == {"batchItemFailures": []}
-    after = boto3.client("dynamodb").get_item(TableName=table, Key=key)["Item"]
+    after = boto3.client("dynamodb").get_item(TableName=two_shops.resources.refs.view_table, Key=key)["Item"]
     assert after == before
     assert json.loads(after["doc"]["S"])["financial_status"] == "paid"
 

@@ -65,7 +65,7 @@ def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
             Name=tenant_salt_secret_name(load_environment("dev").secrets_prefix, TENANT),
             SecretString=json.dumps({"salt": SALT.decode()}),
         )
-        stack = Resources("stack", "dev", "eu-west-1", None, TABLE, "aftersync-dev-idem", "archive", {}, None)
+        stack = Resources("stack", "dev", "eu-west-1", None, TABLE, "view", "aftersync-dev-idem", "archive", {}, None)
         monkeypatch.setattr(Where, "resources", lambda self: stack)
         yield TABLE
 

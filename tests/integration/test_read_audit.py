@@ -170,6 +170,7 @@ def test_the_access_log_command_lists_them(audit: ReadAudit, monkeypatch: pytest
         region="eu-west-1",
         endpoint_url=None,
         state_table=TABLE,
+        view_table="view",
         idempotency_table="idempotency",
         archive_bucket="archive",
         queues={},

@@ -410,7 +410,8 @@ def test_the_cli_makes_a_link_that_opens_the_page_and_holds_no_phone(
 ) -> None:
     refs = sidebar.stack.resources.refs
     here = Resources(
-        "stack", "dev", "eu-west-1", None, refs.state_table, refs.idempotency_table, refs.archive_bucket, {},
+        "stack", "dev", "eu-west-1", None, refs.state_table, refs.view_table, refs.idempotency_table,
+        refs.archive_bucket, {},
         f"http://{HOST}/webhooks",
     )  # fmt: skip
     monkeypatch.setattr(Where, "resources", lambda self: here)

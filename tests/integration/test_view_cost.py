@@ -103,19 +103,34 @@ def _stream(stack: Stack, pk: str) -> list[dict[str, Any]]:
 
 class _Metered:
     """The project function's DynamoDB calls by operation and their write units (the bench's probe:
-    DynamoDB's size rules, a refused conditional write charged too), while in a ``with``."""
+    DynamoDB's size rules, a refused conditional write charged too), and the tables each call names
+    (``tables``: operation -> table names), while in a ``with``."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.tables: dict[str, set[str]] = {}
         self.client = project.ports().store.client
         self.probe = Probe(boto3.client("dynamodb"), {})
 
     def count(self, event_name: str, **_: Any) -> None:
         self.calls[event_name.rsplit(".", 1)[1]] += 1
 
+    def name_tables(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
+        operation = event_name.rsplit(".", 1)[1]
+        named = {params["TableName"]} if "TableName" in params else set(params.get("RequestItems", {}))
+        for write in params.get("TransactItems", []):
+            named |= {action["TableName"] for action in write.values()}
+        self.tables.setdefault(operation, set()).update(named)
+
+    def writes(self) -> set[str]:
+        """The tables any write names."""
+        kinds = ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem")
+        return set().union(*(t for op, t in self.tables.items() if op in kinds))
+
     def __enter__(self) -> _Metered:
         events = self.client.meta.events
         events.register("before-call.dynamodb", self.count)
+        events.register("provide-client-params.dynamodb", self.name_tables)
         events.register("before-parameter-build.dynamodb", self.probe.before)
         events.register("after-call.dynamodb", self.probe.after)
         return self
@@ -123,6 +138,7 @@ class _Metered:
     def __exit__(self, *_: object) -> None:
         events = self.client.meta.events
         events.unregister("before-call.dynamodb", self.count)
+        events.unregister("provide-client-params.dynamodb", self.name_tables)
         events.unregister("before-parameter-build.dynamodb", self.probe.before)
         events.unregister("after-call.dynamodb", self.probe.after)
 
@@ -153,15 +169,39 @@ def test_an_order_update_that_keeps_its_customer_costs_two_puts_and_two_write_un
     # the summary and the timeline entry, each one PutItem; the customer's canonical id: one read a batch
     assert metered.calls == Counter({"PutItem": 2, "BatchGetItem": 1})
     assert metered.wru == 2.0  # no transaction (it doubles), no selector, no pointer
+    # both writes into the view's own table; the one read (the canonical customer) from the state table
+    assert metered.tables == {
+        "PutItem": {stack.resources.refs.view_table},
+        "BatchGetItem": {stack.resources.refs.state_table},
+    }
 
     summary = boto3.client("dynamodb").get_item(
-        TableName=table, Key={"pk": {"S": view_pk("demo", lei)}, "sk": {"S": entity_sk("order", ORDER)}}
+        TableName=stack.resources.refs.view_table,
+        Key={"pk": {"S": view_pk("demo", lei)}, "sk": {"S": entity_sk("order", ORDER)}},
     )["Item"]
     assert int(summary["version"]["N"]) == state.version
     view = _lookup(stack, sandbox_secrets, "order", "#5001")
     assert view.customer_id == lei
     assert [o["fulfillment_status"] for o in view.orders] == ["fulfilled"]
     assert max(t["version"] for t in view.timeline if t["entity_id"] == ORDER) == state.version
+
+
+def test_the_project_function_writes_only_the_view_table_through_a_first_placement_and_a_move(
+    stack: Stack, shopify_secret: str
+) -> None:
+    """The view is its own table: a new customer, a new order (pointer, summary, selectors, timeline) and
+    the order moving to another customer (a transaction) write nothing into the state table, sync's."""
+    with _Metered() as metered:
+        stack.post(order_webhook(shopify_secret, 5001, LEI, None))
+        stack.post(order_webhook(shopify_secret, 5003, WEI, None))
+        stack.run_until_quiet()
+        stack.post(_order_update(shopify_secret, WEI, "2026-11-20T11:00:00+08:00", fulfilled=True))
+        stack.run_until_quiet()
+    assert _customer_of(stack, ORDER) == _customer_of(stack, "shopify:5003")  # it moved
+    assert metered.calls["TransactWriteItems"] >= 1 and metered.calls["PutItem"] >= 4
+    assert metered.calls["UpdateItem"] >= 1  # the selectors
+    assert metered.writes() == {stack.resources.refs.view_table}
+    assert stack.resources.refs.state_table in metered.tables["BatchGetItem"]  # states, the canonical customer
 
 
 # --- races and out-of-order delivery -------------------------------------------------------------------
@@ -200,12 +240,12 @@ def _reset(stack: Stack, lei: str, wei: str, salt: bytes) -> None:
     keys += [(view_pk("demo", c), entity_sk("order", ORDER)) for c in (lei, wei)]
     keys += [(selector_pk("demo", "order", selector_hmac(salt, "order", v)), SELECTOR_SK) for v in ("5001", ORDER)]
     for pk, sk in keys:
-        dynamodb.delete_item(TableName=stack.resources.refs.state_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+        dynamodb.delete_item(TableName=stack.resources.refs.view_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
 
 
 def _where(stack: Stack, lei: str, wei: str) -> tuple[Owner | None, int | None, int | None]:
     """The pointer, and the version of the live summary in Lei's and in Wei's view (None: not there)."""
-    table = stack.resources.refs.state_table
+    table = stack.resources.refs.view_table
     found: list[int | None] = []
     for customer in (lei, wei):
         item = boto3.client("dynamodb").get_item(
@@ -220,7 +260,7 @@ def _number_owner(stack: Stack, sandbox_secrets: dict[str, Any]) -> str | None:
     """The view order number #5001's selector names for the order."""
     digest = selector_hmac(_salt(sandbox_secrets), "order", "5001")
     item = boto3.client("dynamodb").get_item(
-        TableName=stack.resources.refs.state_table,
+        TableName=stack.resources.refs.view_table,
         Key={"pk": {"S": selector_pk("demo", "order", digest)}, "sk": {"S": SELECTOR_SK}},
     )["Item"]
     owner = item.get(f"{REF_OWNER_PREFIX}order#{ORDER}")
@@ -255,7 +295,7 @@ def test_a_move_racing_an_older_same_owner_update_leaves_the_order_in_the_new_vi
         assert _projector(stack, sandbox_secrets).project_state(v2, same_place_likely=True) is False
     else:  # the move read Lei's v1; the update's write lands before the move's transaction, which decides again
         read, go_on = threading.Event(), threading.Event()
-        pausing = _projector(stack, sandbox_secrets, _PausingMove(stack.resources.refs.state_table, read, go_on))
+        pausing = _projector(stack, sandbox_secrets, _PausingMove(stack.resources.refs.view_table, read, go_on))
         with ThreadPoolExecutor(1) as pool:
             moving = pool.submit(pausing.project_state, v3, True)
             assert read.wait(30)
@@ -349,7 +389,7 @@ def test_a_state_whose_selectors_changed_writes_them_though_the_state_before_it_
     dynamodb = boto3.client("dynamodb")
     digest = selector_hmac(_salt(sandbox_secrets), "serial", "SN-LOST-0001")
     dynamodb.delete_item(
-        TableName=stack.resources.refs.state_table,
+        TableName=stack.resources.refs.view_table,
         Key={"pk": {"S": selector_pk("demo", "serial", digest)}, "sk": {"S": SELECTOR_SK}},
     )
     assert _projector(stack, sandbox_secrets).project_state(later, same_place_likely=True) is False
@@ -361,7 +401,7 @@ def test_a_rebuild_of_a_view_the_stream_kept_changes_nothing_and_leaves_the_tomb
 ) -> None:
     # the stream projected #5001's states, and one more update for Lei: written in place (the pointer's
     # version stays the move back's), a tombstone in Wei's view from the move back
-    table = stack.resources.refs.state_table
+    table, view_table = stack.resources.refs.state_table, stack.resources.refs.view_table
     lei, wei = three_states["lei"], three_states["wei"]
     stack.post(_order_update(shopify_secret, LEI, "2026-11-20T13:00:00+08:00", fulfilled=False))
     stack.run_until_quiet()
@@ -371,7 +411,8 @@ def test_a_rebuild_of_a_view_the_stream_kept_changes_nothing_and_leaves_the_tomb
     assert pointer == Owner(lei, three_states["states"][3].version)
     assert (in_lei, in_wei) == (v5.version, None)
     tombstone_key = {"pk": {"S": view_pk("demo", wei)}, "sk": {"S": entity_sk("order", ORDER)}}
-    assert "tombstone" in boto3.client("dynamodb").get_item(TableName=table, Key=tombstone_key)["Item"]
-    report = rebuild_view(_projector(stack, sandbox_secrets), DynamoStateStore(table), DynamoViewStore(table), "demo")
+    assert "tombstone" in boto3.client("dynamodb").get_item(TableName=view_table, Key=tombstone_key)["Item"]
+    view = DynamoViewStore(view_table)
+    report = rebuild_view(_projector(stack, sandbox_secrets), DynamoStateStore(table), view, "demo")
     assert (report.changes, report.changed_entities) == (0, [])
-    assert "tombstone" in boto3.client("dynamodb").get_item(TableName=table, Key=tombstone_key)["Item"]
+    assert "tombstone" in boto3.client("dynamodb").get_item(TableName=view_table, Key=tombstone_key)["Item"]

@@ -3,7 +3,9 @@
 Two projections of one entity at different versions, racing (the stream's retries and a rebuild do
 that), converge on the newer one: the entity in one view only, its selector naming that view. A
 rebuild from states the projector never saw gives the very answers the projector would have given,
-removes what an older projector left behind, and changes nothing when run again.
+removes what an older projector left behind, and changes nothing when run again. A deployment from
+before the view table (its view in the state table, the new table empty) is rebuilt into the view
+table with the same answers, and ``--purge-state-table`` then deletes exactly the old view items.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import boto3
 import pytest
 
 from functions.project.handler import Projector
-from ops.view_rebuild import rebuild_view
+from ops.view_rebuild import purge_state_table, rebuild_view
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.state_store import DynamoStateStore
 from shared.adapters.view_store import DynamoViewStore
@@ -42,7 +44,7 @@ def _projector(stack: Stack, sandbox_secrets: dict[str, Any], view: DynamoViewSt
     table = stack.resources.refs.state_table
     return Projector(
         DynamoStateStore(table),
-        view or DynamoViewStore(table),
+        view or DynamoViewStore(stack.resources.refs.view_table),
         lambda _: _salt(sandbox_secrets),
         lambda tenant: DynamoIdentityIndex(table, tenant),
         "CN",
@@ -50,10 +52,10 @@ def _projector(stack: Stack, sandbox_secrets: dict[str, Any], view: DynamoViewSt
 
 
 def _view_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
-    """Every item of the view: views, owner pointers, selectors."""
+    """Every item of the view: views, owner pointers, selectors (the view table holds nothing else)."""
     dynamodb = boto3.client("dynamodb")
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    kwargs: dict[str, Any] = {"TableName": stack.resources.refs.state_table}
+    kwargs: dict[str, Any] = {"TableName": stack.resources.refs.view_table}
     while True:
         page = dynamodb.scan(**kwargs)
         for item in page["Items"]:
@@ -67,7 +69,7 @@ def _view_items(stack: Stack) -> dict[tuple[str, str], dict[str, Any]]:
 def _wipe(stack: Stack) -> None:
     dynamodb = boto3.client("dynamodb")
     for pk, sk in _view_items(stack):
-        dynamodb.delete_item(TableName=stack.resources.refs.state_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
+        dynamodb.delete_item(TableName=stack.resources.refs.view_table, Key={"pk": {"S": pk}, "sk": {"S": sk}})
 
 
 @pytest.fixture
@@ -88,7 +90,7 @@ def moved_order(stack: Stack, shopify_secret: str) -> tuple[EntityState, EntityS
 
 
 def _where_5001(stack: Stack, lei: str, wei: str) -> tuple[Owner | None, bool, bool]:
-    table = stack.resources.refs.state_table
+    table = stack.resources.refs.view_table
     dynamodb = boto3.client("dynamodb")
     present = [  # a live summary (a tombstone: it moved out)
         is_live(
@@ -104,7 +106,7 @@ def _where_5001(stack: Stack, lei: str, wei: str) -> tuple[Owner | None, bool, b
 
 def _reset_5001(stack: Stack, lei: str, wei: str) -> None:
     """The order as never projected: no pointer, in neither view."""
-    table = stack.resources.refs.state_table
+    table = stack.resources.refs.view_table
     dynamodb = boto3.client("dynamodb")
     keys = [(owner_pk("demo", "order", "shopify:5001"), "OWN")]
     keys += [(view_pk("demo", c), entity_sk("order", "shopify:5001")) for c in (lei, wei)]
@@ -160,7 +162,7 @@ def test_a_projection_that_read_the_pointer_before_another_moved_the_entity_deci
     _reset_5001(stack, lei, wei)
     # the slow one reads "never projected", the other places the order meanwhile, then the slow one writes
     read, go_on = threading.Event(), threading.Event()
-    pausing = _projector(stack, sandbox_secrets, _PausingView(stack.resources.refs.state_table, read, go_on))
+    pausing = _projector(stack, sandbox_secrets, _PausingView(stack.resources.refs.view_table, read, go_on))
     first, second = (older, newer) if slow == "older" else (newer, older)
     with ThreadPoolExecutor(1) as pool:
         waiting = pool.submit(pausing.project_state, first)
@@ -202,7 +204,7 @@ def test_a_rebuild_from_states_the_projector_never_saw_answers_as_the_projector_
         ["shopify:5001", "shopify:5003", YOUZAN_ORDER]
     )
     assert projected["serial=SN-RV2-0001"].warranty[0].serial == "SN-RV2-0001"
-    store, view = DynamoStateStore(table), DynamoViewStore(table)
+    store, view = DynamoStateStore(table), DynamoViewStore(stack.resources.refs.view_table)
 
     # 6 states: Lei and Wei, their Shopify orders, the Youzan order and its shipment
     # the states as they were before the projector was deployed: no view at all; and what an older
@@ -253,10 +255,56 @@ def test_a_rebuild_from_states_the_projector_never_saw_answers_as_the_projector_
 def test_a_rebuild_of_one_entity_type_leaves_the_others_alone(stack: Stack, sandbox_secrets: dict[str, Any]) -> None:
     table = stack.resources.refs.state_table
     _wipe(stack)
-    store, view = DynamoStateStore(table), DynamoViewStore(table)
+    store, view = DynamoStateStore(table), DynamoViewStore(stack.resources.refs.view_table)
     report = rebuild_view(_projector(stack, sandbox_secrets), store, view, "demo", entity_types=["shipment"])
     assert (report.states, report.placed, report.entity_types) == (1, 1, ["shipment"])
     views = {pk for pk, sk in _view_items(stack) if "#view#" in pk and sk.startswith("E#")}
     assert [sk for pk, sk in _view_items(stack) if pk in views and sk.startswith("E#")] == [
         entity_sk("shipment", f"zhongtong:{TRACKING}")
     ]
+
+
+def _scan(table: str) -> dict[tuple[str, str], dict[str, Any]]:
+    dynamodb, found = boto3.client("dynamodb"), {}
+    kwargs: dict[str, Any] = {"TableName": table}
+    while True:
+        page = dynamodb.scan(**kwargs)
+        found.update({(i["pk"]["S"], i["sk"]["S"]): i for i in page["Items"]})
+        if "LastEvaluatedKey" not in page:
+            return found
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+@pytest.mark.usefixtures("two_shops")
+def test_an_upgrade_from_the_view_in_the_state_table_rebuilds_into_the_view_table_and_purges_the_old_items(
+    stack: Stack, sandbox_secrets: dict[str, Any]
+) -> None:
+    state_table, view_table = stack.resources.refs.state_table, stack.resources.refs.view_table
+    projected = _answers(stack, sandbox_secrets)
+    assert projected["phone=13800138000"].found
+    # as a deployment before the view table left it: every view item in the state table, the new table empty
+    dynamodb = boto3.client("dynamodb")
+    old = _view_items(stack)
+    assert any("#viewown#" in pk for pk, _ in old) and any("#sel#" in pk for pk, _ in old)
+    sync_items = _scan(state_table)
+    for item in old.values():
+        dynamodb.put_item(TableName=state_table, Item=item)
+    _wipe(stack)
+    assert not _lookup(stack, sandbox_secrets, "phone", "13800138000").found  # deployed: the new table is empty
+
+    store, view = DynamoStateStore(state_table), DynamoViewStore(view_table)
+    report = rebuild_view(_projector(stack, sandbox_secrets), store, view, "demo")
+    assert (report.states, report.placed) == (4, 4)  # Lei, both shops' orders, the shipment
+    assert _answers(stack, sandbox_secrets) == projected
+
+    other_tenant = {"pk": {"S": "acme#view#cus_1"}, "sk": {"S": "E#order#shopify:1"}}  # another tenant's: kept
+    dynamodb.put_item(TableName=state_table, Item=other_tenant)
+    assert purge_state_table(dynamodb, state_table, view_table, "demo", dry_run=True) == len(old)
+    assert len(_scan(state_table)) == len(sync_items) + len(old) + 1  # a dry run deletes nothing
+    assert purge_state_table(dynamodb, state_table, view_table, "demo") == len(old)
+    left = _scan(state_table)
+    assert left == {**sync_items, ("acme#view#cus_1", "E#order#shopify:1"): other_tenant}  # sync's items, exactly
+    assert purge_state_table(dynamodb, state_table, view_table, "demo") == 0
+    assert _answers(stack, sandbox_secrets) == projected  # the view table answers as before
+    with pytest.raises(ValueError, match="would delete the view"):
+        purge_state_table(dynamodb, view_table, view_table, "demo")

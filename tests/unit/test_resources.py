@@ -70,6 +70,7 @@ def test_a_running_sandbox_resolves_from_its_state_file_without_touching_the_env
         region="eu-west-1",
         endpoint_url=listening,
         state_table="aftersync-dev-state",
+        view_table="aftersync-dev-view",  # the sandbox's file names none: the config's rule
         idempotency_table="aftersync-dev-idempotency",
         archive_bucket="aftersync-dev-archive-123456789012-eu-west-1",
         queues={"inbox": f"{listening}/123456789012/aftersync-dev-inbox"},
@@ -143,6 +144,7 @@ def test_the_cli_looks_where_the_sandbox_announces_itself(tmp_path: Path, monkey
 OUTPUTS = [
     {"OutputKey": "WebhookUrl", "OutputValue": "https://abc.execute-api.eu-west-1.amazonaws.com/prod/"},
     {"OutputKey": "StateTable", "OutputValue": "aftersync-prod-state"},
+    {"OutputKey": "ViewTable", "OutputValue": "aftersync-prod-view"},
     {"OutputKey": "ArchiveBucket", "OutputValue": "aftersync-prod-archive-111122223333-eu-west-1"},
     {"OutputKey": "IdempotencyTable", "OutputValue": "aftersync-prod-idempotency"},
     {"OutputKey": "Dashboard", "OutputValue": "aftersync-prod"},
@@ -167,6 +169,7 @@ def test_a_deployed_stack_resolves_from_its_outputs() -> None:
         region="eu-west-1",
         endpoint_url=None,
         state_table="aftersync-prod-state",
+        view_table="aftersync-prod-view",
         idempotency_table="aftersync-prod-idempotency",
         archive_bucket="aftersync-prod-archive-111122223333-eu-west-1",
         queues={
