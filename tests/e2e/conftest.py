@@ -132,21 +132,36 @@ def start_local(state_dir: Path | None = None) -> tuple[subprocess.Popen[str], d
         ) from None
 
 
+TERM_AGAIN_EVERY = 10.0  # seconds: an unloaded stop takes about 5
+
+
 def stop_local(process: subprocess.Popen[str]) -> None:
-    """Wait for a terminated ``aftersync local`` (a stop under load: pollers and execution environments
-    wind down); one still stopping after 240 s is killed, its tests' assertions having already run."""
-    try:
-        process.wait(timeout=240)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=60)
+    """Stop ``aftersync local`` with SIGTERM and wait for it (a stop under load: pollers and execution
+    environments wind down); one still running after 240 s is killed, its tests' assertions having run.
+
+    The SIGTERM is sent again every few seconds while the process runs. Its handler only sets the event
+    the CLI's main thread waits on, and Python runs a handler on the main thread alone: a signal the
+    kernel hands to one of the sandbox's ~50 other threads leaves the main thread asleep in that wait
+    (seen on 2 cores: the signal taken, nothing pending, the main thread still in ``stop.wait()`` and the
+    pollers running idle at ~35 % CPU until the kill at 240 s). A repeat wakes it; once the stop has
+    begun, a repeat sets the event again and changes nothing."""
+    deadline = time.monotonic() + 240
+    while True:
+        process.terminate()  # (a no-op once it has exited)
+        try:
+            process.wait(timeout=min(TERM_AGAIN_EVERY, max(0.0, deadline - time.monotonic())))
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                break
+    process.kill()
+    process.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[RunningSandbox]:
     process, info = start_local()
     yield RunningSandbox(info)
-    process.terminate()
     stop_local(process)
     # Every handler ran with its stack role: a call its policy does not allow fails the run
     # (calls tests make on purpose as a role sign as its session "e2e")

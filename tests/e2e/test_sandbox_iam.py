@@ -119,7 +119,6 @@ def test_a_grant_missing_from_a_role_fails_the_handler_call_with_access_denied(
         assert denial in log.read_text(encoding="utf-8").splitlines()
         assert [d for d in sandbox.deliveries("erp") if d["body"].get("entity_id") == ORDER] == []
     finally:
-        process.terminate()
         stop_local(process)
 
 
