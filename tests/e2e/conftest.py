@@ -158,8 +158,7 @@ def stop_local(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=60)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
+def _running_sandbox() -> Iterator[RunningSandbox]:
     process, info = start_local()
     yield RunningSandbox(info)
     stop_local(process)
@@ -168,3 +167,25 @@ def sandbox() -> Iterator[RunningSandbox]:
     log = Path(info["handler_logs"]).read_text(encoding="utf-8").splitlines()
     denied = [line for line in log if line.startswith("IAM denied") and "/e2e " not in line]
     assert denied == [], "calls the stack's IAM policies do not allow:\n" + "\n".join(denied)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[RunningSandbox]:
+    """A fresh ``aftersync local`` for the module: for tests that count what a state holds, or need one
+    nobody else wrote to."""
+    yield from _running_sandbox()
+
+
+@pytest.fixture(scope="package")
+def shared_sandbox() -> Iterator[RunningSandbox]:
+    """One ``aftersync local`` for the modules whose tests only look at what they posted themselves (each
+    start and stop costs 10-20 s on 2 cores); stopped, and its IAM log checked, when tests/e2e end. A
+    module takes it as its ``sandbox`` with ``quiet_shared_sandbox``."""
+    yield from _running_sandbox()
+
+
+def quiet_shared_sandbox(shared: RunningSandbox) -> RunningSandbox:
+    """The shared sandbox once what earlier modules set off has run its course: a module starts on a
+    quiet pipeline, as on a fresh sandbox."""
+    shared.wait_drained(timeout=300)
+    return shared

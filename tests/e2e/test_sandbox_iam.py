@@ -15,7 +15,15 @@ from botocore.exceptions import ClientError
 from infra.config import load_environment
 from infra.sandbox.iam import SandboxArns, function_policies, synthesized_template
 from infra.sandbox.samples import signed
-from tests.e2e.conftest import RunningSandbox, start_local, stop_local
+from tests.e2e.conftest import RunningSandbox, quiet_shared_sandbox, start_local, stop_local
+
+
+@pytest.fixture(scope="module")
+def sandbox(shared_sandbox: RunningSandbox) -> RunningSandbox:
+    """The package's shared sandbox: these tests read its roles, and the projector's test waits for the view
+    items of an order no other module posts (the missing grant is tested on a sandbox of its own)."""
+    return quiet_shared_sandbox(shared_sandbox)
+
 
 ACCOUNT = "123456789012"
 ORDER = "shopify:820982911946154508"
@@ -139,4 +147,4 @@ def test_the_projector_writes_the_customer_view_with_its_own_role(sandbox: Runni
         items = dynamodb.scan(TableName=sandbox.info["state_table"])["Items"]
         kinds = {kind(i["sk"]["S"]) for i in items if "#view#" in i["pk"]["S"] or "#sel#" in i["pk"]["S"]}
     assert wanted <= kinds
-    # (and the sandbox fixture fails the module if any of its calls was denied)
+    # (and the shared sandbox's teardown fails the run if any of its calls was denied)
