@@ -158,8 +158,8 @@ def stop_local(process: subprocess.Popen[str]) -> None:
     process.wait(timeout=60)
 
 
-def _running_sandbox() -> Iterator[RunningSandbox]:
-    process, info = start_local()
+def _running_sandbox(state_dir: Path | None = None) -> Iterator[RunningSandbox]:
+    process, info = start_local(state_dir)
     yield RunningSandbox(info)
     stop_local(process)
     # Every handler ran with its stack role: a call its policy does not allow fails the run
@@ -177,11 +177,15 @@ def sandbox() -> Iterator[RunningSandbox]:
 
 
 @pytest.fixture(scope="package")
-def shared_sandbox() -> Iterator[RunningSandbox]:
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
     """One ``aftersync local`` for the modules whose tests only look at what they posted themselves (each
     start and stop costs 10-20 s on 2 cores); stopped, and its IAM log checked, when tests/e2e end. A
-    module takes it as its ``sandbox`` with ``quiet_shared_sandbox``."""
-    yield from _running_sandbox()
+    module takes it as its ``sandbox`` with ``quiet_shared_sandbox``.
+
+    It announces itself in a directory of its own: the operator CLI never finds it (a module whose
+    tests run the CLI takes a fresh ``sandbox``), and the sandboxes other modules start while it runs
+    are the ones their CLI calls reach."""
+    yield from _running_sandbox(tmp_path_factory.mktemp("shared-sandbox-state"))
 
 
 def quiet_shared_sandbox(shared: RunningSandbox) -> RunningSandbox:
