@@ -132,24 +132,64 @@ def start_local(state_dir: Path | None = None) -> tuple[subprocess.Popen[str], d
         ) from None
 
 
+TERM_AGAIN_EVERY = 10.0  # seconds: an unloaded stop takes about 5
+
+
 def stop_local(process: subprocess.Popen[str]) -> None:
-    """Wait for a terminated ``aftersync local`` (a stop under load: pollers and execution environments
-    wind down); one still stopping after 240 s is killed, its tests' assertions having already run."""
-    try:
-        process.wait(timeout=240)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=60)
+    """Stop ``aftersync local`` with SIGTERM and wait for it (a stop under load: pollers and execution
+    environments wind down); one still running after 240 s is killed, its tests' assertions having run.
+
+    The SIGTERM is sent again every few seconds while the process runs. Its handler only sets the event
+    the CLI's main thread waits on, and Python runs a handler on the main thread alone: a signal the
+    kernel hands to one of the sandbox's ~50 other threads leaves the main thread asleep in that wait
+    (seen on 2 cores: the signal taken, nothing pending, the main thread still in ``stop.wait()`` and the
+    pollers running idle at ~35 % CPU until the kill at 240 s). A repeat wakes it; once the stop has
+    begun, a repeat sets the event again and changes nothing."""
+    deadline = time.monotonic() + 240
+    while True:
+        process.terminate()  # (a no-op once it has exited)
+        try:
+            process.wait(timeout=min(TERM_AGAIN_EVERY, max(0.0, deadline - time.monotonic())))
+            return
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= deadline:
+                break
+    process.kill()
+    process.wait(timeout=60)
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[RunningSandbox]:
-    process, info = start_local()
+def _running_sandbox(state_dir: Path | None = None) -> Iterator[RunningSandbox]:
+    process, info = start_local(state_dir)
     yield RunningSandbox(info)
-    process.terminate()
     stop_local(process)
     # Every handler ran with its stack role: a call its policy does not allow fails the run
     # (calls tests make on purpose as a role sign as its session "e2e")
     log = Path(info["handler_logs"]).read_text(encoding="utf-8").splitlines()
     denied = [line for line in log if line.startswith("IAM denied") and "/e2e " not in line]
     assert denied == [], "calls the stack's IAM policies do not allow:\n" + "\n".join(denied)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[RunningSandbox]:
+    """A fresh ``aftersync local`` for the module: for tests that count what a state holds, or need one
+    nobody else wrote to."""
+    yield from _running_sandbox()
+
+
+@pytest.fixture(scope="package")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """One ``aftersync local`` for the modules whose tests only look at what they posted themselves (each
+    start and stop costs 10-20 s on 2 cores); stopped, and its IAM log checked, when tests/e2e end. A
+    module takes it as its ``sandbox`` with ``quiet_shared_sandbox``.
+
+    It announces itself in a directory of its own: the operator CLI never finds it (a module whose
+    tests run the CLI takes a fresh ``sandbox``), and the sandboxes other modules start while it runs
+    are the ones their CLI calls reach."""
+    yield from _running_sandbox(tmp_path_factory.mktemp("shared-sandbox-state"))
+
+
+def quiet_shared_sandbox(shared: RunningSandbox) -> RunningSandbox:
+    """The shared sandbox once what earlier modules set off has run its course: a module starts on a
+    quiet pipeline, as on a fresh sandbox."""
+    shared.wait_drained(timeout=300)
+    return shared

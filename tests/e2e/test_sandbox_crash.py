@@ -11,7 +11,7 @@ import pytest
 
 from infra.sandbox.runtime import free_port
 from ops import cli
-from tests.e2e.conftest import CLI, ROOT, start_local
+from tests.e2e.conftest import CLI, ROOT, start_local, stop_local
 
 
 def _dead_pid() -> int:
@@ -89,9 +89,8 @@ def test_after_a_kill_9_the_cli_says_so_and_a_new_sandbox_starts_cleanly() -> No
         assert {"inbox-dlq", "orders-dlq", "quarantine"} <= {row["name"] for row in json.loads(listed.stdout)}
         assert json.loads(state_file.read_text(encoding="utf-8"))["pid"] == restarted.pid
     finally:
-        restarted.terminate()
-        restarted.wait(timeout=30)
-    assert not state_file.exists()
+        stop_local(restarted)
+    assert not state_file.exists()  # (a stop that only a kill ends leaves it: this fails)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

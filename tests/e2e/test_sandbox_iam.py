@@ -15,7 +15,15 @@ from botocore.exceptions import ClientError
 from infra.config import load_environment
 from infra.sandbox.iam import SandboxArns, function_policies, synthesized_template
 from infra.sandbox.samples import signed
-from tests.e2e.conftest import RunningSandbox, start_local, stop_local
+from tests.e2e.conftest import RunningSandbox, quiet_shared_sandbox, start_local, stop_local
+
+
+@pytest.fixture(scope="module")
+def sandbox(shared_sandbox: RunningSandbox) -> RunningSandbox:
+    """The package's shared sandbox: these tests read its roles, and the projector's test waits for the view
+    items of an order no other module posts (the missing grant is tested on a sandbox of its own)."""
+    return quiet_shared_sandbox(shared_sandbox)
+
 
 ACCOUNT = "123456789012"
 ORDER = "shopify:820982911946154508"
@@ -119,7 +127,6 @@ def test_a_grant_missing_from_a_role_fails_the_handler_call_with_access_denied(
         assert denial in log.read_text(encoding="utf-8").splitlines()
         assert [d for d in sandbox.deliveries("erp") if d["body"].get("entity_id") == ORDER] == []
     finally:
-        process.terminate()
         stop_local(process)
 
 
@@ -143,4 +150,4 @@ def test_the_projector_writes_the_customer_view_with_its_own_role(sandbox: Runni
     assert wanted <= kinds
     state = dynamodb.scan(TableName=sandbox.info["state_table"])["Items"]
     assert not [i for i in state if any(p in i["pk"]["S"] for p in ("#view#", "#viewown#", "#sel#"))]
-    # (and the sandbox fixture fails the module if any of its calls was denied)
+    # (and the shared sandbox's teardown fails the run if any of its calls was denied)

@@ -11,9 +11,18 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from infra.sandbox.samples import SignedWebhook, load_sample
 from shared.sources import shopify
-from tests.e2e.conftest import RunningSandbox
+from tests.e2e.conftest import RunningSandbox, quiet_shared_sandbox
+
+
+@pytest.fixture(scope="module")
+def sandbox(shared_sandbox: RunningSandbox) -> RunningSandbox:
+    """The package's shared sandbox: the burst's orders are new ids, and only their deliveries are counted."""
+    return quiet_shared_sandbox(shared_sandbox)
+
 
 CLIENTS = 50
 

@@ -13,10 +13,18 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from tests.e2e.conftest import RunningSandbox
+import pytest
+
+from tests.e2e.conftest import RunningSandbox, quiet_shared_sandbox
 from tests.integration.test_customer_identity import order_webhook
 from tests.integration.test_customer_view import LEI
 from tests.integration.test_sidebar import CONTACT, _lei_on_wecom
+
+
+@pytest.fixture(scope="module")
+def sandbox(shared_sandbox: RunningSandbox) -> RunningSandbox:
+    """The package's shared sandbox: the order and contact posted here are looked up by their own ids."""
+    return quiet_shared_sandbox(shared_sandbox)
 
 
 def _get(opener: urllib.request.OpenerDirector, url: str, headers: dict[str, str] | None = None) -> Any:

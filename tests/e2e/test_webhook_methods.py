@@ -9,7 +9,13 @@ import urllib.request
 
 import pytest
 
-from tests.e2e.conftest import RunningSandbox
+from tests.e2e.conftest import RunningSandbox, quiet_shared_sandbox
+
+
+@pytest.fixture(scope="module")
+def sandbox(shared_sandbox: RunningSandbox) -> RunningSandbox:
+    """The package's shared sandbox: a 405 leaves the queues as they were, compared on a quiet pipeline."""
+    return quiet_shared_sandbox(shared_sandbox)
 
 
 @pytest.mark.e2e

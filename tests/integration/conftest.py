@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -32,6 +32,7 @@ class Stack:
     functions: Functions
     robot: FakeWeComRobot
     shop: FakeShop
+    _sqs_pollers: dict[tuple[str, str], SqsPoller] = field(default_factory=dict, repr=False)
 
     def post(self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None) -> dict[str, Any]:
         event = api_gateway_event(
@@ -93,15 +94,7 @@ class Stack:
         names consumers, e.g. ``automate``, or queues, e.g. ``deliver-crm``, left unconsumed: they keep
         what reaches them)."""
         pollers: list[Any] = [
-            SqsPoller(
-                self.functions,
-                spec.consumer,
-                self.resources.queue_urls[spec.purpose],
-                self.resources.queue_arns[spec.purpose],
-                self.cfg.region,
-                # deliver hides a failed message itself (its backoff, an open circuit), as on AWS
-                retry_delay=None if spec.consumer == "deliver" else lambda _: 0,
-            )
+            self._sqs_poller(spec.consumer, spec.purpose)
             for spec in queues(self.cfg)
             if spec.consumer and not {spec.consumer, spec.purpose} & skip
         ]
@@ -123,6 +116,24 @@ class Stack:
                 return
         if must_settle:
             raise AssertionError("pipeline did not go quiet")
+
+    def _sqs_poller(self, consumer: str, purpose: str) -> SqsPoller:
+        """The queue's poller, made once per test: ``poll_once`` keeps nothing between calls, and making
+        one (its boto3 client) for every queue on every ``run_until_quiet`` took about a sixth of the
+        integration suite's time. (Stream pollers stay new on each call: each starts at the shard's
+        oldest record, as before.)"""
+        key = (consumer, self.resources.queue_urls[purpose])
+        if key not in self._sqs_pollers:
+            self._sqs_pollers[key] = SqsPoller(
+                self.functions,
+                consumer,
+                self.resources.queue_urls[purpose],
+                self.resources.queue_arns[purpose],
+                self.cfg.region,
+                # deliver hides a failed message itself (its backoff, an open circuit), as on AWS
+                retry_delay=None if consumer == "deliver" else lambda _: 0,
+            )
+        return self._sqs_pollers[key]
 
 
 @pytest.fixture
