@@ -12,6 +12,14 @@
   a deep copy of each table it touched, stream shard included; every shard iterator handed out before
   still reads the old shard, which nothing appends to any more, so the stream's readers (publish,
   audit-archive) silently stop seeing changes. Here an iterator reads the table's current shard.
+- DynamoDB transactions, faster: before a transaction moto deep-copies every table it touches, to put
+  it back if a condition fails. The copy costs time in proportion to the table (most of the sandbox's
+  CPU under load once a table holds a few thousand items, and it grows for as long as the sandbox
+  runs). Here moto keeps the live table and the transaction keeps a copy of only the items it names
+  (absent ones remembered as absent) and of the stream's length: on a failed condition those items
+  are put back and the stream records the failed transaction appended are dropped, which is what
+  moto's copy restored, without a new shard object (old iterators keep reading). All of it runs under
+  the DynamoDB lock, so no other request sees the half-written transaction.
 - IAM: moto checks an identity policy's Resource only for SQS and S3; for every other service it
   checks the action against ``*``, which a statement naming a table or a secret never matches. Here
   each request names what AWS authorizes: the table (its index, its stream) for DynamoDB, the
@@ -31,6 +39,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import json
@@ -40,7 +49,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.dynamodbstreams.models import ShardIterator
 from moto.events import models as events_models
 from moto.iam import access_control
@@ -99,6 +110,50 @@ def _serialised(method: Callable[..., Any]) -> Callable[..., Any]:
 
     run.__aftersync_serialised__ = True  # type: ignore[attr-defined]
     return run
+
+
+class _CopyTablesByReference:
+    """moto's DynamoDB backend module's ``copy``: a ``Table`` is "copied" as itself (the transaction
+    below keeps its own copy of the items it touches); everything else is deep-copied as before."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+_original_transact_write = DynamoDBBackend.transact_write_items
+
+
+def _transact_write_restoring_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    touched: dict[tuple[str, Any, Any], tuple[Any, Any, Any, Any]] = {}  # (table, hash, range) -> saved
+    stream_lengths: dict[str, tuple[Any, int]] = {}
+    for entry in transact_items if len(transact_items) <= 100 else []:
+        for op_type, op in entry.items():
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None:
+                continue
+            keys = op.get("Item") if op_type == "Put" else op.get("Key")
+            try:
+                hash_key, range_key = self.get_keys_value(table, keys or {})
+                current = table.get_item(hash_key, range_key)
+            except Exception:  # noqa: S112 - moto refuses the malformed operation itself, before writing it
+                continue
+            touched.setdefault((table.name, hash_key, range_key), (table, hash_key, range_key, copy.deepcopy(current)))
+            if table.stream_shard is not None:
+                stream_lengths.setdefault(table.name, (table.stream_shard, len(table.stream_shard.items)))
+    try:
+        _original_transact_write(self, transact_items)
+    except Exception:
+        for table, hash_key, range_key, saved in touched.values():
+            if saved is None:
+                (table.items[hash_key] if range_key else table.items).pop(range_key or hash_key, None)
+            elif range_key:
+                table.items[hash_key][range_key] = saved
+            else:
+                table.items[hash_key] = saved
+        for shard, length in stream_lengths.values():
+            del shard.items[length:]
+        raise
 
 
 IAM_DENIALS: list[Callable[[str, str, str], None]] = []  # (principal ARN, action, resource)
@@ -243,6 +298,8 @@ def apply() -> None:
     events_models.Rule._send_to_sqs_queue = _send_to_sqs_with_account  # type: ignore[method-assign]
     SQSBackend.send_message = _send_as_sqs_does  # type: ignore[method-assign]
     ShardIterator.get = _get_from_current_shard  # type: ignore[method-assign]
+    dynamodb_models.copy = _CopyTablesByReference  # type: ignore[assignment]
+    DynamoDBBackend.transact_write_items = _transact_write_restoring_items  # type: ignore[method-assign]
     for name, method in inspect.getmembers(IAMBackend, inspect.isfunction):
         reads = name.startswith(("_", "get_", "list_", "describe_")) or name in ("get_role_by_arn",)
         if not reads and not getattr(method, "__aftersync_iam_change__", False):
