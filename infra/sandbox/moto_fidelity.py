@@ -32,6 +32,21 @@
   most of the stand-in's time under load). An allowed (principal, action, resource) is remembered
   until IAM changes (any IAM call that is not a read clears it), so the answer is the one moto would
   give, as strictly; a denial is never remembered.
+- Request routing, faster: moto's server picks the backend for each request by asking whether the host
+  names one of its service packages, and finds those by listing its package directory (``os.listdir``
+  and an ``isdir`` per entry, ~200 of them) under the dispatcher's global lock, on every request: a
+  share of the stand-in's CPU under load and a queue of requests behind the lock. The packages do not
+  change while the process runs, so here the list is taken once (the same names, in the same order).
+  Likewise moto lists a response class's methods (``inspect.getmembers``) on every request to find the
+  action's: here once per class.
+- EventBridge input transformers, faster: moto builds a JSONPath parser (its grammar's LR tables) for
+  every input path of every target of every event put; the parsed path is the same each time, so here
+  it is parsed once per path text (``jsonpath_ng.ext.parse``; a parsed path is not changed by use).
+- SQS ReceiveMessage, faster: for each message it hands out, moto reads the queue's retention period
+  by computing every attribute of the queue (each of its approximate counts is a pass over all of its
+  messages, in flight too); here it reads that one attribute. And moto's clock for SQS (visibility,
+  delays, retention) takes the time through two ``datetime`` objects per call, once per message per
+  check: here ``time.time()`` gives the same number, and follows a frozen clock as moto's does.
 - SQS message bodies: SQS refuses a body holding a character outside XML's set (#x9, #xA, #xD,
   #x20-#xD7FF, #xE000-#xFFFD, #x10000-#x10FFFF: U+FFFE, U+FFFF, most C0 controls, lone surrogates)
   with ``InvalidMessageContents``; moto takes anything, so a sender that would fail on AWS passed.
@@ -45,10 +60,15 @@ import inspect
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+import jsonpath_ng.ext
+from moto import backends as moto_backends
+from moto.core import responses as moto_responses
+from moto.core import utils as moto_utils
 from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
@@ -57,6 +77,7 @@ from moto.events import models as events_models
 from moto.iam import access_control
 from moto.iam.models import IAMBackend
 from moto.secretsmanager.models import secretsmanager_backends
+from moto.sqs import models as sqs_models
 from moto.sqs.exceptions import SQSException
 from moto.sqs.models import SQSBackend
 
@@ -154,6 +175,66 @@ def _transact_write_restoring_items(self: Any, transact_items: list[dict[str, An
         for shard, length in stream_lengths.values():
             del shard.items[length:]
         raise
+
+
+_original_list_of_moto_modules = moto_backends.list_of_moto_modules
+
+
+@functools.cache
+def _moto_modules_listed_once() -> tuple[str, ...]:
+    return tuple(_original_list_of_moto_modules())
+
+
+def _list_of_moto_modules() -> tuple[str, ...]:
+    """moto's service packages (``moto.backends.list_of_moto_modules``), listed once per process."""
+    return _moto_modules_listed_once()
+
+
+_original_method_names = moto_utils.method_names_from_class
+
+
+@functools.cache
+def _method_names_once(clazz: type) -> frozenset[str]:
+    return frozenset(_original_method_names(clazz))
+
+
+def _method_names_from_class(clazz: object) -> frozenset[str]:
+    """A response class's methods (``moto.core.utils.method_names_from_class``), listed once per class."""
+    return _method_names_once(clazz if isinstance(clazz, type) else type(clazz))
+
+
+_original_jsonpath_parse = jsonpath_ng.ext.parse
+
+
+@functools.lru_cache(maxsize=512)
+def _jsonpath_parsed_once(path: str) -> Any:
+    return _original_jsonpath_parse(path)
+
+
+def _jsonpath_parse(path: Any, *args: Any, **kwargs: Any) -> Any:
+    """``jsonpath_ng.ext.parse``, each path text parsed once (moto's EventBridge input transformer)."""
+    if args or kwargs or not isinstance(path, str):
+        return _original_jsonpath_parse(path, *args, **kwargs)
+    return _jsonpath_parsed_once(path)
+
+
+def _retention_period_of_queue(self: Any, queue_name: str, message: Any) -> bool:
+    """moto's ``is_message_valid_based_on_retention_period``, reading only the retention period."""
+    retention_period = self.get_queue(queue_name).message_retention_period
+    return bool(retention_period + message.sent_timestamp / 1000 > _sqs_unix_time())
+
+
+_original_sqs_unix_time = sqs_models.unix_time
+_original_sqs_unix_time_millis = sqs_models.unix_time_millis
+
+
+def _sqs_unix_time(dt: Any = None) -> float:
+    """moto's ``unix_time``: seconds since the epoch, now (or of ``dt``)."""
+    return time.time() if dt is None else float(_original_sqs_unix_time(dt))
+
+
+def _sqs_unix_time_millis(dt: Any = None) -> float:
+    return time.time() * 1000.0 if dt is None else float(_original_sqs_unix_time_millis(dt))
 
 
 IAM_DENIALS: list[Callable[[str, str, str], None]] = []  # (principal ARN, action, resource)
@@ -298,6 +379,12 @@ def apply() -> None:
     events_models.Rule._send_to_sqs_queue = _send_to_sqs_with_account  # type: ignore[method-assign]
     SQSBackend.send_message = _send_as_sqs_does  # type: ignore[method-assign]
     ShardIterator.get = _get_from_current_shard  # type: ignore[method-assign]
+    moto_backends.list_of_moto_modules = _list_of_moto_modules
+    moto_responses.method_names_from_class = _method_names_from_class  # type: ignore[assignment]
+    jsonpath_ng.ext.parse = _jsonpath_parse
+    SQSBackend.is_message_valid_based_on_retention_period = _retention_period_of_queue  # type: ignore[method-assign]
+    sqs_models.unix_time = _sqs_unix_time
+    sqs_models.unix_time_millis = _sqs_unix_time_millis
     dynamodb_models.copy = _CopyTablesByReference  # type: ignore[assignment]
     DynamoDBBackend.transact_write_items = _transact_write_restoring_items  # type: ignore[method-assign]
     for name, method in inspect.getmembers(IAMBackend, inspect.isfunction):

@@ -1,6 +1,7 @@
 """Event source mappings for the sandbox: SQS queues and the state table's stream.
 
-Partial batch failures behave as on AWS: succeeded records are deleted, failed ones become visible
+Partial batch failures behave as on AWS: succeeded records are deleted (DeleteMessageBatch, as the
+Lambda service deletes them), failed ones become visible
 again (after a short backoff here instead of the full visibility timeout) and the queue's redrive
 policy moves them to the DLQ after maxReceiveCount receives.
 
@@ -8,7 +9,8 @@ They scale as the Lambda service's do: an SQS mapping keeps receiving while earl
 to ``max_in_flight`` batches at once (each invocation in an execution environment of its own, see
 ``environments.py``), and long-polls so a message is picked up as soon as it lands; a stream mapping
 splits each batch by partition key over ``parallelization`` concurrent invocations (AWS's
-ParallelizationFactor: records of one key stay in order, in one invocation).
+ParallelizationFactor: records of one key stay in order, in one invocation). A stream mapping lists
+the stream's shards every few seconds and reads the shards it knows four times a second in between.
 """
 
 from __future__ import annotations
@@ -119,17 +121,27 @@ class SqsPoller(threading.Thread):
         except Exception:
             failed = {m["MessageId"] for m in messages}
         for message in messages:
-            if message["MessageId"] in failed:
-                if self.retry_delay is None:
-                    continue
+            if message["MessageId"] in failed and self.retry_delay is not None:
                 receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url,
                     ReceiptHandle=message["ReceiptHandle"],
                     VisibilityTimeout=self.retry_delay(receives),
                 )
-            else:
-                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        # The succeeded records leave the queue in one DeleteMessageBatch (up to 10 entries a call), as
+        # the Lambda service deletes them; an entry that fails to delete reappears after its visibility
+        # timeout and is delivered again (at least once).
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
+                ],
+            )
+
+
+SHARD_LISTING_SECONDS = 5.0  # how often a stream mapping lists its stream's shards again
 
 
 class StreamPoller(threading.Thread):
@@ -154,6 +166,8 @@ class StreamPoller(threading.Thread):
         self.streams = boto3.client("dynamodbstreams")
         self.sqs = boto3.client("sqs")
         self.iterators: dict[str, str] = {}
+        self._shards: list[str] = []
+        self._described_at = float("-inf")
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -170,13 +184,22 @@ class StreamPoller(threading.Thread):
     def poll_once(self) -> int:
         # The event source mapping reads the stream (and writes its failure queue) with the function's role.
         with self.functions.role_of(self.function):
-            return self._poll_once()
+            try:
+                return self._poll_once()
+            except Exception:
+                self._described_at = float("-inf")  # the stream may have changed: list its shards again
+                raise
 
     def _poll_once(self) -> int:
-        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]["Shards"]
+        # The shards are listed again every few seconds (new ones are found, as the Lambda service finds
+        # them), not before every read: between two listings the mapping reads the shards it knows.
+        now = time.monotonic()
+        if now - self._described_at >= SHARD_LISTING_SECONDS:
+            description = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
+            self._shards = [shard["ShardId"] for shard in description["Shards"]]
+            self._described_at = now
         total = 0
-        for shard in shards:
-            shard_id = shard["ShardId"]
+        for shard_id in self._shards:
             if shard_id not in self.iterators:
                 self.iterators[shard_id] = self.streams.get_shard_iterator(
                     StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -223,7 +224,7 @@ class Sandbox:
                     parallelization=self.concurrency,
                 )
             )
-        self.alarms = SandboxAlarms(self.cfg, self.functions.emf, self.queue_depths, self.resources.alarm_topics)
+        self.alarms = SandboxAlarms(self.cfg, self.functions.emf, self.dlq_depths, self.resources.alarm_topics)
         self.pollers.append(self.alarms)
         for poller in self.pollers:
             poller.start()
@@ -326,8 +327,10 @@ class Sandbox:
             self.state_file.unlink()
 
     # ------------------------------------------------------------------------------------------
-    def queue_depths(self) -> dict[str, int]:
-        """Messages per queue: visible, in flight, or delayed (a waiting delivery's copy)."""
+    def queue_depths(self, purposes: Iterable[str] | None = None) -> dict[str, int]:
+        """Messages per queue (of ``purposes``, else every queue): visible, in flight, or delayed (a waiting
+        delivery's copy)."""
+        wanted = None if purposes is None else set(purposes)
         sqs = boto3.client("sqs")
         names = [
             "ApproximateNumberOfMessages",
@@ -336,17 +339,24 @@ class Sandbox:
         ]
         depths = {}
         for purpose, url in self.resources.queue_urls.items():
+            if wanted is not None and purpose not in wanted:
+                continue
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
             depths[purpose] = sum(int(attrs[name]) for name in names)
         return depths
+
+    def dlq_depths(self) -> dict[str, int]:
+        """Messages per dead-letter queue: what the sandbox's DLQ alarms watch (each second)."""
+        return self.queue_depths(p for p in self.resources.queue_urls if p.endswith("-dlq"))
 
     def drain(self, timeout: float = 60.0, settle: int = 3) -> bool:
         """Wait until every working queue is empty, the stream is consumed and no poller is busy."""
         deadline, quiet = time.monotonic() + timeout, 0
         while time.monotonic() < deadline:
-            depths = self.queue_depths()
-            working = {k: v for k, v in depths.items() if not k.endswith("-dlq") and k != "quarantine"}
             idle = not any(p.busy for p in self.pollers)
+            # (the queues are asked only once nothing is running: a busy poller already says "not yet")
+            working = self.queue_depths(p for p in self.resources.queue_urls if not p.endswith("-dlq")) if idle else {}
+            working.pop("quarantine", None)
             quiet = quiet + 1 if idle and not any(working.values()) else 0
             if quiet >= settle:
                 return True

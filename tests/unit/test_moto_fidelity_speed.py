@@ -1,0 +1,135 @@
+"""The AWS stand-in's speed fixes (infra/sandbox/moto_fidelity.py): each does what moto did, answers
+as moto answered, and no longer repeats the work that made it slow under load (listing moto's package
+directory per request, building a JSONPath parser per event, computing every queue attribute per
+message received)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import backends, mock_aws
+from moto.core import utils as moto_utils
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.server import create_backend_app
+from moto.sqs import models as sqs_models
+from moto.sqs.responses import SQSResponse
+
+from infra.sandbox import moto_fidelity
+
+REGION = "eu-west-1"
+
+
+@pytest.fixture(autouse=True)
+def applied() -> None:
+    moto_fidelity.apply()
+
+
+def _refused(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError("the work was done again")
+
+
+def test_the_service_packages_are_the_ones_moto_lists() -> None:
+    listed = list(moto_fidelity._original_list_of_moto_modules())
+    assert list(backends.list_of_moto_modules()) == listed
+    assert {"dynamodb", "dynamodbstreams", "events", "iam", "s3", "sqs", "sts"} <= set(listed)
+    assert "__pycache__" not in listed and "core" in listed  # moto's own filter: directories, no dunders
+
+
+def test_routing_a_request_does_not_list_the_package_directory_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    backends.list_of_moto_modules()  # (the first call lists it, once per process)
+    monkeypatch.setattr(backends.os, "listdir", _refused)
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    for _ in range(3):
+        assert dispatcher.get_backend_for_host("sqs") == "sqs"
+        assert dispatcher.get_backend_for_host("dynamodb") == "dynamodb"
+    # a host that is no package name still goes on to moto's URL patterns
+    assert dispatcher.get_backend_for_host("sqs.eu-west-1.amazonaws.com") == "sqs"
+
+
+def test_a_response_class_methods_are_listed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.core import responses
+
+    names = responses.method_names_from_class(SQSResponse)
+    assert set(names) == set(moto_utils.method_names_from_class(SQSResponse))
+    assert "receive_message" in names and "send_message" in names
+    monkeypatch.setattr(moto_fidelity, "_original_method_names", _refused)
+    assert responses.method_names_from_class(SQSResponse) == names
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+def test_an_input_transformer_path_is_parsed_once_and_still_transforms(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    events = boto3.client("events", region_name=REGION)
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="r", EventPattern=json.dumps({"source": ["shop"]}))
+    events.put_targets(
+        Rule="r",
+        Targets=[
+            {
+                "Id": "t",
+                "Arn": arn,
+                "InputTransformer": {
+                    "InputPathsMap": {"order": "$.detail.order", "kind": "$.detail-type"},
+                    "InputTemplate": '{"order": "<order>", "kind": "<kind>"}',
+                },
+            }
+        ],
+    )
+    moto_fidelity._jsonpath_parsed_once.cache_clear()
+    parsed: list[str] = []
+    original = moto_fidelity._original_jsonpath_parse
+
+    def counting(path: str) -> Any:
+        parsed.append(path)
+        return original(path)
+
+    monkeypatch.setattr(moto_fidelity, "_original_jsonpath_parse", counting)
+    for n in (1, 2, 3):
+        entry = {"Source": "shop", "DetailType": "order changed", "Detail": json.dumps({"order": f"o{n}"})}
+        assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    bodies = []
+    while len(bodies) < 3:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        assert messages
+        bodies += [json.loads(m["Body"]) for m in messages]
+    assert sorted(b["order"] for b in bodies) == ["o1", "o2", "o3"]
+    assert {b["kind"] for b in bodies} == {"order changed"}
+    assert sorted(parsed) == ["$.detail-type", "$.detail.order"]  # once each, for three events
+
+
+def test_receive_reads_the_retention_period_alone_and_still_drops_expired_messages(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="kept", Attributes={"MessageRetentionPeriod": "60"})["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="new")
+    sqs.send_message(QueueUrl=url, MessageBody="old")
+    queue = sqs_models.sqs_backends["123456789012"][REGION].queues["kept"]
+    old = next(m for m in queue._messages if m.body == "old")
+    old.sent_timestamp -= 61_000  # sent 61 s ago: past the queue's retention
+    # computing the queue's attributes (a pass over its messages per count) is no longer part of a receive
+    monkeypatch.setattr(sqs_models.Queue, "attributes", property(_refused))
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["Body"] for m in got] == ["new"]
+
+
+def test_sqs_clock_is_the_epoch_time_moto_computes() -> None:
+    import time
+
+    before = time.time()
+    now = sqs_models.unix_time()
+    assert before <= now <= time.time()
+    assert abs(sqs_models.unix_time_millis() - moto_fidelity._original_sqs_unix_time_millis()) < 1_000
+    assert abs(now - moto_fidelity._original_sqs_unix_time()) < 1
