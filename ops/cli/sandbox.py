@@ -73,8 +73,12 @@ def local(
         print(f"sidebar {who}: {link}", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Python runs a signal's handler on the main thread alone, once that thread runs bytecode: a SIGTERM
+    # the kernel hands to one of the sandbox's other threads leaves a main thread blocked in an untimed
+    # ``stop.wait()`` asleep for good. Waking every half second lets it run the handler and stop.
     with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+        while not stop.wait(0.5):
+            pass
     sandbox.stop()
 
 
