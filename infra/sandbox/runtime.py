@@ -92,6 +92,8 @@ class Sandbox:
         self.iam_denials: list[str] = []
         self.operator: sandbox_iam.Frozen | None = None
         self._log_lock = threading.Lock()
+        self._sqs: Any = None
+        self._sqs_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------
     def start(self) -> Sandbox:
@@ -331,7 +333,7 @@ class Sandbox:
         """Messages per queue (of ``purposes``, else every queue): visible, in flight, or delayed (a waiting
         delivery's copy)."""
         wanted = None if purposes is None else set(purposes)
-        sqs = boto3.client("sqs")
+        sqs = self._sqs_client()
         names = [
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
@@ -344,6 +346,15 @@ class Sandbox:
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
             depths[purpose] = sum(int(attrs[name]) for name in names)
         return depths
+
+    def _sqs_client(self) -> Any:
+        """One SQS client for the sandbox's own questions (the alarms ask every second): a client is
+        costly to create and, kept, reuses its connections. It signs as whoever the calling thread acts
+        as (``iam.install_acting_credentials``), the operator here."""
+        with self._sqs_lock:
+            if self._sqs is None:
+                self._sqs = boto3.client("sqs")
+            return self._sqs
 
     def dlq_depths(self) -> dict[str, int]:
         """Messages per dead-letter queue: what the sandbox's DLQ alarms watch (each second)."""
