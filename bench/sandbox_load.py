@@ -28,6 +28,14 @@ and 767 of 1,200 clients timed out (30 s) in the new run; CPU per webhook 262 ms
 of it in the sandbox's own process (moto, pollers, HTTP), which one interpreter lock bounds to one
 core: at that cost this machine carries about 3-4 webhooks a second, whatever the concurrency. The
 goals (p99 <= 2 s, answers < 1 s at 20/s) are not met here; see docs/sandbox.md.
+
+Measured 2026-12-03 after the stand-in's per-request work was cut (``python -m bench.run sandbox_load``;
+2 cores, load average 6-8 from other work): the sandbox's process spends 137 ms of CPU per webhook
+(all stages 194 ms; the round before: 497 ms in its table, ~340 ms on a quieter run), every one of the
+1,200 orders is delivered (286 before), webhook -> delivery p50 58 s, p99 111 s (381 s before), and 54
+of 1,200 clients still time out (30 s). Still CPU-bound (one interpreter lock, ~7 webhooks a second at
+137 ms): the goals are not met here; docs/sandbox.md names the next cost (a TCP connection and a
+server thread per AWS call: moto's werkzeug server closes every connection).
 """
 
 from __future__ import annotations
