@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
@@ -25,7 +27,7 @@ class Storage(Construct):
             table_name=cfg.resource("state"),
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            **_capacity(cfg, "state"),
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=key,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -44,7 +46,7 @@ class Storage(Construct):
             table_name=cfg.resource("view"),
             partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            **_capacity(cfg, "view"),
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=key,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
@@ -53,6 +55,8 @@ class Storage(Construct):
             time_to_live_attribute="expires_at",
             removal_policy=removal,
         )
+        for table, which in ((self.state_table, "state"), (self.view_table, "view")):
+            _auto_scale(table, cfg, which)
         # Admission records of ingest (shared/adapters/idempotency.py): one small item per delivery,
         # keyed by its dedupe key (spread: no hot key); expired through TTL on "expiration".
         self.idempotency_table = dynamodb.Table(
@@ -114,3 +118,29 @@ class Storage(Construct):
             ],
             removal_policy=removal,
         )
+
+
+def _capacity(cfg: EnvironmentConfig, table: Literal["state", "view"]) -> dict[str, Any]:
+    """On demand unless the environment provisions the table (``table_capacity``): then it starts at the
+    minimum its auto scaling keeps (``_auto_scale``)."""
+    provisioned = cfg.table_capacity.get(table)
+    if provisioned is None:
+        return {"billing_mode": dynamodb.BillingMode.PAY_PER_REQUEST}
+    return {
+        "billing_mode": dynamodb.BillingMode.PROVISIONED,
+        "write_capacity": provisioned.write.min,
+        "read_capacity": provisioned.read.min,
+    }
+
+
+def _auto_scale(table: dynamodb.Table, cfg: EnvironmentConfig, which: Literal["state", "view"]) -> None:
+    """Application Auto Scaling on the table's consumed capacity, between the environment's bounds, at its
+    target utilisation (AWS's recommended 70 % by default)."""
+    provisioned = cfg.table_capacity.get(which)
+    if provisioned is None:
+        return
+    target = provisioned.target_utilization_percent
+    writes = table.auto_scale_write_capacity(min_capacity=provisioned.write.min, max_capacity=provisioned.write.max)
+    writes.scale_on_utilization(target_utilization_percent=target)
+    reads = table.auto_scale_read_capacity(min_capacity=provisioned.read.min, max_capacity=provisioned.read.max)
+    reads.scale_on_utilization(target_utilization_percent=target)

@@ -862,3 +862,48 @@ def test_a_function_that_defers_records_may_send_their_copies_back_to_its_own_qu
         assert sends_to(templates["dev"], "deliver", cfg.resource(f"deliver-{target.name}"), "dev")
     assert sends_to(templates["dev"], "notify", cfg.resource("alarms"), "dev")  # waiting for a robot's minute
     assert not sends_to(templates["dev"], "sync", cfg.resource("orders"), "dev")  # it never defers
+
+
+def test_prod_s_state_and_view_tables_are_provisioned_with_auto_scaling_and_the_dedupe_table_on_demand(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    for env in ("dev", "staging", "prod"):
+        cfg, template = load_environment(env), templates[env]
+        tables = {
+            v["Properties"]["TableName"]: v["Properties"] for v in resources(template, "AWS::DynamoDB::Table").values()
+        }
+        # ingest's dedupe record is written before the ack: never provisioned, so never throttled there
+        assert tables[cfg.resource("idempotency")]["BillingMode"] == "PAY_PER_REQUEST"
+        scaled: dict[tuple[str, str], tuple[int, int, float]] = {}
+        targets = resources(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+        for target_id, target in targets.items():
+            p = target["Properties"]
+            [policy] = [
+                v["Properties"]
+                for v in resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+                if v["Properties"]["ScalingTargetId"] == {"Ref": target_id}
+            ]
+            table = next(
+                k for k, v in tables.items() if {"Ref": table_id(template, k)} in p["ResourceId"]["Fn::Join"][1]
+            )
+            config = policy["TargetTrackingScalingPolicyConfiguration"]
+            metric = config["PredefinedMetricSpecification"]["PredefinedMetricType"]
+            dimension = p["ScalableDimension"].rsplit(":", 1)[1]
+            assert metric == f"DynamoDB{'Write' if dimension == 'WriteCapacityUnits' else 'Read'}CapacityUtilization"
+            scaled[(table, dimension)] = (p["MinCapacity"], p["MaxCapacity"], config["TargetValue"])
+        expected: dict[tuple[str, str], tuple[int, int, float]] = {}
+        for which, capacity in cfg.table_capacity.items():
+            name = cfg.resource(which)
+            assert tables[name].get("BillingMode", "PROVISIONED") == "PROVISIONED"  # (CloudFormation's default)
+            assert tables[name]["ProvisionedThroughput"] == {
+                "ReadCapacityUnits": capacity.read.min,
+                "WriteCapacityUnits": capacity.write.min,
+            }
+            target = float(capacity.target_utilization_percent)
+            expected[(name, "WriteCapacityUnits")] = (capacity.write.min, capacity.write.max, target)
+            expected[(name, "ReadCapacityUnits")] = (capacity.read.min, capacity.read.max, target)
+        for which in {"state", "view"} - set(cfg.table_capacity):
+            assert tables[cfg.resource(which)]["BillingMode"] == "PAY_PER_REQUEST"
+        assert scaled == expected, env
+    prod = load_environment("prod")
+    assert set(prod.table_capacity) == {"state", "view"}
