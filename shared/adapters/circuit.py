@@ -17,10 +17,15 @@ exactly what is left, so the leases of one second never add up past the limit, w
 containers. Slots are only spent in the second they were leased for; what a container leaves unspent is
 lost. One write per block and container (plus, at most once a second, the write that finds the second
 used up), and every second has its own key: no item is written by every delivery.
+
+A container's records may run on threads (deliver's batch): each target's circuit copy and lease are
+read and changed under that target's lock, held across the call that refreshes them, so the threads
+of a cold container read the circuit once, lease one block at a time, and never hand a slot out twice.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +67,10 @@ class DynamoGuards(DynamoTable):
         super().__init__(table, client)
         self._circuits: dict[str, tuple[CircuitState, float]] = {}  # target -> (state, when learnt)
         self._leases: dict[str, _Lease] = {}
+        self._locks: dict[str, threading.Lock] = {}  # target -> the lock of its copy and its lease
+
+    def _lock(self, target: str) -> threading.Lock:
+        return self._locks.setdefault(target, threading.Lock())  # setdefault: one step, one lock a target
 
     @staticmethod
     def _key(kind: str, target: str, sk: str) -> dict[str, Any]:
@@ -71,10 +80,11 @@ class DynamoGuards(DynamoTable):
     def circuit(self, target: TargetConfig, now: float) -> CircuitState:
         """The target's circuit as this container knows it: read from the table when its copy is older
         than ``target.circuit.cache_seconds``."""
-        cached = self._circuits.get(target.name)
-        if cached is not None and 0 <= now - cached[1] < target.circuit.cache_seconds:
-            return cached[0]
-        return self._learn(target.name, self.stored(target.name), now)
+        with self._lock(target.name):  # one read for the threads that find the copy old
+            cached = self._circuits.get(target.name)
+            if cached is not None and 0 <= now - cached[1] < target.circuit.cache_seconds:
+                return cached[0]
+            return self._learn(target.name, self.stored(target.name), now)
 
     def stored(self, target: str) -> CircuitState:
         """The circuit item as it is in the table now (no cache)."""
@@ -88,6 +98,10 @@ class DynamoGuards(DynamoTable):
     def failed(self, target: TargetConfig, now: float) -> CircuitState:
         """Count a failure; open the circuit when the threshold is reached and it is not open already (a
         failure another container saw may have opened it). The new state, also this container's copy."""
+        with self._lock(target.name):
+            return self._failed(target, now)
+
+    def _failed(self, target: TargetConfig, now: float) -> CircuitState:
         updated = self.client.update_item(
             TableName=self.table,
             Key=self._key("circuit", target.name, "CIRCUIT"),
@@ -122,6 +136,10 @@ class DynamoGuards(DynamoTable):
 
     def succeeded(self, target: TargetConfig, now: float) -> None:
         """Close the circuit: written only when this container's copy shows failures to reset."""
+        with self._lock(target.name):
+            self._succeeded(target, now)
+
+    def _succeeded(self, target: TargetConfig, now: float) -> None:
         cached = self._circuits.get(target.name)
         if cached is None or not cached[0].failures:
             return
@@ -145,6 +163,10 @@ class DynamoGuards(DynamoTable):
         limit = target.rate_limit_per_second
         if limit is None:
             return True
+        with self._lock(target.name):  # the check and the spending of a slot as one step
+            return self._take(target, limit, now)
+
+    def _take(self, target: TargetConfig, limit: int, now: float) -> bool:
         second = int(now)
         lease = self._leases.get(target.name)
         if lease is None or lease.second != second:
