@@ -8,7 +8,9 @@ target, not before every delivery: a failure it sees updates its copy at once (t
 returns the item, so an opening by another container is learnt with it), and an opening it does not
 see reaches it within ``cache_seconds``. So a failing target gets at most one call per warm container
 after another container opened its circuit (the failed call that returns the open state), and a target
-that fails for others only, at most ``cache_seconds`` of this container's calls.
+that fails for others only, at most ``cache_seconds`` of this container's calls. A container whose copy
+shows failures delivers to the target one call at a time (``one_at_a_time``); the calls of a batch
+already in flight when the first failure comes back (at most a batch) fail with it.
 
 Rate limit (``ops#rate#<target>#<second>``): a coarse token bucket per container. A container leases a
 block of send slots (``TargetConfig.token_block``: its share of the second) from the counter of the
@@ -68,6 +70,7 @@ class DynamoGuards(DynamoTable):
         self._circuits: dict[str, tuple[CircuitState, float]] = {}  # target -> (state, when learnt)
         self._leases: dict[str, _Lease] = {}
         self._locks: dict[str, threading.Lock] = {}  # target -> the lock of its copy and its lease
+        self._serial: dict[str, threading.Lock] = {}  # target -> held across a delivery while it fails
 
     def _lock(self, target: str) -> threading.Lock:
         return self._locks.setdefault(target, threading.Lock())  # setdefault: one step, one lock a target
@@ -75,6 +78,11 @@ class DynamoGuards(DynamoTable):
     @staticmethod
     def _key(kind: str, target: str, sk: str) -> dict[str, Any]:
         return {"pk": {"S": f"ops#{kind}#{target}"}, "sk": {"S": sk}}
+
+    def one_at_a_time(self, target: TargetConfig) -> threading.Lock:
+        """The lock a container's deliveries to a failing target hold across their call: while its circuit
+        shows failures, one delivery at a time decides and the next learns its verdict (see the handler)."""
+        return self._serial.setdefault(target.name, threading.Lock())
 
     # ---- circuit -------------------------------------------------------------------------------
     def circuit(self, target: TargetConfig, now: float) -> CircuitState:
