@@ -639,7 +639,7 @@ def test_prod_is_sized_for_the_peak_as_cdk_json_says(templates: dict[str, Any]) 
             batching.window_seconds,
         )
     assert by_queue["aftersync-prod-orders"]["ScalingConfig"]["MaximumConcurrency"] == 85
-    assert by_queue["aftersync-prod-deliver-crm"]["ScalingConfig"]["MaximumConcurrency"] == 550
+    assert by_queue["aftersync-prod-deliver-crm"]["ScalingConfig"]["MaximumConcurrency"] == 160
     assert by_queue["aftersync-prod-alarms"]["ScalingConfig"]["MaximumConcurrency"] == 2
     streams = {
         fn: m["Properties"]
