@@ -135,18 +135,24 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     """One change to one target; Powertools passes the invocation's context (its time left)."""
     guards = ports().guards
     target = target_of(record)
-    seconds_left = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else float("inf")
-    if seconds_left < target.timeout_seconds + INVOCATION_RESERVE_SECONDS:
-        raise Deferred(f"{seconds_left:.1f} s left in this invocation: too little for a call to {target.name}", 0)
+    time_enough(target, lambda_context)
     changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
     if guards.circuit(target, time.time()).failures:
         # The target is failing: its deliveries go one at a time in this container, as a batch's did before
         # they ran on threads, so after the circuit's pause one delivery decides and the others learn its
         # verdict (a reopened circuit: they wait, using no attempt) instead of all trying at once.
         with guards.one_at_a_time(target):
+            time_enough(target, lambda_context)  # the wait for the others' calls took some of it
             deliver_record(record, changed, target, lambda_context)
     else:
         deliver_record(record, changed, target, lambda_context)
+
+
+def time_enough(target: TargetConfig, lambda_context: LambdaContext | None) -> None:
+    """``Deferred`` when the invocation has too little time left for a call and the reserve to record it."""
+    seconds_left = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else float("inf")
+    if seconds_left < target.timeout_seconds + INVOCATION_RESERVE_SECONDS:
+        raise Deferred(f"{seconds_left:.1f} s left in this invocation: too little for a call to {target.name}", 0)
 
 
 def deliver_record(

@@ -13,8 +13,11 @@ import json
 import threading
 from typing import Any
 
+import pytest
+
+from infra.sandbox import lambda_runtime
 from infra.sandbox.demo import generated_order
-from infra.sandbox.lambda_runtime import sqs_record
+from infra.sandbox.lambda_runtime import LambdaContext, sqs_record
 from tests.integration.conftest import Stack
 from tests.integration.test_delivery_hotkeys import batches
 
@@ -140,3 +143,32 @@ def test_the_grouping_keeps_one_entity_per_target_queue_and_separates_the_rest(s
     assert change_of(a_crm) == change_of(a_crm_again)
     assert len({change_of(a_crm), change_of(a_erp), change_of(b_crm)}) == 3
     assert change_of({**a_crm, "body": "junk"}) == ("record", "1")
+
+
+def test_a_failing_target_s_deliveries_wait_their_turn_and_then_defer_when_too_little_time_is_left(
+    stack: Stack, shopify_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a container that has seen the CRM fail once (its circuit copy shows a failure, not yet open)
+    stage(stack, shopify_secret, 4)
+    [event] = batches(stack, "crm")
+    first, rest = {"Records": event["Records"][:1]}, {"Records": event["Records"][1:]}
+    stack.target.status["crm"] = 503
+    assert stack.functions.invoke("deliver", first) == {"batchItemFailures": []}  # went back as a copy
+    calls_before = len(crm_received(stack))
+
+    class TimeRunsOut(LambdaContext):
+        """30 s left until the CRM has been called in this invocation, then 4 s (under its 5 s timeout
+        plus the reserve): the calls one after another use the invocation's time up."""
+
+        def get_remaining_time_in_millis(self) -> int:
+            return 30_000 if len(crm_received(stack)) == calls_before else 4_000
+
+    monkeypatch.setattr(lambda_runtime, "LambdaContext", TimeRunsOut)  # the context the invocation gets
+    # When three more changes of different orders come in one batch
+    answer, counts = deliver_counts(stack, rest)
+
+    assert answer == {"batchItemFailures": []}
+    # Then one delivery called (and failed); the other two waited their turn, found too little time left,
+    # and were deferred without an attempt (not a call cut short by the invocation's end, which would count)
+    assert len(crm_received(stack)) == calls_before + 1
+    assert (counts["RecordFailed"], counts["RecordDeferred"]) == (1, 2)
