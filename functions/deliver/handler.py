@@ -25,7 +25,9 @@ together instead of one after another, and one entity's changes to the target st
 thread, grouped by target, tenant, entity type and id). The clients are made before the pool; what the
 threads share per container takes its own locks: the guards (a rate-limit slot is never handed out
 twice), the robot's minute, the secrets' cache, the HTTP client's pools (a kept connection per thread),
-the metrics. Failures are reported per record exactly as before.
+the metrics. While the container's copy of a target's circuit shows failures, its deliveries to that
+target go one at a time again (after the circuit's pause one delivery decides, the others learn its
+verdict and wait without an attempt). Failures are reported per record exactly as before.
 """
 
 from __future__ import annotations
