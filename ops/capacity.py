@@ -26,7 +26,7 @@ import json
 import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -298,6 +298,7 @@ class Stage:
     sizing: Sizing
     on_path: bool = True  # on the webhook -> delivered path (freshness)
     hop_seconds: float = 0.0  # from the upstream's end to receivable here
+    bus_fed: bool = False  # an SQS stage a bus rule feeds (a rule invocation and EventBridge's SendMessage a record)
 
     def ms_per_record(self, assumptions: Assumptions) -> float:
         cpu = self.inputs.cpu_ms_per_record * assumptions.cpu_factor
@@ -379,8 +380,9 @@ def build_model(
     for domain, types in DOMAINS.items():
         share = sum(work.observations_per_webhook.get(t, 0.0) for t in types)
         if share:
+            # normalise sends to the domain queue itself (SendMessageBatch: in its own calls), not through the bus
             stage = Stage(f"sync/{domain}", "normalise", share, inputs.stages["sync"], sqs(domain, "sync"))
-            stages.append(_with_hop(stage, assumptions.bus_hop_seconds))
+            stages.append(_with_hop(stage, assumptions.queue_hop_seconds))
     publish = stream_batching(cfg, "publish")
     # the stream carries every domain's commits; the run follows them through the busiest sync queue
     syncs = sorted((s for s in stages if s.name.startswith("sync/")), key=lambda s: -s.per_webhook)
@@ -447,6 +449,7 @@ def build_model(
                     sqs(f"deliver-{target.name}", "deliver"),
                     True,
                     assumptions.bus_hop_seconds,
+                    bus_fed=True,
                 )
             )
     automated = sum(work.changes_per_webhook.get(t, 0.0) for t in AUTOMATED_TYPES)
@@ -460,6 +463,7 @@ def build_model(
                 sqs("automation", "automate"),
                 False,
                 assumptions.bus_hop_seconds,
+                bus_fed=True,
             )
         )
     if "audit-archive" in inputs.stages:  # 90 days later, as many audit records expire as were written
@@ -507,7 +511,7 @@ def build_model(
 
 
 def _with_hop(stage: Stage, hop: float) -> Stage:
-    return Stage(stage.name, stage.upstream, stage.per_webhook, stage.inputs, stage.sizing, stage.on_path, hop)
+    return replace(stage, hop_seconds=hop)
 
 
 # ---- steady state: per stage and per limit ----------------------------------------------------------
@@ -666,11 +670,12 @@ def steady(
                 f"DynamoDB {table} table provisioned RCU (auto scaling max)", "all", tables_rru[table], p.read.max, None
             )
     limit("EventBridge PutEvents entries/s", "all", put_events, q.put_events_entries, d.put_events_entries)
-    # every record of a queue the bus feeds (all but the inbox) is one rule invocation
+    # every record of a queue the bus feeds (deliver, automation; normalise sends to its queues itself) is one
+    # rule invocation
     invocations = sum(
         r.records_per_second
         for r, s in zip(reports, model.stages, strict=True)
-        if s.sizing.trigger == "sqs" and s.upstream != "ingest"
+        if s.sizing.trigger == "sqs" and s.bus_fed
     )
     limit("EventBridge rule invocations/s", "all", invocations, q.eventbridge_invocations, d.eventbridge_invocations)
     return reports, limits
@@ -726,7 +731,7 @@ def cost_per_million(model: Model, rate: float | None = None) -> dict[str, float
         )
         if stage.sizing.trigger == "sqs":
             sqs += 2 * invocations  # receive + delete per batch by the mapping
-            if stage.upstream not in (None, "ingest"):
+            if stage.bus_fed:
                 sqs += records  # EventBridge's SendMessage into the queue
         entries += records * i.put_events_entries_per_record
         puts += records * sum(u.puts_per_record for u in i.s3_puts.values())
@@ -1064,7 +1069,9 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
     run = simulate(model, schedule)
     peak_rates = {**run.peak_rates, "ingest": run.peak_rates.get("ingest", 0.0)}
     _, run_limits = steady(model, schedule.base, stage_rates=peak_rates)
-    cost = cost_per_million(model, rate)
+    # a provisioned table is priced by what it keeps at a rate: the sustained one, or the burst's from quiet
+    priced_at = rate or schedule.burst or 0.0
+    cost = cost_per_million(model, priced_at)
     a = model.assumptions
     return {
         "model": (
@@ -1111,6 +1118,13 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
             "quota_raises_at_peak": _raises(run_limits),
             "step_seconds": 0.1,
         },
+        # what auto scaling keeps on each provisioned table at the rate (a planned promo's minimum)
+        "provisioned_units_at_rate": {
+            table: {"wcu": wcu, "rcu": rcu, "target_utilization_percent": p.target_utilization_percent}
+            for table, (wcu, rcu) in provisioned_units(model, priced_at).items()
+            for p in (model.provisioned[table],)
+        },
+        "cost_priced_at_webhooks_per_second": priced_at,
         "cost_per_million_webhooks_usd": {k: round(v, 2) for k, v in cost.items()}
         | {"total": round(sum(cost.values()), 2)},
         "prices": {

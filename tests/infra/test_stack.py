@@ -242,7 +242,10 @@ def test_the_customer_view_is_a_table_of_its_own_written_by_project_alone_and_re
     cfg = load_environment(env)
     view_name, state_name = cfg.resource("view"), cfg.resource("state")
     props = by_name(template, "AWS::DynamoDB::Table", "TableName")[view_name]["Properties"]
-    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    # on demand, or provisioned where the environment says (prod: see the auto-scaling test)
+    assert props.get("BillingMode", "PROVISIONED") == (
+        "PROVISIONED" if "view" in cfg.table_capacity else "PAY_PER_REQUEST"
+    )
     assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}  # tombstones
     assert "StreamSpecification" not in props  # nothing consumes its changes
@@ -907,3 +910,27 @@ def test_prod_s_state_and_view_tables_are_provisioned_with_auto_scaling_and_the_
         assert scaled == expected, env
     prod = load_environment("prod")
     assert set(prod.table_capacity) == {"state", "view"}
+
+
+def test_normalise_sends_to_the_domain_queues_and_the_quarantine_and_puts_nothing_on_the_bus(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    template, cfg = templates["prod"], load_environment("prod")
+    queue_names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+    functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    role = functions[cfg.resource("normalise")]["Properties"]["Role"]["Fn::GetAtt"][0]
+    sends: set[str] = set()
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert not [a for a in actions if a.startswith("events:")]
+            if "sqs:SendMessage" in actions:
+                named = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                sends |= {queue_names[r["Fn::GetAtt"][0]] for r in named}
+    # (and its own DLQ, where it moves a record itself on its last attempt)
+    expected = ("orders", "after-sales", "logistics", "tickets", "quarantine", "inbox-dlq")
+    assert sends == {cfg.resource(q) for q in expected}
+    variables = functions[cfg.resource("normalise")]["Properties"]["Environment"]["Variables"]
+    assert Env.EVENT_BUS not in variables and Env.OBSERVED_QUEUE_URLS in variables

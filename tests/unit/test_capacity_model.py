@@ -345,3 +345,18 @@ def test_prod_provisions_the_state_and_view_tables_and_fits_the_peak_within_thei
     _, limits = steady(model, 2_300)
     provisioned = [lim for lim in limits if "provisioned" in lim.what]
     assert len(provisioned) == 4 and all(lim.status == "ok" for lim in provisioned)
+
+
+def test_the_command_prints_what_auto_scaling_keeps_at_the_rate_and_prices_a_burst_from_quiet_at_it() -> None:
+    cfg = load_environment("prod")
+    for args, priced_at in ((["--rate", "2300"], 2300), (["--rate", "0", "--burst", "5000"], 5000)):
+        result = CliRunner().invoke(app, ["capacity", "--env", "prod", *args, "--json"])
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.output)
+        model = build_model(cfg, load_inputs(), peak_rate=priced_at)
+        assert document["cost_priced_at_webhooks_per_second"] == priced_at
+        assert document["provisioned_units_at_rate"] == {
+            table: {"wcu": wcu, "rcu": rcu, "target_utilization_percent": 70}
+            for table, (wcu, rcu) in provisioned_units(model, priced_at).items()
+        }
+        assert set(document["provisioned_units_at_rate"]) == {"state", "view"}

@@ -14,7 +14,7 @@ import pytest
 
 from infra.config import load_environment
 from infra.sandbox.http_servers import _Quiet, serve
-from infra.wiring import ResourceRefs, function_environment
+from infra.wiring import DOMAINS, ResourceRefs, function_environment
 from shared.adapters.http import SafeHttp, TargetRefused
 from shared.errors import ConfigurationError
 from shared.settings import AutomateSettings, DeliverSettings, NotifySettings, ReconcileSettings
@@ -103,7 +103,10 @@ def test_a_bool_is_no_allowance() -> None:
 
 def _environ(settings: type, ports: str) -> dict[str, str]:
     cfg = load_environment("dev")
-    refs = ResourceRefs(**{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__})
+    refs = ResourceRefs(
+        **{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__}
+        | {"domain_queue_urls": {domain: f"x-{domain}" for domain in DOMAINS}}
+    )
     name = {DeliverSettings: "deliver", AutomateSettings: "automate", NotifySettings: "notify"}.get(
         settings, "reconcile"
     )
@@ -131,7 +134,10 @@ def test_a_plain_http_target_needs_the_ports() -> None:
 
 def test_every_outbound_function_states_its_ports_and_none_by_default() -> None:
     cfg = load_environment("dev")
-    refs = ResourceRefs(**{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__})
+    refs = ResourceRefs(
+        **{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__}
+        | {"domain_queue_urls": {domain: f"x-{domain}" for domain in DOMAINS}}
+    )
     for name in OUTBOUND:
         assert function_environment(name, cfg, refs)[VARIABLE] == "", name
         assert function_environment(name, cfg, refs, loopback_ports=(8081, 8080))[VARIABLE] == "8080,8081", name
