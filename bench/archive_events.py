@@ -1,11 +1,12 @@
-"""PutEvents and archive writes per event, batched against one per record (issue 15, parts 3 and 4).
+"""Event sends and archive writes per event, batched against one per record (issue 15, parts 3 and 4).
 
 ``python -m bench.archive_events`` drives events through the real normalise, sync, publish and
 audit-archive handlers, AWS on a moto server in another process, and counts with botocore hooks:
 
-* PutEvents calls and entries per call in normalise and publish, per 100 events. Baseline, in the
-  same run: the same events put the way the handlers did before, one call per record (``EventBus.put``
-  with one record's events), counted the same way.
+* Send calls and entries per call, per 100 events: normalise's SendMessageBatch to the domain queues
+  (its observations no longer go through the bus) and publish's PutEvents. Baseline, in the same run:
+  the same events put the way the handlers did before issue 15, one PutEvents call per record
+  (``EventBus.put`` with one record's events), counted the same way.
 * S3 PUTs per event for the raw archive (normalise: one object per inbox batch) and for the audit
   archive (one object per stream batch, entity shard, tenant and type). Baseline: one object per
   envelope and per audit record, as written before — the envelopes and records archived in this run.
@@ -34,7 +35,8 @@ EVENTS = 100  # per stream
 
 
 class Recorder:
-    """Every PutEvents call (its entries) and every S3 PutObject (its key), by the function making it."""
+    """Every PutEvents or SendMessageBatch call (its entries) and every S3 PutObject (its key), by the
+    function making it."""
 
     def __init__(self) -> None:
         self.stage = "setup"
@@ -43,7 +45,7 @@ class Recorder:
         self.seen_sequences: set[str] = set()
 
     def __call__(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
-        if event_name.endswith(".PutEvents"):  # (emitted as eventbridge.PutEvents)
+        if event_name.endswith((".PutEvents", ".SendMessageBatch")):  # (emitted as eventbridge.PutEvents)
             self.put_events.setdefault(self.stage, []).append(len(params["Entries"]))
         elif event_name.endswith(".PutObject"):
             self.put_objects.setdefault(self.stage, []).append(str(params["Key"]))
@@ -92,6 +94,7 @@ def measure() -> dict[str, Any]:
         session = boto3.DEFAULT_SESSION
         assert session is not None
         session.events.register("provide-client-params.events.PutEvents", recorder)
+        session.events.register("provide-client-params.sqs.SendMessageBatch", recorder)
         session.events.register("provide-client-params.s3.PutObject", recorder)
 
         from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
@@ -258,7 +261,8 @@ def report(result: dict[str, Any]) -> list[str]:
         "Baselines measured in the same run: the same events put one PutEvents call per record (as the "
         "handlers did before), and one S3 object per envelope or audit record (as written before).",
         "",
-        "| stream | stage | events | PutEvents calls | entries a call | baseline calls (one per record) | ratio |",
+        "| stream | stage | events | calls (normalise: SendMessageBatch; publish: PutEvents) | entries a call | "
+        "baseline PutEvents calls (one per record) | ratio |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for label, r in result["streams"].items():

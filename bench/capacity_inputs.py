@@ -37,6 +37,7 @@ from typing import Any
 
 from bench.lookup import project_reads
 from bench.run import ROOT, CallCounter, bench_environment, machine, start_moto_server
+from shared.adapters.concurrent_records import makespan
 from shared.adapters.dynamo import item_size, read_units, write_units
 
 OUTPUT = ROOT / "bench" / "capacity_inputs.json"
@@ -232,6 +233,8 @@ def measure() -> dict[str, Any]:
         side_dynamodb, side_sqs = side.client("dynamodb"), side.client("sqs")
         side_streams = side.client("dynamodbstreams")
 
+        from functions.deliver.handler import RECORD_WORKERS as DELIVER_WORKERS
+        from functions.deliver.handler import processor as deliver_processor
         from functions.sync.handler import RECORD_WORKERS
         from infra.config import load_environment
         from infra.sandbox.http_servers import FakeTarget, serve
@@ -290,6 +293,8 @@ def measure() -> dict[str, Any]:
         project_batch = stream_batching(sized, "project").batch_size
         archive_batch = stream_batching(sized, "audit-archive").batch_size
 
+        deliver_groups: list[list[int]] = []  # per deliver batch: its records by group (entity), as it runs them
+
         def drain(queue: str, function: str, stage: str) -> int:
             """The queue's messages in batches of the sized environment's batch size for it."""
             batch_size = queue_batching(sized, queue).batch_size
@@ -306,6 +311,8 @@ def measure() -> dict[str, Any]:
                 if not messages:
                     return handled
                 records = [sqs_record(m, resources.queue_arns[queue], cfg.region) for m in messages]
+                if stage == "deliver":
+                    deliver_groups.append([len(g) for g in deliver_processor().groups(records)])
                 result = run(stage, function, {"Records": records}, len(records))
                 failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
                 assert not failed, f"{stage}: {len(failed)} records failed"
@@ -413,6 +420,8 @@ def measure() -> dict[str, Any]:
                 "audit-archive": archive_batch,
             },
             "sync_record_workers": RECORD_WORKERS,
+            "deliver_record_workers": DELIVER_WORKERS,
+            "deliver_batch_groups": deliver_groups,
             "sync_by_wave": waves,
             "stages": {name: _tally_json(tallies[name]) for name in sorted(tallies, key=STAGES.index)},
         }
@@ -525,6 +534,12 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
     # calls one after another, so B / ceil(B / workers) records' calls overlap
     sync_batch = batches["orders"]
     overlap = {"sync": sync_batch / math.ceil(sync_batch / measured["sync_record_workers"])}
+    # deliver runs a batch's groups (one entity's changes) on its workers, each group's records one after
+    # another: from the batches it was given, records over the records' waits on the busiest worker
+    groups = measured.get("deliver_batch_groups") or []
+    if groups:
+        workers = measured["deliver_record_workers"]
+        overlap["deliver"] = sum(map(sum, groups)) / sum(makespan(g, workers) for g in groups)
     stages: dict[str, Any] = {}
     for name, t in measured["stages"].items():
         records = max(1, t["records"])
@@ -561,6 +576,9 @@ def build_inputs(measured: dict[str, Any]) -> dict[str, Any]:
             "per-record figures are at those batch sizes (a call made once a batch counts 1 / batch size a record)",
             f"sync: a batch's records merged on {measured['sync_record_workers']} threads; parallel_calls is how many "
             "records' calls overlap at the orders batch size",
+            f"deliver: a batch's records delivered on {measured.get('deliver_record_workers', 1)} threads, one "
+            "entity's changes one after another; parallel_calls is the records of the batches it was given over "
+            "the records' waits on their busiest thread",
             "CPU is the handler process's on the bench machine, all its threads (moto answers from another "
             "process; the probe's own look-ups are subtracted per thread)",
             f"deliveries measured to the '{DELIVER_TARGET}' target (an envelope webhook, no rate limit)",
@@ -628,6 +646,8 @@ def report(result: dict[str, Any]) -> list[str]:
             f"{s['put_events_entries_per_record']:.2f} | "
             f"{sum(p['puts_per_record'] for p in s['s3_puts'].values()):.2f} | {s['log_bytes_per_record']:.0f} |"
         )
+    overlapping = [f"{name} {s['parallel_calls']:g}" for name, s in inputs["stages"].items() if s["parallel_calls"] > 1]
+    lines += ["", f"Records whose calls overlap (a batch's records on threads): {', '.join(overlapping) or 'none'}."]
     lines.append("")
     return lines
 

@@ -7,7 +7,7 @@ variables in both.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from infra.config import EnvironmentConfig, QueueBatching, StreamBatching
@@ -28,6 +28,7 @@ class ResourceRefs:
     quarantine_queue_url: str
     event_bus: str
     view_table: str  # the customer view (functions/project writes it; lookup and sidebar read it)
+    domain_queue_urls: Mapping[str, str]  # by domain (DOMAINS): where normalise sends each observation
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,10 @@ def function_environment(
             ),
             Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
             Env.ARCHIVE_BUCKET: refs.archive_bucket,
-            Env.EVENT_BUS: refs.event_bus,
+            Env.OBSERVED_QUEUE_URLS: json.dumps(
+                {t: refs.domain_queue_urls[domain] for domain, types in DOMAINS.items() for t in types},
+                separators=(",", ":"),
+            ),
             Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
         },
         "sync": {

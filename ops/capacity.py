@@ -26,12 +26,15 @@ import json
 import math
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from infra.config import ProvisionedTable
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = ROOT / "bench" / "capacity_inputs.json"
@@ -100,6 +103,10 @@ class Prices:
     lambda_per_million_requests: float = 0.20
     dynamodb_per_million_wru: float = 0.7063  # on-demand, Standard table class (after the Nov 2024 cut)
     dynamodb_per_million_rru: float = 0.1413
+    # provisioned capacity, Standard table class: us-east-1 $0.00065 per WCU-hour and $0.00013 per RCU-hour,
+    # with the same eu-west-1 premium as on demand (0.7063 / 0.625)
+    dynamodb_wcu_hour: float = 0.000735
+    dynamodb_rcu_hour: float = 0.000147
     sqs_per_million_requests: float = 0.40  # standard queue, each 64 KB chunk is a request
     eventbridge_per_million_entries: float = 1.00  # custom events, each 64 KB chunk an event
     s3_put_per_thousand: float = 0.005  # S3 Standard PUT/COPY/POST/LIST
@@ -119,7 +126,8 @@ class Prices:
             f"Lambda Arm ${self.lambda_gb_second_arm:.10f} per GB-s, ${self.lambda_per_million_requests:.2f} "
             "per million requests",
             f"DynamoDB on-demand ${self.dynamodb_per_million_wru:.4f} per million WRU, "
-            f"${self.dynamodb_per_million_rru:.4f} per million RRU",
+            f"${self.dynamodb_per_million_rru:.4f} per million RRU; provisioned ${self.dynamodb_wcu_hour:.6f} per "
+            f"WCU-hour, ${self.dynamodb_rcu_hour:.6f} per RCU-hour (where the environment provisions a table)",
             f"SQS standard ${self.sqs_per_million_requests:.2f} per million requests",
             f"EventBridge custom events ${self.eventbridge_per_million_entries:.2f} per million entries",
             f"S3 Standard ${self.s3_put_per_thousand:.4f} per 1,000 PUT, ${self.s3_get_per_thousand:.4f} per 1,000 GET",
@@ -290,6 +298,7 @@ class Stage:
     sizing: Sizing
     on_path: bool = True  # on the webhook -> delivered path (freshness)
     hop_seconds: float = 0.0  # from the upstream's end to receivable here
+    bus_fed: bool = False  # an SQS stage a bus rule feeds (a rule invocation and EventBridge's SendMessage a record)
 
     def ms_per_record(self, assumptions: Assumptions) -> float:
         cpu = self.inputs.cpu_ms_per_record * assumptions.cpu_factor
@@ -330,6 +339,8 @@ class Model:
     assumptions: Assumptions = Assumptions()
     prices: Prices = Prices()
     waf: bool = False  # a web ACL inspects every request
+    # tables on provisioned capacity with auto scaling (the environment's ``table_capacity``): by table
+    provisioned: Mapping[str, ProvisionedTable] = field(default_factory=dict)
 
     def stage(self, name: str) -> Stage:
         return next(s for s in self.stages if s.name == name)
@@ -369,8 +380,9 @@ def build_model(
     for domain, types in DOMAINS.items():
         share = sum(work.observations_per_webhook.get(t, 0.0) for t in types)
         if share:
+            # normalise sends to the domain queue itself (SendMessageBatch: in its own calls), not through the bus
             stage = Stage(f"sync/{domain}", "normalise", share, inputs.stages["sync"], sqs(domain, "sync"))
-            stages.append(_with_hop(stage, assumptions.bus_hop_seconds))
+            stages.append(_with_hop(stage, assumptions.queue_hop_seconds))
     publish = stream_batching(cfg, "publish")
     # the stream carries every domain's commits; the run follows them through the busiest sync queue
     syncs = sorted((s for s in stages if s.name.startswith("sync/")), key=lambda s: -s.per_webhook)
@@ -437,6 +449,7 @@ def build_model(
                     sqs(f"deliver-{target.name}", "deliver"),
                     True,
                     assumptions.bus_hop_seconds,
+                    bus_fed=True,
                 )
             )
     automated = sum(work.changes_per_webhook.get(t, 0.0) for t in AUTOMATED_TYPES)
@@ -450,6 +463,7 @@ def build_model(
                 sqs("automation", "automate"),
                 False,
                 assumptions.bus_hop_seconds,
+                bus_fed=True,
             )
         )
     if "audit-archive" in inputs.stages:  # 90 days later, as many audit records expire as were written
@@ -492,11 +506,12 @@ def build_model(
         defaults,
         assumptions,
         waf=cfg.waf,
+        provisioned=dict(cfg.table_capacity),
     )
 
 
 def _with_hop(stage: Stage, hop: float) -> Stage:
-    return Stage(stage.name, stage.upstream, stage.per_webhook, stage.inputs, stage.sizing, stage.on_path, hop)
+    return replace(stage, hop_seconds=hop)
 
 
 # ---- steady state: per stage and per limit ----------------------------------------------------------
@@ -642,12 +657,25 @@ def steady(
     for table in tables_wru:
         limit(f"DynamoDB {table} table WRU/s", "all", tables_wru[table], q.dynamodb_table_wru, d.dynamodb_table_wru)
         limit(f"DynamoDB {table} table RRU/s", "all", tables_rru[table], q.dynamodb_table_rru, d.dynamodb_table_rru)
+        if table in model.provisioned:  # what auto scaling can provision at most (it holds its target below that)
+            p = model.provisioned[table]
+            limit(
+                f"DynamoDB {table} table provisioned WCU (auto scaling max)",
+                "all",
+                tables_wru[table],
+                p.write.max,
+                None,
+            )
+            limit(
+                f"DynamoDB {table} table provisioned RCU (auto scaling max)", "all", tables_rru[table], p.read.max, None
+            )
     limit("EventBridge PutEvents entries/s", "all", put_events, q.put_events_entries, d.put_events_entries)
-    # every record of a queue the bus feeds (all but the inbox) is one rule invocation
+    # every record of a queue the bus feeds (deliver, automation; normalise sends to its queues itself) is one
+    # rule invocation
     invocations = sum(
         r.records_per_second
         for r, s in zip(reports, model.stages, strict=True)
-        if s.sizing.trigger == "sqs" and s.upstream != "ingest"
+        if s.sizing.trigger == "sqs" and s.bus_fed
     )
     limit("EventBridge rule invocations/s", "all", invocations, q.eventbridge_invocations, d.eventbridge_invocations)
     return reports, limits
@@ -658,8 +686,31 @@ def first_binding(limits: Iterable[Limit]) -> Limit:
 
 
 # ---- cost ---------------------------------------------------------------------------------------------
-def cost_per_million(model: Model) -> dict[str, float]:
-    """USD per million webhooks, by service, at the model's list prices."""
+def provisioned_units(model: Model, rate: float) -> dict[str, tuple[float, float]]:
+    """(WCU, RCU) auto scaling keeps on each provisioned table at ``rate`` webhooks a second sustained: the
+    consumed units over the target utilisation, never below the table's minimum. Not capped at its maximum:
+    a rate that needs more is over that limit (``steady`` says so), and is priced as if the maximum were
+    raised to carry it, not as a cheaper table that throttles."""
+    consumed: dict[str, list[float]] = {table: [0.0, 0.0] for table in model.provisioned}
+    for stage in model.stages:
+        for table, use in stage.inputs.dynamodb.items():
+            if table in consumed:
+                consumed[table][0] += rate * stage.per_webhook * use.wru_per_record
+                consumed[table][1] += rate * stage.per_webhook * use.rru_per_record
+    units: dict[str, tuple[float, float]] = {}
+    for table, (wru, rru) in consumed.items():
+        p = model.provisioned[table]
+        target = p.target_utilization_percent / 100
+        units[table] = (max(math.ceil(wru / target), p.write.min), max(math.ceil(rru / target), p.read.min))
+    return units
+
+
+def cost_per_million(model: Model, rate: float | None = None) -> dict[str, float]:
+    """USD per million webhooks, by service, at the model's list prices. A provisioned table is priced by
+    the units auto scaling keeps at ``rate`` webhooks a second sustained (needed where the model has one):
+    what an hour of them costs over the webhooks of that hour."""
+    if model.provisioned and not rate:
+        raise ValueError("a provisioned table's cost per webhook depends on the rate: give the rate")
     a, p = model.assumptions, model.prices
     million = 1_000_000
     cost = {"API Gateway": p.api_rest_per_million}
@@ -673,14 +724,14 @@ def cost_per_million(model: Model) -> dict[str, float]:
         invocations = records / stage.sizing.batch_size
         lambda_requests += invocations
         lambda_gbs += invocations * stage.invocation_ms(a) / 1000 * stage.sizing.memory_mb / 1024
-        wru += records * sum(u.wru_per_record for u in i.dynamodb.values())
-        rru += records * sum(u.rru_per_record for u in i.dynamodb.values())
+        wru += records * sum(u.wru_per_record for t, u in i.dynamodb.items() if t not in model.provisioned)
+        rru += records * sum(u.rru_per_record for t, u in i.dynamodb.items() if t not in model.provisioned)
         sqs += records * (
             i.calls_per_record.get("sqs:SendMessage", 0.0) + i.calls_per_record.get("sqs:SendMessageBatch", 0.0)
         )
         if stage.sizing.trigger == "sqs":
             sqs += 2 * invocations  # receive + delete per batch by the mapping
-            if stage.upstream not in (None, "ingest"):
+            if stage.bus_fed:
                 sqs += records  # EventBridge's SendMessage into the queue
         entries += records * i.put_events_entries_per_record
         puts += records * sum(u.puts_per_record for u in i.s3_puts.values())
@@ -688,6 +739,10 @@ def cost_per_million(model: Model) -> dict[str, float]:
         log_bytes += records * i.log_bytes_per_record + invocations * a.log_bytes_per_invocation
     cost["Lambda"] = lambda_gbs * p.lambda_gb_second_arm + lambda_requests / million * p.lambda_per_million_requests
     cost["DynamoDB"] = wru / million * p.dynamodb_per_million_wru + rru / million * p.dynamodb_per_million_rru
+    if rate:
+        hour = rate * 3600  # webhooks an hour of the provisioned units serves
+        for wcu, rcu in provisioned_units(model, rate).values():
+            cost["DynamoDB"] += (wcu * p.dynamodb_wcu_hour + rcu * p.dynamodb_rcu_hour) / hour * million
     cost["SQS"] = sqs / million * p.sqs_per_million_requests
     cost["EventBridge"] = entries / million * p.eventbridge_per_million_entries
     cost["S3"] = puts / 1000 * p.s3_put_per_thousand + gets / 1000 * p.s3_get_per_thousand
@@ -1014,7 +1069,9 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
     run = simulate(model, schedule)
     peak_rates = {**run.peak_rates, "ingest": run.peak_rates.get("ingest", 0.0)}
     _, run_limits = steady(model, schedule.base, stage_rates=peak_rates)
-    cost = cost_per_million(model)
+    # a provisioned table is priced by what it keeps at a rate: the sustained one, or the burst's from quiet
+    priced_at = rate or schedule.burst or 0.0
+    cost = cost_per_million(model, priced_at)
     a = model.assumptions
     return {
         "model": (
@@ -1061,6 +1118,13 @@ def analyse(model: Model, schedule: Schedule, rate: float, inputs: CapacityInput
             "quota_raises_at_peak": _raises(run_limits),
             "step_seconds": 0.1,
         },
+        # what auto scaling keeps on each provisioned table at the rate (a planned promo's minimum)
+        "provisioned_units_at_rate": {
+            table: {"wcu": wcu, "rcu": rcu, "target_utilization_percent": p.target_utilization_percent}
+            for table, (wcu, rcu) in provisioned_units(model, priced_at).items()
+            for p in (model.provisioned[table],)
+        },
+        "cost_priced_at_webhooks_per_second": priced_at,
         "cost_per_million_webhooks_usd": {k: round(v, 2) for k, v in cost.items()}
         | {"total": round(sum(cost.values()), 2)},
         "prices": {

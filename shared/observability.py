@@ -156,6 +156,23 @@ metrics = Metrics(
 )
 
 
+class LockedMetrics:
+    """The metrics, added to under a lock: Powertools' metric set is a plain dict, and two threads adding
+    the same new metric at once could lose a count (the success rate is computed from these). For the
+    handlers whose records run on threads (sync's, deliver's): one lock for the process."""
+
+    def __init__(self, metrics: Any) -> None:
+        self.metrics = metrics
+        self.lock = threading.Lock()
+
+    def add_metric(self, name: str, unit: Any, value: float) -> None:
+        with self.lock:
+            self.metrics.add_metric(name=name, unit=unit, value=value)
+
+
+counted = LockedMetrics(metrics)
+
+
 def count_by(name: str, dimension: str, value: str) -> None:
     """One count with an extra dimension (per target, per rejection reason), beside the totals; summed
     over the invocation and flushed by ``metrics.log_metrics`` at its end."""

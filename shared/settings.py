@@ -114,7 +114,8 @@ class NormaliseSettings(_Settings):
     archive_bucket: str = Field(alias=Env.ARCHIVE_BUCKET)
     field_maps: Annotated[dict[str, FieldMap], BeforeValidator(_json)] = Field(alias=Env.FIELD_MAPS)
     max_receive_count: int = Field(alias=Env.MAX_RECEIVE_COUNT, ge=1)
-    event_bus: str = Field(alias=Env.EVENT_BUS)
+    # each entity type's domain queue (what the bus's rule for it would route to)
+    observed_queue_urls: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.OBSERVED_QUEUE_URLS)
     quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
 
 

@@ -18,6 +18,16 @@ SSRF guard refuses) goes to the DLQ at once with the response.
 No hot key on the way: the circuit is read once per ``circuit.cache_seconds`` per warm container, and a
 rate-limited target's send slots are leased a block at a time (``shared/adapters/circuit.py``), so a
 delivery in steady state costs two AWS calls: the state and the ack read together, and the ack written.
+
+A batch's records are delivered on threads (``shared/adapters/concurrent_records.py``), as sync merges
+its records: the time is spent waiting on the target's answer, so the changes of different entities wait
+together instead of one after another, and one entity's changes to the target stay in arrival order (one
+thread, grouped by target, tenant, entity type and id). The clients are made before the pool; what the
+threads share per container takes its own locks: the guards (a rate-limit slot is never handed out
+twice), the robot's minute, the secrets' cache, the HTTP client's pools (a kept connection per thread),
+the metrics. While the container's copy of a target's circuit shows failures, its deliveries to that
+target go one at a time again (after the circuit's pause one delivery decides, the others learn its
+verdict and wait without an attempt). Failures are reported per record exactly as before.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from shared.adapters.circuit import DynamoGuards
+from shared.adapters.concurrent_records import ConcurrentRecordsProcessor, detail_key
 from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure, TryAgain
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.robot_slots import DynamoMinuteSlots
@@ -47,11 +58,12 @@ from shared.delivery.deliver import DeliveryRejected, deliver_change
 from shared.delivery.targets import TargetConfig
 from shared.errors import ConfigurationError, DeliveryFailed
 from shared.models import EntityChanged, utcnow
-from shared.observability import count_by, logger, metrics, tracer
+from shared.observability import count_by, counted, logger, metrics, tracer
 from shared.settings import DeliverSettings
 
-# Kept in every invocation after a call's timeout, to record a failure: the circuit, the record's copy
-# or its dead letter, the metrics.
+RECORD_WORKERS = 10  # deliveries of one batch in flight at once: a whole batch (at most 10 records)
+# one entity's changes to one target (its queue) in arrival order
+change_of = detail_key("tenant", "entity_type", "entity_id", per_queue=True)
 
 
 class NotDeliveredYet(TryAgain):
@@ -69,8 +81,21 @@ def target_of(record: SQSRecord) -> TargetConfig:
 
 
 @cache
-def processor() -> DeadLetteringProcessor:
-    return DeadLetteringProcessor(lambda record: target_of(record).retry.max_attempts, logger=logger, metrics=metrics)
+def processor() -> ConcurrentRecordsProcessor:
+    return ConcurrentRecordsProcessor(
+        lambda record: target_of(record).retry.max_attempts,
+        logger=logger,
+        metrics=counted,
+        group_of=change_of,
+        workers=RECORD_WORKERS,
+        prepare=warm_clients,
+    )
+
+
+def warm_clients() -> None:
+    """The clients the threads share, made on this thread (boto3 makes clients safely on one thread only)."""
+    p = ports()
+    _ = (p.store.client, p.secrets.provider, p.guards.client, p.robot_minutes.client, processor().sqs)
 
 
 @dataclass(frozen=True)
@@ -91,7 +116,7 @@ def ports() -> Ports:
     robot_timeouts = [t.timeout_seconds for t in s.targets if t.kind == "wecom"]
     return Ports(
         store=DynamoStateStore(s.state_table),
-        http=SafeHttp(allow_loopback=s.loopback_ports),
+        http=SafeHttp(allow_loopback=s.loopback_ports, connections=RECORD_WORKERS),  # a kept connection a thread
         secrets=SecretReader(max_age=s.secrets_max_age_seconds),
         guards=DynamoGuards(s.state_table),
         # a WeCom robot target's 20 messages a minute, counted with the lag of its slowest send
@@ -103,20 +128,40 @@ def waiting(changed: EntityChanged, target: TargetConfig, why: str, seconds: flo
     """A wait, reported with how old the waiting change is (``WaitingAge``): a waiting copy goes back as
     a new message, so the queue's oldest-message age cannot show a long wait, and this does."""
     age_ms = max(0.0, (utcnow() - changed.occurred_at).total_seconds() * 1000)
-    metrics.add_metric(name="WaitingAge", unit=MetricUnit.Milliseconds, value=age_ms)
+    counted.add_metric(name="WaitingAge", unit=MetricUnit.Milliseconds, value=age_ms)
     count_by("DeliveryDeferred", "target", target.name)
     return Deferred(why, seconds)
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> None:
     """One change to one target; Powertools passes the invocation's context (its time left)."""
-    p = ports()
-    store, http, secrets, guards, robot_minutes = p.store, p.http, p.secrets, p.guards, p.robot_minutes
+    guards = ports().guards
     target = target_of(record)
+    time_enough(target, lambda_context)
+    changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
+    if guards.circuit(target, time.time()).failures:
+        # The target is failing: its deliveries go one at a time in this container, as a batch's did before
+        # they ran on threads, so after the circuit's pause one delivery decides and the others learn its
+        # verdict (a reopened circuit: they wait, using no attempt) instead of all trying at once.
+        with guards.one_at_a_time(target):
+            time_enough(target, lambda_context)  # the wait for the others' calls took some of it
+            deliver_record(record, changed, target, lambda_context)
+    else:
+        deliver_record(record, changed, target, lambda_context)
+
+
+def time_enough(target: TargetConfig, lambda_context: LambdaContext | None) -> None:
+    """``Deferred`` when the invocation has too little time left for a call and the reserve to record it."""
     seconds_left = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context else float("inf")
     if seconds_left < target.timeout_seconds + INVOCATION_RESERVE_SECONDS:
         raise Deferred(f"{seconds_left:.1f} s left in this invocation: too little for a call to {target.name}", 0)
-    changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
+
+
+def deliver_record(
+    record: SQSRecord, changed: EntityChanged, target: TargetConfig, lambda_context: LambdaContext | None
+) -> None:
+    p = ports()
+    store, http, secrets, guards, robot_minutes = p.store, p.http, p.secrets, p.guards, p.robot_minutes
     now = time.time()
     circuit = guards.circuit(target, now)  # this container's copy: read at most once per cache_seconds
     if circuit.open_for(now) > 0:
@@ -151,7 +196,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     guards.succeeded(target, now)  # a write only when this container knows of failures to reset
     if result.missing:
         logger.warning("mapped fields missing", extra={"target": target.name, "fields": list(result.missing)})
-        metrics.add_metric(name="DeliveryFieldMissing", unit=MetricUnit.Count, value=len(result.missing))
+        counted.add_metric(name="DeliveryFieldMissing", unit=MetricUnit.Count, value=len(result.missing))
     logger.debug(  # per record: DEBUG (sampled); the delivery record is the durable trace
         "delivery",
         extra={
@@ -162,11 +207,11 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         },
     )
     if result.outcome == "sent":
-        metrics.add_metric(name="DeliverySucceeded", unit=MetricUnit.Count, value=1)
-        metrics.add_metric(name="DeliveredBytes", unit=MetricUnit.Bytes, value=result.payload_bytes)
+        counted.add_metric(name="DeliverySucceeded", unit=MetricUnit.Count, value=1)
+        counted.add_metric(name="DeliveredBytes", unit=MetricUnit.Bytes, value=result.payload_bytes)
         # Freshness: from the source's own time of the change to its delivery (a distribution: p50/p99)
         freshness_ms = max(0.0, (utcnow() - changed.occurred_at).total_seconds() * 1000)
-        metrics.add_metric(name="Freshness", unit=MetricUnit.Milliseconds, value=freshness_ms)
+        counted.add_metric(name="Freshness", unit=MetricUnit.Milliseconds, value=freshness_ms)
         count_by("DeliverySucceeded", "target", target.name)
 
 

@@ -1,5 +1,10 @@
-"""Inbox consumer: raw envelopes -> archived (one object per batch) -> canonical observations on the
-event bus (batched PutEvents); unusable -> quarantine."""
+"""Inbox consumer: raw envelopes -> archived (one object per batch) -> canonical observations sent to
+their domain's queue (batched SendMessageBatch, each as the EventBridge event sync reads); unusable ->
+quarantine.
+
+An observation has one destination (its domain's sync queue), so it does not go through the bus: a
+PutEvents entry, EventBridge's delivery into the queue and about half a second saved per observation.
+The bus carries what fans out: sync's ``entity.changed``, from the state table's stream (publish)."""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from shared.adapters.dead_letter import DeadLetteringProcessor
-from shared.adapters.events import EventBus, EventsRefused, OwnedEntry
+from shared.adapters.events import EventsRefused, OwnedEntry
+from shared.adapters.routed_queues import RoutedQueues
 from shared.adapters.s3 import S3Archive
 from shared.adapters.sqs import SqsQueue
 from shared.constants import DETAIL_OBSERVED, EVENT_SOURCE
@@ -42,17 +48,18 @@ def settings() -> NormaliseSettings:
 @dataclass(frozen=True)
 class Ports:
     """What the function touches: the archive (each batch's envelopes; bodies too large for a message),
-    the bus, the quarantine."""
+    the domain queues, the quarantine."""
 
     archive: S3Archive
-    bus: EventBus
+    domains: RoutedQueues
     quarantine: SqsQueue
 
 
 @cache
 def ports() -> Ports:
     s = settings()
-    return Ports(S3Archive(s.archive_bucket), EventBus(s.event_bus), SqsQueue(s.quarantine_queue_url))
+    urls = {DETAIL_OBSERVED.format(entity_type=t): url for t, url in s.observed_queue_urls.items()}
+    return Ports(S3Archive(s.archive_bucket), RoutedQueues(urls), SqsQueue(s.quarantine_queue_url))
 
 
 def quarantine(record: SQSRecord, source: str, reason: str) -> None:
@@ -64,7 +71,7 @@ def quarantine(record: SQSRecord, source: str, reason: str) -> None:
 
 
 def observations(record: SQSRecord) -> list[OwnedEntry[str]]:
-    """The bus entries of one record (owned by its message id); none when it was quarantined."""
+    """The observations of one record (owned by its message id); none when it was quarantined."""
     try:
         message = InboxMessage.model_validate_json(record.body)
     except ValidationError as exc:
@@ -87,9 +94,10 @@ def observations(record: SQSRecord) -> list[OwnedEntry[str]]:
 
 
 def normalise_batch(records: list[SQSRecord]) -> dict[str, BaseException]:
-    """Every record's observations, put together in as few calls as EventBridge allows. Returns the
-    records that failed (by message id), each with its error: a record with an entry refused fails
-    alone and on its retry puts all its events again; a quarantined record fails nothing."""
+    """Every record's observations, sent together in as few calls as SQS allows. Returns the records
+    that failed (by message id), each with its error: a record with a message refused fails alone and on
+    its retry sends all its observations again (sync applies a duplicate as a no-op); a quarantined
+    record fails nothing."""
     failed: dict[str, BaseException] = {}
     entries: list[OwnedEntry[str]] = []
     for record in records:
@@ -97,7 +105,7 @@ def normalise_batch(records: list[SQSRecord]) -> dict[str, BaseException]:
             entries.extend(observations(record))
         except Exception as exc:  # this record only (a large body unreadable, the quarantine unreachable)
             failed[record.message_id] = exc
-    for message_id, reason in ports().bus.put_owned(EVENT_SOURCE, entries).items():
+    for message_id, reason in ports().domains.send_owned(EVENT_SOURCE, entries).items():
         failed[message_id] = EventsRefused([reason])
     put = sum(1 for e in entries if e.owner not in failed)
     metrics.add_metric(name="EventNormalised", unit=MetricUnit.Count, value=put)

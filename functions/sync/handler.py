@@ -10,11 +10,6 @@ do not race each other's conditional writes. Failures are reported per record, e
 
 from __future__ import annotations
 
-import contextvars
-import json
-import threading
-from collections.abc import Callable, Hashable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -27,7 +22,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from shared.adapters.dead_letter import DeadLetteringProcessor
+from shared.adapters.concurrent_records import ConcurrentRecordsProcessor, detail_key
 from shared.adapters.identity_index import DynamoIdentityIndex
 from shared.adapters.secrets import SecretReader
 from shared.adapters.sqs import SqsQueue
@@ -42,76 +37,25 @@ from shared.identity.customer_link import (
 from shared.identity.resolver import salt_from_secret
 from shared.intake.quarantine import park
 from shared.models import ObservedEntity
-from shared.observability import logger, metrics, tracer
+from shared.observability import counted, logger, metrics, tracer
 from shared.settings import SyncSettings
 from shared.sources.base import describe_error
 from shared.state.policy import default_policy
 from shared.state.sync import apply_observation
 
 RECORD_WORKERS = 8  # records of one batch in flight at once (a batch is at most 10 records)
-
-
-class LockedMetrics:
-    """The metrics, added to under a lock: Powertools' metric set is a plain dict, and two workers
-    adding the same new metric at once could lose a count (the success rate is computed from these)."""
-
-    def __init__(self, metrics: Any) -> None:
-        self.metrics = metrics
-        self.lock = threading.Lock()
-
-    def add_metric(self, name: str, unit: Any, value: float) -> None:
-        with self.lock:
-            self.metrics.add_metric(name=name, unit=unit, value=value)
-
-
-counted = LockedMetrics(metrics)
-
-
-def entity_of(record: dict[str, Any]) -> Hashable:
-    """The entity a record is about, for keeping its records in order; a record that does not say
-    (not JSON, no detail) is a group of its own."""
-    try:
-        detail = json.loads(record["body"])["detail"]
-        return (detail["tenant"], detail["entity_type"], detail["entity_id"])
-    except (ValueError, KeyError, TypeError):
-        return ("record", record.get("messageId"))
-
-
-class ConcurrentRecordsProcessor(DeadLetteringProcessor):
-    """Records of different entities in parallel; records of one entity in arrival order.
-
-    ``prepare`` runs once before work fans out (making the clients the workers share)."""
-
-    def __init__(self, *args: Any, prepare: Callable[[], None] = lambda: None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.prepare = prepare
-
-    def process(self) -> list[tuple[Any, ...]]:
-        groups: dict[Hashable, list[int]] = {}
-        for position, record in enumerate(self.records):
-            groups.setdefault(entity_of(record), []).append(position)
-        if len(groups) <= 1:
-            return super().process()
-        self.prepare()  # boto3 makes clients safely on one thread only: make them before the pool
-        results: list[Any] = [None] * len(self.records)
-
-        def run(positions: list[int]) -> None:
-            for position in positions:
-                results[position] = self._process_record(self.records[position])
-
-        with ThreadPoolExecutor(max_workers=min(RECORD_WORKERS, len(groups))) as pool:
-            # Each task in a copy of this invocation's context (what Powertools, X-Ray and the sandbox
-            # keep per invocation travels with it).
-            tasks = [pool.submit(contextvars.copy_context().run, run, positions) for positions in groups.values()]
-            for future in tasks:
-                future.result()  # _process_record reports a record's failure itself; this only re-raises a bug
-        return results
+entity_of = detail_key("tenant", "entity_type", "entity_id")  # one entity's records in arrival order
 
 
 @cache
 def processor() -> ConcurrentRecordsProcessor:
     return ConcurrentRecordsProcessor(
-        settings().max_receive_count, logger=logger, metrics=counted, prepare=warm_clients
+        settings().max_receive_count,
+        logger=logger,
+        metrics=counted,
+        group_of=entity_of,
+        workers=RECORD_WORKERS,
+        prepare=warm_clients,
     )
 
 

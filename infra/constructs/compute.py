@@ -72,6 +72,7 @@ class Compute(Construct):
             quarantine_queue_url=messaging.queues["quarantine"].queue_url,
             event_bus=messaging.bus.event_bus_name,
             view_table=storage.view_table.table_name,
+            domain_queue_urls={domain: messaging.queues[domain].queue_url for domain in DOMAINS},
         )
         layer_arn = ssm.StringParameter.value_for_string_parameter(
             self,
@@ -133,7 +134,8 @@ class Compute(Construct):
         self._consume(fn["normalise"], messaging, "inbox")
         self._archive_objects(fn["normalise"], storage, "s3:GetObject", "raw/")
         self._archive_objects(fn["normalise"], storage, "s3:PutObject", RAW_BATCH_PREFIX)
-        messaging.bus.grant_put_events_to(fn["normalise"])
+        for domain in DOMAINS:  # its observations straight to their domain's queue, not through the bus
+            messaging.queues[domain].grant_send_messages(fn["normalise"])
         messaging.queues["quarantine"].grant_send_messages(fn["normalise"])
 
     def _grant_sync(

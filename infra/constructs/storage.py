@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
@@ -19,40 +21,13 @@ class Storage(Construct):
 
         # One table for state, audit and delivery acks: state and its audit record share an item
         # collection so one transaction writes both; the stream is the outbox for entity.changed.
-        self.state_table = dynamodb.Table(
-            self,
-            "State",
-            table_name=cfg.resource("state"),
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES,  # new: outbox; old: expiring audit
-            time_to_live_attribute="expires_at",
-            removal_policy=removal,
-        )
+        self.state_table = self._keyed_table(
+            "State", cfg, "state", key, removal, stream=dynamodb.StreamViewType.NEW_AND_OLD_IMAGES
+        )  # stream images: new, the outbox; old, the expiring audit record
         # The customer view (shared/read/view.py): derived from the state table by functions/project, read
         # by lookup and sidebar. Its own table, so its writes never take the state table's capacity (sync's);
         # no stream (nothing consumes its changes); TTL on "expires_at" removes a moved entity's tombstone.
-        self.view_table = dynamodb.Table(
-            self,
-            "View",
-            table_name=cfg.resource("view"),
-            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
-            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
-            encryption_key=key,
-            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True
-            ),
-            time_to_live_attribute="expires_at",
-            removal_policy=removal,
-        )
+        self.view_table = self._keyed_table("View", cfg, "view", key, removal)
         # Admission records of ingest (shared/adapters/idempotency.py): one small item per delivery,
         # keyed by its dedupe key (spread: no hot key); expired through TTL on "expiration".
         self.idempotency_table = dynamodb.Table(
@@ -114,3 +89,59 @@ class Storage(Construct):
             ],
             removal_policy=removal,
         )
+
+    def _keyed_table(
+        self,
+        construct_id: str,
+        cfg: EnvironmentConfig,
+        which: Literal["state", "view"],
+        key: kms.IKey,
+        removal: RemovalPolicy,
+        **extra: Any,
+    ) -> dynamodb.Table:
+        """A pk/sk table under the environment's key, recoverable, with TTL on ``expires_at``, on demand or
+        provisioned with auto scaling as the environment says."""
+        table = dynamodb.Table(
+            self,
+            construct_id,
+            table_name=cfg.resource(which),
+            partition_key=dynamodb.Attribute(name="pk", type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name="sk", type=dynamodb.AttributeType.STRING),
+            **_capacity(cfg, which),
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
+            encryption_key=key,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            time_to_live_attribute="expires_at",
+            removal_policy=removal,
+            **extra,
+        )
+        _auto_scale(table, cfg, which)
+        return table
+
+
+def _capacity(cfg: EnvironmentConfig, table: Literal["state", "view"]) -> dict[str, Any]:
+    """On demand unless the environment provisions the table (``table_capacity``): then it starts at the
+    minimum its auto scaling keeps (``_auto_scale``)."""
+    provisioned = cfg.table_capacity.get(table)
+    if provisioned is None:
+        return {"billing_mode": dynamodb.BillingMode.PAY_PER_REQUEST}
+    return {
+        "billing_mode": dynamodb.BillingMode.PROVISIONED,
+        "write_capacity": provisioned.write.min,
+        "read_capacity": provisioned.read.min,
+    }
+
+
+def _auto_scale(table: dynamodb.Table, cfg: EnvironmentConfig, which: Literal["state", "view"]) -> None:
+    """Application Auto Scaling on the table's consumed capacity, between the environment's bounds, at its
+    target utilisation (AWS's recommended 70 % by default)."""
+    provisioned = cfg.table_capacity.get(which)
+    if provisioned is None:
+        return
+    target = provisioned.target_utilization_percent
+    writes = table.auto_scale_write_capacity(min_capacity=provisioned.write.min, max_capacity=provisioned.write.max)
+    writes.scale_on_utilization(target_utilization_percent=target)
+    reads = table.auto_scale_read_capacity(min_capacity=provisioned.read.min, max_capacity=provisioned.read.max)
+    reads.scale_on_utilization(target_utilization_percent=target)

@@ -159,7 +159,10 @@ def gateway(
             event = api_gateway_event(method, self.path, dict(self.headers.items()), self._body())
             try:
                 result = invoke(event)
-            except Exception:
+            except Exception as error:
+                # API Gateway's answer carries no reason; the operator's terminal does (the path names the
+                # source and tenant only: no body, no header)
+                print(f"gateway: {method} {urlsplit(self.path).path} answered 502: {error}", file=sys.stderr)
                 self._reply(502, b'{"message": "Internal server error"}')
                 return
             body = result.get("body") or ""

@@ -179,6 +179,13 @@ def _print(d: dict[str, Any]) -> None:
         )
     else:
         say(f"Backlog: none (every queue keeps up). Peak Lambda concurrency {_n(run['peak_lambda_concurrency'])}.")
+    priced_at = _n(d["cost_priced_at_webhooks_per_second"])
+    for table, units in d["provisioned_units_at_rate"].items():
+        say(
+            f"Provisioned {table} table at {priced_at} webhooks/s: auto scaling keeps {_n(units['wcu'])} WCU and "
+            f"{_n(units['rcu'])} RCU ({units['target_utilization_percent']} % target); for a planned promo at this "
+            "rate, make them the table's minimum before it starts."
+        )
     cost = d["cost_per_million_webhooks_usd"]
     say(
         f"Cost per million webhooks ({d['prices']['region']}, list prices as of {d['prices']['as_of']}): "

@@ -8,7 +8,9 @@ target, not before every delivery: a failure it sees updates its copy at once (t
 returns the item, so an opening by another container is learnt with it), and an opening it does not
 see reaches it within ``cache_seconds``. So a failing target gets at most one call per warm container
 after another container opened its circuit (the failed call that returns the open state), and a target
-that fails for others only, at most ``cache_seconds`` of this container's calls.
+that fails for others only, at most ``cache_seconds`` of this container's calls. A container whose copy
+shows failures delivers to the target one call at a time (``one_at_a_time``); the calls of a batch
+already in flight when the first failure comes back (at most a batch) fail with it.
 
 Rate limit (``ops#rate#<target>#<second>``): a coarse token bucket per container. A container leases a
 block of send slots (``TargetConfig.token_block``: its share of the second) from the counter of the
@@ -17,10 +19,15 @@ exactly what is left, so the leases of one second never add up past the limit, w
 containers. Slots are only spent in the second they were leased for; what a container leaves unspent is
 lost. One write per block and container (plus, at most once a second, the write that finds the second
 used up), and every second has its own key: no item is written by every delivery.
+
+A container's records may run on threads (deliver's batch): each target's circuit copy and lease are
+read and changed under that target's lock, held across the call that refreshes them, so the threads
+of a cold container read the circuit once, lease one block at a time, and never hand a slot out twice.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,19 +69,30 @@ class DynamoGuards(DynamoTable):
         super().__init__(table, client)
         self._circuits: dict[str, tuple[CircuitState, float]] = {}  # target -> (state, when learnt)
         self._leases: dict[str, _Lease] = {}
+        self._locks: dict[str, threading.Lock] = {}  # target -> the lock of its copy and its lease
+        self._serial: dict[str, threading.Lock] = {}  # target -> held across a delivery while it fails
+
+    def _lock(self, target: str) -> threading.Lock:
+        return self._locks.setdefault(target, threading.Lock())  # setdefault: one step, one lock a target
 
     @staticmethod
     def _key(kind: str, target: str, sk: str) -> dict[str, Any]:
         return {"pk": {"S": f"ops#{kind}#{target}"}, "sk": {"S": sk}}
 
+    def one_at_a_time(self, target: TargetConfig) -> threading.Lock:
+        """The lock a container's deliveries to a failing target hold across their call: while its circuit
+        shows failures, one delivery at a time decides and the next learns its verdict (see the handler)."""
+        return self._serial.setdefault(target.name, threading.Lock())
+
     # ---- circuit -------------------------------------------------------------------------------
     def circuit(self, target: TargetConfig, now: float) -> CircuitState:
         """The target's circuit as this container knows it: read from the table when its copy is older
         than ``target.circuit.cache_seconds``."""
-        cached = self._circuits.get(target.name)
-        if cached is not None and 0 <= now - cached[1] < target.circuit.cache_seconds:
-            return cached[0]
-        return self._learn(target.name, self.stored(target.name), now)
+        with self._lock(target.name):  # one read for the threads that find the copy old
+            cached = self._circuits.get(target.name)
+            if cached is not None and 0 <= now - cached[1] < target.circuit.cache_seconds:
+                return cached[0]
+            return self._learn(target.name, self.stored(target.name), now)
 
     def stored(self, target: str) -> CircuitState:
         """The circuit item as it is in the table now (no cache)."""
@@ -88,6 +106,10 @@ class DynamoGuards(DynamoTable):
     def failed(self, target: TargetConfig, now: float) -> CircuitState:
         """Count a failure; open the circuit when the threshold is reached and it is not open already (a
         failure another container saw may have opened it). The new state, also this container's copy."""
+        with self._lock(target.name):
+            return self._failed(target, now)
+
+    def _failed(self, target: TargetConfig, now: float) -> CircuitState:
         updated = self.client.update_item(
             TableName=self.table,
             Key=self._key("circuit", target.name, "CIRCUIT"),
@@ -122,6 +144,10 @@ class DynamoGuards(DynamoTable):
 
     def succeeded(self, target: TargetConfig, now: float) -> None:
         """Close the circuit: written only when this container's copy shows failures to reset."""
+        with self._lock(target.name):
+            self._succeeded(target, now)
+
+    def _succeeded(self, target: TargetConfig, now: float) -> None:
         cached = self._circuits.get(target.name)
         if cached is None or not cached[0].failures:
             return
@@ -145,6 +171,10 @@ class DynamoGuards(DynamoTable):
         limit = target.rate_limit_per_second
         if limit is None:
             return True
+        with self._lock(target.name):  # the check and the spending of a slot as one step
+            return self._take(target, limit, now)
+
+    def _take(self, target: TargetConfig, limit: int, now: float) -> bool:
         second = int(now)
         lease = self._leases.get(target.name)
         if lease is None or lease.second != second:

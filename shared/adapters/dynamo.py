@@ -37,16 +37,22 @@ class DynamoTable:
             request: dict[str, Any] = {self.table: {"Keys": list(keys[start : start + BATCH_GET_MAX])}}
             if consistent:
                 request[self.table]["ConsistentRead"] = True
-            for attempt in range(BATCH_GET_ATTEMPTS):
-                response = self.client.batch_get_item(RequestItems=request)
-                found.extend(response["Responses"].get(self.table, []))
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            if request:
-                raise RuntimeError(f"DynamoDB left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts; retry later")
+            found.extend(self.batch_get_request(request))
         return found
+
+    def batch_get_request(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """The items one BatchGetItem request (``RequestItems``, any tables) finds; keys DynamoDB leaves
+        unprocessed (throttling) are asked again with a backoff, a few times, then RuntimeError."""
+        found: list[dict[str, Any]] = []
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            response = self.client.batch_get_item(RequestItems=request)
+            for items in response["Responses"].values():
+                found.extend(items)
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+            time.sleep(0.05 * 2**attempt)
+        raise RuntimeError(f"DynamoDB left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts; retry later")
 
 
 # What DynamoDB bills (developerguide/CapacityUnitCalculations.html): an item's size is the sum of its

@@ -109,8 +109,8 @@ class EventBus:
 
 
 class EventsRefused(Exception):
-    """EventBridge did not take some of a record's events: the record is retried (all its events put
-    again; downstream is idempotent)."""
+    """EventBridge (or, for normalise's observations, their SQS queue) did not take some of a record's
+    events: the record is retried (all its events sent again; downstream is idempotent)."""
 
     def __init__(self, reasons: Sequence[str]) -> None:
         super().__init__("; ".join(reasons))

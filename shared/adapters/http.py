@@ -23,6 +23,11 @@ still pending then is left behind in its own thread. A caller may pass an earlie
 ``deadline`` (e.g. ``deadline_from(lambda_context)``: the invocation's end minus a reserve to record
 the failure). An answer larger than ``max_response_bytes`` is not read further. Both come back as the
 "no answer" status 599 (retriable) with ``failure`` saying which.
+
+One client serves a container's threads (deliver's batch on threads): its pools are made under a lock,
+and each keeps as many idle connections per host as the caller says calls run at once
+(``connections``): a call beyond what a pool keeps opens a connection (and a TLS handshake) of its own
+and drops it afterwards.
 """
 
 from __future__ import annotations
@@ -35,7 +40,6 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from functools import cached_property
 from http.client import HTTPException
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
@@ -322,25 +326,27 @@ class SafeHttp:
         resolver: Resolver = _resolve,
         address_allowed: Callable[[str], bool] = is_public,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        connections: int = 2,
     ) -> None:
         """``allow_loopback``: the loopback ports that may be called (the sandbox's own fake servers),
         over plain HTTP too; empty (as deployed): no loopback address and no plain HTTP. Never
         link-local, metadata or private addresses. ``resolver`` and ``address_allowed`` are replaceable
-        for tests."""
+        for tests. ``connections``: the connections kept per host, as many as the calls made at once."""
         if isinstance(allow_loopback, bool) or not all(
             isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in allow_loopback
         ):
             raise TypeError("allow_loopback takes the loopback ports that may be called (1-65535), not a flag")
+        if connections < 1:
+            raise ValueError("connections must be at least 1")
         self.loopback_ports = frozenset(allow_loopback)
         self.allow_http = bool(self.loopback_ports)
         self.resolver = resolver
         self.address_allowed = address_allowed
         self.max_response_bytes = max_response_bytes
+        self.connections = connections
         self.clock = time.monotonic
-
-    @cached_property
-    def _pools(self) -> dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool]:
-        return {}
+        self._pools: dict[tuple[str, str, int, str], urllib3.HTTPConnectionPool] = {}
+        self._pools_lock = threading.Lock()
 
     def _allowed(self, address: str, port: int) -> bool:
         return self.address_allowed(address) or (port in self.loopback_ports and is_loopback(address))
@@ -385,14 +391,20 @@ class SafeHttp:
 
     def _pool(self, scheme: str, host: str, port: int, address: str) -> urllib3.HTTPConnectionPool:
         key = (scheme, host, port, address)
-        if key not in self._pools:
-            if scheme == "https":
-                self._pools[key] = _TlsPool(
-                    address, port, server_hostname=host, assert_hostname=host, retries=False, maxsize=2
-                )
-            else:
-                self._pools[key] = _Pool(address, port, retries=False, maxsize=2)
-        return self._pools[key]
+        with self._pools_lock:  # one pool a host and address, whichever thread asks first
+            if key not in self._pools:
+                if scheme == "https":
+                    self._pools[key] = _TlsPool(
+                        address,
+                        port,
+                        server_hostname=host,
+                        assert_hostname=host,
+                        retries=False,
+                        maxsize=self.connections,
+                    )
+                else:
+                    self._pools[key] = _Pool(address, port, retries=False, maxsize=self.connections)
+            return self._pools[key]
 
     def within(self, deadline: float | None) -> BoundedHttp:
         """This client with every call bounded by ``deadline`` too, for code whose port has no

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -40,7 +41,8 @@ class DynamoMinuteSlots(DynamoTable):
     uncontended (the caller remembers the item it wrote) and the function needs no more than UpdateItem
     on ``ops#wecom#*``. Seen items only ever gain sends, so a remembered item that shows the window full
     is full. A caller that loses ``attempts`` races in a row is told no slot (the message waits; it is
-    never sent over the limit).
+    never sent over the limit). A container's threads (deliver's batch on threads) take one robot's slots
+    one at a time under its lock: they never race each other's writes, only other containers'.
 
     Slot time is not arrival time. The robot counts a message when it arrives, which is up to ``lag``
     after its slot's time (the caller takes the slot with the current time right before each send, and
@@ -67,10 +69,15 @@ class DynamoMinuteSlots(DynamoTable):
         self.window = (window + lag).total_seconds()  # the counting window (see above)
         self.attempts = attempts
         self._seen: dict[str, dict[str, AttributeValueTypeDef]] = {}  # robot -> the item as this caller last saw it
+        self._locks: dict[str, threading.Lock] = {}  # robot -> its lock (this container's threads)
 
     def take(self, robot: str, now: datetime) -> bool:
         """A slot for a message sent to ``robot`` now (``now``: the current time, taken right before the
         send, never a batch's start)."""
+        with self._locks.setdefault(robot, threading.Lock()):
+            return self._take(robot, now)
+
+    def _take(self, robot: str, now: datetime) -> bool:
         at = now.timestamp()
         for attempt in range(self.attempts):
             item = self._seen.get(robot)

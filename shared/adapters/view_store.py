@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from shared.adapters.dynamo import BATCH_GET_ATTEMPTS, BATCH_GET_MAX, DynamoTable
+from shared.adapters.dynamo import BATCH_GET_MAX, DynamoTable
 from shared.read.view import (
     ALIAS_SK,
     ENTITY_PREFIX,
@@ -366,16 +366,7 @@ class DynamoViewStore(DynamoTable):
             for pk, sk in unique[start : start + BATCH_GET_MAX]:
                 table = self.state_table if IDENTITY_KEY_MARK in pk else self.table
                 request.setdefault(table, {"Keys": []})["Keys"].append(_key(pk, sk))
-            for attempt in range(BATCH_GET_ATTEMPTS):
-                response = self.client.batch_get_item(RequestItems=request)
-                for items in response["Responses"].values():
-                    found.extend(items)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(0.05 * 2**attempt)
-            if request:
-                raise RuntimeError(f"DynamoDB left keys unprocessed after {BATCH_GET_ATTEMPTS} attempts; retry later")
+            found.extend(self.batch_get_request(request))
         return found
 
     def entities(self, tenant: str, customer_id: str) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -207,6 +208,7 @@ def retry_after(headers: dict[str, str]) -> int | None:
 
 
 _TOKENS: dict[str, tuple[str, float]] = {}  # target -> (bearer token, expires at): per warm container
+_TOKEN_LOCKS: dict[str, threading.Lock] = {}  # target -> its lock: a batch's threads fetch one token, not one each
 
 
 def delivery_id(tenant: str, entity_type: str, entity_id: str, version: int, target: str) -> str:
@@ -259,6 +261,13 @@ def auth_headers(
 
 
 def _token(target: TargetConfig, auth: OAuth2ClientCredentials, credentials: dict[str, Any], http: HttpPort) -> str:
+    with _TOKEN_LOCKS.setdefault(target.name, threading.Lock()):
+        return _fetch_token(target, auth, credentials, http)
+
+
+def _fetch_token(
+    target: TargetConfig, auth: OAuth2ClientCredentials, credentials: dict[str, Any], http: HttpPort
+) -> str:
     cached = _TOKENS.get(target.name)
     if cached and cached[1] > time.time():
         return cached[0]

@@ -242,7 +242,10 @@ def test_the_customer_view_is_a_table_of_its_own_written_by_project_alone_and_re
     cfg = load_environment(env)
     view_name, state_name = cfg.resource("view"), cfg.resource("state")
     props = by_name(template, "AWS::DynamoDB::Table", "TableName")[view_name]["Properties"]
-    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    # on demand, or provisioned where the environment says (prod: see the auto-scaling test)
+    assert props.get("BillingMode", "PROVISIONED") == (
+        "PROVISIONED" if "view" in cfg.table_capacity else "PAY_PER_REQUEST"
+    )
     assert [k["AttributeName"] for k in props["KeySchema"]] == ["pk", "sk"]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}  # tombstones
     assert "StreamSpecification" not in props  # nothing consumes its changes
@@ -639,7 +642,7 @@ def test_prod_is_sized_for_the_peak_as_cdk_json_says(templates: dict[str, Any]) 
             batching.window_seconds,
         )
     assert by_queue["aftersync-prod-orders"]["ScalingConfig"]["MaximumConcurrency"] == 85
-    assert by_queue["aftersync-prod-deliver-crm"]["ScalingConfig"]["MaximumConcurrency"] == 550
+    assert by_queue["aftersync-prod-deliver-crm"]["ScalingConfig"]["MaximumConcurrency"] == 160
     assert by_queue["aftersync-prod-alarms"]["ScalingConfig"]["MaximumConcurrency"] == 2
     streams = {
         fn: m["Properties"]
@@ -862,3 +865,72 @@ def test_a_function_that_defers_records_may_send_their_copies_back_to_its_own_qu
         assert sends_to(templates["dev"], "deliver", cfg.resource(f"deliver-{target.name}"), "dev")
     assert sends_to(templates["dev"], "notify", cfg.resource("alarms"), "dev")  # waiting for a robot's minute
     assert not sends_to(templates["dev"], "sync", cfg.resource("orders"), "dev")  # it never defers
+
+
+def test_prod_s_state_and_view_tables_are_provisioned_with_auto_scaling_and_the_dedupe_table_on_demand(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    for env in ("dev", "staging", "prod"):
+        cfg, template = load_environment(env), templates[env]
+        tables = {
+            v["Properties"]["TableName"]: v["Properties"] for v in resources(template, "AWS::DynamoDB::Table").values()
+        }
+        # ingest's dedupe record is written before the ack: never provisioned, so never throttled there
+        assert tables[cfg.resource("idempotency")]["BillingMode"] == "PAY_PER_REQUEST"
+        scaled: dict[tuple[str, str], tuple[int, int, float]] = {}
+        targets = resources(template, "AWS::ApplicationAutoScaling::ScalableTarget")
+        for target_id, target in targets.items():
+            p = target["Properties"]
+            [policy] = [
+                v["Properties"]
+                for v in resources(template, "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+                if v["Properties"]["ScalingTargetId"] == {"Ref": target_id}
+            ]
+            table = next(
+                k for k, v in tables.items() if {"Ref": table_id(template, k)} in p["ResourceId"]["Fn::Join"][1]
+            )
+            config = policy["TargetTrackingScalingPolicyConfiguration"]
+            metric = config["PredefinedMetricSpecification"]["PredefinedMetricType"]
+            dimension = p["ScalableDimension"].rsplit(":", 1)[1]
+            assert metric == f"DynamoDB{'Write' if dimension == 'WriteCapacityUnits' else 'Read'}CapacityUtilization"
+            scaled[(table, dimension)] = (p["MinCapacity"], p["MaxCapacity"], config["TargetValue"])
+        expected: dict[tuple[str, str], tuple[int, int, float]] = {}
+        for which, capacity in cfg.table_capacity.items():
+            name = cfg.resource(which)
+            assert tables[name].get("BillingMode", "PROVISIONED") == "PROVISIONED"  # (CloudFormation's default)
+            assert tables[name]["ProvisionedThroughput"] == {
+                "ReadCapacityUnits": capacity.read.min,
+                "WriteCapacityUnits": capacity.write.min,
+            }
+            target = float(capacity.target_utilization_percent)
+            expected[(name, "WriteCapacityUnits")] = (capacity.write.min, capacity.write.max, target)
+            expected[(name, "ReadCapacityUnits")] = (capacity.read.min, capacity.read.max, target)
+        for which in {"state", "view"} - set(cfg.table_capacity):
+            assert tables[cfg.resource(which)]["BillingMode"] == "PAY_PER_REQUEST"
+        assert scaled == expected, env
+    prod = load_environment("prod")
+    assert set(prod.table_capacity) == {"state", "view"}
+
+
+def test_normalise_sends_to_the_domain_queues_and_the_quarantine_and_puts_nothing_on_the_bus(
+    templates: dict[str, dict[str, Any]],
+) -> None:
+    template, cfg = templates["prod"], load_environment("prod")
+    queue_names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+    functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    role = functions[cfg.resource("normalise")]["Properties"]["Role"]["Fn::GetAtt"][0]
+    sends: set[str] = set()
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            assert not [a for a in actions if a.startswith("events:")]
+            if "sqs:SendMessage" in actions:
+                named = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                sends |= {queue_names[r["Fn::GetAtt"][0]] for r in named}
+    # (and its own DLQ, where it moves a record itself on its last attempt)
+    expected = ("orders", "after-sales", "logistics", "tickets", "quarantine", "inbox-dlq")
+    assert sends == {cfg.resource(q) for q in expected}
+    variables = functions[cfg.resource("normalise")]["Properties"]["Environment"]["Variables"]
+    assert Env.EVENT_BUS not in variables and Env.OBSERVED_QUEUE_URLS in variables

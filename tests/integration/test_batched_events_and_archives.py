@@ -1,4 +1,5 @@
-"""Issue 15: PutEvents batched across a batch's records (≤ 10 entries a call), partial failures exact;
+"""Issue 15: normalise's observations sent to their domain queue in SendMessageBatch calls across a
+batch's records (≤ 10 a call), publish's PutEvents likewise (≤ 10 entries a call), partial failures exact;
 the raw archive written by normalise as one batch object per inbox batch before the ack; replay over
 batch objects; audit records archived as batch objects and still found by the trail. All through the
 real handlers on moto."""
@@ -93,10 +94,30 @@ def put_events_calls(client: Any, reject_marker: str | None = None) -> Iterator[
         client.meta.events.unregister("provide-client-params.events.PutEvents", count)
 
 
-def normalise_bus() -> Any:
+@contextmanager
+def send_batch_calls(client: Any, reject_marker: str | None = None) -> Iterator[list[int]]:
+    """The messages of each SendMessageBatch call ``client`` makes. With ``reject_marker``, a message
+    whose body holds it is sent with an invalid delay, so SQS (moto) refuses that message alone."""
+    calls: list[int] = []
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        calls.append(len(params["Entries"]))
+        if reject_marker:
+            for entry in params["Entries"]:
+                if reject_marker in entry["MessageBody"]:
+                    entry["DelaySeconds"] = 901
+
+    client.meta.events.register("provide-client-params.sqs.SendMessageBatch", count)
+    try:
+        yield calls
+    finally:
+        client.meta.events.unregister("provide-client-params.sqs.SendMessageBatch", count)
+
+
+def normalise_sender() -> Any:
     from functions.normalise import handler as normalise
 
-    return normalise.ports().bus.client
+    return normalise.ports().domains.client
 
 
 def raw_objects(stack: Stack) -> dict[str, list[str]]:
@@ -107,7 +128,7 @@ def raw_objects(stack: Stack) -> dict[str, list[str]]:
 
 
 # -- normalise ------------------------------------------------------------------------------------
-def test_a_batch_of_ten_records_puts_its_23_events_in_three_calls(
+def test_a_batch_of_ten_records_sends_its_23_observations_in_three_calls(
     stack: Stack, sandbox_secrets: dict[str, Any]
 ) -> None:
     # Given 10 inbox messages carrying 1..4 stock movements each (23 observations)
@@ -116,34 +137,47 @@ def test_a_batch_of_ten_records_puts_its_23_events_in_three_calls(
     records = receive_batch(stack)
     assert len(records) == 10
     # When normalise gets them as one batch
-    with put_events_calls(normalise_bus()) as calls:
+    with send_batch_calls(normalise_sender()) as calls:
         answer = stack.functions.invoke("normalise", {"Records": records})
-    # Then the 23 events go out in 3 calls of 10, 10 and 3 entries (not 10 calls, one per record)
+    # Then the 23 observations go to the after-sales queue in 3 calls of 10, 10 and 3 messages (not 10
+    # calls, one per record)
     assert answer == {"batchItemFailures": []}
     assert calls == [10, 10, 3]
     assert stack.depth("after-sales") == 23
+    # each as the EventBridge event the bus's rule would have delivered: what sync reads
+    [message] = boto3.client("sqs").receive_message(QueueUrl=stack.resources.queue_urls["after-sales"])["Messages"]
+    event = json.loads(message["Body"])
+    assert {k: v for k, v in event.items() if k not in ("id", "time", "detail")} == {
+        "version": "0",
+        "detail-type": "stock.observed",
+        "source": "aftersync",
+        "account": "123456789012",
+        "region": stack.cfg.region,
+        "resources": [],
+    }
+    assert event["detail"]["entity_type"] == "stock"
 
 
-def test_a_rejected_entry_fails_only_its_record_and_its_retry_puts_all_its_events(
+def test_a_refused_message_fails_only_its_record_and_its_retry_sends_all_its_observations(
     stack: Stack, sandbox_secrets: dict[str, Any]
 ) -> None:
-    # Given 8 good messages, one whose 3 events include one EventBridge rejects, and one not an envelope
+    # Given 8 good messages, one whose 3 observations include one SQS refuses, and one not an envelope
     for n in range(8):
         wms_batch(stack, sandbox_secrets, n, 2)
     wms_batch(stack, sandbox_secrets, 8, 3)
     SqsQueue(stack.resources.queue_urls["inbox"]).send('{"not": "an inbox envelope"}')
     records = receive_batch(stack)
     [rejected] = [r for r in records if '"msg_8"' in r["body"]]
-    # When normalise puts the batch's 19 events and EventBridge rejects the entry for SKU 8-1
-    with put_events_calls(normalise_bus(), reject_marker="SKU-8-1@") as calls:
+    # When normalise sends the batch's 19 observations and SQS refuses the message for SKU 8-1
+    with send_batch_calls(normalise_sender(), reject_marker="SKU-8-1@") as calls:
         answer = stack.functions.invoke("normalise", {"Records": records})
     # Then exactly that record is reported failed; the junk one is quarantined, not failed; the rest went out
     assert answer == {"batchItemFailures": [{"itemIdentifier": rejected["messageId"]}]}
     assert calls == [10, 9]
     assert stack.depth("quarantine") == 1
     assert stack.depth("after-sales") == 18  # 16 from the good records, 2 of the rejected record's 3
-    # And when the record comes back alone, all 3 of its events are put again (downstream is idempotent)
-    with put_events_calls(normalise_bus()) as calls:
+    # And when the record comes back alone, all 3 of its observations are sent again (sync is idempotent)
+    with send_batch_calls(normalise_sender()) as calls:
         assert stack.functions.invoke("normalise", {"Records": [rejected]}) == {"batchItemFailures": []}
     assert calls == [3]
     assert stack.depth("after-sales") == 21
@@ -176,7 +210,7 @@ def test_when_the_archive_write_fails_the_whole_batch_fails_and_nothing_goes_out
     for key in S3Archive(bucket).keys(""):
         s3.delete_object(Bucket=bucket, Key=key)
     s3.delete_bucket(Bucket=bucket)  # the archive is unavailable
-    with put_events_calls(normalise_bus()) as calls, pytest.raises(Exception, match="NoSuchBucket"):
+    with send_batch_calls(normalise_sender()) as calls, pytest.raises(Exception, match="NoSuchBucket"):
         stack.functions.invoke("normalise", {"Records": records})
     assert (calls, stack.depth("after-sales"), stack.depth("quarantine")) == ([], 0, 0)
     # When the batch comes back with the archive there again, it is archived and goes out

@@ -6,6 +6,7 @@ exact whatever the machine's speed.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -199,3 +200,71 @@ def test_two_concurrent_containers_never_send_more_than_the_limit_in_any_second_
         for s in range(seconds):
             second = int(T0) + s
             assert writes[n][second] <= math.ceil(sends[n][second] / limited.token_block()) + 1
+
+
+@pytest.fixture
+def switching() -> Iterator[None]:
+    """Threads switched as often as the interpreter can: a check and its update that are not one step
+    interleave in a test run, not only under a production load."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def hammer(threads: int, work: Any) -> None:
+    """``work()`` on ``threads`` threads started together; a failure in one is raised here."""
+    start = threading.Barrier(threads, timeout=30)
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            start.wait()
+            work()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failures.append(exc)
+
+    pool = [threading.Thread(target=run) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert failures == []
+
+
+def test_one_container_s_threads_never_get_a_slot_twice_and_lose_none(table: None, switching: None) -> None:
+    # Given one container (deliver's records of a batch on threads) and a target limited to 20 a second
+    limited, container = target(name="erp", rate_limit_per_second=20), Container()
+    assert limited.token_block() == 10
+    granted: list[int] = []
+
+    def take_until_refused() -> None:
+        for _ in range(50):
+            if container.guards.take(limited, T0 + 0.5):
+                granted.append(1)  # list.append: one step, whatever the switching
+
+    # When 8 threads take slots of one second at once, more than the limit
+    hammer(8, take_until_refused)
+    # Then exactly the limit was handed out (never a slot twice, no leased slot lost), with one write per
+    # block of 10 (the second block's write tells the container the second is used up)
+    assert len(granted) == 20
+    assert container.calls == {"UpdateItem": 2}
+    assert container.guards.take(limited, T0 + 0.9) is False
+    assert container.calls == {"UpdateItem": 2}  # the used-up second is known: no further write
+
+
+def test_one_container_s_threads_read_a_cold_circuit_once(table: None, switching: None) -> None:
+    crm, container = target(), Container()
+    seen: list[CircuitState] = []
+    hammer(8, lambda: seen.extend(container.guards.circuit(crm, T0) for _ in range(5)))
+    assert seen == [CircuitState()] * 40
+    assert container.calls == {"GetItem": 1}
+
+
+def test_one_container_s_threads_failing_together_count_every_failure_and_open_once(
+    table: None, switching: None
+) -> None:
+    crm, container = target(), Container()  # opens at 3 failures
+    hammer(6, lambda: container.guards.failed(crm, T0))
+    assert container.guards.stored("crm") == CircuitState(failures=6, open_until=T0 + 30, opens=1)
+    assert container.guards.circuit(crm, T0 + 1) == CircuitState(failures=6, open_until=T0 + 30, opens=1)

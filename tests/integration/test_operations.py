@@ -131,6 +131,7 @@ def _deploy_outputs(stack: Stack) -> None:
         "StateTable": {"Value": refs.state_table},
         "ArchiveBucket": {"Value": refs.archive_bucket},
         "IdempotencyTable": {"Value": refs.idempotency_table},
+        "ViewTable": {"Value": refs.view_table},
     }
     for purpose, url in stack.resources.queue_urls.items():
         outputs[f"Queue{purpose.title().replace('-', '')}"] = {"Value": url, "Description": f"queue:{purpose}"}

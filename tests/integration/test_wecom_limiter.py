@@ -4,6 +4,7 @@ under concurrent callers, and the notifier keeps to it through the real limiter.
 from __future__ import annotations
 
 import random
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -224,3 +225,33 @@ def test_an_item_written_by_the_counter_version_is_counted_and_then_taken_over(s
     assert DynamoMinuteSlots(TABLE).take("oncall", START + timedelta(seconds=31)) is False
     item = client.get_item(TableName=TABLE, Key=key)["Item"]
     assert "version" not in item and len(item["rev"]["S"]) == 32 and len(item["sent"]["L"]) == 20
+
+
+def test_one_container_s_threads_share_its_limiter_without_racing_each_other(slots: DynamoMinuteSlots) -> None:
+    # Given one container's limiter shared by deliver's threads (a batch's records on threads)
+    writes: list[str] = []
+    slots.client.meta.events.register("before-call.dynamodb.UpdateItem", lambda **_: writes.append("UpdateItem"))
+    granted: list[datetime] = []
+    barrier = threading.Barrier(8, timeout=30)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switched as often as the interpreter can
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        for i in range(10):
+            at = START + timedelta(seconds=30, milliseconds=n * 10 + i)
+            if slots.take("oncall", at):
+                granted.append(at)  # list.append: one step
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(before)
+    # Then exactly 20 slots, each with one write: no thread lost a race to another of the same container
+    # (the refusals after the 20th need no write: the container's copy shows the window full)
+    assert len(granted) == MESSAGES_PER_MINUTE
+    assert writes == ["UpdateItem"] * MESSAGES_PER_MINUTE

@@ -11,6 +11,7 @@ import pytest
 
 from ops.replay import ReplaySelection, batch_in_window
 from shared.adapters.events import PUT_EVENTS_MAX_BYTES, EventBus, OwnedEntry, chunks, entry_size
+from shared.adapters.routed_queues import RoutedQueues
 from shared.adapters.s3 import decode_lines, encode_lines
 from shared.intake.raw_archive import Received, batch_id, raw_batch_objects
 from shared.models import InboxMessage
@@ -60,6 +61,68 @@ def test_a_refused_entry_or_a_failed_call_fails_exactly_the_records_it_carried()
         "m10": "PutEvents failed: ConnectionError",
         "m11": "PutEvents failed: ConnectionError",
         "m0": "PutEvents failed: ConnectionError",
+    }
+
+
+class FakeSqs:
+    """Answers SendMessageBatch as SQS does; refuses a message whose body holds ``reject``, and fails a
+    whole call holding ``fail``."""
+
+    class meta:  # (boto3's client.meta)
+        region_name = "eu-west-1"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        self.calls.append((QueueUrl.rsplit("/", 1)[1], [e["MessageBody"] for e in Entries]))
+        if any("fail" in e["MessageBody"] for e in Entries):
+            raise ConnectionError("no answer")
+        failed = [{"Id": e["Id"], "Code": "InternalError"} for e in Entries if "reject" in e["MessageBody"]]
+        return {"Successful": [{"Id": e["Id"]} for e in Entries if "reject" not in e["MessageBody"]], "Failed": failed}
+
+
+def test_observations_go_to_their_queue_in_calls_of_ten_as_the_bus_would_deliver_them() -> None:
+    client = FakeSqs()
+    urls = {
+        "order.observed": "https://sqs.eu-west-1.amazonaws.com/111122223333/orders",
+        "ticket.observed": "https://sqs.eu-west-1.amazonaws.com/111122223333/tickets",
+    }
+    queues = RoutedQueues(urls, client)  # type: ignore[arg-type]
+    entries = [OwnedEntry(f"m{i}", "order.observed", json.dumps({"n": i, "s": "\u0001"})) for i in range(12)]
+    entries += [OwnedEntry("m12", "ticket.observed", '{"n": 12}'), OwnedEntry("m13", "refund.observed", "{}")]
+    failed = queues.send_owned("aftersync", entries)
+    assert [(queue, len(bodies)) for queue, bodies in client.calls] == [("orders", 10), ("orders", 2), ("tickets", 1)]
+    assert failed == {"m13": "no queue for refund.observed"}  # a type nobody routes fails its record
+    event = json.loads(client.calls[0][1][3])
+    assert {k: v for k, v in event.items() if k not in ("id", "time")} == {
+        "version": "0",
+        "detail-type": "order.observed",
+        "source": "aftersync",
+        "account": "111122223333",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {"n": 3, "s": "\u0001"},
+    }
+    assert len({json.loads(body)["id"] for _, bodies in client.calls for body in bodies}) == 13
+
+
+def test_a_refused_message_a_failed_call_or_an_oversized_one_fails_exactly_its_records() -> None:
+    client = FakeSqs()
+    queues = RoutedQueues({"t": "https://sqs.eu-west-1.amazonaws.com/1/q"}, client)  # type: ignore[arg-type]
+    entries = [OwnedEntry(f"m{i}", "t", json.dumps({"n": i})) for i in range(10)]  # call 1: m0..m9
+    entries[3] = OwnedEntry("m3", "t", json.dumps({"n": "reject"}))
+    entries += [OwnedEntry("m10", "t", '{"n": 10}'), OwnedEntry("m11", "t", '{"n": "fail"}')]  # call 2
+    entries += [OwnedEntry("m0", "t", '{"n": "again"}')]  # m0's second event, also in call 2
+    entries += [OwnedEntry("m12", "t", json.dumps({"x": "a" * 300_000}))]  # over 256 KiB: no call
+    failed = queues.send_owned("aftersync", entries)
+    assert [len(bodies) for _, bodies in client.calls] == [10, 3]
+    assert failed == {
+        "m3": "SQS refused the message: InternalError",
+        "m10": "SendMessageBatch failed: ConnectionError",
+        "m11": "SendMessageBatch failed: ConnectionError",
+        "m0": "SendMessageBatch failed: ConnectionError",
+        "m12": "an event of 300197 bytes is over SQS's limit",
     }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from infra.config import load_environment
+from infra.config import ProvisionedTable, load_environment
 from ops.capacity import (
     Assumptions,
     CapacityInputs,
@@ -28,6 +28,7 @@ from ops.capacity import (
     cost_per_million,
     first_binding,
     load_inputs,
+    provisioned_units,
     schedule_for,
     simulate,
     steady,
@@ -293,3 +294,69 @@ def test_an_ingest_putting_every_webhook_under_time_ordered_keys_is_held_to_one_
     assert isinstance(run, dict)
     assert (run["offered"], run["acked"]) == (600_000, 210_000)
     assert run["not_acked_by"] == {"S3 PUT rate of ingest's busiest prefix (503 before the ack)": 390_000}
+
+
+def test_a_provisioned_table_costs_the_units_auto_scaling_keeps_at_the_rate() -> None:
+    inputs = stage_inputs(
+        10, dynamodb={"state": TableUse(wru_per_record=4, rru_per_record=2), "idem": TableUse(wru_per_record=1)}
+    )
+    provisioned = ProvisionedTable.model_validate(
+        {"write": {"min": 100, "max": 5_000}, "read": {"min": 50, "max": 10_000}, "target_utilization_percent": 80}
+    )
+    on_demand = Model(
+        "test",
+        "eu-west-1",
+        (Stage("sync", "ingest", 1.0, inputs, Sizing("sqs", 2048, 10, 0, 10)),),
+        1_000,
+        1_000,
+        Quotas(),
+        Quotas(),
+        BARE,
+    )
+    model = replace(on_demand, provisioned={"state": provisioned})
+    p = model.prices
+    # 1,000 webhooks/s: 4,000 WRU/s and 2,000 RRU/s on the state table -> 5,000 WCU and 2,500 RCU at 80 %
+    assert provisioned_units(model, 1_000) == {"state": (5_000, 2_500)}
+    hour = 1_000 * 3600
+    assert cost_per_million(model, 1_000)["DynamoDB"] == pytest.approx(
+        p.dynamodb_per_million_wru  # the on-demand table's 1 WRU a webhook
+        + (5_000 * p.dynamodb_wcu_hour + 2_500 * p.dynamodb_rcu_hour) / hour * 1_000_000
+    )
+    # the same units cost well under on demand's 4 WRU + 2 RRU a webhook at a steady rate
+    assert cost_per_million(model, 1_000)["DynamoDB"] < 0.5 * cost_per_million(on_demand)["DynamoDB"]
+    # at 10 webhooks/s auto scaling keeps the minimum: an hour of it over far fewer webhooks
+    assert provisioned_units(model, 10) == {"state": (100, 50)}
+    # past the maximum: priced as the units the rate needs, and the limit says the maximum is over
+    assert provisioned_units(model, 2_000) == {"state": (10_000, 5_000)}
+    _, limits = steady(model, 2_000)
+    over = {lim.what: lim.status for lim in limits if "provisioned" in lim.what}
+    assert over == {
+        "DynamoDB state table provisioned WCU (auto scaling max)": "OVER",
+        "DynamoDB state table provisioned RCU (auto scaling max)": "ok",
+    }
+    with pytest.raises(ValueError, match="depends on the rate"):
+        cost_per_million(model)
+
+
+def test_prod_provisions_the_state_and_view_tables_and_fits_the_peak_within_their_maximum() -> None:
+    cfg = load_environment("prod")
+    assert set(cfg.table_capacity) == {"state", "view"}
+    model = build_model(cfg, load_inputs(), peak_rate=2_300)
+    _, limits = steady(model, 2_300)
+    provisioned = [lim for lim in limits if "provisioned" in lim.what]
+    assert len(provisioned) == 4 and all(lim.status == "ok" for lim in provisioned)
+
+
+def test_the_command_prints_what_auto_scaling_keeps_at_the_rate_and_prices_a_burst_from_quiet_at_it() -> None:
+    cfg = load_environment("prod")
+    for args, priced_at in ((["--rate", "2300"], 2300), (["--rate", "0", "--burst", "5000"], 5000)):
+        result = CliRunner().invoke(app, ["capacity", "--env", "prod", *args, "--json"])
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.output)
+        model = build_model(cfg, load_inputs(), peak_rate=priced_at)
+        assert document["cost_priced_at_webhooks_per_second"] == priced_at
+        assert document["provisioned_units_at_rate"] == {
+            table: {"wcu": wcu, "rcu": rcu, "target_utilization_percent": 70}
+            for table, (wcu, rcu) in provisioned_units(model, priced_at).items()
+        }
+        assert set(document["provisioned_units_at_rate"]) == {"state", "view"}

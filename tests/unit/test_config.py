@@ -53,6 +53,26 @@ def write_cdk_json(tmp_path: Path, mutate: dict[str, object]) -> Path:
             {"targets": [{"name": "crm", "entity_types": ["order"]}]},
             "targets.0: Value error, url: a http target needs one",
         ),
+        (
+            {"table_capacity": {"state": {"write": {"min": 500, "max": 100}, "read": {"min": 1, "max": 10}}}},
+            "table_capacity.state.write: Value error, min 500 is above max 100",
+        ),
+        (  # ingest writes it before the ack: a throttle there would be a 5xx to the platform
+            {"table_capacity": {"idempotency": {"write": {"min": 1, "max": 10}, "read": {"min": 1, "max": 10}}}},
+            r"table_capacity.idempotency.\[key\]: Input should be 'state' or 'view'",
+        ),
+        (
+            {
+                "table_capacity": {
+                    "view": {
+                        "write": {"min": 1, "max": 10},
+                        "read": {"min": 1, "max": 10},
+                        "target_utilization_percent": 95,
+                    }
+                }
+            },
+            "table_capacity.view.target_utilization_percent: Input should be less than or equal to 90",
+        ),
         (  # a call must fit an invocation with time to spare to record its failure, or nothing is ever tried
             {"consumer_timeout_seconds": 8},
             "consumer_timeout_seconds: 8 s leaves no room for target 'crm' \\(timeout 5.0 s \\+ 3 s to record "

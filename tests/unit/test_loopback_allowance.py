@@ -6,6 +6,7 @@ addresses stay refused whatever the set (issue 13 review, item 13)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
@@ -13,7 +14,7 @@ import pytest
 
 from infra.config import load_environment
 from infra.sandbox.http_servers import _Quiet, serve
-from infra.wiring import ResourceRefs, function_environment
+from infra.wiring import DOMAINS, ResourceRefs, function_environment
 from shared.adapters.http import SafeHttp, TargetRefused
 from shared.errors import ConfigurationError
 from shared.settings import AutomateSettings, DeliverSettings, NotifySettings, ReconcileSettings
@@ -102,7 +103,10 @@ def test_a_bool_is_no_allowance() -> None:
 
 def _environ(settings: type, ports: str) -> dict[str, str]:
     cfg = load_environment("dev")
-    refs = ResourceRefs(**{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__})
+    refs = ResourceRefs(
+        **{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__}
+        | {"domain_queue_urls": {domain: f"x-{domain}" for domain in DOMAINS}}
+    )
     name = {DeliverSettings: "deliver", AutomateSettings: "automate", NotifySettings: "notify"}.get(
         settings, "reconcile"
     )
@@ -130,8 +134,52 @@ def test_a_plain_http_target_needs_the_ports() -> None:
 
 def test_every_outbound_function_states_its_ports_and_none_by_default() -> None:
     cfg = load_environment("dev")
-    refs = ResourceRefs(**{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__})
+    refs = ResourceRefs(
+        **{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__}
+        | {"domain_queue_urls": {domain: f"x-{domain}" for domain in DOMAINS}}
+    )
     for name in OUTBOUND:
         assert function_environment(name, cfg, refs)[VARIABLE] == "", name
         assert function_environment(name, cfg, refs, loopback_ports=(8081, 8080))[VARIABLE] == "8080,8081", name
         assert "ALLOW_HTTP_TARGETS" not in function_environment(name, cfg, refs, loopback_ports=(8080,)), name
+
+
+def test_one_client_s_threads_keep_a_connection_each_and_make_no_more() -> None:
+    # Given a server that answers a round of calls only when all 8 are in flight at once, over kept-alive
+    # connections, and notes the connection each call came on
+    calls, rounds = 8, 3
+    in_flight = threading.Barrier(calls, timeout=30)
+    connections: set[tuple[str, int]] = set()
+
+    class Handler(_Quiet):
+        protocol_version = "HTTP/1.1"  # keep-alive, as a target's HTTPS server
+
+        def do_POST(self) -> None:
+            self._body()
+            connections.add(self.client_address)
+            in_flight.wait()
+            self._reply(200, b"{}")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    serve(server)
+    port = int(server.server_port)
+    http = SafeHttp(allow_loopback=frozenset({port}), connections=calls)  # deliver's: one a worker
+    statuses: list[int] = []
+
+    def worker() -> None:
+        for _ in range(rounds):
+            statuses.append(http.post(f"http://127.0.0.1:{port}/in", b"{}", {}, 20).status)
+
+    threads = [threading.Thread(target=worker) for _ in range(calls)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        server.shutdown()
+        server.server_close()
+    # Then every call was answered, and the 24 calls came on 8 connections: each kept for the next round
+    # (with 2 kept, 6 of every round's calls would open a connection, and a TLS handshake, of their own)
+    assert statuses == [200] * calls * rounds
+    assert len(connections) == calls

@@ -10,7 +10,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from functions.sync.handler import ConcurrentRecordsProcessor
+from functions.sync.handler import RECORD_WORKERS, entity_of
+from shared.adapters.concurrent_records import ConcurrentRecordsProcessor, makespan
 
 
 def sqs_message(message_id: str, entity: str | None) -> dict[str, Any]:
@@ -50,7 +51,9 @@ def test_records_of_different_entities_run_at_once_and_one_entity_s_records_in_a
             raise ValueError("this one fails")
         seen.append(r.message_id)
 
-    processor = ConcurrentRecordsProcessor(5, prepare=lambda: prepared.append(True))
+    processor = ConcurrentRecordsProcessor(
+        5, group_of=entity_of, workers=RECORD_WORKERS, prepare=lambda: prepared.append(True)
+    )
     answer = process_partial_response(event={"Records": batch}, record_handler=handle, processor=processor)
     # Then exactly the failed records are reported, and every other one was handled
     assert sorted(f["itemIdentifier"] for f in answer["batchItemFailures"]) == ["a2", "x1"]
@@ -70,8 +73,23 @@ def test_a_batch_about_one_entity_runs_in_order_on_the_calling_thread() -> None:
         threads.add(threading.get_ident())
         seen.append(r.message_id)
 
-    processor = ConcurrentRecordsProcessor(5, prepare=lambda: None)
+    processor = ConcurrentRecordsProcessor(5, group_of=entity_of, workers=RECORD_WORKERS, prepare=lambda: None)
     batch = [sqs_message(f"m{i}", "A") for i in range(5)]
     answer = process_partial_response(event={"Records": batch}, record_handler=handle, processor=processor)
     assert answer == {"batchItemFailures": []}
     assert (seen, threads) == (["m0", "m1", "m2", "m3", "m4"], {threading.get_ident()})
+
+
+def test_a_record_whose_entity_is_not_hashable_is_a_group_of_its_own() -> None:
+    odd = sqs_message("odd", "A")
+    odd["body"] = json.dumps({"detail": {"tenant": "t", "entity_type": "order", "entity_id": ["A"]}})
+    assert entity_of(odd) == ("record", "odd")
+    assert entity_of(sqs_message("a", "A")) == ("t", "order", "A")
+
+
+def test_makespan_is_the_busiest_worker_s_records_when_groups_go_to_the_first_free_worker() -> None:
+    assert makespan([], 8) == 0
+    assert makespan([10], 8) == 10  # one entity: one after another
+    assert makespan([1] * 10, 8) == 2  # ten entities on eight threads: two rounds
+    assert makespan([1] * 10, 10) == 1
+    assert makespan([3, 1, 1, 1], 2) == 3  # the long group on one worker, the three others on the other
