@@ -60,29 +60,31 @@ def robot_keys(secrets: dict[str, Any]) -> set[str]:
     return keys | {c["key"] for c in secrets.get("targets", {}).values() if isinstance(c.get("key"), str)}
 
 
+def create_pk_sk_table(dynamodb: Any, name: str, *, stream: bool = False) -> dict[str, Any]:
+    """A table with the state and view tables' key schema (string pk and sk, on demand), with a stream of
+    new and old images if asked (the state table's); CreateTable's answer."""
+    spec: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if stream:
+        spec["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    answer: dict[str, Any] = dynamodb.create_table(**spec)
+    return answer
+
+
 def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility_timeout: int) -> SandboxResources:
     dynamodb, sqs, s3 = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("s3")
     events, sm = boto3.client("events"), boto3.client("secretsmanager")
 
-    state = dynamodb.create_table(
-        TableName=cfg.resource("state"),
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
-    dynamodb.create_table(  # the customer view (derived: no stream; TTL on expires_at for tombstones)
-        TableName=cfg.resource("view"),
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    state = create_pk_sk_table(dynamodb, cfg.resource("state"), stream=True)
+    # the customer view (derived: no stream; TTL on expires_at for tombstones)
+    create_pk_sk_table(dynamodb, cfg.resource("view"))
     dynamodb.update_time_to_live(
         TableName=cfg.resource("view"), TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
     )

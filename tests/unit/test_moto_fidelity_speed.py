@@ -20,6 +20,7 @@ from moto.sqs import models as sqs_models
 from moto.sqs.responses import SQSResponse
 
 from infra.sandbox import moto_fidelity
+from infra.sandbox.resources import create_pk_sk_table
 
 REGION = "eu-west-1"
 
@@ -149,16 +150,7 @@ def test_stream_records_read_as_moto_serialized_them(aws: None, monkeypatch: pyt
 
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     streams = boto3.client("dynamodbstreams", region_name=REGION)
-    dynamodb.create_table(
-        TableName="t",
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_pk_sk_table(dynamodb, "t", stream=True)
     arn = dynamodb.describe_table(TableName="t")["Table"]["LatestStreamArn"]
     item = {
         "pk": {"S": "a"},

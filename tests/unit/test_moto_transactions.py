@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from infra.sandbox import moto_fidelity
+from infra.sandbox.resources import create_pk_sk_table
 
 
 @pytest.fixture
@@ -19,16 +20,7 @@ def table() -> Iterator[Any]:
     moto_fidelity.apply()
     with mock_aws():
         client = boto3.client("dynamodb", region_name="eu-west-1")
-        client.create_table(
-            TableName="t",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[
-                {"AttributeName": "pk", "AttributeType": "S"},
-                {"AttributeName": "sk", "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-        )
+        create_pk_sk_table(client, "t", stream=True)
         yield client
 
 
