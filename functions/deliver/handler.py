@@ -46,7 +46,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.circuit import DynamoGuards
+from shared.adapters.circuit import CircuitState, DynamoGuards
 from shared.adapters.concurrent_records import ConcurrentRecordsProcessor, detail_key
 from shared.adapters.dead_letter import DeadLetteringProcessor, Deferred, PermanentFailure, TryAgain
 from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
@@ -139,15 +139,17 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     target = target_of(record)
     time_enough(target, lambda_context)
     changed = EntityChanged.model_validate(EventBridgeModel.model_validate(record.json_body).detail)
-    if guards.circuit(target, time.time()).failures:
+    circuit = guards.circuit(target, time.time())  # this container's copy: read at most once per cache_seconds
+    if circuit.failures:
         # The target is failing: its deliveries go one at a time in this container, as a batch's did before
         # they ran on threads, so after the circuit's pause one delivery decides and the others learn its
         # verdict (a reopened circuit: they wait, using no attempt) instead of all trying at once.
         with guards.one_at_a_time(target):
             time_enough(target, lambda_context)  # the wait for the others' calls took some of it
-            deliver_record(record, changed, target, lambda_context)
+            # the copy again: the deliveries it waited for may have changed it
+            deliver_record(record, changed, target, guards.circuit(target, time.time()), lambda_context)
     else:
-        deliver_record(record, changed, target, lambda_context)
+        deliver_record(record, changed, target, circuit, lambda_context)
 
 
 def time_enough(target: TargetConfig, lambda_context: LambdaContext | None) -> None:
@@ -158,12 +160,15 @@ def time_enough(target: TargetConfig, lambda_context: LambdaContext | None) -> N
 
 
 def deliver_record(
-    record: SQSRecord, changed: EntityChanged, target: TargetConfig, lambda_context: LambdaContext | None
+    record: SQSRecord,
+    changed: EntityChanged,
+    target: TargetConfig,
+    circuit: CircuitState,
+    lambda_context: LambdaContext | None,
 ) -> None:
     p = ports()
     store, http, secrets, guards, robot_minutes = p.store, p.http, p.secrets, p.guards, p.robot_minutes
     now = time.time()
-    circuit = guards.circuit(target, now)  # this container's copy: read at most once per cache_seconds
     if circuit.open_for(now) > 0:
         jitter = random.uniform(0, 2)  # noqa: S311 - spreading retries, not a secret
         raise waiting(changed, target, f"circuit of {target.name} is open", circuit.open_for(now) + jitter)

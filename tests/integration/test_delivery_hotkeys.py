@@ -18,6 +18,7 @@ import pytest
 
 from infra.sandbox.demo import generated_order
 from infra.sandbox.lambda_runtime import sqs_record
+from infra.wiring import function_environment
 from tests.fakes import Clock
 from tests.integration.conftest import Stack
 
@@ -168,3 +169,35 @@ def test_a_failure_opens_the_circuit_and_the_next_delivery_in_the_container_wait
     assert counts["dynamodb:UpdateItem"] == 5 + 1  # a failure each, and the opening
     assert stack.functions.metric_totals()["RecordFailed"] == 5
     assert stack.functions.metric_totals()["RecordDeferred"] == 1
+
+
+def test_with_no_circuit_cache_a_delivery_reads_the_circuit_once(
+    stack: Stack, shopify_secret: str, monkeypatch: pytest.MonkeyPatch, calls: Calls
+) -> None:
+    # Given a target whose circuit is read before every delivery (circuit.cache_seconds 0, the old design
+    # bench/delivery_hotkeys.py measures as its baseline) and ten changes waiting for it
+    from functions.deliver import handler as deliver
+
+    targets = tuple(
+        type(t).model_validate({**t.model_dump(), "circuit": {**t.circuit.model_dump(), "cache_seconds": 0}})
+        for t in stack.cfg.targets
+    )
+    fakes = (stack.target.server.server_port, stack.robot.server.server_port, stack.shop.server.server_port)
+    environment = function_environment(
+        "deliver", stack.cfg.model_copy(update={"targets": targets}), stack.resources.refs, loopback_ports=fakes
+    )
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    for cached in (deliver.settings, deliver.ports, deliver.processor):
+        cached.cache_clear()
+    Clock(monkeypatch, Clock.next_minute_plus(0))
+    staged(stack, shopify_secret, 10)
+    [event] = batches(stack, "crm")
+    calls.take()
+    # When they are delivered to a healthy target
+    assert stack.functions.invoke("deliver", event) == {"batchItemFailures": []}
+    # Then each delivery read the circuit once, not twice
+    assert sent(stack, "crm") == 10
+    assert calls.ops_keys[("GetItem", "ops#circuit#crm")] == 10
+    for cached in (deliver.settings, deliver.ports, deliver.processor):
+        cached.cache_clear()
