@@ -29,6 +29,8 @@ class ResourceRefs:
     event_bus: str
     view_table: str  # the customer view (functions/project writes it; lookup and sidebar read it)
     domain_queue_urls: Mapping[str, str]  # by domain (DOMAINS): where normalise sends each observation
+    # by queue purpose (change_routes): where publish sends the changes each route's pattern matches
+    change_queue_urls: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,12 @@ def function_environment(
             ),
             Env.ALLOWED_LOOPBACK_PORTS: allowance,
         },
-        "publish": {Env.EVENT_BUS: refs.event_bus},
+        "publish": {
+            Env.CHANGE_ROUTES: json.dumps(
+                [{"queue": refs.change_queue_urls[r.queue_purpose], "pattern": r.pattern} for r in change_routes(cfg)],
+                separators=(",", ":"),
+            )
+        },
         "lookup": {
             Env.STATE_TABLE: refs.state_table,
             Env.VIEW_TABLE: refs.view_table,
@@ -281,7 +288,8 @@ class QueueSpec:
 
 @dataclass(frozen=True)
 class Route:
-    """An EventBridge rule from the bus to a queue."""
+    """An EventBridge pattern and the queue that takes what it matches: a rule on the bus (``routes``),
+    or a route publish evaluates itself (``change_routes``)."""
 
     purpose: str
     pattern: dict[str, object]
@@ -311,7 +319,9 @@ def queues(cfg: EnvironmentConfig) -> list[QueueSpec]:
 
 
 def routes(cfg: EnvironmentConfig) -> list[Route]:
-    result = [
+    """The bus's rules: each entity type's observations (the automation's, today) to its domain's queue.
+    normalise sends its own observations straight to the queue (it has the same map)."""
+    return [
         Route(
             domain,
             {"source": [EVENT_SOURCE], "detail-type": [DETAIL_OBSERVED.format(entity_type=t) for t in types]},
@@ -319,7 +329,12 @@ def routes(cfg: EnvironmentConfig) -> list[Route]:
         )
         for domain, types in DOMAINS.items()
     ]
-    result.append(
+
+
+def change_routes(cfg: EnvironmentConfig) -> list[Route]:
+    """Where ``entity.changed`` goes: publish evaluates these patterns (``shared.routing``) and sends each
+    change to every queue whose pattern matches, as a rule per queue on the bus would have."""
+    result = [
         Route(
             "automation",
             {
@@ -329,7 +344,7 @@ def routes(cfg: EnvironmentConfig) -> list[Route]:
             },
             "automation",
         )
-    )
+    ]
     for target in (t for t in cfg.targets if t.push_changes):
         result.append(
             Route(

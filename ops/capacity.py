@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.adapters.routed_queues import SEND_BATCH_MAX_ENTRIES
+
 if TYPE_CHECKING:
     from infra.config import ProvisionedTable
 
@@ -299,6 +301,10 @@ class Stage:
     on_path: bool = True  # on the webhook -> delivered path (freshness)
     hop_seconds: float = 0.0  # from the upstream's end to receivable here
     bus_fed: bool = False  # an SQS stage a bus rule feeds (a rule invocation and EventBridge's SendMessage a record)
+    # an SQS stage publish sends to itself (SendMessageBatch, a call for up to 10 of its records): priced
+    # here, per destination queue, not from publish's measured calls (the bench's environment routes each
+    # change to its own set of targets)
+    sent_by_publish: bool = False
 
     def ms_per_record(self, assumptions: Assumptions) -> float:
         cpu = self.inputs.cpu_ms_per_record * assumptions.cpu_factor
@@ -448,8 +454,8 @@ def build_model(
                     inputs.stages["deliver"],
                     sqs(f"deliver-{target.name}", "deliver"),
                     True,
-                    assumptions.bus_hop_seconds,
-                    bus_fed=True,
+                    assumptions.queue_hop_seconds,
+                    sent_by_publish=True,
                 )
             )
     automated = sum(work.changes_per_webhook.get(t, 0.0) for t in AUTOMATED_TYPES)
@@ -462,8 +468,8 @@ def build_model(
                 inputs.stages["automate"],
                 sqs("automation", "automate"),
                 False,
-                assumptions.bus_hop_seconds,
-                bus_fed=True,
+                assumptions.queue_hop_seconds,
+                sent_by_publish=True,
             )
         )
     if "audit-archive" in inputs.stages:  # 90 days later, as many audit records expire as were written
@@ -670,14 +676,14 @@ def steady(
                 f"DynamoDB {table} table provisioned RCU (auto scaling max)", "all", tables_rru[table], p.read.max, None
             )
     limit("EventBridge PutEvents entries/s", "all", put_events, q.put_events_entries, d.put_events_entries)
-    # every record of a queue the bus feeds (deliver, automation; normalise sends to its queues itself) is one
-    # rule invocation
-    invocations = sum(
-        r.records_per_second
-        for r, s in zip(reports, model.stages, strict=True)
-        if s.sizing.trigger == "sqs" and s.bus_fed
-    )
-    limit("EventBridge rule invocations/s", "all", invocations, q.eventbridge_invocations, d.eventbridge_invocations)
+    # every record of a queue a bus rule feeds is one rule invocation (normalise and publish send to their
+    # queues themselves: no stage of the pipeline is fed by a rule today)
+    fed = [(r, s) for r, s in zip(reports, model.stages, strict=True) if s.sizing.trigger == "sqs" and s.bus_fed]
+    if fed:
+        invocations = sum(r.records_per_second for r, _ in fed)
+        limit(
+            "EventBridge rule invocations/s", "all", invocations, q.eventbridge_invocations, d.eventbridge_invocations
+        )
     return reports, limits
 
 
@@ -726,13 +732,18 @@ def cost_per_million(model: Model, rate: float | None = None) -> dict[str, float
         lambda_gbs += invocations * stage.invocation_ms(a) / 1000 * stage.sizing.memory_mb / 1024
         wru += records * sum(u.wru_per_record for t, u in i.dynamodb.items() if t not in model.provisioned)
         rru += records * sum(u.rru_per_record for t, u in i.dynamodb.items() if t not in model.provisioned)
-        sqs += records * (
-            i.calls_per_record.get("sqs:SendMessage", 0.0) + i.calls_per_record.get("sqs:SendMessageBatch", 0.0)
-        )
+        if stage.name != "publish":  # publish's sends are priced at the queues it sends to (sent_by_publish)
+            sqs += records * (
+                i.calls_per_record.get("sqs:SendMessage", 0.0) + i.calls_per_record.get("sqs:SendMessageBatch", 0.0)
+            )
         if stage.sizing.trigger == "sqs":
-            sqs += 2 * invocations  # receive + delete per batch by the mapping
+            # the mapping's ReceiveMessage and DeleteMessageBatch: each takes at most 10 messages, so a batch
+            # of 100 (with a window) costs ten of each
+            sqs += 2 * invocations * math.ceil(stage.sizing.batch_size / SEND_BATCH_MAX_ENTRIES)
             if stage.bus_fed:
                 sqs += records  # EventBridge's SendMessage into the queue
+            if stage.sent_by_publish:
+                sqs += records / SEND_BATCH_MAX_ENTRIES  # publish's SendMessageBatch, full at a peak
         entries += records * i.put_events_entries_per_record
         puts += records * sum(u.puts_per_record for u in i.s3_puts.values())
         gets += records * i.s3_gets_per_record

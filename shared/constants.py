@@ -110,6 +110,7 @@ class Env:
     QUARANTINE_QUEUE_URL = "QUARANTINE_QUEUE_URL"
     EVENT_BUS = "EVENT_BUS_NAME"
     OBSERVED_QUEUE_URLS = "OBSERVED_QUEUE_URLS"  # normalise: {entity type: its domain's queue URL}
+    CHANGE_ROUTES = "CHANGE_ROUTES"  # publish: [{"queue": URL, "pattern": EventBridge pattern}]
     SECRETS_PREFIX = "SECRETS_PREFIX"
     ENABLED_SOURCES = "ENABLED_SOURCES"
     MAX_BODY_BYTES = "MAX_BODY_BYTES"

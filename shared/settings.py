@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from shared.intake.field_map import FieldMap
     from shared.pulls.reconcile import ReconcileJob
     from shared.read.sidebar_config import SidebarConfig
+    from shared.routing import ChangeRoute
 
 # The other stages' types a settings field may name, and the module defining each
 STAGE_TYPES = {
@@ -44,6 +45,7 @@ STAGE_TYPES = {
     "FieldMap": "shared.intake.field_map",
     "ReconcileJob": "shared.pulls.reconcile",
     "SidebarConfig": "shared.read.sidebar_config",
+    "ChangeRoute": "shared.routing",
 }
 
 
@@ -129,7 +131,8 @@ class SyncSettings(_Settings):
 
 
 class PublishSettings(_Settings):
-    event_bus: str = Field(alias=Env.EVENT_BUS)
+    # every queue that takes changes (a target's deliver queue, the automation queue), with its pattern
+    change_routes: Annotated[list[ChangeRoute], BeforeValidator(_json)] = Field(alias=Env.CHANGE_ROUTES)
 
 
 class ProjectSettings(_Settings):

@@ -1,7 +1,14 @@
-"""State table stream consumer: each committed audit record becomes an ``entity.changed`` event.
+"""State table stream consumer: each committed audit record becomes an ``entity.changed`` event, sent to
+every queue that takes it.
 
 The audit record is written in the same transaction as the state (transactional outbox), so a
 change is published if and only if it was committed — even if a sync function dies right after.
+
+The queues (each target's deliver queue, the automation queue) come with their EventBridge patterns
+(``infra.wiring.change_routes``), and publish evaluates them itself (``shared.routing``): it sends each
+change, as the EventBridge event a rule would have delivered, to every queue whose pattern it matches,
+with SendMessageBatch across the batch's records. Through the bus, each change cost a PutEvents entry
+($1.00 a million) and a SendMessage by EventBridge per queue, for a fan-out known at deploy time.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord, DynamoDBRecordEventName
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from shared.adapters.events import EventBus, EventsRefused, OwnedEntry
+from shared.adapters.events import EventsRefused, OwnedEntry
+from shared.adapters.routed_queues import RoutedQueues
 from shared.constants import AUDIT_SK_PREFIX, DETAIL_ENTITY_CHANGED, EVENT_SOURCE
 from shared.models import EntityChanged
 from shared.observability import logger, metrics, tracer
@@ -31,8 +39,8 @@ def settings() -> PublishSettings:
 
 
 @cache
-def bus() -> EventBus:
-    return EventBus(settings().event_bus)
+def queues() -> RoutedQueues:
+    return RoutedQueues({})
 
 
 def change(record: DynamoDBRecord) -> EntityChanged | None:
@@ -56,13 +64,21 @@ def change(record: DynamoDBRecord) -> EntityChanged | None:
     )
 
 
+def destinations(changed: EntityChanged) -> list[str]:
+    """The queues whose pattern the change's event matches, in the routes' order."""
+    event = {"source": EVENT_SOURCE, "detail-type": DETAIL_ENTITY_CHANGED, "detail": changed.model_dump(mode="json")}
+    return [route.queue for route in settings().change_routes if route.matches(event)]
+
+
 def publish_batch(records: list[DynamoDBRecord]) -> dict[str, BaseException]:
-    """The batch's changes, put together in calls of up to 10 entries. Returns the records that failed
-    (by sequence number) with their error. The stream checkpoints before the lowest one reported and
-    retries from there, so a record after it is published again: ``entity.changed`` carries the
-    version, and deliveries are idempotent against it."""
+    """The batch's changes, each to the queues that take it, in calls of up to 10 messages per queue.
+    Returns the records that failed (by sequence number) with their error: a record is published only
+    when every queue took its change. The stream checkpoints before the lowest one reported and retries
+    from there, so a record after it (or a queue that took it already) gets it again: ``entity.changed``
+    carries the version, and deliveries and automation are idempotent against it."""
     failed: dict[str, BaseException] = {}
-    entries: list[OwnedEntry[str]] = []
+    addressed: list[tuple[str, OwnedEntry[str]]] = []
+    changes = 0
     for record in records:
         sequence = str(record.dynamodb.sequence_number if record.dynamodb else "")
         try:
@@ -70,11 +86,14 @@ def publish_batch(records: list[DynamoDBRecord]) -> dict[str, BaseException]:
         except Exception as exc:  # an audit record that does not read: this record fails
             failed[sequence] = exc
             continue
-        if changed is not None:
-            entries.append(OwnedEntry(sequence, DETAIL_ENTITY_CHANGED, changed.model_dump_json()))
-    for sequence, reason in bus().put_owned(EVENT_SOURCE, entries).items():
+        if changed is None:
+            continue
+        changes += 1
+        entry = OwnedEntry(sequence, DETAIL_ENTITY_CHANGED, changed.model_dump_json())
+        addressed += [(queue, entry) for queue in destinations(changed)]
+    for sequence, reason in queues().send_to(EVENT_SOURCE, addressed).items():
         failed[sequence] = EventsRefused([reason])
-    published = sum(1 for e in entries if e.owner not in failed)
+    published = changes - sum(1 for e in failed.values() if isinstance(e, EventsRefused))
     metrics.add_metric(name="ChangePublished", unit=MetricUnit.Count, value=published)
     return failed
 

@@ -22,6 +22,7 @@ from infra.wiring import (
     DOMAINS,
     FUNCTIONS,
     ResourceRefs,
+    change_routes,
     deployed_functions,
     function_environment,
     function_memory_mb,
@@ -73,6 +74,9 @@ class Compute(Construct):
             event_bus=messaging.bus.event_bus_name,
             view_table=storage.view_table.table_name,
             domain_queue_urls={domain: messaging.queues[domain].queue_url for domain in DOMAINS},
+            change_queue_urls={
+                r.queue_purpose: messaging.queues[r.queue_purpose].queue_url for r in change_routes(cfg)
+            },
         )
         layer_arn = ssm.StringParameter.value_for_string_parameter(
             self,
@@ -159,7 +163,7 @@ class Compute(Construct):
     def _grant_publish(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey
     ) -> None:
-        # publish: the state table's stream, audit inserts only
+        # publish: the state table's stream, audit inserts only -> each change to the queues that take it
         self._stream_consumer(
             "publish",
             fn["publish"],
@@ -170,7 +174,8 @@ class Compute(Construct):
                 "dynamodb": {"Keys": {"sk": {"S": lambda_.FilterRule.begins_with(AUDIT_SK_PREFIX)}}},
             },
         )
-        messaging.bus.grant_put_events_to(fn["publish"])
+        for route in change_routes(self.cfg):
+            messaging.queues[route.queue_purpose].grant_send_messages(fn["publish"])
 
     def _grant_project(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey

@@ -10,7 +10,7 @@ import boto3
 
 from infra.config import EnvironmentConfig
 from infra.sandbox.wecom_app import FakeCorp
-from infra.wiring import DOMAINS, ResourceRefs, queues, routes
+from infra.wiring import DOMAINS, ResourceRefs, change_routes, queues, routes
 from shared.constants import (
     ALARM_TOPIC_SUFFIXES,
     pull_secret_name,
@@ -111,6 +111,7 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             event_bus=cfg.resource("bus"),
             view_table=cfg.resource("view"),
             domain_queue_urls={},
+            change_queue_urls={},
         ),
         stream_arn=state["TableDescription"]["LatestStreamArn"],
     )
@@ -147,6 +148,7 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             "inbox_queue_url": result.queue_urls["inbox"],
             "quarantine_queue_url": result.queue_urls["quarantine"],
             "domain_queue_urls": {domain: result.queue_urls[domain] for domain in DOMAINS},
+            "change_queue_urls": {r.queue_purpose: result.queue_urls[r.queue_purpose] for r in change_routes(cfg)},
         }
     )
 

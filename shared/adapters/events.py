@@ -109,8 +109,9 @@ class EventBus:
 
 
 class EventsRefused(Exception):
-    """EventBridge (or, for normalise's observations, their SQS queue) did not take some of a record's
-    events: the record is retried (all its events sent again; downstream is idempotent)."""
+    """EventBridge (or, for normalise's observations and publish's changes, their SQS queue) did not take
+    some of a record's events: the record is retried (all its events sent again; downstream is
+    idempotent)."""
 
     def __init__(self, reasons: Sequence[str]) -> None:
         super().__init__("; ".join(reasons))

@@ -3,8 +3,9 @@ EventBridge event the rule would have delivered, so the consumer reads it unchan
 
 normalise uses it for its observations: each ``entity.observed.<type>`` has exactly one destination, its
 domain's queue, so the bus there only added a PutEvents entry ($1.00 a million), EventBridge's own
-SendMessage into the queue and about half a second. The bus stays where it fans out (``entity.changed``
-to the targets and the automation).
+SendMessage into the queue and about half a second. publish uses it for ``entity.changed``: it evaluates
+the routes' event patterns itself (``shared.routing``) and sends each change to every queue whose
+pattern it matches (a target's deliver queue, the automation queue), as the bus's rules did.
 
 As with ``EventBus.put_owned``, a batch's records are sent together and the caller learns which records
 had an entry refused (a per-entry failure, or a call that failed as a whole): only those are retried.
@@ -62,18 +63,30 @@ class RoutedQueues:
         return self._client or boto3.client("sqs")
 
     def send_owned(self, source: str, entries: Sequence[OwnedEntry[Owner]]) -> dict[Owner, str]:
-        """Send the events of a batch's records, by queue, in as few calls as SQS allows; returns the
-        records (owners) with at least one event not sent, each with the first reason. Never raises for
-        a refusal: the caller decides what failed."""
+        """Send the events of a batch's records, each to its detail type's queue, in as few calls as SQS
+        allows; returns the records (owners) with at least one event not sent, each with the first reason.
+        Never raises for a refusal: the caller decides what failed."""
         failed: dict[Owner, str] = {}
-        by_queue: dict[str, list[tuple[OwnedEntry[Owner], str]]] = {}
-        time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        region = self.client.meta.region_name
+        addressed: list[tuple[str, OwnedEntry[Owner]]] = []
         for entry in entries:
             url = self.urls.get(entry.detail_type)
             if url is None:
                 failed.setdefault(entry.owner, f"no queue for {entry.detail_type}")
-                continue
+            else:
+                addressed.append((url, entry))
+        for owner, reason in self.send_to(source, addressed).items():
+            failed.setdefault(owner, reason)
+        return failed
+
+    def send_to(self, source: str, entries: Sequence[tuple[str, OwnedEntry[Owner]]]) -> dict[Owner, str]:
+        """Send each event to the queue URL it comes with (an event for several queues comes once for
+        each), by queue, in as few calls as SQS allows; returns the owners with an event not sent, each
+        with the first reason."""
+        failed: dict[Owner, str] = {}
+        by_queue: dict[str, list[tuple[OwnedEntry[Owner], str]]] = {}
+        time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        region = self.client.meta.region_name
+        for url, entry in entries:
             account = url.rstrip("/").rsplit("/", 2)[-2]  # https://sqs.<region>.amazonaws.com/<account>/<name>
             body = envelope(
                 str(uuid.uuid4()), source, entry.detail_type, carriable_json(entry.detail), account, region, time

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from app import feature_flags
 from infra.config import EnvironmentConfig, SidebarSettings, load_environment
 from infra.stack import AftersyncStack
-from infra.wiring import DOMAINS, ResourceRefs, deployed_functions, function_environment
+from infra.wiring import DOMAINS, ResourceRefs, change_routes, deployed_functions, function_environment
 from shared.constants import Env
 from shared.read.sidebar_config import SidebarConfig
 from tests.infra.conftest import ROOT, resources
@@ -281,7 +281,11 @@ def test_a_static_ip_without_a_sidebar_tenant_is_refused() -> None:
 
 
 def test_the_egress_option_stays_out_of_the_function_s_environment_and_its_2_kb() -> None:
-    refs = ResourceRefs(*(f"ref-{n}" for n in range(7)), {domain: f"ref-{domain}" for domain in DOMAINS})
+    refs = ResourceRefs(
+        *(f"ref-{n}" for n in range(7)),
+        {domain: f"ref-{domain}" for domain in DOMAINS},
+        {r.queue_purpose: f"ref-{r.queue_purpose}" for r in change_routes(load_environment("dev"))},
+    )
     cfg = with_egress("dev", {"static_ip": True, "azs": 3, "nat_per_az": True})
     sidebar_json = function_environment("sidebar", cfg, refs)[Env.SIDEBAR]
     assert json.loads(sidebar_json) == json.loads(load_environment("dev").sidebar.function_json())

@@ -16,7 +16,7 @@ from moto.iam.access_control import IAMPolicy, PermissionResult
 from app import build_app
 from infra.config import load_environment
 from infra.sandbox.iam import SandboxArns, function_policies
-from infra.wiring import DOMAINS, FUNCTIONS
+from infra.wiring import DOMAINS, FUNCTIONS, change_routes
 from shared.constants import Env
 from shared.settings import (
     AmazonIntakeSettings,
@@ -728,18 +728,60 @@ def test_the_shift_check_runs_on_a_schedule_into_the_automation_queue(templates:
     )
 
 
+def rendered(value: Any, names: dict[str, str]) -> str:
+    """A template string with its ``Fn::Join`` of ``Ref``s to queues written out: each queue's URL as
+    ``queue:<its name>``."""
+    if isinstance(value, str):
+        return value
+    if "Ref" in value:
+        return f"queue:{names[value['Ref']]}"
+    separator, parts = value["Fn::Join"]
+    return str(separator).join(rendered(part, names) for part in parts)
+
+
+def publish_routes(template: dict[str, Any], cfg: Any) -> dict[str, Any]:
+    """publish's routes as deployed: the name of each queue it sends to, with that queue's pattern."""
+    names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+    functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    variables = functions[cfg.resource("publish")]["Properties"]["Environment"]["Variables"]
+    assert Env.EVENT_BUS not in variables
+    routes = json.loads(rendered(variables[Env.CHANGE_ROUTES], names))
+    return {r["queue"].removeprefix("queue:"): r["pattern"] for r in routes}
+
+
+def test_publish_routes_each_change_to_the_queues_the_rules_did_and_the_bus_routes_no_change(
+    templates: dict[str, Any],
+) -> None:
+    for env in ("dev", "prod"):
+        cfg, template = load_environment(env), templates[env]
+        expected = {cfg.resource(r.queue_purpose): r.pattern for r in change_routes(cfg)}
+        assert publish_routes(template, cfg) == expected
+        assert cfg.resource("deliver-crm") in expected and cfg.resource("automation") in expected
+        # the bus keeps the observations' rules and the schedules; no rule routes a change
+        patterns = [r["Properties"].get("EventPattern") for r in resources(template, "AWS::Events::Rule").values()]
+        assert not [p for p in patterns if p and "entity.changed" in p.get("detail-type", [])]
+        # publish's role: SendMessage on exactly those queues (and its stream's failure queue), nothing on the bus
+        queue_names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+        functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+        role = functions[cfg.resource("publish")]["Properties"]["Role"]["Fn::GetAtt"][0]
+        sends: set[str] = set()
+        for policy in resources(template, "AWS::IAM::Policy").values():
+            if {"Ref": role} not in policy["Properties"]["Roles"]:
+                continue
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert not [a for a in actions if a.startswith("events:")], env
+                if "sqs:SendMessage" in actions:
+                    named = (
+                        statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                    )
+                    sends |= {queue_names[r["Fn::GetAtt"][0]] for r in named}
+        assert sends == set(expected) | {cfg.resource("publish-dlq")}, env
+
+
 def test_a_target_for_some_ids_gets_only_those_routed_to_its_queue(templates: dict[str, Any]) -> None:
     cfg = load_environment("dev")
-    queues = {k: v["Properties"]["QueueName"] for k, v in resources(templates["dev"], "AWS::SQS::Queue").items()}
-    [pattern] = [
-        rule["Properties"]["EventPattern"]
-        for rule in resources(templates["dev"], "AWS::Events::Rule").values()
-        if any(
-            queues.get(t["Arn"]["Fn::GetAtt"][0]) == cfg.resource("deliver-zendesk")
-            for t in rule["Properties"].get("Targets", [])
-            if isinstance(t["Arn"], dict) and "Fn::GetAtt" in t["Arn"]
-        )
-    ]
+    pattern = publish_routes(templates["dev"], cfg)[cfg.resource("deliver-zendesk")]
     assert pattern["detail"] == {
         "entity_type": ["ticket"],
         "origin_source": [{"anything-but": ["zendesk"]}],  # no echo of what Zendesk said

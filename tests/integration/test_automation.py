@@ -10,6 +10,8 @@ import boto3
 from infra.sandbox.samples import signed
 from ops.dlq import dead_letter_queues, peek, redrive
 from ops.replay import ReplaySelection, replay
+from shared.adapters.events import OwnedEntry
+from shared.adapters.routed_queues import RoutedQueues
 from shared.adapters.s3 import S3Archive
 from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
@@ -42,28 +44,24 @@ def test_an_approved_refund_is_paid_once_however_often_the_webhook_comes_and_the
     [approval] = [
         r for r in store.audit_trail("demo", "after_sales_case", "shopify:refund:929361463") if r.version == 1
     ]
-    boto3.client("events").put_events(
-        Entries=[
-            {
-                "Source": EVENT_SOURCE,
-                "DetailType": DETAIL_ENTITY_CHANGED,
-                "EventBusName": stack.resources.refs.event_bus,
-                "Detail": EntityChanged(
-                    tenant="demo",
-                    entity_type="after_sales_case",
-                    entity_id="shopify:refund:929361463",
-                    version=1,
-                    event_id=approval.event_id,
-                    origin_source="shopify",
-                    occurred_at=approval.occurred_at,
-                    changed={c["field"]: c["after"] for c in approval.changes},
-                ).model_dump_json(),
-            }
-        ]
+    # the change as publish sends it to the automation queue (the EventBridge event a rule would deliver)
+    again = EntityChanged(
+        tenant="demo",
+        entity_type="after_sales_case",
+        entity_id="shopify:refund:929361463",
+        version=1,
+        event_id=approval.event_id,
+        origin_source="shopify",
+        occurred_at=approval.occurred_at,
+        changed={c["field"]: c["after"] for c in approval.changes},
+    )
+    RoutedQueues({}).send_to(
+        EVENT_SOURCE,
+        [(stack.resources.queue_urls["automation"], OwnedEntry(0, DETAIL_ENTITY_CHANGED, again.model_dump_json()))],
     )
     stack.run_until_quiet()
-    # The approval's entity.changed reached the rules many times (this harness also re-reads the table
-    # stream from its start on every round: at-least-once at its most generous) — one payment all the same
+    # The approval's entity.changed reached the automation queue many times (this harness also re-reads the
+    # table stream from its start on every round: at-least-once at its most generous) — one payment all the same
     assert stack.functions.metric_totals()["AutomationEvaluated"] > 3
     [payment] = _calls(stack, "payments")
     assert payment["headers"]["idempotency-key"] == "929361463"  # the case id

@@ -75,26 +75,6 @@ def receive_batch(stack: Stack, purpose: str = "inbox") -> list[dict[str, Any]]:
 
 
 @contextmanager
-def put_events_calls(client: Any, reject_marker: str | None = None) -> Iterator[list[int]]:
-    """The entries of each PutEvents call ``client`` makes. With ``reject_marker``, an entry whose detail
-    holds it is sent malformed, so EventBridge (moto) rejects that entry alone (``MalformedDetail``)."""
-    calls: list[int] = []
-
-    def count(params: dict[str, Any], **_: Any) -> None:
-        calls.append(len(params["Entries"]))
-        if reject_marker:
-            for entry in params["Entries"]:
-                if reject_marker in entry["Detail"]:
-                    entry["Detail"] = "{not json"
-
-    client.meta.events.register("provide-client-params.events.PutEvents", count)
-    try:
-        yield calls
-    finally:
-        client.meta.events.unregister("provide-client-params.events.PutEvents", count)
-
-
-@contextmanager
 def send_batch_calls(client: Any, reject_marker: str | None = None) -> Iterator[list[int]]:
     """The messages of each SendMessageBatch call ``client`` makes. With ``reject_marker``, a message
     whose body holds it is sent with an invalid delay, so SQS (moto) refuses that message alone."""
@@ -275,24 +255,72 @@ def audit_inserts(stack: Stack, versions: int) -> list[dict[str, Any]]:
     return inserts
 
 
-def publish_bus() -> Any:
+def publish_sender() -> Any:
     from functions.publish import handler as publish
 
-    return publish.bus().client
+    return publish.queues().client
 
 
-def test_publish_puts_a_stream_batch_in_calls_of_ten_and_fails_exactly_the_rejected_record(stack: Stack) -> None:
+@contextmanager
+def sends_by_queue(client: Any, reject_marker: str | None = None) -> Iterator[dict[str, list[int]]]:
+    """The messages of each SendMessageBatch call ``client`` makes, by queue URL. With ``reject_marker``,
+    a message whose body holds it is sent with an invalid delay, so SQS (moto) refuses that one alone."""
+    calls: dict[str, list[int]] = {}
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        calls.setdefault(params["QueueUrl"], []).append(len(params["Entries"]))
+        if reject_marker:
+            for entry in params["Entries"]:
+                if reject_marker in entry["MessageBody"]:
+                    entry["DelaySeconds"] = 901
+
+    client.meta.events.register("provide-client-params.sqs.SendMessageBatch", count)
+    try:
+        yield calls
+    finally:
+        client.meta.events.unregister("provide-client-params.sqs.SendMessageBatch", count)
+
+
+def routed_by_eventbridge(stack: Stack, detail: dict[str, Any]) -> set[str]:
+    """The queues EventBridge's own matching (moto's) sends a change to, from the same patterns."""
+    from moto.events.models import EventPattern as MotoPattern
+
+    from infra.wiring import change_routes
+
+    event = {"source": "aftersync", "detail-type": "entity.changed", "detail": detail}
+    return {
+        stack.resources.queue_urls[r.queue_purpose]
+        for r in change_routes(stack.cfg)
+        if MotoPattern.load(json.dumps(r.pattern)).matches_event(event)
+    }
+
+
+def test_publish_sends_a_stream_batch_to_the_routes_queues_in_calls_of_ten_and_fails_the_refused_record(
+    stack: Stack,
+) -> None:
     records = audit_inserts(stack, 12)
-    with put_events_calls(publish_bus()) as calls:
+    # Given the order's change goes (by EventBridge's matching of the routes) to the two order targets
+    queues = routed_by_eventbridge(
+        stack, {"tenant": "t", "entity_type": "order", "entity_id": "shopify:1", "origin_source": "shopify"}
+    )
+    assert queues == {stack.resources.queue_urls["deliver-crm"], stack.resources.queue_urls["deliver-erp"]}
+    with sends_by_queue(publish_sender()) as calls:
         assert stack.functions.invoke("publish", {"Records": records}) == {"batchItemFailures": []}
-    assert calls == [10, 2]
-    # When EventBridge rejects the entry of version 7
-    with put_events_calls(publish_bus(), reject_marker='"version":7,') as calls:
+    assert calls == {url: [10, 2] for url in queues}
+    # each queue holds the twelve changes as the EventBridge events its consumer reads
+    for purpose in ("deliver-crm", "deliver-erp"):
+        bodies = [json.loads(m["body"]) for m in receive_batch(stack, purpose)]
+        assert sorted(b["detail"]["version"] for b in bodies) == list(range(1, 13))
+        assert {(b["source"], b["detail-type"], b["detail"]["entity_id"]) for b in bodies} == {
+            ("aftersync", "entity.changed", "shopify:1")
+        }
+    # When SQS refuses the message of version 7 (on both queues)
+    with sends_by_queue(publish_sender(), reject_marker='"version":7,') as calls:
         answer = stack.functions.invoke("publish", {"Records": records})
     # Then exactly that record is reported, by its sequence number (the stream checkpoints there)
     [seven] = [r for r in records if r["dynamodb"]["Keys"]["sk"]["S"] == "AUDIT#000000000007"]
     assert answer == {"batchItemFailures": [{"itemIdentifier": seven["dynamodb"]["SequenceNumber"]}]}
-    assert calls == [10, 2]
+    assert calls == {url: [10, 2] for url in queues}
 
 
 # -- audit archive and trail ----------------------------------------------------------------------

@@ -182,6 +182,39 @@ def test_cost_per_million_adds_each_service_at_its_list_price() -> None:
     assert with_waf == {**cost, "WAF": p.waf_per_million_requests}
 
 
+def test_publish_s_sends_are_priced_at_the_queues_it_sends_to_and_no_rule_is_counted() -> None:
+    # publish measured with 3 SendMessageBatch calls a record (the bench's environment: many targets) and
+    # no PutEvents; in this environment its changes go to one deliver queue, 0.5 a webhook
+    publish = stage_inputs(1, calls_per_record={"sqs:SendMessageBatch": 3})
+    deliver = stage_inputs(1)
+    stages = (
+        Stage("publish", None, 1.0, publish, Sizing("stream", 1024, 20, 0, 4)),
+        Stage("deliver/crm", "publish", 0.5, deliver, Sizing("sqs", 1024, 10, 0, 100), sent_by_publish=True),
+    )
+    model = Model("test", "eu-west-1", stages, 100_000, 100_000, Quotas(), Quotas(), BARE)
+    cost = cost_per_million(model)
+    p = model.prices
+    # 500,000 deliveries: publish sends them in 50,000 calls of 10; the mapping receives and deletes 50,000
+    # batches twice; publish's own measured calls are not priced (they were the bench's routes)
+    assert cost["SQS"] == pytest.approx(0.15 * p.sqs_per_million_requests)
+    assert cost["EventBridge"] == 0
+    _, limits = steady(model, 1_000)
+    assert not [lim for lim in limits if "rule invocations" in lim.what]
+    bus_fed = replace(model, stages=(stages[0], replace(stages[1], sent_by_publish=False, bus_fed=True)))
+    _, limits = steady(bus_fed, 1_000)
+    [rules] = [lim for lim in limits if "rule invocations" in lim.what]
+    assert rules.used == pytest.approx(500)
+    assert cost_per_million(bus_fed)["SQS"] == pytest.approx(0.6 * p.sqs_per_million_requests)
+
+
+def test_a_batch_over_ten_messages_is_received_and_deleted_ten_at_a_time() -> None:
+    inputs = stage_inputs(1)
+    stages = (Stage("normalise", None, 1.0, inputs, Sizing("sqs", 1024, 100, 1, 10)),)
+    model = Model("test", "eu-west-1", stages, 100_000, 100_000, Quotas(), Quotas(), BARE)
+    # 10,000 batches of 100: ten ReceiveMessage and ten DeleteMessageBatch calls each
+    assert cost_per_million(model)["SQS"] == pytest.approx(0.2 * model.prices.sqs_per_million_requests)
+
+
 def test_a_key_every_record_touches_takes_the_stage_s_whole_rate() -> None:
     hot = TableUse(
         rru_per_record=1, hottest_key="ops#circuit#crm", hottest_key_share=1.0, hottest_key_rru_per_record=0.5

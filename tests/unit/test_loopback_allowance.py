@@ -14,7 +14,7 @@ import pytest
 
 from infra.config import load_environment
 from infra.sandbox.http_servers import _Quiet, serve
-from infra.wiring import DOMAINS, ResourceRefs, function_environment
+from infra.wiring import DOMAINS, ResourceRefs, change_routes, function_environment
 from shared.adapters.http import SafeHttp, TargetRefused
 from shared.errors import ConfigurationError
 from shared.settings import AutomateSettings, DeliverSettings, NotifySettings, ReconcileSettings
@@ -106,6 +106,7 @@ def _environ(settings: type, ports: str) -> dict[str, str]:
     refs = ResourceRefs(
         **{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__}
         | {"domain_queue_urls": {domain: f"x-{domain}" for domain in DOMAINS}}
+        | {"change_queue_urls": {r.queue_purpose: f"x-{r.queue_purpose}" for r in change_routes(cfg)}}
     )
     name = {DeliverSettings: "deliver", AutomateSettings: "automate", NotifySettings: "notify"}.get(
         settings, "reconcile"
@@ -137,6 +138,7 @@ def test_every_outbound_function_states_its_ports_and_none_by_default() -> None:
     refs = ResourceRefs(
         **{name: f"x-{name}" for name in ResourceRefs.__dataclass_fields__}
         | {"domain_queue_urls": {domain: f"x-{domain}" for domain in DOMAINS}}
+        | {"change_queue_urls": {r.queue_purpose: f"x-{r.queue_purpose}" for r in change_routes(cfg)}}
     )
     for name in OUTBOUND:
         assert function_environment(name, cfg, refs)[VARIABLE] == "", name
