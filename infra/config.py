@@ -257,10 +257,10 @@ class EnvironmentConfig(BaseModel):
         if len(json.dumps([m.model_dump(mode="json", exclude_none=True) for m in self.field_maps.values()])) > 2048:
             raise ValueError("field_maps: over 2 KB of maps do not fit the normalise function's environment")
         for n, job in enumerate(self.reconcile):
-            if job.source not in self.sources:
+            if job.source in SOURCES and job.source not in self.sources:  # (a pull-only source, Taobao, is not)
                 raise ValueError(f"reconcile.{n}.source: {job.source!r} is not an enabled source")
-            if job.url.scheme != "https":
-                raise ValueError(f"reconcile.{n}.url: must use https (got {job.url.scheme})")
+            if not job.endpoint.startswith("https://"):
+                raise ValueError(f"reconcile.{n}.url: must use https (got {job.endpoint.split(':', 1)[0]})")
         jobs = [(j.source, j.tenant) for j in self.reconcile]
         if len(jobs) != len(set(jobs)):
             raise ValueError(f"reconcile: one job per source and tenant, got {jobs}")

@@ -254,8 +254,9 @@ class ReconcileSettings(_AdmitSettings):
     @model_validator(mode="after")
     def _https_only(self) -> Self:
         for job in self.jobs:
-            if job.url.scheme != "https" and not self.loopback_ports:
-                raise ValueError(f"reconcile {job.source}/{job.tenant}: url must use https (got {job.url.scheme})")
+            scheme = job.endpoint.split(":", 1)[0]
+            if scheme != "https" and not self.loopback_ports:
+                raise ValueError(f"reconcile {job.source}/{job.tenant}: url must use https (got {scheme})")
         return self
 
     def job(self, source: str, tenant: str) -> ReconcileJob:

@@ -36,6 +36,7 @@ from shared.intake.ingest import StorePorts
 from shared.observability import logger, metrics, tracer
 from shared.pulls import reconcile
 from shared.pulls.shopify_admin import ShopifyOrders
+from shared.pulls.taobao_top import TaobaoChanges
 from shared.settings import ReconcileSettings
 from shared.state.policy import default_policy
 
@@ -79,6 +80,21 @@ def ports() -> Ports:
     )
 
 
+def pager(job: reconcile.ReconcileJob, secrets: SecretReader, http: SafeHttp) -> reconcile.PagesPort:
+    """The job's platform's pager, with the credentials of its pull secret."""
+    name = pull_secret_name(settings().secrets_prefix, job.source, job.tenant)
+    credentials = secrets.get_json(name) or {}
+    if job.source == "taobao":
+        keys = ("app_key", "app_secret", "session")
+        if not all(isinstance(credentials.get(k), str) and credentials[k] for k in keys):
+            raise ConfigurationError(f'secret {name!r} must exist and hold {{"app_key", "app_secret", "session"}}')
+        return TaobaoChanges(job, credentials, http)
+    token = credentials.get("access_token")
+    if not isinstance(token, str) or not token:
+        raise ConfigurationError(f'secret {name!r} must exist and hold {{"access_token": "…"}}')
+    return ShopifyOrders(job, token, http)
+
+
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
     """One run; Powertools passes the invocation's context, whose time left bounds the run."""
     p = ports()
@@ -88,15 +104,9 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         job = settings().job(str(request["source"]), str(request["tenant"]))
     except (ValueError, KeyError, TypeError, ConfigurationError) as exc:  # no retry makes it a job
         raise PermanentFailure(f'not a configured reconcile job {{"source", "tenant"}}: {exc}') from exc
-    name = pull_secret_name(settings().secrets_prefix, job.source, job.tenant)
-    credentials = secrets.get_json(name)
-    token = (credentials or {}).get("access_token")
-    if not isinstance(token, str) or not token:
-        raise ConfigurationError(f'secret {name!r} must exist and hold {{"access_token": "…"}}')
-
     result = reconcile.run(
         job,
-        ShopifyOrders(job, token, http),
+        pager(job, secrets, http),
         watermarks,
         store.load_states,
         default_policy(),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from shared.intake.ingest import StorePorts, store_once
 from shared.pulls.backfill import LoadStates, plan, verify
@@ -33,23 +33,46 @@ from shared.state.policy import ConflictPolicy
 ORIGIN: Literal["reconcile"] = "reconcile"
 
 
+# The Taobao Open Platform's gateway (a job's ``url`` for ``taobao`` unless it names another)
+TOP_GATEWAY = "https://gw.api.taobao.com/router/rest"
+
+
 class ReconcileJob(BaseModel):
-    """One scheduled pull: ``{"source": "shopify", "tenant": "acme", "url": "https://acme.myshopify.com"}``.
-    The credentials are the secret ``aftersync/<env>/pull/<source>/<tenant>``."""
+    """One scheduled pull: ``{"source": "shopify", "tenant": "acme", "url": "https://acme.myshopify.com"}``,
+    or ``{"source": "taobao", "tenant": "acme"}`` (the TOP gateway). The credentials are the secret
+    ``aftersync/<env>/pull/<source>/<tenant>``: Shopify ``{"access_token"}``, Taobao ``{"app_key",
+    "app_secret", "session"}``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Literal["shopify"]
+    source: Literal["shopify", "taobao"]
     tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-    url: HttpUrl  # the shop's base URL; https only outside the sandbox
+    # the shop's base URL (Shopify) or the API gateway (Taobao: TOP_GATEWAY by default); https only
+    # outside the sandbox
+    url: HttpUrl | None = None
     every_minutes: Annotated[int, Field(ge=5, le=1440)] = 15
     overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
     first_lookback_hours: Annotated[int, Field(ge=1, le=24 * 60)] = 24
     max_pages: Annotated[int, Field(ge=1, le=100)] = 20  # per run; the rest waits for the next one
-    api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")] = "2025-01"
+    api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")] = "2025-01"  # Shopify
+    sign_method: Literal["md5", "hmac", "hmac-sha256"] = "hmac-sha256"  # Taobao
+    # Taobao: the changes asked for at a time (TOP takes at most a day), halved while one holds more
+    # than a run's pages
+    window_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+
+    @model_validator(mode="after")
+    def _url(self) -> ReconcileJob:
+        if self.url is None and self.source == "shopify":
+            raise ValueError("a shopify job needs the shop's url")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.url) if self.url is not None else TOP_GATEWAY
 
 
-# What a pulled record is, in the source's webhook terms: its normaliser reads it as that topic.
+# What a pulled record is, in the source's webhook terms: its normaliser reads it as that topic (a
+# record that says its own topic, as Taobao's trades and refunds do, keeps it).
 TOPICS: dict[str, str] = {"shopify": "orders/updated"}
 
 
@@ -57,6 +80,7 @@ TOPICS: dict[str, str] = {"shopify": "orders/updated"}
 class Pulled:
     changed_at: datetime
     text: str  # the record as the platform sent it (JSON)
+    topic: str | None = None  # None: the source's TOPICS entry
 
 
 class Throttled(Exception):
@@ -127,26 +151,23 @@ def run(
         for page in pages.pages(start):
             result.pages += 1
             result.pulled += len(page)
-            planned = plan(
-                job.source,
-                job.tenant,
-                TOPICS[job.source],
-                ((n, p.text) for n, p in enumerate(page, start=1)),
-                now,
-                origin=ORIGIN,
-            )
-            pending = {c.line for c in verify(planned, load_states, policy).checks if c.status != "applied"}
-            for record in planned.records:
-                if record.line not in pending:
-                    result.known += 1
-                elif store_once(record.message, ports).duplicate:
-                    result.already_admitted += 1
-                else:
-                    result.missed += 1
-            for rejected in planned.rejected:
-                result.unusable += 1
-                if rejected.message is not None:
-                    store_once(rejected.message, ports)
+            by_topic: dict[str, list[tuple[int, str]]] = {}
+            for n, p in enumerate(page, start=1):
+                by_topic.setdefault(p.topic or TOPICS[job.source], []).append((n, p.text))
+            for topic, lines in by_topic.items():
+                planned = plan(job.source, job.tenant, topic, lines, now, origin=ORIGIN)
+                pending = {c.line for c in verify(planned, load_states, policy).checks if c.status != "applied"}
+                for record in planned.records:
+                    if record.line not in pending:
+                        result.known += 1
+                    elif store_once(record.message, ports).duplicate:
+                        result.already_admitted += 1
+                    else:
+                        result.missed += 1
+                for rejected in planned.rejected:
+                    result.unusable += 1
+                    if rejected.message is not None:
+                        store_once(rejected.message, ports)
             if page:
                 newest = max(p.changed_at for p in page)
                 if result.watermark is None or newest > result.watermark:

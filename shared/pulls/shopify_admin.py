@@ -35,7 +35,7 @@ def next_link(header: str | None) -> str | None:
 class ShopifyOrders:
     def __init__(self, job: ReconcileJob, token: str, http: HttpGet, timeout: float = 10.0) -> None:
         self.job, self.token, self.http, self.timeout = job, token, http, timeout
-        self.base = str(job.url).rstrip("/")
+        self.base = job.endpoint.rstrip("/")
 
     def first_url(self, since: datetime) -> str:
         query = urlencode(

@@ -35,6 +35,8 @@ WEBHOOK_ADAPTERS: dict[str, str] = {
     **dict.fromkeys(("erp", "oms", "wms", "crm", "callcenter", "pos"), INHOUSE),  # inhouse.INHOUSE_SYSTEMS
 }
 QUEUE_ADAPTERS: dict[str, str] = {"amazon": "shared.sources.amazon:AmazonSpApi"}
+# sources only ever pulled (reconcile): normalised like the others, never reachable as a webhook
+PULL_ADAPTERS: dict[str, str] = {"taobao": "shared.sources.taobao:Taobao"}
 
 
 class Registry(Mapping[str, "Source"]):
@@ -67,8 +69,9 @@ _made: dict[str, Source] = {}  # one adapter per name, shared by both registries
 SOURCES: Mapping[str, Source] = Registry(WEBHOOK_ADAPTERS)
 """Sources that call ``/webhooks/{source}/{tenant}``."""
 
-NORMALISERS: Mapping[str, Source] = Registry({**WEBHOOK_ADAPTERS, **QUEUE_ADAPTERS})
-"""Every source whose deliveries reach the inbox: the webhook sources and the queue-fed ones (Amazon)."""
+NORMALISERS: Mapping[str, Source] = Registry({**WEBHOOK_ADAPTERS, **QUEUE_ADAPTERS, **PULL_ADAPTERS})
+"""Every source whose deliveries reach the inbox: the webhook sources, the queue-fed ones (Amazon) and
+the pulled ones (Taobao/Tmall)."""
 
 
 def get_source(name: str, enabled: frozenset[str]) -> Source:

@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from infra.config import EnvironmentConfig, load_environment
 from infra.sandbox import moto_fidelity
+from infra.sandbox.fake_top import FakeTop
 from infra.sandbox.http_servers import FakeShop, FakeTarget, api_gateway_event, serve
 from infra.sandbox.lambda_runtime import Functions, LambdaContext
 from infra.sandbox.pollers import SqsPoller, StreamPoller
@@ -22,6 +23,7 @@ from infra.sandbox.samples import SignedWebhook
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, STREAM_CONSUMERS, function_environment, queues
 from shared.observability import logger
+from shared.pulls.reconcile import ReconcileJob
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Stack:
     functions: Functions
     robot: FakeWeComRobot
     shop: FakeShop
+    top: FakeTop  # the Taobao Open Platform's gateway, for the demo tenant's Taobao pull
     _sqs_pollers: dict[tuple[str, str], SqsPoller] = field(default_factory=dict, repr=False)
 
     def post(self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None) -> dict[str, Any]:
@@ -145,25 +148,30 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     serve(robot.server)
     shop = FakeShop(sandbox_secrets["pull"]["shopify"]["demo"]["access_token"], page_size=2)
     serve(shop.server)
+    top = FakeTop(**sandbox_secrets["pull"]["taobao"]["demo"])
+    serve(top.server)
     cfg = local_shop(local_targets(load_environment("dev"), target.url, robot.url), shop.url)
+    taobao = ReconcileJob.model_validate({"source": "taobao", "tenant": "demo", "url": top.url})
+    cfg = cfg.model_copy(update={"reconcile": (*cfg.reconcile, taobao)})
     saved = dict(os.environ)
     with mock_aws():
         resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)
         resources.queue_urls["publish-dlq"] = boto3.client("sqs").create_queue(QueueName=cfg.resource("publish-dlq"))[
             "QueueUrl"
         ]
-        fakes = (target.server.server_port, robot.server.server_port, shop.server.server_port)
+        fakes = (target.server.server_port, robot.server.server_port, shop.server.server_port, top.server.server_port)
         for name in FUNCTIONS:
             os.environ.update(
                 function_environment(name, cfg, resources.refs, loopback_ports=fakes, wecom_api_base=robot.url)
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
-        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot, shop)
+        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot, shop, top)
     os.environ.clear()
     os.environ.update(saved)
     target.server.shutdown()
     robot.server.shutdown()
     shop.server.shutdown()
+    top.server.shutdown()
 
 
 @pytest.fixture

@@ -203,7 +203,7 @@ def test_the_registries_name_every_adapter_by_its_own_name() -> None:
     from shared.sources.inhouse import INHOUSE_SYSTEMS, StandardWebhooksSource
 
     assert {name: NORMALISERS[name].name for name in NORMALISERS} == {name: name for name in NORMALISERS}
-    assert set(NORMALISERS) == set(SOURCES) | {"amazon"} and "amazon" not in SOURCES
+    assert set(NORMALISERS) == set(SOURCES) | {"amazon", "taobao"} and not {"amazon", "taobao"} & set(SOURCES)
     assert {name for name in SOURCES if isinstance(SOURCES[name], StandardWebhooksSource)} == set(INHOUSE_SYSTEMS)
     assert all(SOURCES[name] is NORMALISERS[name] for name in SOURCES)
     assert AMAZON is NORMALISERS["amazon"]
@@ -211,8 +211,10 @@ def test_the_registries_name_every_adapter_by_its_own_name() -> None:
         get_source("amazon", frozenset({"amazon"}))  # queue-fed: no webhook route
     with pytest.raises(UnknownSource):
         get_source("shopify", frozenset())  # known, not enabled
+    with pytest.raises(UnknownSource):
+        get_source("taobao", frozenset({"taobao"}))  # pulled: no webhook route
     with pytest.raises(KeyError):
-        NORMALISERS["taobao"]
+        NORMALISERS["tmall"]
 
 
 def test_with_tracing_off_the_decorators_return_the_function_itself() -> None:
