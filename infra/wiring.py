@@ -273,6 +273,32 @@ def function_environment(
     return {**common, **per_function[function]}
 
 
+LAMBDA_ENVIRONMENT_BYTES = 4 * 1024  # Lambda: a function's variables, names and values together
+EXAMPLE_ACCOUNT = "123456789012"  # an account id's 12 digits, for what a deployed URL or bucket name takes
+
+
+def deployed_environment_bytes(function: str, cfg: EnvironmentConfig) -> int:
+    """The bytes Lambda counts for ``function``'s variables from ``function_environment`` once deployed:
+    resource names and queue URLs as CloudFormation resolves them (the synthesized template holds only
+    their tokens)."""
+
+    def url(purpose: str) -> str:
+        return f"https://sqs.{cfg.region}.amazonaws.com/{EXAMPLE_ACCOUNT}/{cfg.resource(purpose)}"
+
+    refs = ResourceRefs(
+        idempotency_table=cfg.resource("idempotency"),
+        state_table=cfg.resource("state"),
+        archive_bucket=cfg.archive_bucket(EXAMPLE_ACCOUNT),
+        inbox_queue_url=url("inbox"),
+        quarantine_queue_url=url("quarantine"),
+        event_bus=cfg.resource("bus"),
+        view_table=cfg.resource("view"),
+        domain_queue_urls={domain: url(domain) for domain in DOMAINS},
+        change_queue_urls={r.queue_purpose: url(r.queue_purpose) for r in change_routes(cfg)},
+    )
+    return sum(len(k.encode()) + len(v.encode()) for k, v in function_environment(function, cfg, refs).items())
+
+
 def targets_json(targets: Iterable[TargetConfig]) -> str:
     """Targets for a function's environment: only what differs from the defaults (Lambda's whole
     environment must stay under 4 KB); read back, it validates to the same config."""

@@ -21,8 +21,10 @@ from infra.constructs.storage import Storage
 from infra.wiring import (
     DOMAINS,
     FUNCTIONS,
+    LAMBDA_ENVIRONMENT_BYTES,
     ResourceRefs,
     change_routes,
+    deployed_environment_bytes,
     deployed_functions,
     function_environment,
     function_memory_mb,
@@ -97,6 +99,7 @@ class Compute(Construct):
             unknown = sorted(set(keys) - known)
             if unknown:
                 raise ConfigurationError(f"{setting}: {unknown} are not among {sorted(known)}")
+        check_environment_sizes(cfg)
         self.functions: dict[str, lambda_.Function] = {
             name: self._function(name, function_environment(name, cfg, refs), key) for name in deployed_functions(cfg)
         }
@@ -647,6 +650,20 @@ def retention(days: int) -> logs.RetentionDays:
         3653: "TEN_YEARS",
     }
     return getattr(logs.RetentionDays, by_days[days])  # type: ignore[no-any-return]
+
+
+def check_environment_sizes(cfg: EnvironmentConfig) -> None:
+    """Refuse, at synth, a configuration whose variables would not fit a function's 4 KB (a deploy would
+    fail late, in CloudFormation): e.g. publish carries a route per pushing target."""
+    runtime = sum(len(k.encode()) + len(v.encode()) for k, v in runtime_environment(cfg).items())
+    for name in deployed_functions(cfg):
+        size = deployed_environment_bytes(name, cfg) + runtime
+        if size > LAMBDA_ENVIRONMENT_BYTES:
+            raise ConfigurationError(
+                f"{cfg.name}: the {name} function's variables would take {size} bytes, over Lambda's "
+                f"{LAMBDA_ENVIRONMENT_BYTES}; fewer targets that push changes (publish carries a route for each), "
+                "or shorter field maps, sidebar users or routing patterns"
+            )
 
 
 def runtime_environment(cfg: EnvironmentConfig) -> dict[str, str]:

@@ -144,3 +144,25 @@ def test_the_bus_keeps_only_the_observation_rules() -> None:
         assert not {r.purpose for r in routes(load_environment(name))} & {
             r.purpose for r in change_routes(load_environment(name))
         }
+
+
+def test_every_function_s_variables_fit_lambda_s_4_kb_and_too_many_routes_are_refused_at_synth() -> None:
+    from infra.constructs.compute import check_environment_sizes
+    from infra.wiring import LAMBDA_ENVIRONMENT_BYTES, deployed_environment_bytes, deployed_functions
+
+    for name in ENVIRONMENTS:
+        cfg = load_environment(name)
+        check_environment_sizes(cfg)  # every shipped environment fits
+        assert deployed_environment_bytes("publish", cfg) < LAMBDA_ENVIRONMENT_BYTES // 2, name
+    dev = load_environment("dev")
+    crm = next(t for t in dev.targets if t.name == "crm")
+    many = dev.model_copy(
+        update={
+            "targets": (*dev.targets, *(crm.model_copy(update={"name": f"shop-system-{n:02d}"}) for n in range(14)))
+        }
+    )
+    assert "publish" in deployed_functions(many)
+    with pytest.raises(
+        ConfigurationError, match=r"the publish function's variables would take \d+ bytes, over Lambda's 4096"
+    ):
+        check_environment_sizes(many)
