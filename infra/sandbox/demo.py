@@ -244,6 +244,8 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
             queued += 1
     # The shop also has an order whose webhook never came: the scheduled pull (run now) brings it in.
     pulled = reconcile_missed_order(sandbox, expected)
+    # Taobao/Tmall push nothing here: the shop's trade is pulled through TOP (its scheduled pull, run now)
+    pulled_taobao = reconcile_taobao_trade(sandbox, expected)
     drained = sandbox.drain(timeout=drain_timeout)
     elapsed = time.monotonic() - started
 
@@ -389,6 +391,14 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         )
         if run.get("missed") != 1:
             problems.append(f"the order only the shop had was not pulled in once: {run}")
+    if pulled_taobao:
+        run = pulled_taobao()
+        print(
+            f"reconcile Taobao: TOP listed {run.get('pulled', 0)} changed trade(s) and refund(s): "
+            f"{run.get('missed', 0)} fed in (Taobao pushes nothing), {run.get('known', 0)} already in the state"
+        )
+        if run.get("missed") != 1:
+            problems.append(f"the Taobao trade was not pulled in once: {run}")
     totals = sandbox.functions.metric_totals()
     print("metrics emitted:  " + ", ".join(f"{name} {value:g}" for name, value in sorted(totals.items())))
     if sample_state is not None:
@@ -462,6 +472,34 @@ def reconcile_missed_order(sandbox: Sandbox, expected: dict[tuple[str, str], dic
 
     def counts() -> dict[str, Any]:
         return ReconcileWatermarks(sandbox.resources.refs.state_table).last_run("shopify", TENANT) or {}
+
+    return counts
+
+
+def reconcile_taobao_trade(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Any:
+    """Put a trade in the fake TOP gateway and run the Taobao shop's scheduled pull now. Returns a reader
+    of the run's counts, or ``None`` where the environment pulls no Taobao shop."""
+    if not any(j.source == "taobao" and j.tenant == TENANT for j in sandbox.cfg.reconcile):
+        return None
+    modified = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 8 * 3600 - 600))  # China time
+    trade = {
+        "tid": 3012345678901,
+        "type": "tmall_i18n",
+        "status": "WAIT_SELLER_SEND_GOODS",
+        "payment": "268.00",
+        "created": modified,
+        "modified": modified,
+        "buyer_open_uid": "AAGx-demo-buyer",
+    }
+    sandbox.top.put("taobao.trades.sold.increment.get", trade)
+    expected[("order", "taobao:3012345678901")] = {"channel": "tmall", "status": "open", "payment_status": "paid"}
+    boto3.client("sqs").send_message(
+        QueueUrl=sandbox.resources.queue_urls["reconcile"],
+        MessageBody=json.dumps({"source": "taobao", "tenant": TENANT}),
+    )
+
+    def counts() -> dict[str, Any]:
+        return ReconcileWatermarks(sandbox.resources.refs.state_table).last_run("taobao", TENANT) or {}
 
     return counts
 

@@ -48,9 +48,13 @@ def local_targets(cfg: EnvironmentConfig, fake_target: str, fake_robot: str) -> 
     return cfg.model_copy(update={"targets": tuple(local(t) for t in cfg.targets)})
 
 
-def local_shop(cfg: EnvironmentConfig, fake_shop: str) -> EnvironmentConfig:
-    """The environment with its scheduled pulls pointed at the local fake shop."""
-    jobs = tuple(type(j).model_validate({**j.model_dump(), "url": fake_shop}) for j in cfg.reconcile)
+def local_shop(cfg: EnvironmentConfig, fake_shop: str, fake_top: str | None = None) -> EnvironmentConfig:
+    """The environment with its scheduled pulls pointed at the local fakes: Shopify's at the fake shop,
+    Taobao's at the fake TOP gateway (dropped where none runs: no pull may leave the machine)."""
+    urls = {"shopify": fake_shop, "taobao": fake_top}
+    jobs = tuple(
+        type(j).model_validate({**j.model_dump(), "url": urls[j.source]}) for j in cfg.reconcile if urls.get(j.source)
+    )
     return cfg.model_copy(update={"reconcile": jobs})
 
 

@@ -26,6 +26,7 @@ from infra.sandbox import iam as sandbox_iam
 from infra.sandbox import moto_fidelity
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.environments import DEFAULT_CONCURRENCY, ProcessFunctions
+from infra.sandbox.fake_top import FakeTop
 from infra.sandbox.http_servers import FakeShop, FakeTarget, function_for, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
@@ -136,11 +137,15 @@ class Sandbox:
         serve(self.robot.server)
         self.shop = FakeShop(self.secrets.get("pull", {}).get("shopify", {}).get("demo", {}).get("access_token", ""))
         serve(self.shop.server)
+        top = self.secrets.get("pull", {}).get("taobao", {}).get("demo", {})
+        self.top = FakeTop(top.get("app_key", ""), top.get("app_secret", ""), top.get("session", ""))
+        serve(self.top.server)
         self.wecom = FakeWeComApp(fake_corps(base, self.secrets))
         serve(self.wecom.server)
         # Same config as the stack, but targets, scheduled pulls and the sidebar's WeCom point at the local fakes.
         self.cfg: EnvironmentConfig = local_wecom_app(
-            local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url), self.wecom.url
+            local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url, self.top.url),
+            self.wecom.url,
         )
         self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
         self._create_stream_failure_queue()
@@ -149,6 +154,7 @@ class Sandbox:
             self.target.server.server_port,
             self.robot.server.server_port,
             self.shop.server.server_port,
+            self.top.server.server_port,
             self.wecom.server.server_port,
         )
         for name in FUNCTIONS:
@@ -275,6 +281,7 @@ class Sandbox:
             "api": f"http://127.0.0.1:{self.api_port}",
             "fake_target": self.target.url,
             "fake_shop": self.shop.url,
+            "fake_top": self.top.url,
             "fake_wecom_robot": self.robot.url,
             "fake_wecom": self.wecom.url,
             "sidebar": self.sidebar_links(),
@@ -316,6 +323,7 @@ class Sandbox:
         self.target.server.shutdown()
         self.robot.server.shutdown()
         self.shop.server.shutdown()
+        self.top.server.shutdown()
         self.wecom.server.shutdown()
         if self.enforce_iam:
             moto_fidelity.IAM_DENIALS.remove(self._denied)

@@ -205,6 +205,7 @@ class TaobaoChanges:
         now = self.clock()
         start, span = since, timedelta(minutes=self.job.window_minutes)
         most = self.job.max_pages * PAGE_SIZE  # records a window may hold: a run's worth
+        before: set[Pulled] = set()  # the last window's records: one on the shared second is not read again
         while start < now:
             end = min(start + span, now)
             firsts = {topic: self.call(topic, start, end, 1) for topic in APIS}
@@ -216,7 +217,9 @@ class TaobaoChanges:
                 for topic, (total, first) in firsts.items()
                 for record in self.window(topic, start, end, total, first)
             ]
-            pulled = sorted(dict.fromkeys(pulled), key=lambda p: p.changed_at)  # a record read twice once
+            # a record read twice (two pages, or the second two windows share) is handed over once
+            pulled = sorted((p for p in dict.fromkeys(pulled) if p not in before), key=lambda p: p.changed_at)
+            before = set(pulled)
             for i in range(0, len(pulled), PAGE_SIZE):
                 yield pulled[i : i + PAGE_SIZE]
             start = end

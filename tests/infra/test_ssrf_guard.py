@@ -11,6 +11,7 @@ import pytest
 from infra.config import load_environment
 from infra.wiring import deployed_functions
 from shared.constants import Env
+from shared.pulls.reconcile import ReconcileJob
 from tests.infra.conftest import resources
 
 ENVS = ("dev", "staging", "prod")
@@ -48,5 +49,6 @@ def test_every_deployed_url_is_https(templates: dict[str, Any], env: str) -> Non
         if Env.TARGETS in v:
             urls += [t["url"] for t in json.loads(v[Env.TARGETS]) if t.get("url")]
         if Env.RECONCILE_JOBS in v:
-            urls += [j["url"] for j in json.loads(v[Env.RECONCILE_JOBS])]
+            # (a Taobao job without a url pulls from TOP's gateway)
+            urls += [ReconcileJob.model_validate(j).endpoint for j in json.loads(v[Env.RECONCILE_JOBS])]
     assert urls and all(isinstance(u, str) and u.startswith("https://") for u in urls), urls

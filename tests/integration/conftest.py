@@ -23,7 +23,6 @@ from infra.sandbox.samples import SignedWebhook
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, STREAM_CONSUMERS, function_environment, queues
 from shared.observability import logger
-from shared.pulls.reconcile import ReconcileJob
 
 
 @dataclass
@@ -150,9 +149,7 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     serve(shop.server)
     top = FakeTop(**sandbox_secrets["pull"]["taobao"]["demo"])
     serve(top.server)
-    cfg = local_shop(local_targets(load_environment("dev"), target.url, robot.url), shop.url)
-    taobao = ReconcileJob.model_validate({"source": "taobao", "tenant": "demo", "url": top.url})
-    cfg = cfg.model_copy(update={"reconcile": (*cfg.reconcile, taobao)})
+    cfg = local_shop(local_targets(load_environment("dev"), target.url, robot.url), shop.url, top.url)
     saved = dict(os.environ)
     with mock_aws():
         resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)

@@ -273,3 +273,13 @@ def test_taobao_is_never_a_webhook_source() -> None:
     assert "taobao" in NORMALISERS and "taobao" not in SOURCES
     with pytest.raises(UnknownSource):
         get_source("taobao", frozenset({"taobao"}))
+
+
+def test_a_trade_on_the_second_two_windows_share_is_handed_over_once() -> None:
+    top = fake()
+    top.put(TRADES, trade(4000, 30))  # exactly where the first window ends and the second begins
+    changes, http = pager(top, window_minutes=30)
+    pulled = [p for page in changes.pages(NOW.astimezone(UTC) - timedelta(minutes=60)) for p in page]
+    windows = sorted({(b["start_modified"], b["end_modified"]) for b in http.bodies})
+    assert windows == [("2026-11-11 11:00:00", "2026-11-11 11:30:00"), ("2026-11-11 11:30:00", "2026-11-11 12:00:00")]
+    assert [json.loads(p.text)["tid"] for p in pulled] == [4000]
