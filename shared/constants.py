@@ -159,7 +159,8 @@ def secrets_prefix(environment: str) -> str:
 
 def pull_secret_name(prefix: str, source: str, tenant: str) -> str:
     """Secret holding the API credentials a scheduled pull uses: ``{"access_token": "…"}`` (Shopify),
-    ``{"app_key", "app_secret", "session"}`` (Taobao/Tmall through TOP).
+    ``{"consumer_key", "consumer_secret"}`` (WooCommerce), ``{"app_key", "app_secret", "session"}``
+    (Taobao/Tmall through TOP).
     Apart from the webhook secrets, so only the reconcile function can read it."""
     return f"{prefix}/pull/{source}/{tenant}"
 

@@ -37,6 +37,7 @@ from shared.observability import logger, metrics, tracer
 from shared.pulls import reconcile
 from shared.pulls.shopify_admin import ShopifyOrders
 from shared.pulls.taobao_top import TaobaoChanges
+from shared.pulls.woocommerce_rest import WooCommerceOrders
 from shared.settings import ReconcileSettings
 from shared.state.policy import default_policy
 
@@ -89,6 +90,10 @@ def pager(job: reconcile.ReconcileJob, secrets: SecretReader, http: SafeHttp) ->
         if not all(isinstance(credentials.get(k), str) and credentials[k] for k in keys):
             raise ConfigurationError(f'secret {name!r} must exist and hold {{"app_key", "app_secret", "session"}}')
         return TaobaoChanges(job, credentials, http)
+    if job.source == "woocommerce":
+        if not all(isinstance(credentials.get(k), str) and credentials[k] for k in ("consumer_key", "consumer_secret")):
+            raise ConfigurationError(f'secret {name!r} must exist and hold {{"consumer_key", "consumer_secret"}}')
+        return WooCommerceOrders(job, credentials, http)
     token = credentials.get("access_token")
     if not isinstance(token, str) or not token:
         raise ConfigurationError(f'secret {name!r} must exist and hold {{"access_token": "…"}}')

@@ -246,6 +246,8 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
     pulled = reconcile_missed_order(sandbox, expected)
     # Taobao/Tmall push nothing here: the shop's trade is pulled through TOP (its scheduled pull, run now)
     pulled_taobao = reconcile_taobao_trade(sandbox, expected)
+    # and the WooCommerce store has an order whose webhook never came: its scheduled pull brings it in
+    pulled_woo = reconcile_woocommerce_order(sandbox, expected)
     drained = sandbox.drain(timeout=drain_timeout)
     elapsed = time.monotonic() - started
 
@@ -399,6 +401,14 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         )
         if run.get("missed") != 1:
             problems.append(f"the Taobao trade was not pulled in once: {run}")
+    if pulled_woo:
+        run = pulled_woo()
+        print(
+            f"reconcile Woo:    the store listed {run.get('pulled', 0)} changed order(s): {run.get('missed', 0)} "
+            f"no webhook had brought (fed in now), {run.get('known', 0)} already in the state"
+        )
+        if run.get("missed") != 1:
+            problems.append(f"the WooCommerce order only the store had was not pulled in once: {run}")
     totals = sandbox.functions.metric_totals()
     print("metrics emitted:  " + ", ".join(f"{name} {value:g}" for name, value in sorted(totals.items())))
     if sample_state is not None:
@@ -500,6 +510,27 @@ def reconcile_taobao_trade(sandbox: Sandbox, expected: dict[tuple[str, str], dic
 
     def counts() -> dict[str, Any]:
         return ReconcileWatermarks(sandbox.resources.refs.state_table).last_run("taobao", TENANT) or {}
+
+    return counts
+
+
+def reconcile_woocommerce_order(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Any:
+    """Put an order in the fake WooCommerce store that no webhook announced, and run the store's scheduled
+    pull now. Returns a reader of the run's counts, or ``None`` where the environment pulls no store."""
+    if not any(j.source == "woocommerce" and j.tenant == TENANT for j in sandbox.cfg.reconcile):
+        return None
+    order = copy.deepcopy(load_sample("woocommerce_order_refunded")["body"])
+    changed = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 600))
+    order.update(id=9001, number="9001", status="processing", refunds=[], date_modified_gmt=changed)
+    sandbox.woo.put(order)
+    expected[("order", "woocommerce:9001")] = {"order_number": "9001", "status": "open"}
+    boto3.client("sqs").send_message(
+        QueueUrl=sandbox.resources.queue_urls["reconcile"],
+        MessageBody=json.dumps({"source": "woocommerce", "tenant": TENANT}),
+    )
+
+    def counts() -> dict[str, Any]:
+        return ReconcileWatermarks(sandbox.resources.refs.state_table).last_run("woocommerce", TENANT) or {}
 
     return counts
 

@@ -48,10 +48,13 @@ def local_targets(cfg: EnvironmentConfig, fake_target: str, fake_robot: str) -> 
     return cfg.model_copy(update={"targets": tuple(local(t) for t in cfg.targets)})
 
 
-def local_shop(cfg: EnvironmentConfig, fake_shop: str, fake_top: str | None = None) -> EnvironmentConfig:
+def local_shop(
+    cfg: EnvironmentConfig, fake_shop: str, fake_top: str | None = None, fake_woo: str | None = None
+) -> EnvironmentConfig:
     """The environment with its scheduled pulls pointed at the local fakes: Shopify's at the fake shop,
-    Taobao's at the fake TOP gateway (dropped where none runs: no pull may leave the machine)."""
-    urls = {"shopify": fake_shop, "taobao": fake_top}
+    Taobao's at the fake TOP gateway, WooCommerce's at the fake store (a pull is dropped where no fake
+    runs for it: no pull may leave the machine)."""
+    urls = {"shopify": fake_shop, "taobao": fake_top, "woocommerce": fake_woo}
     jobs = tuple(
         type(j).model_validate({**j.model_dump(), "url": urls[j.source]}) for j in cfg.reconcile if urls.get(j.source)
     )

@@ -27,6 +27,7 @@ from infra.sandbox import moto_fidelity
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.environments import DEFAULT_CONCURRENCY, ProcessFunctions
 from infra.sandbox.fake_top import FakeTop
+from infra.sandbox.fake_woo import FakeWoo
 from infra.sandbox.http_servers import FakeShop, FakeTarget, function_for, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
 from infra.sandbox.pollers import SqsPoller, StreamPoller
@@ -140,11 +141,14 @@ class Sandbox:
         top = self.secrets.get("pull", {}).get("taobao", {}).get("demo", {})
         self.top = FakeTop(top.get("app_key", ""), top.get("app_secret", ""), top.get("session", ""))
         serve(self.top.server)
+        woo = self.secrets.get("pull", {}).get("woocommerce", {}).get("demo", {})
+        self.woo = FakeWoo(woo.get("consumer_key", ""), woo.get("consumer_secret", ""))
+        serve(self.woo.server)
         self.wecom = FakeWeComApp(fake_corps(base, self.secrets))
         serve(self.wecom.server)
         # Same config as the stack, but targets, scheduled pulls and the sidebar's WeCom point at the local fakes.
         self.cfg: EnvironmentConfig = local_wecom_app(
-            local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url, self.top.url),
+            local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url, self.top.url, self.woo.url),
             self.wecom.url,
         )
         self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
@@ -155,6 +159,7 @@ class Sandbox:
             self.robot.server.server_port,
             self.shop.server.server_port,
             self.top.server.server_port,
+            self.woo.server.server_port,
             self.wecom.server.server_port,
         )
         for name in FUNCTIONS:
@@ -282,6 +287,7 @@ class Sandbox:
             "fake_target": self.target.url,
             "fake_shop": self.shop.url,
             "fake_top": self.top.url,
+            "fake_woocommerce": self.woo.url,
             "fake_wecom_robot": self.robot.url,
             "fake_wecom": self.wecom.url,
             "sidebar": self.sidebar_links(),
@@ -324,6 +330,7 @@ class Sandbox:
         self.robot.server.shutdown()
         self.shop.server.shutdown()
         self.top.server.shutdown()
+        self.woo.server.shutdown()
         self.wecom.server.shutdown()
         if self.enforce_iam:
             moto_fidelity.IAM_DENIALS.remove(self._denied)

@@ -10,8 +10,10 @@ Three steps, each usable alone:
    running the same file again admits nothing, and a record that changed since is admitted anew.
 3. ``verify``: the report. A record counts as applied when merging it into the entity's current
    state would change nothing: the state holds its values, or values that beat them under the
-   conflict policy (a newer clock, a higher authority, an immutable first value). Anything else is
-   pending: not processed yet, or lost, with the fields that are missing.
+   conflict policy (a newer clock, a higher authority, an immutable first value), or a state machine's
+   status it already logged at that time from that source (another delivery of the same change: a
+   pulled refund the webhook brought). Anything else is pending: not processed yet, or lost, with the
+   fields that are missing.
 
 Backfilled records carry no platform signature; the trust boundary is the operator's permission to
 write to the stack's inbox, archive and idempotency table, as for ``aftersync replay``.
@@ -24,7 +26,7 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from shared.errors import NormalisationError
 from shared.intake.field_map import FieldMap
@@ -32,7 +34,7 @@ from shared.intake.ingest import Accepted, StorePorts, inbox_message, store_once
 from shared.intake.normalise import normalise_message
 from shared.models import InboxMessage, ObservedEntity
 from shared.sources.base import Delivery
-from shared.state.merge import EntityState, merge
+from shared.state.merge import LOG_SUFFIX, EntityState, merge
 from shared.state.policy import ConflictPolicy
 
 ORIGIN: Final = "backfill"
@@ -169,6 +171,16 @@ def one_by_one(load: Callable[[str, str, str], EntityState | None]) -> LoadState
     return lambda keys: {k: state for k in keys if (state := load(*k)) is not None}
 
 
+def _logged_already(state: EntityState, field: str, entry: Any) -> bool:
+    """A state machine's log entry (``<field>_log.<time>|<event id>``) whose status the state already
+    logged at that time from that source, by another delivery: the same observation, pulled or backfilled
+    where a webhook brought it (only the event id differs)."""
+    if LOG_SUFFIX not in field:
+        return False
+    prefix = field.rsplit("|", 1)[0] + "|"
+    return any(k.startswith(prefix) and v == entry for k, v in state.fields.items())
+
+
 def verify(plan: Plan, load_states: LoadStates, policy: ConflictPolicy) -> Report:
     """Whether the state reflects each record (see the module's docstring), reading every entity's
     state in one batch. Customers are resolved to an Aftersync customer id by identity, not by their
@@ -188,6 +200,6 @@ def verify(plan: Plan, load_states: LoadStates, policy: ConflictPolicy) -> Repor
                 checks.append(Check(record.line, kind, entity_id, "pending", note="no state yet"))
                 continue
             outcome = merge(state, observation, policy.for_type(kind))
-            fields = tuple(sorted({c.field for c in outcome.changes}))
+            fields = tuple(sorted({c.field for c in outcome.changes if not _logged_already(state, c.field, c.after)}))
             checks.append(Check(record.line, kind, entity_id, "pending" if fields else "applied", fields))
     return Report(tuple(checks))

@@ -40,14 +40,14 @@ TOP_GATEWAY = "https://gw.api.taobao.com/router/rest"
 class ReconcileJob(BaseModel):
     """One scheduled pull: ``{"source": "shopify", "tenant": "acme", "url": "https://acme.myshopify.com"}``,
     or ``{"source": "taobao", "tenant": "acme"}`` (the TOP gateway). The credentials are the secret
-    ``aftersync/<env>/pull/<source>/<tenant>``: Shopify ``{"access_token"}``, Taobao ``{"app_key",
-    "app_secret", "session"}``."""
+    ``aftersync/<env>/pull/<source>/<tenant>``: Shopify ``{"access_token"}``, WooCommerce
+    ``{"consumer_key", "consumer_secret"}``, Taobao ``{"app_key", "app_secret", "session"}``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Literal["shopify", "taobao"]
+    source: Literal["shopify", "woocommerce", "taobao"]
     tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-    # the shop's base URL (Shopify) or the API gateway (Taobao: TOP_GATEWAY by default); https only
+    # the shop's base URL (Shopify, WooCommerce) or the API gateway (Taobao: TOP_GATEWAY by default); https only
     # outside the sandbox
     url: HttpUrl | None = None
     every_minutes: Annotated[int, Field(ge=5, le=1440)] = 15
@@ -62,8 +62,8 @@ class ReconcileJob(BaseModel):
 
     @model_validator(mode="after")
     def _url(self) -> ReconcileJob:
-        if self.url is None and self.source == "shopify":
-            raise ValueError("a shopify job needs the shop's url")
+        if self.url is None and self.source != "taobao":
+            raise ValueError(f"a {self.source} job needs the shop's url")
         return self
 
     @property
@@ -73,7 +73,7 @@ class ReconcileJob(BaseModel):
 
 # What a pulled record is, in the source's webhook terms: its normaliser reads it as that topic (a
 # record that says its own topic, as Taobao's trades and refunds do, keeps it).
-TOPICS: dict[str, str] = {"shopify": "orders/updated"}
+TOPICS: dict[str, str] = {"shopify": "orders/updated", "woocommerce": "order.updated"}
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
         r"douyin\s+1\s+1\s+0\s+200 success ×1",
         r"wms\s+1\s+1\s+0\s+200 accepted ×1",
         r"amazon\s+2\s+-\s+-\s+written to the SP-API queue",
-        r"entities changed: 11 after_sales_case, 47 order, 4 shipment, 2 stock, 1 ticket;",
+        r"entities changed: 11 after_sales_case, 48 order, 4 shipment, 2 stock, 1 ticket;",
         r"reconcile:        the shop listed 1 changed order\(s\): 1 no webhook had brought \(fed in now\), 0 already",
         r"reconcile Taobao: TOP listed 1 changed trade\(s\) and refund\(s\): 1 fed in \(Taobao pushes nothing\), 0",
+        r"reconcile Woo:    the store listed 1 changed order\(s\): 1 no webhook had brought \(fed in now\), 0 already",
         r"deliveries made:  \d+ to crm, \d+ to erp",  # versions may coalesce: delivery follows the state
         r"customers told:   [1-9]\d* SMS, [1-9]\d* e-mails",
         r"WeCom groups:     1 message\(s\) to service-group",  # the ticket, in the service group

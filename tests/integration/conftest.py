@@ -15,6 +15,7 @@ from moto import mock_aws
 from infra.config import EnvironmentConfig, load_environment
 from infra.sandbox import moto_fidelity
 from infra.sandbox.fake_top import FakeTop
+from infra.sandbox.fake_woo import FakeWoo
 from infra.sandbox.http_servers import FakeShop, FakeTarget, api_gateway_event, serve
 from infra.sandbox.lambda_runtime import Functions, LambdaContext
 from infra.sandbox.pollers import SqsPoller, StreamPoller
@@ -34,6 +35,7 @@ class Stack:
     robot: FakeWeComRobot
     shop: FakeShop
     top: FakeTop  # the Taobao Open Platform's gateway, for the demo tenant's Taobao pull
+    woo: FakeWoo  # the demo tenant's WooCommerce store's REST API, for its pull
     _sqs_pollers: dict[tuple[str, str], SqsPoller] = field(default_factory=dict, repr=False)
 
     def post(self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None) -> dict[str, Any]:
@@ -149,26 +151,35 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     serve(shop.server)
     top = FakeTop(**sandbox_secrets["pull"]["taobao"]["demo"])
     serve(top.server)
-    cfg = local_shop(local_targets(load_environment("dev"), target.url, robot.url), shop.url, top.url)
+    woo = FakeWoo(**sandbox_secrets["pull"]["woocommerce"]["demo"])
+    serve(woo.server)
+    cfg = local_shop(local_targets(load_environment("dev"), target.url, robot.url), shop.url, top.url, woo.url)
     saved = dict(os.environ)
     with mock_aws():
         resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)
         resources.queue_urls["publish-dlq"] = boto3.client("sqs").create_queue(QueueName=cfg.resource("publish-dlq"))[
             "QueueUrl"
         ]
-        fakes = (target.server.server_port, robot.server.server_port, shop.server.server_port, top.server.server_port)
+        fakes = (
+            target.server.server_port,
+            robot.server.server_port,
+            shop.server.server_port,
+            top.server.server_port,
+            woo.server.server_port,
+        )
         for name in FUNCTIONS:
             os.environ.update(
                 function_environment(name, cfg, resources.refs, loopback_ports=fakes, wecom_api_base=robot.url)
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
-        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot, shop, top)
+        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot, shop, top, woo)
     os.environ.clear()
     os.environ.update(saved)
     target.server.shutdown()
     robot.server.shutdown()
     shop.server.shutdown()
     top.server.shutdown()
+    woo.server.shutdown()
 
 
 @pytest.fixture

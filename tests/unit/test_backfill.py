@@ -108,3 +108,30 @@ def test_verify_says_applied_only_when_the_state_holds_the_record_or_what_beats_
     [check] = [c for c in verify(result, load, POLICY).checks if c.line == 2 and c.entity_type == "order"]
     assert (check.status, check.pending_fields) == ("pending", ("note",))
     assert not verify(result, load, POLICY).complete
+
+
+def test_a_case_status_a_webhook_already_logged_is_applied_but_another_status_or_time_is_pending() -> None:
+    refunded = json.loads(load_sample_text("woocommerce_order_refunded"))
+    result = plan("woocommerce", "demo", "order.updated", [(1, json.dumps(refunded))], NOW)
+    store = FakeStateStore()
+    load = one_by_one(lambda tenant, entity_type, entity_id: store.load(tenant, entity_type, entity_id)[0])
+    # the same order came by webhook: the same observations under another delivery's event ids
+    for observation in result.records[0].observations:
+        apply_observation(observation.model_copy(update={"event_id": f"webhook-{observation.event_id}"}), store, POLICY)
+    assert {(c.entity_type, c.status) for c in verify(result, load, POLICY).checks} == {
+        ("order", "applied"),
+        ("after_sales_case", "applied"),  # its status log entry: same time, same status, same source
+    }
+    # the same status observed at a later time (the order changed again) is a new log entry: pending
+    later = {**refunded, "date_modified_gmt": "2026-11-22T08:00:00", "status": "cancelled"}
+    planned = plan("woocommerce", "demo", "order.updated", [(1, json.dumps(later))], NOW)
+    pending = {c.entity_type: c.pending_fields for c in verify(planned, load, POLICY).checks if c.status == "pending"}
+    [entry] = pending["after_sales_case"]
+    assert entry.startswith("status_log.2026-11-22T08:00:00")
+    assert "status" in pending["order"]
+
+
+def load_sample_text(name: str) -> str:
+    from infra.sandbox.samples import load_sample
+
+    return json.dumps(load_sample(name)["body"])
