@@ -55,6 +55,10 @@ class KeepAliveRequestHandler(MotoRequestHandler):
         finally:
             self.rfile = connection_stream
 
+    def log_error(self, format: str, *args: Any) -> None:
+        if not format.startswith("Request timed out"):  # (an idle kept-open connection closing: not an error)
+            super().log_error(format, *args)
+
     def send_header(self, keyword: str, value: str) -> None:
         if keyword.lower() == "connection" and value.lower() == "close" and not self.close_connection:
             return  # werkzeug's blanket close: this connection stays open for the next request
