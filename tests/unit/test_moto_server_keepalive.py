@@ -173,3 +173,20 @@ def test_an_object_with_expect_continue_round_trips(kept_open: str, connections:
     s3.put_object(Bucket="keepalive-bucket", Key="k", Body=io.BytesIO(body))  # a file: sent after "100 Continue"
     assert s3.get_object(Bucket="keepalive-bucket", Key="k")["Body"].read() == body
     assert len(connections) == 1
+
+
+def test_answers_are_sent_without_waiting_for_an_acknowledgement(
+    kept_open: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer's head and body go out in separate sends: on a kept-open connection Nagle's algorithm
+    would hold the body until the client acknowledged the head (which clients delay), so it is off."""
+    no_delay: list[int] = []
+    original = KeepAliveRequestHandler.setup
+
+    def setup(self: Any) -> None:
+        original(self)
+        no_delay.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    monkeypatch.setattr(KeepAliveRequestHandler, "setup", setup)
+    _client("sqs", kept_open).list_queues()
+    assert len(no_delay) == 1 and no_delay[0] != 0
