@@ -36,6 +36,16 @@ Measured 2026-12-03 after the stand-in's per-request work was cut (``python -m b
 of 1,200 clients still time out (30 s). Still CPU-bound (one interpreter lock, ~7 webhooks a second at
 137 ms): the goals are not met here; docs/sandbox.md names the next cost (a TCP connection and a
 server thread per AWS call: moto's werkzeug server closes every connection).
+
+Measured 2026-12-03, third round, after the stand-in kept its connections open (HTTP/1.1 keep-alive,
+no Nagle delay) and UpdateItem stopped deep-copying and re-parsing its expression (``python -m
+bench.run sandbox_load``; 2 cores, load average 10-13 from other work): the sandbox's process spends 83
+ms of CPU per webhook (123 ms on main the same day at load ~2; 87 ms in a run at load 15-17), all
+1,200 orders delivered, webhook -> delivery p50 5.4 s, p99 48 s (64 s on main), and 46 of 1,200
+clients time out (30 s; 80 on main). Still CPU-bound: about 27 AWS calls per webhook (at 5/s, idle
+polling included), each ~3 ms of the stand-in's CPU under this load whatever its action (HTTP, Flask,
+moto's dispatch, request parsing, SigV4) plus the pollers' own botocore work; the goals are not met
+here. The next step is moto in a process of its own (docs/sandbox.md).
 """
 
 from __future__ import annotations

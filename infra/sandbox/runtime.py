@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from infra.config import ROOT, EnvironmentConfig, load_environment
 from infra.sandbox import iam as sandbox_iam
@@ -30,6 +29,7 @@ from infra.sandbox.fake_top import FakeTop
 from infra.sandbox.fake_woo import FakeWoo
 from infra.sandbox.http_servers import FakeShop, FakeTarget, function_for, gateway, serve
 from infra.sandbox.lambda_runtime import Functions
+from infra.sandbox.moto_server import KeepAliveMotoServer
 from infra.sandbox.pollers import SqsPoller, StreamPoller
 from infra.sandbox.resources import (
     ACCOUNT,
@@ -104,7 +104,7 @@ class Sandbox:
         # The stack's template (its roles' policies): from the cache, or synthesized while moto starts
         template = ThreadPoolExecutor(max_workers=1).submit(sandbox_iam.synthesized_template, self.environment)
         self.moto_port = free_port()
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self.moto = KeepAliveMotoServer("127.0.0.1", self.moto_port)
         self.moto.start()
         self.endpoint = f"http://127.0.0.1:{self.moto_port}"
         os.environ.update(

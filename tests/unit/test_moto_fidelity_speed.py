@@ -6,6 +6,7 @@ message received)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,3 +241,166 @@ def test_batch_get_answers_as_moto_serialized_them(aws: None, monkeypatch: pytes
         answer.pop("ResponseMetadata")
     assert written_directly == serialized_by_moto
     assert written_directly["Responses"] == {"one": [item], "two": [{"v": {"S": "w"}}]}
+
+
+UPDATE_EXPRESSIONS = [
+    "SET #s = :pending, #o = :owner, lease_until = :until ADD attempts :one",
+    "SET customer_id = :c, #v = :v, #o0 = :c, #o1 = :c ADD refs :r",
+    "SET n = n + :one, l = list_append(if_not_exists(l, :empty), :more), m.deep = :v, l[0] = :v",
+    "REMOVE gone, m.other, l[1] SET m.added = :v",
+    "ADD counter :one DELETE tags :t",
+]
+
+
+def _tree(node: Any) -> Any:
+    """A parsed expression tree as plain data: each node's class and children, and whether each child
+    names its node as its parent."""
+    from moto.dynamodb.parsing.ast_nodes import Node
+
+    if not isinstance(node, Node):
+        return node
+    children = [(_tree(c), c.parent is node if isinstance(c, Node) else None) for c in node.children or []]
+    return (type(node).__name__, node.type, children)
+
+
+@pytest.mark.parametrize("expression", UPDATE_EXPRESSIONS)
+def test_an_update_expression_tree_is_copied_as_deepcopy_copies_it(expression: str) -> None:
+    import copy
+
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    parsed = moto_fidelity._original_update_expression_make(UpdateExpressionParser, expression)
+    copied = moto_fidelity.copy_expression_tree(parsed)
+    assert _tree(copied) == _tree(copy.deepcopy(parsed)) == _tree(parsed)
+    assert copied.parent is None
+
+    def nodes(node: Any) -> list[Any]:
+        return [node] + [n for c in node.children or [] if hasattr(c, "children") for n in nodes(c)]
+
+    assert not {id(n) for n in nodes(copied)} & {id(n) for n in nodes(parsed)}  # no node shared
+
+
+def test_a_tree_that_is_not_plain_is_deep_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    parsed = moto_fidelity._original_update_expression_make(UpdateExpressionParser, "SET a = :a, b = :b")
+    parsed.children[0].parent = None  # (a parent that is not the node holding it)
+    deep: list[Any] = []
+    deepcopy = copy.deepcopy
+    monkeypatch.setattr(copy, "deepcopy", lambda v, *a: deep.append(v) or deepcopy(v, *a))
+    copied = moto_fidelity.copy_expression_tree(parsed)
+    assert deep[0] is parsed
+    assert _tree(copied) == _tree(parsed)
+
+
+def _updates(dynamodb: Any) -> list[Any]:
+    """A run of UpdateItems (new item, placeholders, arithmetic, list_append, nested paths, removes,
+    sets, a failed condition, malformed expressions): each call's answer, or its error."""
+    create_pk_sk_table(dynamodb, "u")
+    key = {"pk": {"S": "a"}, "sk": {"S": "1"}}
+    values = {
+        ":pending": {"S": "pending"},
+        ":owner": {"S": "me"},
+        ":until": {"N": "10"},
+        ":one": {"N": "1"},
+        ":c": {"S": "cust"},
+        ":v": {"N": "7"},
+        ":r": {"SS": ["x", "y"]},
+        ":empty": {"L": []},
+        ":more": {"L": [{"S": "m1"}, {"S": "m2"}]},
+        ":t": {"SS": ["x"]},
+    }
+    names = {"#s": "status", "#o": "owner", "#v": "version", "#o0": "o0", "#o1": "o1"}
+    calls = [
+        ("SET m = :empty_map", {}),
+        ("SET #s = :pending, #o = :owner, lease_until = :until ADD attempts :one", {}),
+        ("SET customer_id = :c, #v = :v, #o0 = :c, #o1 = :c ADD refs :r", {}),
+        ("SET n = :one, l = list_append(if_not_exists(l, :empty), :more), m.deep = :v", {}),
+        ("SET n = n + :one, l[0] = :v", {}),
+        ("SET n = n + :one, l[0] = :v", {}),  # (the same text again: parsed once)
+        ("REMOVE #o1, m.deep, l[1] SET m.added = :v", {}),
+        ("ADD tally :one DELETE refs :t", {}),
+        ("SET #s = :c", {"ConditionExpression": "#s = :owner"}),  # fails its condition
+        ("SET #s = :nope", {}),  # a value not given
+        ("SET = :v", {}),  # not an expression
+        ("SET a = :v, a = :one", {}),  # two updates of one path
+        ("ADD attempts :c", {}),  # ADD of a string
+    ]
+    answers: list[Any] = []
+    for expression, extra in calls:
+        used = set(re.findall(r"[#:]\w+", expression + " " + extra.get("ConditionExpression", "")))
+        used_names = {k: v for k, v in names.items() if k in used}
+        used_values = {k: v for k, v in {**values, ":empty_map": {"M": {}}}.items() if k in used}
+        request: dict[str, Any] = {"TableName": "u", "Key": key, "UpdateExpression": expression, **extra}
+        request["ReturnValues"] = "ALL_NEW"
+        if used_names:
+            request["ExpressionAttributeNames"] = used_names
+        if used_values:
+            request["ExpressionAttributeValues"] = used_values
+        try:
+            answer = dynamodb.update_item(**request)
+            answer.pop("ResponseMetadata")
+            answers.append(answer)
+        except dynamodb.exceptions.ClientError as error:
+            answers.append((error.response["Error"]["Code"], error.response["Error"]["Message"]))
+    answers.append(dynamodb.get_item(TableName="u", Key=key)["Item"])
+    return answers
+
+
+def test_updates_answer_as_moto_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    moto_fidelity._update_expression_parsed_once.cache_clear()
+    with mock_aws():
+        patched = _updates(boto3.client("dynamodb", region_name=REGION))
+    with monkeypatch.context() as undone:
+        undone.setattr(UpdateExpressionParser, "make", classmethod(moto_fidelity._original_update_expression_make))
+        undone.setattr(validators.Validator, "__init__", moto_fidelity._original_validator_init)
+        with mock_aws():
+            moto_own = _updates(boto3.client("dynamodb", region_name=REGION))
+    assert patched == moto_own
+    assert not any(isinstance(a, tuple) for a in patched[:8])  # the well-formed ones applied
+    assert patched[-1] == {
+        **{"pk": {"S": "a"}, "sk": {"S": "1"}, "status": {"S": "pending"}, "owner": {"S": "me"}},
+        **{"lease_until": {"N": "10"}, "attempts": {"N": "1"}, "customer_id": {"S": "cust"}, "version": {"N": "7"}},
+        **{"o0": {"S": "cust"}, "refs": {"SS": ["y"]}, "n": {"N": "3"}, "tally": {"N": "1"}},
+        **{"l": {"L": [{"N": "7"}]}, "m": {"M": {"added": {"N": "7"}}}},
+    }
+    assert [a[0] for a in patched[8:13]] == [
+        "ConditionalCheckFailedException",
+        "ValidationException",
+        "ValidationException",
+        "ValidationException",
+        "ValidationException",
+    ]
+
+
+def test_an_update_expression_text_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    moto_fidelity._update_expression_parsed_once.cache_clear()
+    parsed: list[str] = []
+    original = moto_fidelity._original_update_expression_make
+
+    def counting(cls: Any, text: str) -> Any:
+        parsed.append(text)
+        return original(cls, text)
+
+    monkeypatch.setattr(moto_fidelity, "_original_update_expression_make", counting)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        create_pk_sk_table(dynamodb, "p")
+        for n in range(3):
+            dynamodb.update_item(
+                TableName="p",
+                Key={"pk": {"S": f"k{n}"}, "sk": {"S": "1"}},
+                UpdateExpression="ADD n :one",
+                ExpressionAttributeValues={":one": {"N": "1"}},
+            )
+        items = dynamodb.scan(TableName="p")["Items"]
+    assert sorted(i["pk"]["S"] for i in items) == ["k0", "k1", "k2"] and {i["n"]["N"] for i in items} == {"1"}
+    assert parsed == ["ADD n :one"]  # three calls, each parsing it twice in moto: once here
+    assert UpdateExpressionParser.make("ADD n :one") is UpdateExpressionParser.make("ADD n :one")
