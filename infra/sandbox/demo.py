@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,11 +244,17 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
             sqs.send_message(QueueUrl=sandbox.resources.queue_urls["amazon"], MessageBody=json.dumps(amazon))
             queued += 1
     # The shop also has an order whose webhook never came: the scheduled pull (run now) brings it in.
-    pulled = reconcile_missed_order(sandbox, expected)
-    # Taobao/Tmall push nothing here: the shop's trade is pulled through TOP (its scheduled pull, run now)
-    pulled_taobao = reconcile_taobao_trade(sandbox, expected)
-    # and the WooCommerce store has an order whose webhook never came: its scheduled pull brings it in
-    pulled_woo = reconcile_woocommerce_order(sandbox, expected)
+    pulls = [
+        pull
+        for pull in (
+            reconcile_missed_order(sandbox, expected),
+            # Taobao/Tmall push nothing here: the shop's trade is pulled through TOP (its pull, run now)
+            reconcile_taobao_trade(sandbox, expected),
+            # and the WooCommerce store has an order whose webhook never came: its pull brings it in
+            reconcile_woocommerce_order(sandbox, expected),
+        )
+        if pull is not None
+    ]
     drained = sandbox.drain(timeout=drain_timeout)
     elapsed = time.monotonic() - started
 
@@ -385,30 +392,14 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
         f"p99 {percentile(latencies, 0.99) * 1000:.0f} ms over {len(latencies)} deliveries"
         f" (mean {statistics.fmean(latencies) * 1000 if latencies else float('nan'):.0f} ms); run took {elapsed:.1f} s"
     )
-    if pulled:
-        run = pulled()
+    for pull in pulls:
+        run = pull.counts()
         print(
-            f"reconcile:        the shop listed {run.get('pulled', 0)} changed order(s): {run.get('missed', 0)} "
-            f"no webhook had brought (fed in now), {run.get('known', 0)} already in the state"
+            f"{pull.label} {run.get('pulled', 0)} {pull.listed}: {run.get('missed', 0)} {pull.missed}, "
+            f"{run.get('known', 0)} already in the state"
         )
         if run.get("missed") != 1:
-            problems.append(f"the order only the shop had was not pulled in once: {run}")
-    if pulled_taobao:
-        run = pulled_taobao()
-        print(
-            f"reconcile Taobao: TOP listed {run.get('pulled', 0)} changed trade(s) and refund(s): "
-            f"{run.get('missed', 0)} fed in (Taobao pushes nothing), {run.get('known', 0)} already in the state"
-        )
-        if run.get("missed") != 1:
-            problems.append(f"the Taobao trade was not pulled in once: {run}")
-    if pulled_woo:
-        run = pulled_woo()
-        print(
-            f"reconcile Woo:    the store listed {run.get('pulled', 0)} changed order(s): {run.get('missed', 0)} "
-            f"no webhook had brought (fed in now), {run.get('known', 0)} already in the state"
-        )
-        if run.get("missed") != 1:
-            problems.append(f"the WooCommerce order only the store had was not pulled in once: {run}")
+            problems.append(f"{pull.what} was not pulled in once: {run}")
     totals = sandbox.functions.metric_totals()
     print("metrics emitted:  " + ", ".join(f"{name} {value:g}" for name, value in sorted(totals.items())))
     if sample_state is not None:
@@ -464,32 +455,55 @@ def show_lookup(api: str, secrets: dict[str, Any]) -> list[str]:
     return []
 
 
-def reconcile_missed_order(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Any:
-    """Put an order in the fake shop that no webhook announced, and run the shop's scheduled pull now
-    (the message its schedule sends). Returns a reader of the run's counts, or ``None`` where the
-    environment pulls nothing."""
-    if not any(j.source == "shopify" and j.tenant == TENANT for j in sandbox.cfg.reconcile):
+@dataclass(frozen=True)
+class Pull:
+    """A scheduled pull the demo runs now, and how its summary line reads."""
+
+    source: str
+    label: str  # the summary line's start, e.g. "reconcile:        the shop listed"
+    listed: str  # what the platform listed, e.g. "changed order(s)"
+    missed: str  # what the missed ones were
+    what: str  # the record, in a problem
+    counts: Callable[[], dict[str, Any]]
+
+
+def _pull_now(sandbox: Sandbox, source: str, label: str, listed: str, missed: str, what: str) -> Pull:
+    """Send the message the job's schedule sends, and read the run's counts later."""
+    boto3.client("sqs").send_message(
+        QueueUrl=sandbox.resources.queue_urls["reconcile"], MessageBody=json.dumps({"source": source, "tenant": TENANT})
+    )
+    watermarks = ReconcileWatermarks(sandbox.resources.refs.state_table)
+    return Pull(source, label, listed, missed, what, lambda: watermarks.last_run(source, TENANT) or {})
+
+
+def _pulls(sandbox: Sandbox, source: str) -> bool:
+    return any(j.source == source and j.tenant == TENANT for j in sandbox.cfg.reconcile)
+
+
+def reconcile_missed_order(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Pull | None:
+    """Put an order in the fake shop that no webhook announced, and run the shop's scheduled pull now;
+    ``None`` where the environment pulls no Shopify shop."""
+    if not _pulls(sandbox, "shopify"):
         return None
     order = copy.deepcopy(load_sample("shopify_orders_create")["body"])
     changed = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(time.time() - 600))
     order.update(id=830000000000000001, name="#10001", order_number=10001, created_at=changed, updated_at=changed)
     sandbox.shop.put(order)
     expected[("order", f"shopify:{order['id']}")] = {"order_number": "#10001", "status": "open"}
-    boto3.client("sqs").send_message(
-        QueueUrl=sandbox.resources.queue_urls["reconcile"],
-        MessageBody=json.dumps({"source": "shopify", "tenant": TENANT}),
+    return _pull_now(
+        sandbox,
+        "shopify",
+        "reconcile:        the shop listed",
+        "changed order(s)",
+        "no webhook had brought (fed in now)",
+        "the order only the shop had",
     )
 
-    def counts() -> dict[str, Any]:
-        return ReconcileWatermarks(sandbox.resources.refs.state_table).last_run("shopify", TENANT) or {}
 
-    return counts
-
-
-def reconcile_taobao_trade(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Any:
-    """Put a trade in the fake TOP gateway and run the Taobao shop's scheduled pull now. Returns a reader
-    of the run's counts, or ``None`` where the environment pulls no Taobao shop."""
-    if not any(j.source == "taobao" and j.tenant == TENANT for j in sandbox.cfg.reconcile):
+def reconcile_taobao_trade(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Pull | None:
+    """Put a trade in the fake TOP gateway and run the Taobao shop's scheduled pull now; ``None`` where the
+    environment pulls no Taobao shop."""
+    if not _pulls(sandbox, "taobao"):
         return None
     modified = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(time.time() + 8 * 3600 - 600))  # China time
     trade = {
@@ -503,36 +517,34 @@ def reconcile_taobao_trade(sandbox: Sandbox, expected: dict[tuple[str, str], dic
     }
     sandbox.top.put("taobao.trades.sold.increment.get", trade)
     expected[("order", "taobao:3012345678901")] = {"channel": "tmall", "status": "open", "payment_status": "paid"}
-    boto3.client("sqs").send_message(
-        QueueUrl=sandbox.resources.queue_urls["reconcile"],
-        MessageBody=json.dumps({"source": "taobao", "tenant": TENANT}),
+    return _pull_now(
+        sandbox,
+        "taobao",
+        "reconcile Taobao: TOP listed",
+        "changed trade(s) and refund(s)",
+        "fed in (Taobao pushes nothing)",
+        "the Taobao trade",
     )
 
-    def counts() -> dict[str, Any]:
-        return ReconcileWatermarks(sandbox.resources.refs.state_table).last_run("taobao", TENANT) or {}
 
-    return counts
-
-
-def reconcile_woocommerce_order(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Any:
+def reconcile_woocommerce_order(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> Pull | None:
     """Put an order in the fake WooCommerce store that no webhook announced, and run the store's scheduled
-    pull now. Returns a reader of the run's counts, or ``None`` where the environment pulls no store."""
-    if not any(j.source == "woocommerce" and j.tenant == TENANT for j in sandbox.cfg.reconcile):
+    pull now; ``None`` where the environment pulls no store."""
+    if not _pulls(sandbox, "woocommerce"):
         return None
     order = copy.deepcopy(load_sample("woocommerce_order_refunded")["body"])
     changed = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 600))
     order.update(id=9001, number="9001", status="processing", refunds=[], date_modified_gmt=changed)
     sandbox.woo.put(order)
     expected[("order", "woocommerce:9001")] = {"order_number": "9001", "status": "open"}
-    boto3.client("sqs").send_message(
-        QueueUrl=sandbox.resources.queue_urls["reconcile"],
-        MessageBody=json.dumps({"source": "woocommerce", "tenant": TENANT}),
+    return _pull_now(
+        sandbox,
+        "woocommerce",
+        "reconcile Woo:    the store listed",
+        "changed order(s)",
+        "no webhook had brought (fed in now)",
+        "the WooCommerce order only the store had",
     )
-
-    def counts() -> dict[str, Any]:
-        return ReconcileWatermarks(sandbox.resources.refs.state_table).last_run("woocommerce", TENANT) or {}
-
-    return counts
 
 
 def _answer(body: dict[str, Any]) -> str:

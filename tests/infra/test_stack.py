@@ -728,6 +728,25 @@ def test_the_shift_check_runs_on_a_schedule_into_the_automation_queue(templates:
     )
 
 
+def queue_sends(template: dict[str, Any], cfg: Any, function: str) -> tuple[set[str], list[str]]:
+    """The queues ``function``'s role may SendMessage to (by name), and any events:* action it has."""
+    queue_names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+    functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
+    role = functions[cfg.resource(function)]["Properties"]["Role"]["Fn::GetAtt"][0]
+    sends: set[str] = set()
+    bus: list[str] = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role} not in policy["Properties"]["Roles"]:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            bus += [a for a in actions if a.startswith("events:")]
+            if "sqs:SendMessage" in actions:
+                named = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                sends |= {queue_names[r["Fn::GetAtt"][0]] for r in named}
+    return sends, bus
+
+
 def rendered(value: Any, names: dict[str, str]) -> str:
     """A template string with its ``Fn::Join`` of ``Ref``s to queues written out: each queue's URL as
     ``queue:<its name>``."""
@@ -761,21 +780,8 @@ def test_publish_routes_each_change_to_the_queues_the_rules_did_and_the_bus_rout
         patterns = [r["Properties"].get("EventPattern") for r in resources(template, "AWS::Events::Rule").values()]
         assert not [p for p in patterns if p and "entity.changed" in p.get("detail-type", [])]
         # publish's role: SendMessage on exactly those queues (and its stream's failure queue), nothing on the bus
-        queue_names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
-        functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
-        role = functions[cfg.resource("publish")]["Properties"]["Role"]["Fn::GetAtt"][0]
-        sends: set[str] = set()
-        for policy in resources(template, "AWS::IAM::Policy").values():
-            if {"Ref": role} not in policy["Properties"]["Roles"]:
-                continue
-            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                assert not [a for a in actions if a.startswith("events:")], env
-                if "sqs:SendMessage" in actions:
-                    named = (
-                        statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-                    )
-                    sends |= {queue_names[r["Fn::GetAtt"][0]] for r in named}
+        sends, bus = queue_sends(template, cfg, "publish")
+        assert not bus, env
         assert sends == set(expected) | {cfg.resource("publish-dlq")}, env
 
 
@@ -958,19 +964,9 @@ def test_normalise_sends_to_the_domain_queues_and_the_quarantine_and_puts_nothin
     templates: dict[str, dict[str, Any]],
 ) -> None:
     template, cfg = templates["prod"], load_environment("prod")
-    queue_names = {k: v["Properties"]["QueueName"] for k, v in resources(template, "AWS::SQS::Queue").items()}
+    sends, bus = queue_sends(template, cfg, "normalise")
+    assert not bus
     functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
-    role = functions[cfg.resource("normalise")]["Properties"]["Role"]["Fn::GetAtt"][0]
-    sends: set[str] = set()
-    for policy in resources(template, "AWS::IAM::Policy").values():
-        if {"Ref": role} not in policy["Properties"]["Roles"]:
-            continue
-        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            assert not [a for a in actions if a.startswith("events:")]
-            if "sqs:SendMessage" in actions:
-                named = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-                sends |= {queue_names[r["Fn::GetAtt"][0]] for r in named}
     # (and its own DLQ, where it moves a record itself on its last attempt)
     expected = ("orders", "after-sales", "logistics", "tickets", "quarantine", "inbox-dlq")
     assert sends == {cfg.resource(q) for q in expected}

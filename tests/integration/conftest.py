@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from infra.sandbox.resources import SandboxResources, create_resources, local_sh
 from infra.sandbox.samples import SignedWebhook
 from infra.sandbox.wecom_robot import FakeWeComRobot
 from infra.wiring import FUNCTIONS, STREAM_CONSUMERS, function_environment, queues
+from shared.adapters.watermarks import ReconcileWatermarks
 from shared.observability import logger
 
 
@@ -80,6 +82,16 @@ class Stack:
         return int(
             boto3.client("dynamodb").scan(TableName=self.resources.refs.idempotency_table, Select="COUNT")["Count"]
         )
+
+    def reconcile(self, source: str, tenant: str = "demo") -> dict[str, Any]:
+        """Run a scheduled pull now (the message its schedule sends) and return the run's counts (and
+        ``newest``), as its watermark item records them."""
+        message = json.dumps({"source": source, "tenant": tenant})
+        boto3.client("sqs").send_message(QueueUrl=self.resources.queue_urls["reconcile"], MessageBody=message)
+        self.run_until_quiet()
+        run = ReconcileWatermarks(self.resources.refs.state_table).last_run(source, tenant) or {}
+        run.pop("saved_at", None)
+        return run
 
     def run_until(self, condition: Any, timeout: float = 30.0) -> None:
         """Keep the pipeline running (in real time: waiting messages come back when their visibility

@@ -74,14 +74,23 @@ def receive_batch(stack: Stack, purpose: str = "inbox") -> list[dict[str, Any]]:
     return [sqs_record(m, stack.resources.queue_arns[purpose], stack.cfg.region) for m in messages.values()]
 
 
+class Sends(list[int]):
+    """The messages of each SendMessageBatch call, in order; ``by_queue``: the same by queue URL."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_queue: dict[str, list[int]] = {}
+
+
 @contextmanager
-def send_batch_calls(client: Any, reject_marker: str | None = None) -> Iterator[list[int]]:
+def send_batch_calls(client: Any, reject_marker: str | None = None) -> Iterator[Sends]:
     """The messages of each SendMessageBatch call ``client`` makes. With ``reject_marker``, a message
     whose body holds it is sent with an invalid delay, so SQS (moto) refuses that message alone."""
-    calls: list[int] = []
+    calls = Sends()
 
     def count(params: dict[str, Any], **_: Any) -> None:
         calls.append(len(params["Entries"]))
+        calls.by_queue.setdefault(params["QueueUrl"], []).append(len(params["Entries"]))
         if reject_marker:
             for entry in params["Entries"]:
                 if reject_marker in entry["MessageBody"]:
@@ -261,26 +270,6 @@ def publish_sender() -> Any:
     return publish.queues().client
 
 
-@contextmanager
-def sends_by_queue(client: Any, reject_marker: str | None = None) -> Iterator[dict[str, list[int]]]:
-    """The messages of each SendMessageBatch call ``client`` makes, by queue URL. With ``reject_marker``,
-    a message whose body holds it is sent with an invalid delay, so SQS (moto) refuses that one alone."""
-    calls: dict[str, list[int]] = {}
-
-    def count(params: dict[str, Any], **_: Any) -> None:
-        calls.setdefault(params["QueueUrl"], []).append(len(params["Entries"]))
-        if reject_marker:
-            for entry in params["Entries"]:
-                if reject_marker in entry["MessageBody"]:
-                    entry["DelaySeconds"] = 901
-
-    client.meta.events.register("provide-client-params.sqs.SendMessageBatch", count)
-    try:
-        yield calls
-    finally:
-        client.meta.events.unregister("provide-client-params.sqs.SendMessageBatch", count)
-
-
 def routed_by_eventbridge(stack: Stack, detail: dict[str, Any]) -> set[str]:
     """The queues EventBridge's own matching (moto's) sends a change to, from the same patterns."""
     from moto.events.models import EventPattern as MotoPattern
@@ -304,9 +293,9 @@ def test_publish_sends_a_stream_batch_to_the_routes_queues_in_calls_of_ten_and_f
         stack, {"tenant": "t", "entity_type": "order", "entity_id": "shopify:1", "origin_source": "shopify"}
     )
     assert queues == {stack.resources.queue_urls["deliver-crm"], stack.resources.queue_urls["deliver-erp"]}
-    with sends_by_queue(publish_sender()) as calls:
+    with send_batch_calls(publish_sender()) as calls:
         assert stack.functions.invoke("publish", {"Records": records}) == {"batchItemFailures": []}
-    assert calls == {url: [10, 2] for url in queues}
+    assert calls.by_queue == {url: [10, 2] for url in queues}
     # each queue holds the twelve changes as the EventBridge events its consumer reads
     for purpose in ("deliver-crm", "deliver-erp"):
         bodies = [json.loads(m["body"]) for m in receive_batch(stack, purpose)]
@@ -315,12 +304,12 @@ def test_publish_sends_a_stream_batch_to_the_routes_queues_in_calls_of_ten_and_f
             ("aftersync", "entity.changed", "shopify:1")
         }
     # When SQS refuses the message of version 7 (on both queues)
-    with sends_by_queue(publish_sender(), reject_marker='"version":7,') as calls:
+    with send_batch_calls(publish_sender(), reject_marker='"version":7,') as calls:
         answer = stack.functions.invoke("publish", {"Records": records})
     # Then exactly that record is reported, by its sequence number (the stream checkpoints there)
     [seven] = [r for r in records if r["dynamodb"]["Keys"]["sk"]["S"] == "AUDIT#000000000007"]
     assert answer == {"batchItemFailures": [{"itemIdentifier": seven["dynamodb"]["SequenceNumber"]}]}
-    assert calls == {url: [10, 2] for url in queues}
+    assert calls.by_queue == {url: [10, 2] for url in queues}
 
 
 # -- audit archive and trail ----------------------------------------------------------------------

@@ -12,7 +12,6 @@ import boto3
 
 from infra.sandbox.samples import load_sample, signed
 from shared.adapters.state_store import DynamoStateStore
-from shared.adapters.watermarks import ReconcileWatermarks
 from tests.fakes import FILE
 from tests.integration.conftest import Stack
 
@@ -29,14 +28,7 @@ def history() -> list[dict[str, Any]]:
 
 
 def run_reconcile(stack: Stack) -> dict[str, Any]:
-    boto3.client("sqs").send_message(
-        QueueUrl=stack.resources.queue_urls["reconcile"],
-        MessageBody=json.dumps({"source": "shopify", "tenant": "demo"}),
-    )
-    stack.run_until_quiet()
-    run = ReconcileWatermarks(stack.resources.refs.state_table).last_run("shopify", "demo") or {}
-    run.pop("saved_at", None)
-    return run
+    return stack.reconcile("shopify")
 
 
 def test_what_no_webhook_brought_is_pulled_in_once_and_what_did_is_left_alone(

@@ -8,10 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import boto3
-
 from shared.adapters.state_store import DynamoStateStore
-from shared.adapters.watermarks import ReconcileWatermarks
 from tests.integration.conftest import Stack
 
 CST = timezone(timedelta(hours=8))
@@ -23,12 +20,7 @@ def cst(minutes_ago: int) -> str:
 
 
 def run_reconcile(stack: Stack) -> dict[str, Any]:
-    boto3.client("sqs").send_message(
-        QueueUrl=stack.resources.queue_urls["reconcile"], MessageBody=json.dumps({"source": "taobao", "tenant": "demo"})
-    )
-    stack.run_until_quiet()
-    run = ReconcileWatermarks(stack.resources.refs.state_table).last_run("taobao", "demo") or {}
-    run.pop("saved_at", None)
+    run = stack.reconcile("taobao")
     run.pop("newest", None)
     return run
 

@@ -9,11 +9,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import boto3
-
 from infra.sandbox.samples import load_sample, signed
 from shared.adapters.state_store import DynamoStateStore
-from shared.adapters.watermarks import ReconcileWatermarks
 from tests.integration.conftest import Stack
 
 REFUNDED = load_sample("woocommerce_order_refunded")
@@ -24,13 +21,7 @@ def at(minutes_ago: int) -> str:
 
 
 def run_reconcile(stack: Stack) -> dict[str, Any]:
-    boto3.client("sqs").send_message(
-        QueueUrl=stack.resources.queue_urls["reconcile"],
-        MessageBody=json.dumps({"source": "woocommerce", "tenant": "demo"}),
-    )
-    stack.run_until_quiet()
-    run = ReconcileWatermarks(stack.resources.refs.state_table).last_run("woocommerce", "demo") or {}
-    run.pop("saved_at", None)
+    run = stack.reconcile("woocommerce")
     run.pop("newest", None)
     return run
 
