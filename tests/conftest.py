@@ -53,3 +53,41 @@ def _fresh_cold_start() -> Iterator[None]:
     clear_handler_caches()
     yield
     clear_handler_caches()
+
+
+# -- pytest-xdist: which tests share a worker ------------------------------------------------------
+# `make test` runs `pytest -n 2 --dist loadgroup`: tests are handed one at a time to whichever of two
+# worker processes is free, except that the tests of one ``xdist_group`` all go, in order, to the same
+# worker. A session, package or module fixture is made once in *each* worker that runs a test needing
+# it, so the tests behind an expensive one are grouped here (by where they are and what they use, so a
+# new test is grouped without a marker):
+# - tests/e2e and tests/browser, "sandbox": each module's ``aftersync local``, tests/e2e's shared one
+#   (started once, as the modules that take it wait for it to drain), and the long `aftersync demo`s,
+#   on one worker, in file order; the unit, integration and infra tests share the other core meanwhile.
+# - tests/infra's ``cdk_out`` (one ``cdk synth --all`` through the CDK CLI, ~2 min of CPU), "cdk-synth".
+# - a module's own module-scoped fixture (test_sidebar_egress's two synths, test_identity_dataset's
+#   10,000 people): that module.
+SANDBOX_DIRS = ("e2e", "browser")
+SYNTH_FIXTURE = "cdk_out"
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The group ``item`` must run in on one worker, or None: any worker."""
+    parts = Path(str(item.path)).relative_to(ROOT / "tests").parts
+    if parts[0] in SANDBOX_DIRS:
+        return "sandbox"
+    if SYNTH_FIXTURE in getattr(item, "fixturenames", ()):
+        return "cdk-synth"
+    module = item.nodeid.split("::", 1)[0]
+    definitions = getattr(item, "_fixtureinfo", None)
+    for defs in definitions.name2fixturedefs.values() if definitions else ():
+        if defs and defs[-1].scope == "module" and defs[-1].baseid == module:
+            return module
+    return None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
