@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,38 +58,49 @@ def _fresh_cold_start() -> Iterator[None]:
 
 
 # -- pytest-xdist: which tests share a worker ------------------------------------------------------
-# `make test` runs `pytest -n 2 --dist loadgroup`: tests are handed one at a time to whichever of two
-# worker processes is free, except that the tests of one ``xdist_group`` all go, in order, to the same
-# worker. A session, package or module fixture is made once in *each* worker that runs a test needing
-# it, so the tests behind an expensive one are grouped here (by where they are and what they use, so a
-# new test is grouped without a marker):
-# - tests/e2e and tests/browser, "sandbox": each module's ``aftersync local``, tests/e2e's shared one
-#   (started once, as the modules that take it wait for it to drain), and the long `aftersync demo`s,
-#   on one worker, in file order; the unit, integration and infra tests share the other core meanwhile.
-# - tests/infra's ``cdk_out`` (one ``cdk synth --all`` through the CDK CLI, ~2 min of CPU), "cdk-synth".
-# - a module's own module-scoped fixture (test_sidebar_egress's two synths, test_identity_dataset's
-#   10,000 people): that module.
-SANDBOX_DIRS = ("e2e", "browser")
-SYNTH_FIXTURE = "cdk_out"
+# `make test` runs `pytest -n 2`: tests are handed one at a time to whichever of two worker processes is
+# free, except that the tests of one scope below all go, in order, to the same worker. A session, package
+# or module fixture is made once in *each* worker that runs a test needing it, so the tests behind an
+# expensive one keep together (by where they are, so a new test needs no marker):
+# - tests/e2e and tests/browser: each module's ``aftersync local``, tests/e2e's shared one (started once;
+#   the modules that take it wait for it to drain) and the two ``aftersync demo`` runs, on one worker in
+#   file order, while the unit, integration and infra tests share the other core.
+# - tests/infra: one ``cdk synth --all`` (``cdk_out``) and test_sidebar_egress.py's two synths, each once.
+# - a test file that defines a module-, class-, package- or session-scoped fixture: that file.
+# (xdist's own ``--dist loadgroup`` cannot do it here: it renames a grouped test through ``item._nodeid``,
+# which pytest 9 no longer reads, so every grouped test went to any worker.)
+SANDBOXES = "tests/e2e + tests/browser (sandboxes)"
+ONE_WORKER_DIRS = {"e2e": SANDBOXES, "browser": SANDBOXES, "infra": "tests/infra (synths)"}
+WIDER_FIXTURE = re.compile(r"@pytest\.fixture\([^)]*scope=[\"'](?:module|class|package|session)[\"']")
 
 
-def xdist_group(item: pytest.Item) -> str | None:
-    """The group ``item`` must run in on one worker, or None: any worker."""
-    parts = Path(str(item.path)).relative_to(ROOT / "tests").parts
-    if parts[0] in SANDBOX_DIRS:
-        return "sandbox"
-    if SYNTH_FIXTURE in getattr(item, "fixturenames", ()):
-        return "cdk-synth"
-    module = item.nodeid.split("::", 1)[0]
-    definitions = getattr(item, "_fixtureinfo", None)
-    for defs in definitions.name2fixturedefs.values() if definitions else ():
-        if defs and defs[-1].scope == "module" and defs[-1].baseid == module:
-            return module
-    return None
+@functools.cache
+def defines_a_wider_fixture(path: str) -> bool:
+    try:
+        return bool(WIDER_FIXTURE.search((ROOT / path).read_text(encoding="utf-8")))
+    except OSError:
+        return False
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = xdist_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def worker_scope(nodeid: str) -> str:
+    """The tests with the same scope run in order on one worker; any other test runs on any worker."""
+    path = nodeid.split("::", 1)[0]
+    parts = path.split("/")
+    if len(parts) > 2 and parts[0] == "tests" and parts[1] in ONE_WORKER_DIRS:
+        return ONE_WORKER_DIRS[parts[1]]
+    return path if defines_a_wider_fixture(path) else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n`` (and no other ``--dist``): xdist's load-scope scheduler, scoped by ``worker_scope``
+    (scopes with the most tests first: the sandboxes and the synths start at once, on their own worker)."""
+    if config.getvalue("dist") != "load":
+        return None  # a --dist asked for on the command line
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_scope(nodeid)
+
+    return SharedFixtureScheduling(config, log)
