@@ -57,8 +57,13 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# `make test` runs pytest on TEST_WORKERS worker processes (pytest-xdist; `make test TEST_WORKERS=auto`: one a
+# core). The sandbox tests (tests/e2e, tests/browser) keep to one worker, as do the tests on one synth
+# (tests/conftest.py); the rest go to whichever worker is free.
+TEST_WORKERS ?= 2
+
 test: install browser lint  ## lint + unit, integration (moto), infra (synth, cdk-nag, cfn-lint), e2e (sandbox), browser (Chromium)
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 unit: $(BIN)/.installed  ## unit tests only (no AWS, no sandbox): the fast loop
 	$(BIN)/pytest tests/unit -q

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import math
+import threading
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
@@ -100,6 +101,9 @@ class DeadLetteringProcessor(BatchProcessor):
         self._metrics = metrics
         self._dlq_urls: dict[str, str] = {}
         self._queue_urls: dict[str, str] = {}
+        # a batch's records run on threads (deliver): one GetQueueUrl per queue, not one per thread that
+        # asked while the first was in flight
+        self._urls_lock = threading.Lock()
 
     @staticmethod
     def attempts(record: SQSRecord) -> int:
@@ -176,18 +180,20 @@ class DeadLetteringProcessor(BatchProcessor):
             self.logger.warning(what, extra={"error": type(error).__name__})
 
     def _queue_url(self, queue_arn: str) -> str:
-        if queue_arn not in self._queue_urls:
-            *_, account, name = queue_arn.split(":")
-            self._queue_urls[queue_arn] = self.sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
-                "QueueUrl"
-            ]
-        return self._queue_urls[queue_arn]
+        with self._urls_lock:
+            if queue_arn not in self._queue_urls:
+                *_, account, name = queue_arn.split(":")
+                self._queue_urls[queue_arn] = self.sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
+                    "QueueUrl"
+                ]
+            return self._queue_urls[queue_arn]
 
     def _dead_letter(self, message: SQSRecord, error: BaseException, attempts: int) -> Any:
         queue_name = message.event_source_arn.rsplit(":", 1)[-1]
         dlq = f"{queue_name}{DLQ_SUFFIX}"
-        if dlq not in self._dlq_urls:
-            self._dlq_urls[dlq] = self.sqs.get_queue_url(QueueName=dlq)["QueueUrl"]
+        with self._urls_lock:
+            if dlq not in self._dlq_urls:
+                self._dlq_urls[dlq] = self.sqs.get_queue_url(QueueName=dlq)["QueueUrl"]
         reason = describe_failure(error)
         # Not the ``attempts`` attribute: a message sent back from the DLQ starts a new budget.
         self.sqs.send_message(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,7 @@ class MessageVisibility:
     def __init__(self, client: SQSClient | None = None) -> None:
         self._client = client
         self._urls: dict[str, str] = {}
+        self._urls_lock = threading.Lock()  # threads hiding messages at once: one GetQueueUrl a queue
 
     @cached_property
     def client(self) -> SQSClient:
@@ -70,11 +72,12 @@ class MessageVisibility:
 
     def hide(self, queue_arn: str, receipt_handle: str, seconds: float) -> int:
         """The seconds the message now stays hidden."""
-        if queue_arn not in self._urls:
-            *_, account, name = queue_arn.split(":")
-            self._urls[queue_arn] = self.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
-                "QueueUrl"
-            ]
+        with self._urls_lock:
+            if queue_arn not in self._urls:
+                *_, account, name = queue_arn.split(":")
+                self._urls[queue_arn] = self.client.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)[
+                    "QueueUrl"
+                ]
         wait = max(1, min(self.MAX_SECONDS, round(seconds)))
         self.client.change_message_visibility(
             QueueUrl=self._urls[queue_arn], ReceiptHandle=receipt_handle, VisibilityTimeout=wait

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -99,6 +100,11 @@ def _own_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["AFTERSYNC_STATE_DIR"] = before
 
 
+# A first start in a fresh checkout synthesizes the stack's template for its IAM policies (infra/sandbox/iam.py:
+# ~10 s alone, over two minutes on a busy 2-core machine while the other xdist worker synthesizes tests/infra's).
+START_SECONDS = 300.0
+
+
 def start_local(state_dir: Path | None = None) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     """``aftersync local --port 0`` as its own process (announcing itself in ``state_dir``, by default
     this run's); what it printed about itself."""
@@ -113,22 +119,31 @@ def start_local(state_dir: Path | None = None) -> tuple[subprocess.Popen[str], d
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert process.stdout is not None
+    stdout = process.stdout
+    assert stdout is not None
     lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.rstrip() == "}":
-            break
+
+    def read_announcement() -> None:
+        while line := stdout.readline():
+            lines.append(line)
+            if line.rstrip() == "}":
+                return
+
+    # Read on a thread: a readline blocks, so a deadline checked between lines bounded nothing, and one that
+    # ran out while the first line was awaited cut off the JSON printed right after it ("did not start: {").
+    reader = threading.Thread(target=read_announcement, daemon=True)
+    reader.start()
+    reader.join(START_SECONDS)
+    if reader.is_alive():
+        process.kill()
+        reader.join(10)
     try:
         return process, json.loads("".join(lines))
     except json.JSONDecodeError:
         process.kill()
         raise AssertionError(
-            f"sandbox did not start: {''.join(lines)} {process.stderr.read() if process.stderr else ''}"
+            f"sandbox did not start (or not in {START_SECONDS:.0f} s): {''.join(lines)} "
+            f"{process.stderr.read() if process.stderr else ''}"
         ) from None
 
 
