@@ -8,6 +8,7 @@ from tests.integration.conftest import Stack
 
 
 def test_the_functions_may_reach_exactly_the_fake_servers_ports(stack: Stack) -> None:
-    ports = sorted({s.server.server_port for s in (stack.target, stack.robot, stack.shop)})
+    fakes = (stack.target, stack.robot, stack.shop, stack.top, stack.woo)  # the shops' APIs: Shopify, Taobao, Woo
+    ports = sorted({s.server.server_port for s in fakes})
     assert os.environ["ALLOWED_LOOPBACK_PORTS"] == ",".join(map(str, ports))
     assert "ALLOW_HTTP_TARGETS" not in os.environ
