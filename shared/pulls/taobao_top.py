@@ -168,7 +168,8 @@ class TaobaoChanges:
             if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
                 raise TypeError(f"{outer}.{inner} is not a list of objects")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise PullFailed(f"taobao {api}: the page is not usable ({type(exc).__name__}: {exc})") from exc
+            # (the reason names what is wrong, never a value from the page)
+            raise PullFailed(f"taobao {api}: the page is not usable ({type(exc).__name__})") from exc
         return total, records
 
     @staticmethod
@@ -230,6 +231,6 @@ class TaobaoChanges:
         try:
             changed = datetime.strptime(str(record["modified"]), TIME_FORMAT).replace(tzinfo=CHINA)
         except (KeyError, ValueError) as exc:
-            raise PullFailed(f"taobao: a {topic} record without a usable 'modified' ({exc})") from exc
+            raise PullFailed(f"taobao: a {topic} record without a usable 'modified' ({type(exc).__name__})") from exc
         text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return Pulled(changed, text, topic)

@@ -96,12 +96,14 @@ class WooCommerceOrders:
                 raise TypeError("the answer is not a list of orders")
             return orders
         except (ValueError, TypeError) as exc:
-            raise PullFailed(f"woocommerce: the orders page is not usable ({type(exc).__name__}: {exc})") from exc
+            raise PullFailed(f"woocommerce: the orders page is not usable ({type(exc).__name__})") from exc
 
     @staticmethod
     def _pulled(order: dict[str, Any]) -> Pulled:
         try:
             changed = datetime.fromisoformat(str(order["date_modified_gmt"])).replace(tzinfo=UTC)
         except (KeyError, ValueError) as exc:
-            raise PullFailed(f"woocommerce: an order without a usable date_modified_gmt ({exc})") from exc
+            raise PullFailed(
+                f"woocommerce: an order without a usable date_modified_gmt ({type(exc).__name__})"
+            ) from exc
         return Pulled(changed, json.dumps(order, sort_keys=True, separators=(",", ":"), ensure_ascii=False))

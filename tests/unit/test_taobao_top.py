@@ -283,3 +283,20 @@ def test_a_trade_on_the_second_two_windows_share_is_handed_over_once() -> None:
     windows = sorted({(b["start_modified"], b["end_modified"]) for b in http.bodies})
     assert windows == [("2026-11-11 11:00:00", "2026-11-11 11:30:00"), ("2026-11-11 11:30:00", "2026-11-11 12:00:00")]
     assert [json.loads(p.text)["tid"] for p in pulled] == [4000]
+
+
+def test_a_record_whose_modified_is_not_a_time_fails_the_run_naming_the_field_not_its_value() -> None:
+    top = fake()
+    top.put(TRADES, trade(5000, 5))
+    changes, http = pager(top)
+
+    def garbled(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
+        answer = InProcess.post(http, url, body, headers, timeout)
+        return Answer(
+            200, answer.text.replace('"modified": "2026-11-11 11:55:00"', '"modified": "李雷 13800138000"'), {}
+        )
+
+    http.post = garbled  # type: ignore[method-assign]
+    with pytest.raises(PullFailed, match=r"a taobao.trade record without a usable 'modified' \(ValueError\)") as e:
+        list(changes.pages(NOW.astimezone(UTC) - timedelta(minutes=30)))
+    assert "13800138000" not in str(e.value)

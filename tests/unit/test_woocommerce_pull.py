@@ -129,3 +129,12 @@ def test_a_job_needs_a_url_and_a_key() -> None:
     job = ReconcileJob.model_validate({"source": "woocommerce", "tenant": "demo", "url": "https://shop.example.com"})
     with pytest.raises(PullFailed, match="consumer_key and consumer_secret"):
         WooCommerceOrders(job, {"consumer_key": "ck"}, InProcess(FakeWoo(**CREDENTIALS)))
+
+
+def test_an_order_whose_modification_time_is_not_a_time_fails_naming_the_field_not_its_value() -> None:
+    woo = FakeWoo(**CREDENTIALS)
+    woo.put(order(1, T0, date_modified_gmt="z Lei Li 13800138000"))  # sorts after any time: listed
+    changes, _ = pager(woo)
+    with pytest.raises(PullFailed, match=r"an order without a usable date_modified_gmt \(ValueError\)") as failure:
+        list(changes.pages(T0 - timedelta(minutes=1)))
+    assert "13800138000" not in str(failure.value)
