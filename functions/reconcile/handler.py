@@ -11,6 +11,7 @@ reason, and the DLQ alarm reaches the on-call group.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -81,23 +82,22 @@ def ports() -> Ports:
     )
 
 
+# Each platform's pager, made from its job, its pull secret (each checks the secret holds what it needs, and
+# says what is missing) and the SSRF-checked client.
+PAGERS: dict[str, Callable[[reconcile.ReconcileJob, Mapping[str, Any], SafeHttp], reconcile.PagesPort]] = {
+    "shopify": ShopifyOrders.from_credentials,
+    "woocommerce": WooCommerceOrders,
+    "taobao": TaobaoChanges,
+}
+
+
 def pager(job: reconcile.ReconcileJob, secrets: SecretReader, http: SafeHttp) -> reconcile.PagesPort:
     """The job's platform's pager, with the credentials of its pull secret."""
     name = pull_secret_name(settings().secrets_prefix, job.source, job.tenant)
-    credentials = secrets.get_json(name) or {}
-    if job.source == "taobao":
-        keys = ("app_key", "app_secret", "session")
-        if not all(isinstance(credentials.get(k), str) and credentials[k] for k in keys):
-            raise ConfigurationError(f'secret {name!r} must exist and hold {{"app_key", "app_secret", "session"}}')
-        return TaobaoChanges(job, credentials, http)
-    if job.source == "woocommerce":
-        if not all(isinstance(credentials.get(k), str) and credentials[k] for k in ("consumer_key", "consumer_secret")):
-            raise ConfigurationError(f'secret {name!r} must exist and hold {{"consumer_key", "consumer_secret"}}')
-        return WooCommerceOrders(job, credentials, http)
-    token = credentials.get("access_token")
-    if not isinstance(token, str) or not token:
-        raise ConfigurationError(f'secret {name!r} must exist and hold {{"access_token": "…"}}')
-    return ShopifyOrders(job, token, http)
+    credentials = secrets.get_json(name)
+    if not credentials:
+        raise ConfigurationError(f"secret {name!r} must exist and hold the {job.source} pull's credentials")
+    return PAGERS[job.source](job, credentials, http)
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
@@ -36,6 +36,14 @@ class ShopifyOrders:
     def __init__(self, job: ReconcileJob, token: str, http: HttpGet, timeout: float = 10.0) -> None:
         self.job, self.token, self.http, self.timeout = job, token, http, timeout
         self.base = job.endpoint.rstrip("/")
+
+    @classmethod
+    def from_credentials(cls, job: ReconcileJob, credentials: Mapping[str, Any], http: HttpGet) -> ShopifyOrders:
+        """The pager for the pull secret ``{"access_token"}`` (an Admin API token with read_orders)."""
+        token = credentials.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise PullFailed('shopify: the pull secret needs "access_token"')
+        return cls(job, token, http)
 
     def first_url(self, since: datetime) -> str:
         query = urlencode(

@@ -49,20 +49,18 @@ PAGE_SIZE = 100  # TOP's largest page for both APIs
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 SignMethod = Literal["md5", "hmac", "hmac-sha256"]
 
-# (API, its response's key, the list's two keys, the record's id, the fields asked for)
-APIS: dict[str, tuple[str, str, tuple[str, str], str, str]] = {
+# (API, its response's key, the list's two keys, the fields asked for)
+APIS: dict[str, tuple[str, str, tuple[str, str], str]] = {
     TRADE_TOPIC: (
         "taobao.trades.sold.increment.get",
         "trades_sold_increment_get_response",
         ("trades", "trade"),
-        "tid",
         "tid,type,status,payment,created,modified,pay_time,end_time,buyer_open_uid",
     ),
     REFUND_TOPIC: (
         "taobao.refunds.receive.get",
         "refunds_receive_get_response",
         ("refunds", "refund"),
-        "refund_id",
         "refund_id,tid,oid,status,refund_fee,total_fee,has_good_return,good_status,reason,created,modified",
     ),
 }
@@ -114,7 +112,6 @@ class TaobaoChanges:
             credentials["app_secret"],
             credentials["session"],
         )
-        self.calls = 0
 
     def signed(self, api: str, business: Mapping[str, str]) -> dict[str, str]:
         params = {
@@ -132,7 +129,7 @@ class TaobaoChanges:
 
     def call(self, topic: str, start: datetime, end: datetime, page: int) -> tuple[int, list[dict[str, Any]]]:
         """One page of ``topic``'s changes in [start, end]: (the window's total, the page's records)."""
-        api, answer_key, (outer, inner), _, fields = APIS[topic]
+        api, answer_key, (outer, inner), fields = APIS[topic]
         params = self.signed(
             api,
             {
@@ -144,7 +141,6 @@ class TaobaoChanges:
                 "use_has_next": "false",  # the total, to page from the back
             },
         )
-        self.calls += 1
         response = self.http.post(
             self.job.endpoint,
             urlencode(params).encode(),

@@ -207,3 +207,15 @@ def test_the_pager_reads_every_page_of_the_fake_shop_over_real_http_get() -> Non
             next(ShopifyOrders(job, "wrong", http).pages(NOW))
     finally:
         shop.server.shutdown()
+
+
+def test_every_pulled_source_has_its_pager_and_each_names_what_its_secret_lacks() -> None:
+    from typing import get_args
+
+    from functions.reconcile.handler import PAGERS
+
+    assert set(PAGERS) == set(get_args(ReconcileJob.model_fields["source"].annotation))
+    for source, lacks in (("shopify", '"access_token"'), ("woocommerce", "consumer_key"), ("taobao", "session")):
+        job = ReconcileJob.model_validate({"source": source, "tenant": "demo", "url": "https://shop.example.com"})
+        with pytest.raises(PullFailed, match=lacks):
+            PAGERS[source](job, {"unrelated": "x"}, ScriptedHttp())  # type: ignore[arg-type]
