@@ -301,7 +301,7 @@ def measure_pipeline() -> dict[str, Any]:
         # (no ticket reaches the robot here); the pull looks back far enough for the bench's dates
         cfg = local_targets(with_record_api_crm(load_environment("dev")), target.url, target.url)
         jobs = tuple(j.model_copy(update={"first_lookback_hours": 24 * 60}) for j in cfg.reconcile)
-        cfg = local_shop(cfg.model_copy(update={"reconcile": jobs}), shop.url)
+        cfg = local_shop(cfg.model_copy(update={"reconcile": jobs}), {"shopify": shop.url})
         secrets["targets"]["crm-records"] = secrets["targets"]["crm"]  # the same CRM, its record API
         resources = create_resources(cfg, secrets, visibility_timeout=30)
         for name in FUNCTIONS:

@@ -254,9 +254,10 @@ class ReconcileSettings(_AdmitSettings):
     @model_validator(mode="after")
     def _https_only(self) -> Self:
         for job in self.jobs:
-            scheme = job.endpoint.split(":", 1)[0]
-            if scheme != "https" and not self.loopback_ports:
-                raise ValueError(f"reconcile {job.source}/{job.tenant}: url must use https (got {scheme})")
+            for name, url in (("url", job.endpoint), ("auth_url", str(job.auth_url or "https:"))):
+                scheme = url.split(":", 1)[0]
+                if scheme != "https" and not self.loopback_ports:
+                    raise ValueError(f"reconcile {job.source}/{job.tenant}: {name} must use https (got {scheme})")
         return self
 
     def job(self, source: str, tenant: str) -> ReconcileJob:

@@ -10,12 +10,13 @@ reason, and the DLQ alarm reaches the on-call group.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import process_partial_response
@@ -36,9 +37,6 @@ from shared.errors import ConfigurationError
 from shared.intake.ingest import StorePorts
 from shared.observability import logger, metrics, tracer
 from shared.pulls import reconcile
-from shared.pulls.shopify_admin import ShopifyOrders
-from shared.pulls.taobao_top import TaobaoChanges
-from shared.pulls.woocommerce_rest import WooCommerceOrders
 from shared.settings import ReconcileSettings
 from shared.state.policy import default_policy
 
@@ -83,12 +81,29 @@ def ports() -> Ports:
 
 
 # Each platform's pager, made from its job, its pull secret (each checks the secret holds what it needs, and
-# says what is missing) and the SSRF-checked client.
-PAGERS: dict[str, Callable[[reconcile.ReconcileJob, Mapping[str, Any], SafeHttp], reconcile.PagesPort]] = {
-    "shopify": ShopifyOrders.from_credentials,
-    "woocommerce": WooCommerceOrders,
-    "taobao": TaobaoChanges,
+# says what is missing) and the SSRF-checked client. Named, not imported: a cold start loads only the pagers
+# of the jobs it runs (and their sources' normalisers).
+PAGERS: dict[str, str] = {
+    "shopify": "shared.pulls.shopify_admin:ShopifyOrders.from_credentials",
+    "woocommerce": "shared.pulls.woocommerce_rest:WooCommerceOrders",
+    "taobao": "shared.pulls.taobao_top:TaobaoChanges",
+    "stripe": "shared.pulls.stripe_events:StripeEvents",
+    "zendesk": "shared.pulls.zendesk_export:ZendeskTickets",
+    "aftership": "shared.pulls.aftership_trackings:AfterShipTrackings",
+    "amazon": "shared.pulls.amazon_orders:AmazonOrders",
+    "douyin": "shared.pulls.douyin_orders:DouyinOrders",
 }
+MakePager = Callable[[reconcile.ReconcileJob, Mapping[str, Any], SafeHttp], reconcile.PagesPort]
+
+
+@cache
+def make_pager(source: str) -> MakePager:
+    """The callable that makes ``source``'s pager (imported on first use)."""
+    module, _, path = PAGERS[source].partition(":")
+    made: Any = importlib.import_module(module)
+    for name in path.split("."):
+        made = getattr(made, name)
+    return cast(MakePager, made)
 
 
 def pager(job: reconcile.ReconcileJob, secrets: SecretReader, http: SafeHttp) -> reconcile.PagesPort:
@@ -97,7 +112,7 @@ def pager(job: reconcile.ReconcileJob, secrets: SecretReader, http: SafeHttp) ->
     credentials = secrets.get_json(name)
     if not credentials:
         raise ConfigurationError(f"secret {name!r} must exist and hold the {job.source} pull's credentials")
-    return PAGERS[job.source](job, credentials, http)
+    return make_pager(job.source)(job, credentials, http)
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:

@@ -252,6 +252,9 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
             reconcile_taobao_trade(sandbox, expected),
             # and the WooCommerce store has an order whose webhook never came: its pull brings it in
             reconcile_woocommerce_order(sandbox, expected),
+            # as do a Stripe refund, a Zendesk ticket, an AfterShip tracking, an Amazon and a Douyin order,
+            # each from its list API
+            *reconcile_listed_records(sandbox, expected),
         )
         if pull is not None
     ]
@@ -545,6 +548,119 @@ def reconcile_woocommerce_order(sandbox: Sandbox, expected: dict[tuple[str, str]
         "no webhook had brought (fed in now)",
         "the WooCommerce order only the store had",
     )
+
+
+def reconcile_listed_records(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> list[Pull]:
+    """A record no webhook brought in each list-API platform the environment pulls (a Stripe refund's
+    event, a Zendesk ticket, an AfterShip tracking, an Amazon order, a Douyin order), and each platform's
+    scheduled pull run now."""
+    now = time.time()
+    pulls: list[Pull] = []
+    if _pulls(sandbox, "stripe"):
+        event = copy.deepcopy(load_sample("stripe_refund_updated")["body"])
+        event.update(id="evt_demo_pulled", created=int(now - 600))
+        event["data"]["object"].update(id="re_demo_pulled", amount=4200)
+        sandbox.lists["stripe"].put(event)
+        expected[("after_sales_case", "stripe:re_demo_pulled")] = {"kind": "refund", "status": "refunded"}
+        pulls.append(
+            _pull_now(
+                sandbox,
+                "stripe",
+                "reconcile Stripe: events listed",
+                "refund event(s)",
+                "no webhook had brought (fed in now)",
+                "the Stripe refund only its event list had",
+            )
+        )
+    if _pulls(sandbox, "zendesk"):
+        changed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600))
+        ticket = {
+            "id": 7001,
+            "status": "pending",
+            "priority": "normal",
+            "subject": "Return label for order #1001",
+            "requester_id": 1512863381522,
+            "assignee_id": 1512863381481,
+            "tags": ["return"],
+            "type": "question",
+            "created_at": changed,
+            "updated_at": changed,
+        }
+        sandbox.lists["zendesk"].put(ticket)
+        expected[("ticket", "zendesk:7001")] = {"status": "pending", "priority": "normal"}
+        pulls.append(
+            _pull_now(
+                sandbox,
+                "zendesk",
+                "reconcile Zendesk: export listed",
+                "changed ticket(s)",
+                "no webhook had brought (fed in now)",
+                "the Zendesk ticket only the export had",
+            )
+        )
+    if _pulls(sandbox, "aftership"):
+        tracking = copy.deepcopy(load_sample("aftership_tracking_update")["body"]["msg"])
+        changed = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now - 600))
+        tracking.update(id="trk-demo-pulled", tracking_number="SF7770000001", tag="Delivered", updated_at=changed)
+        tracking["created_at"] = changed
+        sandbox.lists["aftership"].put(tracking)
+        expected[("shipment", "sf-express:SF7770000001")] = {"status": "delivered"}
+        pulls.append(
+            _pull_now(
+                sandbox,
+                "aftership",
+                "reconcile AfterShip: listed",
+                "changed tracking(s)",
+                "no webhook had brought (fed in now)",
+                "the AfterShip tracking only its list had",
+            )
+        )
+    if _pulls(sandbox, "amazon"):
+        changed = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600))
+        job = next(j for j in sandbox.cfg.reconcile if j.source == "amazon" and j.tenant == TENANT)
+        order = {
+            "AmazonOrderId": "114-7770000-0000001",
+            "PurchaseDate": changed,
+            "LastUpdateDate": changed,
+            "OrderStatus": "Shipped",
+            "FulfillmentChannel": "MFN",
+            "MarketplaceId": job.marketplace_ids[0],
+            "OrderTotal": {"CurrencyCode": "USD", "Amount": "89.00"},
+        }
+        sandbox.lists["amazon"].put(order)
+        expected[("order", "amazon:114-7770000-0000001")] = {"channel": "amazon", "fulfillment_status": "fulfilled"}
+        pulls.append(
+            _pull_now(
+                sandbox,
+                "amazon",
+                "reconcile Amazon: getOrders listed",
+                "changed order(s)",
+                "no notification had brought (fed in now)",
+                "the Amazon order only getOrders had",
+            )
+        )
+    if _pulls(sandbox, "douyin"):
+        order = {
+            "order_id": "6920000007770000001",
+            "order_status": 3,
+            "pay_amount": 25900,
+            "create_time": int(now - 3600),
+            "update_time": int(now - 600),
+            "shop_id": 4463798,
+        }
+        sandbox.lists["douyin"].put(order)
+        expected[("order", "douyin:6920000007770000001")] = {"channel": "douyin", "fulfillment_status": "fulfilled"}
+        pulls.append(
+            _pull_now(
+                sandbox,
+                "douyin",
+                "reconcile Douyin: searchList listed",
+                "changed order(s)",
+                "no push had brought (fed in now)",
+                "the Douyin order only order.searchList had",
+            )
+        )
+    return pulls
 
 
 def _answer(body: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from shared.constants import (
     wecom_app_secret_name,
 )
 from shared.delivery.targets import TargetConfig
+from shared.pulls.reconcile import ReconcileJob
 
 ACCOUNT = "123456789012"
 
@@ -48,16 +50,17 @@ def local_targets(cfg: EnvironmentConfig, fake_target: str, fake_robot: str) -> 
     return cfg.model_copy(update={"targets": tuple(local(t) for t in cfg.targets)})
 
 
-def local_shop(
-    cfg: EnvironmentConfig, fake_shop: str, fake_top: str | None = None, fake_woo: str | None = None
-) -> EnvironmentConfig:
-    """The environment with its scheduled pulls pointed at the local fakes: Shopify's at the fake shop,
-    Taobao's at the fake TOP gateway, WooCommerce's at the fake store (a pull is dropped where no fake
-    runs for it: no pull may leave the machine)."""
-    urls = {"shopify": fake_shop, "taobao": fake_top, "woocommerce": fake_woo}
-    jobs = tuple(
-        type(j).model_validate({**j.model_dump(), "url": urls[j.source]}) for j in cfg.reconcile if urls.get(j.source)
-    )
+def local_shop(cfg: EnvironmentConfig, fakes: Mapping[str, str]) -> EnvironmentConfig:
+    """The environment with its scheduled pulls pointed at the local fakes of their platforms' APIs
+    (``fakes``: source -> the fake's URL); a pull is dropped where no fake runs for it: no pull may leave
+    the machine."""
+
+    def local(job: ReconcileJob) -> ReconcileJob:
+        url = fakes[job.source]
+        auth = {"auth_url": f"{url}/auth/o2/token"} if job.source == "amazon" else {}  # its fake is LWA's too
+        return type(job).model_validate({**job.model_dump(), "url": url, **auth})
+
+    jobs = tuple(local(j) for j in cfg.reconcile if fakes.get(j.source))
     return cfg.model_copy(update={"reconcile": jobs})
 
 

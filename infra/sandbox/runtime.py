@@ -25,6 +25,7 @@ from infra.sandbox import iam as sandbox_iam
 from infra.sandbox import moto_fidelity
 from infra.sandbox.alarms import SandboxAlarms
 from infra.sandbox.environments import DEFAULT_CONCURRENCY, ProcessFunctions
+from infra.sandbox.fake_lists import list_fakes
 from infra.sandbox.fake_top import FakeTop
 from infra.sandbox.fake_woo import FakeWoo
 from infra.sandbox.http_servers import FakeShop, FakeTarget, function_for, gateway, serve
@@ -144,11 +145,14 @@ class Sandbox:
         woo = self.secrets.get("pull", {}).get("woocommerce", {}).get("demo", {})
         self.woo = FakeWoo(woo.get("consumer_key", ""), woo.get("consumer_secret", ""))
         serve(self.woo.server)
+        self.lists = list_fakes(self.secrets)  # Stripe's events, Zendesk's export, AfterShip's trackings
+        for fake in self.lists.values():
+            serve(fake.server)
         self.wecom = FakeWeComApp(fake_corps(base, self.secrets))
         serve(self.wecom.server)
         # Same config as the stack, but targets, scheduled pulls and the sidebar's WeCom point at the local fakes.
         self.cfg: EnvironmentConfig = local_wecom_app(
-            local_shop(local_targets(base, self.target.url, self.robot.url), self.shop.url, self.top.url, self.woo.url),
+            local_shop(local_targets(base, self.target.url, self.robot.url), self.pull_fakes()),
             self.wecom.url,
         )
         self.resources: SandboxResources = create_resources(self.cfg, self.secrets, visibility_timeout=30)
@@ -160,6 +164,7 @@ class Sandbox:
             self.shop.server.server_port,
             self.top.server.server_port,
             self.woo.server.server_port,
+            *(fake.server.server_port for fake in self.lists.values()),
             self.wecom.server.server_port,
         )
         for name in FUNCTIONS:
@@ -268,6 +273,15 @@ class Sandbox:
                 with self.log_file.open("a", encoding="utf-8") as log:
                     log.write(line + "\n")
 
+    def pull_fakes(self) -> dict[str, str]:
+        """Each pulled platform's fake API: source -> URL."""
+        return {
+            "shopify": self.shop.url,
+            "taobao": self.top.url,
+            "woocommerce": self.woo.url,
+            **{source: fake.url for source, fake in self.lists.items()},
+        }
+
     def _create_stream_failure_queue(self) -> None:
         sqs = boto3.client("sqs")
         url = sqs.create_queue(QueueName=self.cfg.resource("publish-dlq"))["QueueUrl"]
@@ -288,6 +302,7 @@ class Sandbox:
             "fake_shop": self.shop.url,
             "fake_top": self.top.url,
             "fake_woocommerce": self.woo.url,
+            **{f"fake_{source}": fake.url for source, fake in self.lists.items()},
             "fake_wecom_robot": self.robot.url,
             "fake_wecom": self.wecom.url,
             "sidebar": self.sidebar_links(),
@@ -331,6 +346,8 @@ class Sandbox:
         self.shop.server.shutdown()
         self.top.server.shutdown()
         self.woo.server.shutdown()
+        for fake in self.lists.values():
+            fake.server.shutdown()
         self.wecom.server.shutdown()
         if self.enforce_iam:
             moto_fidelity.IAM_DENIALS.remove(self._denied)

@@ -35,40 +35,58 @@ ORIGIN: Literal["reconcile"] = "reconcile"
 
 # The Taobao Open Platform's gateway (a job's ``url`` for ``taobao`` unless it names another)
 TOP_GATEWAY = "https://gw.api.taobao.com/router/rest"
+# A job's ``url`` where the platform has one API for every account (a shop's own API needs its url)
+API_ENDPOINTS: dict[str, str] = {
+    "taobao": TOP_GATEWAY,
+    "stripe": "https://api.stripe.com",
+    "aftership": "https://api.aftership.com",
+    "douyin": "https://openapi-fxg.jinritemai.com",
+}
 
 
 class ReconcileJob(BaseModel):
     """One scheduled pull: ``{"source": "shopify", "tenant": "acme", "url": "https://acme.myshopify.com"}``,
-    or ``{"source": "taobao", "tenant": "acme"}`` (the TOP gateway). The credentials are the secret
-    ``aftersync/<env>/pull/<source>/<tenant>``: Shopify ``{"access_token"}``, WooCommerce
-    ``{"consumer_key", "consumer_secret"}``, Taobao ``{"app_key", "app_secret", "session"}``."""
+    or ``{"source": "taobao", "tenant": "acme"}`` (the platform's one API: ``API_ENDPOINTS``). The
+    credentials are the secret ``aftersync/<env>/pull/<source>/<tenant>``: Shopify ``{"access_token"}``,
+    WooCommerce ``{"consumer_key", "consumer_secret"}``, Taobao ``{"app_key", "app_secret", "session"}``,
+    Stripe ``{"api_key"}``, Zendesk ``{"email", "api_token"}`` or ``{"oauth_token"}``, AfterShip
+    ``{"api_key"}``, Amazon ``{"refresh_token", "client_id", "client_secret"}``, Douyin ``{"app_key",
+    "app_secret", "shop_id"}``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Literal["shopify", "woocommerce", "taobao"]
+    source: Literal["shopify", "woocommerce", "taobao", "stripe", "zendesk", "aftership", "amazon", "douyin"]
     tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
-    # the shop's base URL (Shopify, WooCommerce) or the API gateway (Taobao: TOP_GATEWAY by default); https only
-    # outside the sandbox
+    # the shop's or account's base URL (Shopify, WooCommerce, Zendesk's https://<subdomain>.zendesk.com), or
+    # the platform's API (API_ENDPOINTS by default); https only outside the sandbox
     url: HttpUrl | None = None
     every_minutes: Annotated[int, Field(ge=5, le=1440)] = 15
     overlap_minutes: Annotated[int, Field(ge=0, le=1440)] = 10
     first_lookback_hours: Annotated[int, Field(ge=1, le=24 * 60)] = 24
     max_pages: Annotated[int, Field(ge=1, le=100)] = 20  # per run; the rest waits for the next one
     api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")] = "2025-01"  # Shopify
-    sign_method: Literal["md5", "hmac", "hmac-sha256"] = "hmac-sha256"  # Taobao
-    # Taobao: the changes asked for at a time (TOP takes at most a day), halved while one holds more
-    # than a run's pages
+    sign_method: Literal["md5", "hmac", "hmac-sha256"] = "hmac-sha256"  # Taobao (all three), Douyin (md5, hmac-sha256)
+    # Taobao, Stripe, AfterShip (lists not ordered by change): the changes read at a time (TOP takes at
+    # most a day), halved while one holds more than a run's pages
     window_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    # Amazon: the marketplaces to list (e.g. A1PA6795UKMFR9 for amazon.de), and Login with Amazon's token
+    # endpoint (https://api.amazon.com/auth/o2/token unless set: the sandbox's fake)
+    marketplace_ids: tuple[Annotated[str, Field(pattern=r"^[A-Z0-9]{8,20}$")], ...] = ()
+    auth_url: HttpUrl | None = None
 
     @model_validator(mode="after")
     def _url(self) -> ReconcileJob:
-        if self.url is None and self.source != "taobao":
-            raise ValueError(f"a {self.source} job needs the shop's url")
+        if self.url is None and self.source not in API_ENDPOINTS:
+            raise ValueError(f"a {self.source} job needs the shop's or account's url")
+        if self.source == "douyin" and self.sign_method == "hmac":
+            raise ValueError("sign_method: Douyin signs with md5 or hmac-sha256")
+        if self.source == "amazon" and not self.marketplace_ids:
+            raise ValueError("an amazon job needs marketplace_ids (the marketplaces whose orders to list)")
         return self
 
     @property
     def endpoint(self) -> str:
-        return str(self.url) if self.url is not None else TOP_GATEWAY
+        return str(self.url) if self.url is not None else API_ENDPOINTS[self.source]
 
 
 # What a pulled record is, in the source's webhook terms: its normaliser reads it as that topic (a

@@ -1,10 +1,16 @@
-"""Shopify Admin REST API: the orders changed since a time, oldest change first, for reconciliation.
+"""Shopify Admin REST API: the orders changed since a time, oldest change first, with their refunds and
+fulfilments, for reconciliation.
 
 ``GET /admin/api/<version>/orders.json?status=any&updated_at_min=…&order=updated_at asc&limit=250``
 with the app's ``X-Shopify-Access-Token``; the next page is the ``Link: <…>; rel="next"`` URL (cursor
 pagination with ``page_info``). The token travels only to the shop's own origin: a next-page link to
 any other origin is refused. An order from this API is the same object as the ``orders/updated``
-webhook's body, so the webhook normaliser reads it unchanged.
+webhook's body, so the webhook normaliser reads it unchanged; so are the entries of its ``refunds``
+(``refunds/create``'s body) and ``fulfillments`` (``fulfillments/update``'s body), which are handed over
+beside it: a refund or a shipment whose webhook was lost comes in with its order's next change. A
+fulfilment without a tracking number makes no shipment (its webhook is quarantined for that), so it is
+not handed over. Returns are not in the REST API (GraphQL only): a lost ``returns/*`` webhook is not
+pulled yet.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from shared.delivery.deliver import answered
 from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
 
 PAGE_SIZE = 250
+REFUND_TOPIC = "refunds/create"  # an order's refunds[] entry is that webhook's body
+FULFILLMENT_TOPIC = "fulfillments/update"  # an order's fulfillments[] entry is that webhook's body
 _NEXT = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -74,15 +82,22 @@ class ShopifyOrders:
             orders = json.loads(text)["orders"]
             if not isinstance(orders, list):
                 raise TypeError("orders is not a list")
-            pulled = [
-                Pulled(
-                    datetime.fromisoformat(o["updated_at"]),
-                    json.dumps(o, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-                )
-                for o in orders
-            ]
-            if any(p.changed_at.tzinfo is None for p in pulled):
-                raise ValueError("an updated_at without a UTC offset")
+            pulled: list[Pulled] = []
+            for order in orders:
+                changed = datetime.fromisoformat(order["updated_at"])
+                if changed.tzinfo is None:
+                    raise ValueError("an updated_at without a UTC offset")
+                pulled.append(Pulled(changed, _text(order)))
+                pulled += [Pulled(changed, _text(r), REFUND_TOPIC) for r in order.get("refunds") or []]
+                pulled += [
+                    Pulled(changed, _text(f), FULFILLMENT_TOPIC)
+                    for f in order.get("fulfillments") or []
+                    if f.get("tracking_number") or f.get("tracking_numbers")
+                ]
             return pulled
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PullFailed(f"shopify: the orders page is not usable ({type(exc).__name__}: {exc})") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise PullFailed(f"shopify: the orders page is not usable ({type(exc).__name__})") from exc
+
+
+def _text(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -42,6 +42,7 @@ from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
 from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.windows import by_windows
 from shared.sources.taobao import REFUND_TOPIC, TRADE_TOPIC
 from shared.sources.tracking import CHINA
 
@@ -199,28 +200,20 @@ class TaobaoChanges:
         return records
 
     def pages(self, since: datetime) -> Iterator[list[Pulled]]:
-        now = self.clock()
-        start, span = since, timedelta(minutes=self.job.window_minutes)
+        span = timedelta(minutes=self.job.window_minutes)
         most = self.job.max_pages * PAGE_SIZE  # records a window may hold: a run's worth
-        before: set[Pulled] = set()  # the last window's records: one on the shared second is not read again
-        while start < now:
-            end = min(start + span, now)
-            firsts = {topic: self.call(topic, start, end, 1) for topic in APIS}
-            if sum(total for total, _ in firsts.values()) > most and end - start > timedelta(minutes=1):
-                span = max((end - start) / 2, timedelta(minutes=1))  # too busy: ask for less at a time
-                continue
-            pulled = [
-                self._pulled(topic, record)
-                for topic, (total, first) in firsts.items()
-                for record in self.window(topic, start, end, total, first)
-            ]
-            # a record read twice (two pages, or the second two windows share) is handed over once
-            pulled = sorted((p for p in dict.fromkeys(pulled) if p not in before), key=lambda p: p.changed_at)
-            before = set(pulled)
-            for i in range(0, len(pulled), PAGE_SIZE):
-                yield pulled[i : i + PAGE_SIZE]
-            start = end
-            span = timedelta(minutes=self.job.window_minutes)
+        yield from by_windows(since, self.clock(), span, most, self.read, PAGE_SIZE)
+
+    def read(self, start: datetime, end: datetime, most: int | None) -> list[Pulled] | None:
+        """The window's trades and refunds, or None when together they are more than ``most``."""
+        firsts = {topic: self.call(topic, start, end, 1) for topic in APIS}
+        if most is not None and sum(total for total, _ in firsts.values()) > most:
+            return None
+        return [
+            self._pulled(topic, record)
+            for topic, (total, first) in firsts.items()
+            for record in self.window(topic, start, end, total, first)
+        ]
 
     @staticmethod
     def _pulled(topic: str, record: dict[str, Any]) -> Pulled:

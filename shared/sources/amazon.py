@@ -27,6 +27,8 @@ from shared.sources.mappings import load_mapping
 
 AMAZON_SP_API_PRINCIPAL = "arn:aws:iam::437568002678:root"
 ORDER_CHANGE = "ORDER_CHANGE"
+# An order as getOrders lists it (pulled by reconciliation, shared/pulls/amazon_orders.py)
+API_ORDER = "api:order"
 
 
 class AmazonMaps(BaseModel):
@@ -70,6 +72,8 @@ class AmazonSpApi(JsonSource):
         return Ack(200, {"status": "duplicate" if duplicate else "accepted"})
 
     def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
+        if message.topic == API_ORDER:
+            return self._listed(message, payload)
         if message.topic != ORDER_CHANGE:
             raise NormalisationError(self.name, f"unsupported notification type {message.topic!r}")
         try:
@@ -97,3 +101,16 @@ class AmazonSpApi(JsonSource):
             return events
         except PAYLOAD_ERRORS as exc:
             raise NormalisationError(self.name, f"ORDER_CHANGE is not usable: {describe_error(exc)}") from exc
+
+    def _listed(self, message: InboxMessage, order: Any) -> list[ObservedEntity]:
+        """An order as getOrders gives it: its status as of ``LastUpdateDate``."""
+        try:
+            order_id = str(order["AmazonOrderId"])
+            values: dict[str, Any] = {"order_id": order_id, "channel": "amazon"}
+            values.update(amazon_maps().order_status[order["OrderStatus"]].model_dump(exclude_none=True))
+            if order.get("PurchaseDate"):
+                values["purchased_at"] = order["PurchaseDate"]
+            at = order["LastUpdateDate"]
+            return [observation(self.name, message, "order", f"amazon:{order_id}", Order(**values), at)]
+        except PAYLOAD_ERRORS as exc:
+            raise NormalisationError(self.name, f"a listed order is not usable: {describe_error(exc)}") from exc

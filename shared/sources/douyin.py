@@ -55,6 +55,9 @@ DOUYIN_SIGN_METHOD = "sign-method"
 
 
 DOUYIN_SIGNERS = {"md5": md5_sign, "hmac-sha256": hmac_sign}
+# An order as order.searchList lists it (pulled by reconciliation, shared/pulls/douyin_orders.py): the
+# push's order fields, with ``order_id`` for ``p_id``
+API_ORDER = "api:order"
 
 
 class DouyinMaps(BaseModel):
@@ -99,6 +102,11 @@ class Douyin(JsonSource):
 
     def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
         maps = douyin_maps()
+        if message.topic == API_ORDER:
+            try:
+                return [self._order(message, {**payload, "p_id": payload["order_id"]}, maps)]
+            except MESSAGE_ERRORS as exc:
+                raise NormalisationError(self.name, f"a listed order is not usable: {describe_error(exc)}") from exc
         try:
             tag = str(payload["tag"])
             data = payload["data"]

@@ -26,6 +26,9 @@ ZENDESK_SIGNATURE = "X-Zendesk-Webhook-Signature"
 
 
 ZENDESK_TIMESTAMP = "X-Zendesk-Webhook-Signature-Timestamp"
+# A ticket as the REST API and the incremental export give it (pulled, never a webhook's topic): the same
+# fields as a ticket event's ``detail``, with lower-case status and priority and numeric ids
+EXPORT_TOPIC = "api:ticket"
 
 
 ZENDESK_WINDOW_SECONDS = 300  # Zendesk does not enforce one; a replayed old request is refused here
@@ -77,10 +80,11 @@ class Zendesk(JsonSource):
         return Ack(200, {"status": "duplicate" if duplicate else "accepted"})
 
     def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
-        if not message.topic.startswith("zen:event-type:ticket."):
+        pulled = message.topic == EXPORT_TOPIC
+        if not pulled and not message.topic.startswith("zen:event-type:ticket."):
             raise NormalisationError(self.name, f"unsupported event type {message.topic!r}")
         try:
-            detail, maps = payload["detail"], zendesk_maps()
+            detail, maps = (payload if pulled else payload["detail"]), zendesk_maps()
             ticket = Ticket(
                 ticket_id=str(detail["id"]),
                 status=maps.status[str(detail["status"]).upper()],
@@ -90,7 +94,7 @@ class Zendesk(JsonSource):
                 requester_ref=str(detail["requester_id"]) if detail.get("requester_id") else None,
                 tags=tuple(sorted(detail.get("tags") or [])),
             )
-            at = detail.get("updated_at") or payload["time"]
+            at = detail["updated_at"] if pulled else detail.get("updated_at") or payload["time"]
             return [observation(self.name, message, "ticket", f"zendesk:{ticket.ticket_id}", ticket, at)]
         except PAYLOAD_ERRORS as exc:
             raise NormalisationError(

@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from infra.config import EnvironmentConfig, load_environment
 from infra.sandbox import moto_fidelity
+from infra.sandbox.fake_lists import FakeListApi, list_fakes
 from infra.sandbox.fake_top import FakeTop
 from infra.sandbox.fake_woo import FakeWoo
 from infra.sandbox.http_servers import FakeShop, FakeTarget, api_gateway_event, serve
@@ -38,6 +39,7 @@ class Stack:
     shop: FakeShop
     top: FakeTop  # the Taobao Open Platform's gateway, for the demo tenant's Taobao pull
     woo: FakeWoo  # the demo tenant's WooCommerce store's REST API, for its pull
+    lists: dict[str, FakeListApi]  # Stripe's, Zendesk's and AfterShip's list APIs, for the demo tenant's pulls
     _sqs_pollers: dict[tuple[str, str], SqsPoller] = field(default_factory=dict, repr=False)
 
     def post(self, webhook: SignedWebhook, tenant: str = "demo", source: str | None = None) -> dict[str, Any]:
@@ -165,7 +167,11 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     serve(top.server)
     woo = FakeWoo(**sandbox_secrets["pull"]["woocommerce"]["demo"])
     serve(woo.server)
-    cfg = local_shop(local_targets(load_environment("dev"), target.url, robot.url), shop.url, top.url, woo.url)
+    lists = list_fakes(sandbox_secrets)
+    for fake in lists.values():
+        serve(fake.server)
+    pulls = {"shopify": shop.url, "taobao": top.url, "woocommerce": woo.url} | {s: f.url for s, f in lists.items()}
+    cfg = local_shop(local_targets(load_environment("dev"), target.url, robot.url), pulls)
     saved = dict(os.environ)
     with mock_aws():
         resources = create_resources(cfg, sandbox_secrets, visibility_timeout=30)
@@ -178,13 +184,14 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
             shop.server.server_port,
             top.server.server_port,
             woo.server.server_port,
+            *(fake.server.server_port for fake in lists.values()),
         )
         for name in FUNCTIONS:
             os.environ.update(
                 function_environment(name, cfg, resources.refs, loopback_ports=fakes, wecom_api_base=robot.url)
             )
         os.environ["AWS_LAMBDA_FUNCTION_NAME"] = cfg.resource("ingest")
-        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot, shop, top, woo)
+        yield Stack(cfg, resources, target, Functions(cfg.region, cfg.resource("fn")), robot, shop, top, woo, lists)
     os.environ.clear()
     os.environ.update(saved)
     target.server.shutdown()
@@ -192,6 +199,8 @@ def stack(sandbox_secrets: dict[str, Any]) -> Iterator[Stack]:
     shop.server.shutdown()
     top.server.shutdown()
     woo.server.shutdown()
+    for fake in lists.values():
+        fake.server.shutdown()
 
 
 @pytest.fixture

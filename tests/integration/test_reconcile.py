@@ -118,3 +118,40 @@ def test_a_message_that_names_no_configured_job_is_dead_lettered_at_once_with_th
     assert reason.startswith('PermanentFailure: not a configured reconcile job {"source", "tenant"}: ')
     assert "no reconcile job for shopify/x" in reason
     assert stack.shop.requests == 0  # the shop was never asked
+
+
+def test_a_refund_whose_webhook_was_lost_comes_in_with_its_order_and_a_shipment_too(
+    stack: Stack, shopify_secret: str
+) -> None:
+    stack.post(signed("shopify_orders_create", shopify_secret))
+    stack.run_until_quiet()
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    live, _ = store.load("demo", "order", f"shopify:{LIVE['id']}")
+    assert live is not None
+    # the shop refunded and shipped; neither webhook came, and the order itself did not change otherwise
+    refund = load_sample("shopify_refunds_create")["body"]
+    fulfilment = {
+        **load_sample("shopify_fulfillments_update")["body"],
+        "order_id": LIVE["id"],
+        "tracking_number": "SF1400000000001",
+        "tracking_numbers": ["SF1400000000001"],
+    }
+    stack.shop.put({**LIVE, "updated_at": at(30), "refunds": [refund], "fulfillments": [fulfilment]})
+
+    first = run_reconcile(stack)
+    assert {k: first[k] for k in ("pulled", "known", "missed", "unusable")} == {
+        "pulled": 3,
+        "known": 1,  # the order: the state has its values
+        "missed": 2,
+        "unusable": 0,
+    }
+    case, _ = store.load("demo", "after_sales_case", f"shopify:refund:{refund['id']}")
+    assert case is not None and (case.fields["order_id"], case.fields["status"]) == (str(LIVE["id"]), "refunded")
+    carrier = fulfilment["tracking_company"].strip().lower().replace(" ", "-")
+    shipment, _ = store.load("demo", "shipment", f"{carrier}:SF1400000000001")
+    assert shipment is not None and shipment.fields["order_id"] == str(LIVE["id"])
+    after, _ = store.load("demo", "order", f"shopify:{LIVE['id']}")
+    assert after is not None and after.version == live.version
+
+    second = run_reconcile(stack)  # the same three again: all known now
+    assert {k: second[k] for k in ("pulled", "known", "missed")} == {"pulled": 3, "known": 3, "missed": 0}

@@ -52,6 +52,24 @@ def test_the_pager_follows_the_next_link_with_the_token_and_stops_at_the_last_pa
     assert (second[0], first[1]["X-Shopify-Access-Token"], first[2]) == (nxt, "shpat_x", "GET")
 
 
+def test_an_order_s_refunds_and_tracked_fulfilments_are_handed_over_beside_it_as_their_webhooks() -> None:
+    order = {
+        **records()[0],
+        "refunds": [{"id": 501, "order_id": records()[0]["id"], "created_at": "2026-11-23T07:30:00+00:00"}],
+        "fulfillments": [
+            {"id": 601, "order_id": records()[0]["id"], "tracking_number": "SF100", "tracking_company": "SF Express"},
+            {"id": 602, "order_id": records()[0]["id"], "tracking_number": None, "tracking_numbers": []},  # pickup
+        ],
+    }
+    [pulled] = list(ShopifyOrders(JOB, "t", ScriptedHttp(page(order))).pages(NOW))
+    assert [(p.topic, json.loads(p.text)["id"]) for p in pulled] == [
+        (None, order["id"]),
+        ("refunds/create", 501),
+        ("fulfillments/update", 601),
+    ]
+    assert {p.changed_at for p in pulled} == {datetime.fromisoformat(str(order["updated_at"]))}
+
+
 def test_link_headers_are_read_for_next_only() -> None:
     prev = '<https://s/orders.json?page_info=p>; rel="previous"'
     assert next_link(prev) is None
@@ -73,8 +91,14 @@ def test_a_next_link_to_another_origin_is_not_followed_with_the_token() -> None:
         (Response(429, "slow down", {"retry-after": "2.0"}), Throttled, "429"),
         (Response(401, '{"errors":"[API] Invalid API key"}', {}), PullFailed, r"HTTP 401 \(a 34-byte body, not kept\)"),
         (Response(200, "<html>", {}), PullFailed, "not usable"),
-        (Response(200, '{"orders": {}}', {}), PullFailed, "orders is not a list"),
-        (Response(200, '{"orders": [{"id": 1, "updated_at": "2026-11-23T08:00:00"}]}', {}), PullFailed, "UTC offset"),
+        (Response(200, '{"orders": {}}', {}), PullFailed, r"not usable \(TypeError\)"),
+        (
+            Response(200, '{"orders": [{"id": 1, "updated_at": "2026-11-23T08:00:00"}]}', {}),
+            PullFailed,
+            r"\(ValueError\)",
+        ),
+        # the reason names the error's type, never the value that would not parse (it may be personal data)
+        (Response(200, '{"orders": [{"id": 1, "updated_at": "李雷 13800138000"}]}', {}), PullFailed, r"^[^李]*$"),
     ],
 )
 def test_refusals_throttling_and_junk_are_told_apart(response: Response, error: type, match: str) -> None:
@@ -212,10 +236,24 @@ def test_the_pager_reads_every_page_of_the_fake_shop_over_real_http_get() -> Non
 def test_every_pulled_source_has_its_pager_and_each_names_what_its_secret_lacks() -> None:
     from typing import get_args
 
-    from functions.reconcile.handler import PAGERS
+    from functions.reconcile.handler import PAGERS, make_pager
 
     assert set(PAGERS) == set(get_args(ReconcileJob.model_fields["source"].annotation))
-    for source, lacks in (("shopify", '"access_token"'), ("woocommerce", "consumer_key"), ("taobao", "session")):
-        job = ReconcileJob.model_validate({"source": source, "tenant": "demo", "url": "https://shop.example.com"})
+    lacking = (
+        ("shopify", '"access_token"'),
+        ("woocommerce", "consumer_key"),
+        ("taobao", "session"),
+        ("stripe", "api_key"),
+        ("zendesk", "email and api_token, or oauth_token"),
+        ("aftership", "api_key"),
+        ("amazon", r"lacks \['refresh_token', 'client_id', 'client_secret'\]"),
+        ("douyin", r"lacks \['app_key', 'app_secret', 'shop_id'\]"),
+    )
+    assert {source for source, _ in lacking} == set(PAGERS)
+    for source, lacks in lacking:
+        extra = {"marketplace_ids": ["ATVPDKIKX0DER"]} if source == "amazon" else {}
+        job = ReconcileJob.model_validate(
+            {"source": source, "tenant": "demo", "url": "https://shop.example.com", **extra}
+        )
         with pytest.raises(PullFailed, match=lacks):
-            PAGERS[source](job, {"unrelated": "x"}, ScriptedHttp())  # type: ignore[arg-type]
+            make_pager(source)(job, {"unrelated": "x"}, ScriptedHttp())  # type: ignore[arg-type]

@@ -218,7 +218,7 @@ def test_a_job_needs_its_credentials_and_defaults_to_the_top_gateway() -> None:
     assert job().endpoint == TOP_GATEWAY
     with pytest.raises(PullFailed, match=r"lacks \['session'\]"):
         TaobaoChanges(job(), {"app_key": "1", "app_secret": "2"}, InProcess(fake()))
-    with pytest.raises(ValueError, match="needs the shop's url"):
+    with pytest.raises(ValueError, match="needs the shop's or account's url"):
         ReconcileJob.model_validate({"source": "shopify", "tenant": "demo"})
 
 

@@ -124,7 +124,7 @@ def test_a_429_is_throttling_and_a_revoked_key_fails_without_the_key() -> None:
 
 
 def test_a_job_needs_a_url_and_a_key() -> None:
-    with pytest.raises(ValueError, match="a woocommerce job needs the shop's url"):
+    with pytest.raises(ValueError, match="a woocommerce job needs the shop's or account's url"):
         ReconcileJob.model_validate({"source": "woocommerce", "tenant": "demo"})
     job = ReconcileJob.model_validate({"source": "woocommerce", "tenant": "demo", "url": "https://shop.example.com"})
     with pytest.raises(PullFailed, match="consumer_key and consumer_secret"):
