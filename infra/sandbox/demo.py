@@ -252,8 +252,8 @@ def run_demo(sandbox: Sandbox, drain_timeout: float = 120.0) -> int:
             reconcile_taobao_trade(sandbox, expected),
             # and the WooCommerce store has an order whose webhook never came: its pull brings it in
             reconcile_woocommerce_order(sandbox, expected),
-            # as do a Stripe refund, a Zendesk ticket, an AfterShip tracking, an Amazon and a Douyin order,
-            # each from its list API
+            # as do a Stripe refund, a Zendesk ticket, an AfterShip tracking, an Amazon, a Douyin and a
+            # Youzan order, each from its list API
             *reconcile_listed_records(sandbox, expected),
         )
         if pull is not None
@@ -552,8 +552,8 @@ def reconcile_woocommerce_order(sandbox: Sandbox, expected: dict[tuple[str, str]
 
 def reconcile_listed_records(sandbox: Sandbox, expected: dict[tuple[str, str], dict[str, Any]]) -> list[Pull]:
     """A record no webhook brought in each list-API platform the environment pulls (a Stripe refund's
-    event, a Zendesk ticket, an AfterShip tracking, an Amazon order, a Douyin order), and each platform's
-    scheduled pull run now."""
+    event, a Zendesk ticket, an AfterShip tracking, an Amazon, a Douyin and a Youzan order), and each
+    platform's scheduled pull run now."""
     now = time.time()
     pulls: list[Pull] = []
     if _pulls(sandbox, "stripe"):
@@ -658,6 +658,25 @@ def reconcile_listed_records(sandbox: Sandbox, expected: dict[tuple[str, str], d
                 "changed order(s)",
                 "no push had brought (fed in now)",
                 "the Douyin order only order.searchList had",
+            )
+        )
+    if _pulls(sandbox, "youzan"):
+        changed = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now + 8 * 3600 - 600))  # China time
+        info = {"tid": "E20261121777000000000001", "status": "WAIT_BUYER_CONFIRM_GOODS", "created": changed}
+        trade = {"order_info": {**info, "update_time": changed}, "pay_info": {"payment": "199.00"}}
+        sandbox.lists["youzan"].put({"full_order_info": trade})
+        expected[("order", "youzan:E20261121777000000000001")] = {
+            "channel": "youzan",
+            "fulfillment_status": "fulfilled",
+        }
+        pulls.append(
+            _pull_now(
+                sandbox,
+                "youzan",
+                "reconcile Youzan: trades listed",
+                "changed trade(s)",
+                "no push had brought (fed in now)",
+                "the Youzan trade only trades.sold.get had",
             )
         )
     return pulls

@@ -1,6 +1,7 @@
 """Fakes of the list APIs reconciliation pulls from: Stripe's event list, Zendesk's incremental ticket
 export, AfterShip's tracking list, Amazon SP-API's getOrders (with Login with Amazon's token endpoint)
-and Douyin shop's order.searchList (with its token.create), each answering as the platform documents it
+Douyin shop's order.searchList (with its token.create) and Youzan's trades.sold.get (with its
+auth/token), each answering as the platform documents it
 (auth, field names, page size, cursors, the order records come in, error shapes).
 
 Each is an HTTP server the sandbox runs (``POST /_records`` with a JSON list adds records from another
@@ -88,7 +89,8 @@ class FakeListApi:
 
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
         """The in-process client's POST (an OAuth token endpoint)."""
-        status, answer, answer_headers = self.respond_post(urlsplit(url).path, body)
+        parts = urlsplit(url)
+        status, answer, answer_headers = self.respond_post(f"{parts.path}?{parts.query}", body)
         return Answer(status, json.dumps(answer), {k.lower(): v for k, v in answer_headers.items()})
 
     def respond_post(self, path: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
@@ -281,7 +283,7 @@ class FakeAmazon(FakeListApi):
         return record["AmazonOrderId"]
 
     def respond_post(self, path: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
-        if path != "/auth/o2/token":
+        if urlsplit(path).path != "/auth/o2/token":
             return 404, {"error": "not found"}, JSON
         form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
         if form.get("grant_type") != "refresh_token" or any(form.get(k) != v for k, v in self.grant.items()):
@@ -418,6 +420,71 @@ class FakeDouyin(FakeListApi):
         return 200, {"code": 10000, "msg": "success", "data": data}, JSON
 
 
+class FakeYouzan(FakeListApi):
+    """Youzan Cloud's ``POST /auth/token`` (``authorize_type=silent`` with the app's client id and secret and
+    the shop's ``grant_id``) and ``POST /api/youzan.trades.sold.get/4.0.4?access_token=…`` (a JSON body:
+    ``start_update``/``end_update`` in China time, both ends included; ``page_no`` from 1; ``page_size`` ≤
+    100); trades newest created first (not by update), each ``{"full_order_info": {"order_info", "pay_info"}}``
+    as Youzan lists them. A token it did not issue: ``{"gw_err_resp": {"err_code": 4203}}``;
+    ``throttle_code`` answers every list call with that gateway code while set."""
+
+    def __init__(self, client_id: str, client_secret: str, kdt_id: str, **server: Any) -> None:
+        super().__init__(**server)
+        self.grant = {"client_id": client_id, "client_secret": client_secret, "grant_id": str(kdt_id)}
+        self.tokens: list[str] = []
+        self.throttle_code: int | None = None
+
+    def identity(self, record: dict[str, Any]) -> Any:
+        return record["full_order_info"]["order_info"]["tid"]
+
+    def respond_post(self, path: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
+        parts = urlsplit(path)
+        asked = json.loads(body or b"{}")
+        with self.lock:
+            if parts.path == "/auth/token":
+                if asked.get("authorize_type") != "silent" or any(
+                    str(asked.get(k)) != v for k, v in self.grant.items()
+                ):
+                    return 200, {"success": False, "code": 4001, "message": "client_id or client_secret invalid"}, JSON
+                self.tokens.append(f"sandbox-youzan-token-{len(self.tokens) + 1}")
+                data = {
+                    "access_token": self.tokens[-1],
+                    "expires": 1800000000000,
+                    "authority_id": self.grant["grant_id"],
+                }
+                return 200, {"success": True, "code": 200, "data": data}, JSON
+            if parts.path != "/api/youzan.trades.sold.get/4.0.4":
+                return 404, {"gw_err_resp": {"err_code": 4040, "err_msg": "api not found"}}, JSON
+            if parse_qs(parts.query).get("access_token", [""])[0] not in self.tokens:
+                return 200, {"gw_err_resp": {"err_code": 4203, "err_msg": "access_token无效"}}, JSON
+            if self.status is not None:
+                return self.status, {"error": "injected"}, JSON
+            if self.throttle_code is not None:
+                return 200, {"gw_err_resp": {"err_code": self.throttle_code, "err_msg": "调用频率超限"}}, JSON
+            self.requests.append({k: [str(v)] for k, v in asked.items()})
+            if self.before_page is not None:
+                self.before_page(len(self.requests))
+
+            def at(value: str) -> datetime:
+                return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
+
+            low, high = at(asked["start_update"]), at(asked["end_update"])
+            size, page = min(int(asked.get("page_size", 20)), 100), int(asked.get("page_no", 1))
+            listed = sorted(
+                (r for r in self.records if low <= at(r["full_order_info"]["order_info"]["update_time"]) <= high),
+                key=lambda r: r["full_order_info"]["order_info"]["created"],
+                reverse=True,
+            )
+            data = {"total_results": len(listed), "full_order_info_list": listed[(page - 1) * size : page * size]}
+            return 200, {"success": True, "code": 200, "data": data}, JSON
+
+    def refuse(self, path: str, headers: Mapping[str, str]) -> tuple[int, Any, dict[str, str]] | None:
+        return 405, {"gw_err_resp": {"err_code": 4050, "err_msg": "POST only"}}, JSON
+
+    def answer(self, query: dict[str, list[str]]) -> tuple[int, Any, dict[str, str]]:
+        raise AssertionError("unreachable: every GET is refused")
+
+
 def list_fakes(secrets: Mapping[str, Any], tenant: str = "demo") -> dict[str, FakeListApi]:
     """One fake per list-API platform, taking the ``tenant``'s pull credentials from the sandbox's secrets
     (a platform without them refuses every call)."""
@@ -440,5 +507,10 @@ def list_fakes(secrets: Mapping[str, Any], tenant: str = "demo") -> dict[str, Fa
             credentials("douyin").get("app_key", ""),
             credentials("douyin").get("app_secret", ""),
             credentials("douyin").get("shop_id", ""),
+        ),
+        "youzan": FakeYouzan(
+            credentials("youzan").get("client_id", ""),
+            credentials("youzan").get("client_secret", ""),
+            credentials("youzan").get("kdt_id", ""),
         ),
     }

@@ -41,6 +41,7 @@ API_ENDPOINTS: dict[str, str] = {
     "stripe": "https://api.stripe.com",
     "aftership": "https://api.aftership.com",
     "douyin": "https://openapi-fxg.jinritemai.com",
+    "youzan": "https://open.youzanyun.com",
 }
 
 
@@ -51,11 +52,11 @@ class ReconcileJob(BaseModel):
     WooCommerce ``{"consumer_key", "consumer_secret"}``, Taobao ``{"app_key", "app_secret", "session"}``,
     Stripe ``{"api_key"}``, Zendesk ``{"email", "api_token"}`` or ``{"oauth_token"}``, AfterShip
     ``{"api_key"}``, Amazon ``{"refresh_token", "client_id", "client_secret"}``, Douyin ``{"app_key",
-    "app_secret", "shop_id"}``."""
+    "app_secret", "shop_id"}``, Youzan ``{"client_id", "client_secret", "kdt_id"}``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Literal["shopify", "woocommerce", "taobao", "stripe", "zendesk", "aftership", "amazon", "douyin"]
+    source: Literal["shopify", "woocommerce", "taobao", "stripe", "zendesk", "aftership", "amazon", "douyin", "youzan"]
     tenant: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
     # the shop's or account's base URL (Shopify, WooCommerce, Zendesk's https://<subdomain>.zendesk.com), or
     # the platform's API (API_ENDPOINTS by default); https only outside the sandbox
@@ -66,7 +67,7 @@ class ReconcileJob(BaseModel):
     max_pages: Annotated[int, Field(ge=1, le=100)] = 20  # per run; the rest waits for the next one
     api_version: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")] = "2025-01"  # Shopify
     sign_method: Literal["md5", "hmac", "hmac-sha256"] = "hmac-sha256"  # Taobao (all three), Douyin (md5, hmac-sha256)
-    # Taobao, Stripe, AfterShip (lists not ordered by change): the changes read at a time (TOP takes at
+    # Taobao, Stripe, AfterShip, Amazon, Youzan (lists not ordered by change): the changes read at a time (TOP takes at
     # most a day), halved while one holds more than a run's pages
     window_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
     # Amazon: the marketplaces to list (e.g. A1PA6795UKMFR9 for amazon.de), and Login with Amazon's token

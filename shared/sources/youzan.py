@@ -54,6 +54,9 @@ YOUZAN_TEST = re.compile(rb'"test"\s*:\s*true\b')
 
 
 YOUZAN_TEST_MAX_BYTES = 2048
+# A trade as youzan.trades.sold.get lists it (pulled by reconciliation, shared/pulls/youzan_trades.py):
+# ``{"order_info": {"tid", "status", "update_time", …}, "pay_info": {"payment"}}``
+API_TRADE = "api:trade"
 
 
 class YouzanMaps(BaseModel):
@@ -98,6 +101,8 @@ class Youzan(JsonSource):
         return Ack(200, SHOP_ACK)
 
     def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
+        if message.topic == API_TRADE:
+            return [self._listed(message, payload)]
         try:
             msg = wire.loads(unquote_plus(payload["msg"]), "msg")
             at = epoch_time(payload["version"]) if payload.get("version") else china_time(msg["update_time"])
@@ -140,3 +145,18 @@ class Youzan(JsonSource):
                 self.name, f"{message.topic} message is not usable: {describe_error(exc)}"
             ) from exc
         raise NormalisationError(self.name, f"unsupported message type {message.topic!r}")
+
+    def _listed(self, message: InboxMessage, trade: Any) -> ObservedEntity:
+        """A listed trade: the order a TRADE_ORDER_STATE push of the same status would give."""
+        try:
+            info, pay = trade["order_info"], trade.get("pay_info") or {}
+            order = Order(
+                order_id=str(info["tid"]),
+                channel="youzan",
+                **youzan_maps().trade_status[info["status"]].model_dump(exclude_none=True),
+                **({"total": Money(amount=Decimal(str(pay["payment"])), currency="CNY")} if "payment" in pay else {}),
+            )
+            at = china_time(info["update_time"])
+            return observation(self.name, message, "order", f"youzan:{order.order_id}", order, at)
+        except MESSAGE_ERRORS as exc:
+            raise NormalisationError(self.name, f"a listed trade is not usable: {describe_error(exc)}") from exc

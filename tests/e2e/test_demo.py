@@ -27,9 +27,9 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
         r"douyin\s+1\s+1\s+0\s+200 success ×1",
         r"wms\s+1\s+1\s+0\s+200 accepted ×1",
         r"amazon\s+2\s+-\s+-\s+written to the SP-API queue",
-        # (the pulls bring a Shopify, a Taobao, a WooCommerce, an Amazon and a Douyin order, a Stripe refund,
+        # (the pulls bring a Shopify, a Taobao, a WooCommerce, an Amazon, a Douyin and a Youzan order, a Stripe refund,
         # a Zendesk ticket and an AfterShip parcel no webhook had brought)
-        r"entities changed: 12 after_sales_case, 50 order, 5 shipment, 2 stock, 2 ticket;",
+        r"entities changed: 12 after_sales_case, 51 order, 5 shipment, 2 stock, 2 ticket;",
         r"reconcile:        the shop listed 1 changed order\(s\): 1 no webhook had brought \(fed in now\), 0 already",
         r"reconcile Taobao: TOP listed 1 changed trade\(s\) and refund\(s\): 1 fed in \(Taobao pushes nothing\), 0",
         r"reconcile Woo:    the store listed 1 changed order\(s\): 1 no webhook had brought \(fed in now\), 0 already",
@@ -38,6 +38,7 @@ def test_make_demo_command_runs_the_whole_scenario_and_exits_zero() -> None:
         r"reconcile AfterShip: listed 1 changed tracking\(s\): 1 no webhook had brought \(fed in now\), 0 already",
         r"reconcile Amazon: getOrders listed 1 changed order\(s\): 1 no notification had brought \(fed in now\), 0",
         r"reconcile Douyin: searchList listed 1 changed order\(s\): 1 no push had brought \(fed in now\), 0 already",
+        r"reconcile Youzan: trades listed 1 changed trade\(s\): 1 no push had brought \(fed in now\), 0 already",
         r"deliveries made:  \d+ to crm, \d+ to erp",  # versions may coalesce: delivery follows the state
         r"customers told:   [1-9]\d* SMS, [1-9]\d* e-mails",
         # the two tickets (the webhook's and the pulled one) in the service group: a message each, or one digest

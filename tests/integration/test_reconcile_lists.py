@@ -1,4 +1,4 @@
-"""Stripe, Zendesk, AfterShip, Amazon SP-API and Douyin shop pulled through their fake list APIs by the
+"""Stripe, Zendesk, AfterShip, Amazon SP-API, Douyin shop and Youzan pulled through their fake list APIs by the
 real reconcile handler: per platform, the record whose webhook came costs no write, the one whose
 webhook never came reaches the state once, and a second run admits nothing; a refused key reaches the
 DLQ with the reason and without the key."""
@@ -10,8 +10,9 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import unquote_plus
 
 import boto3
 import pytest
@@ -74,6 +75,19 @@ def douyin_records() -> tuple[Any, dict[str, Any], dict[str, Any]]:
     return [push], listed, missed
 
 
+def youzan_records() -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    push = copy.deepcopy(load_sample("youzan_trade_order_state")["body"])  # a trade paid
+    push["version"] = int(ago(40).timestamp())
+    china = timezone(timedelta(hours=8))
+    changed = ago(40).astimezone(china).strftime("%Y-%m-%d %H:%M:%S")
+    msg = json.loads(unquote_plus(push["msg"]))
+    info = {"tid": msg["tid"], "status": msg["status"], "update_time": changed, "created": changed}
+    listed = {"order_info": info, "pay_info": {"payment": msg["payment"]}}
+    missed_info = {**info, "tid": "E20261121999999999999999", "status": "WAIT_BUYER_CONFIRM_GOODS"}
+    missed_info["update_time"] = ago(20).astimezone(china).strftime("%Y-%m-%d %H:%M:%S")
+    return push, {"full_order_info": listed}, {"full_order_info": {**listed, "order_info": missed_info}}
+
+
 @dataclass(frozen=True)
 class Case:
     source: str
@@ -117,6 +131,14 @@ CASES = [
         ("order", "douyin:6920000009999999999"),
         {"channel": "douyin", "fulfillment_status": "fulfilled"},
     ),
+    Case(
+        "youzan",
+        "youzan_trade_order_state",
+        youzan_records,
+        ("order", "youzan:E20261121103015012300001"),
+        ("order", "youzan:E20261121999999999999999"),
+        {"channel": "youzan", "fulfillment_status": "fulfilled"},
+    ),
 ]
 
 
@@ -158,8 +180,10 @@ REFUSED = {
     source: rf"PullFailed: {source}( getOrders)? answered HTTP 401 \(a \d+-byte body, not kept\): "
     for source in ("stripe", "zendesk", "aftership", "amazon")
 }
-# Doudian answers refusals with HTTP 200 and a code: the app's secret rotated, so the signature fails
+# Doudian and Youzan answer refusals with HTTP 200 and a code: the app's secret rotated, so the signature
+# fails (Doudian) or the token is refused (Youzan)
 REFUSED["douyin"] = r"PullFailed: douyin token.create: not authorised \(code 40004: .*authorise the app again"
+REFUSED["youzan"] = r"PullFailed: youzan auth/token: error \(code 4001: "
 
 
 @pytest.mark.parametrize("source", sorted(REFUSED))
@@ -169,6 +193,8 @@ def test_a_refused_key_reaches_the_dlq_with_the_reason_and_without_the_key(
     fake = stack.lists[source]
     if source == "douyin":
         fake.app_secret = "rotated-in-the-console"  # type: ignore[attr-defined]
+    elif source == "youzan":
+        fake.grant["client_secret"] = "rotated-in-the-console"  # type: ignore[attr-defined]
     else:
         fake.refuse = lambda path, headers: (401, {"error": "revoked"}, {"Content-Type": "application/json"})  # type: ignore[method-assign]
     stack.reconcile(source)

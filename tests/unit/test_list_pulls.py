@@ -1,7 +1,7 @@
-"""The Stripe, Zendesk, AfterShip, Amazon SP-API and Douyin shop pagers (shared/pulls/) against their platforms' fakes
-(infra/sandbox/fake_lists.py), called through the fakes' in-process clients: real-shaped pages, the last
-page and an empty one, a record changed while we page, throttling and refused credentials; and each
-pulled record read by its source's webhook normaliser as the webhook's record is."""
+"""The Stripe, Zendesk, AfterShip, Amazon SP-API, Douyin shop and Youzan pagers (shared/pulls/) against
+their platforms' fakes (infra/sandbox/fake_lists.py), called through the fakes' in-process clients:
+real-shaped pages, the last page and an empty one, a record changed while we page, throttling and refused
+credentials; and each pulled record read by its source's webhook normaliser as the webhook's record is."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import copy
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 import pytest
 
-from infra.sandbox.fake_lists import FakeAfterShip, FakeAmazon, FakeDouyin, FakeStripe, FakeZendesk
+from infra.sandbox.fake_lists import FakeAfterShip, FakeAmazon, FakeDouyin, FakeStripe, FakeYouzan, FakeZendesk
 from infra.sandbox.samples import load_sample
 from shared.intake.ingest import inbox_message
 from shared.pulls.aftership_trackings import AfterShipTrackings
@@ -23,6 +23,7 @@ from shared.pulls.amazon_orders import AmazonOrders
 from shared.pulls.douyin_orders import DouyinOrders
 from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
 from shared.pulls.stripe_events import StripeEvents
+from shared.pulls.youzan_trades import YouzanTrades
 from shared.pulls.zendesk_export import ZendeskTickets
 from shared.sources import NORMALISERS, get_source
 from shared.sources.base import Delivery
@@ -505,6 +506,79 @@ def test_a_listed_douyin_order_normalises_as_its_push_does() -> None:
     [pulled] = normalised("douyin", Pulled(NOW, json.dumps(listed), "api:order"))
     message = inbox_message("douyin", "demo", Delivery("m", "tag:101"), NOW, {}, b"{}", origin="webhook")
     [pushed] = NORMALISERS["douyin"].normalise(message, push)
+    assert (pulled.entity_id, pulled.entity, pulled.occurred_at) == (
+        pushed.entity_id,
+        pushed.entity,
+        pushed.occurred_at,
+    )
+
+
+# --- Youzan ---------------------------------------------------------------------------------------
+
+YOUZAN = {"client_id": "yz_client", "client_secret": "yz-secret", "kdt_id": "91234567"}
+
+
+def youzan_trade(n: int, updated: datetime, status: str = "WAIT_SELLER_SEND_GOODS") -> dict[str, Any]:
+    china = updated.astimezone(timezone(timedelta(hours=8)))
+    info = {
+        "tid": f"E2026112110{n:014d}",
+        "status": status,
+        "created": (NOW - timedelta(days=1, seconds=-n))
+        .astimezone(timezone(timedelta(hours=8)))
+        .strftime("%Y-%m-%d %H:%M:%S"),
+        "update_time": china.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    return {"full_order_info": {"order_info": info, "pay_info": {"payment": "299.00"}}}
+
+
+def youzan(fake: FakeYouzan, **extra: Any) -> YouzanTrades:
+    return YouzanTrades(job("youzan", **extra), YOUZAN, fake, clock=lambda: NOW)
+
+
+def test_youzan_reads_each_window_from_its_last_page_back_so_a_trade_moving_up_is_not_skipped() -> None:
+    fake = FakeYouzan(**YOUZAN)
+    # 250 trades updated in the last hour, created in the same order (the list is newest created first)
+    fake.put(*(youzan_trade(n, NOW - timedelta(minutes=59) + timedelta(seconds=10 * n)) for n in range(250)))
+
+    def edit(call: int) -> None:
+        if call == 3:  # after the last page was read: trade 200 (page 1) leaves the window, all move up one
+            fake.put(youzan_trade(200, NOW + timedelta(minutes=1), status="WAIT_BUYER_CONFIRM_GOODS"))
+
+    fake.before_page = edit
+    pages = drain(youzan(fake).pages(NOW - timedelta(hours=1)))
+    tids = [json.loads(p.text)["order_info"]["tid"] for page in pages for p in page]
+    assert tids == [f"E2026112110{n:014d}" for n in range(250)]  # each once, oldest update first
+    assert [q["page_no"] for q in fake.requests] == [["1"], ["3"], ["2"], ["1"]]
+    assert fake.requests[0]["start_update"] == ["2026-11-21 19:00:00"]  # China time
+    assert len(fake.tokens) == 1 and {p.topic for page in pages for p in page} == {"api:trade"}
+
+
+def test_youzan_throttle_and_token_codes_and_a_wrong_secret() -> None:
+    fake = FakeYouzan(**YOUZAN)
+    fake.throttle_code = 4004
+    with pytest.raises(Throttled, match=r"call limit \(code 4004"):
+        drain(youzan(fake).pages(NOW - timedelta(minutes=30)))
+    fake.throttle_code = None
+    wrong = YouzanTrades(job("youzan"), {**YOUZAN, "client_secret": "leaked?"}, fake, clock=lambda: NOW)
+    with pytest.raises(PullFailed, match=r"youzan auth/token: error \(code 4001") as e:
+        drain(wrong.pages(NOW - timedelta(minutes=30)))
+    assert "leaked" not in str(e.value) and "yz-secret" not in str(e.value)
+    stale = youzan(fake)
+    stale._token = "not-issued"
+    with pytest.raises(PullFailed, match=r"not authorised \(code 4203.*authorise the app again"):
+        drain(stale.pages(NOW - timedelta(minutes=30)))
+
+
+def test_a_listed_youzan_trade_normalises_as_its_push_does() -> None:
+    push = load_sample("youzan_trade_order_state")["body"]
+    msg = json.loads(unquote_plus(push["msg"]))
+    # the push's clock is its version (epoch seconds); a listed trade's is its update_time (China time)
+    changed = datetime.fromtimestamp(push["version"], timezone(timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+    trade = {"order_info": {"tid": msg["tid"], "status": msg["status"], "update_time": changed}}
+    trade["pay_info"] = {"payment": msg["payment"]}
+    [pulled] = normalised("youzan", Pulled(NOW, json.dumps(trade), "api:trade"))
+    message = inbox_message("youzan", "demo", Delivery("m", "TRADE_ORDER_STATE"), NOW, {}, b"{}", origin="webhook")
+    [pushed] = NORMALISERS["youzan"].normalise(message, push)
     assert (pulled.entity_id, pulled.entity, pulled.occurred_at) == (
         pushed.entity_id,
         pushed.entity,

@@ -248,6 +248,7 @@ def test_every_pulled_source_has_its_pager_and_each_names_what_its_secret_lacks(
         ("aftership", "api_key"),
         ("amazon", r"lacks \['refresh_token', 'client_id', 'client_secret'\]"),
         ("douyin", r"lacks \['app_key', 'app_secret', 'shop_id'\]"),
+        ("youzan", r"lacks \['client_id', 'client_secret', 'kdt_id'\]"),
     )
     assert {source for source, _ in lacking} == set(PAGERS)
     for source, lacks in lacking:
