@@ -15,15 +15,18 @@ from typing import Any
 
 import boto3
 import pytest
+from typer.testing import CliRunner
 
 from functions.normalise import handler as normalise
 from infra.sandbox.lambda_runtime import sqs_record
 from infra.sandbox.samples import SignedWebhook, load_sample, signed
+from ops.cli import app
 from shared.adapters.state_store import DynamoStateStore
 from shared.constants import Env
 from shared.intake.schema_drift import SchemaWatch, ShapeStore
 from tests.conftest import clear_handler_caches
 from tests.integration.conftest import Stack
+from tests.integration.test_operations import _deploy_outputs
 
 BASELINE = 3
 
@@ -106,6 +109,24 @@ def test_a_new_field_and_a_renamed_one_each_warn_once_and_the_records_are_proces
     assert body["source"] == "shopify"
     assert body["reason"] == "orders/create payload is not usable: missing field 'currency'"
     assert json.loads(body["envelope"])["source_event_id"] == "drift-11"
+
+    # the operator's view: the known shape's size and each drift, oldest first
+    _deploy_outputs(stack)
+    shown = CliRunner().invoke(app, ["sources", "drift", "--source", "shopify", "--aws", "--json"])
+    assert shown.exit_code == 0, shown.output
+    document = json.loads(shown.output)
+    [shape] = document["shapes"]
+    assert (shape["topic"], shape["paths"], shape["payloads"]) == ("orders/create", 44, BASELINE)
+    assert [(d["kind"], d["path"], d["was"], d["now"]) for d in document["drifts"]] == [
+        ("new", "loyalty_tier", "", "string"),
+        ("missing", "currency", "string", ""),
+        ("new", "currency_code", "", "string"),
+    ]
+    table = CliRunner().invoke(app, ["sources", "drift", "--aws"], env={"COLUMNS": "250"})
+    assert table.exit_code == 0, table.output
+    assert "orders/create" in table.output and "loyalty_tier" in table.output and "currency_code" in table.output
+    unknown = CliRunner().invoke(app, ["sources", "drift", "--source", "nosuch", "--aws"])
+    assert unknown.exit_code == 2 and "no source 'nosuch'" in unknown.output
 
     # the same drift again is no news: nothing recorded, nothing sent
     stack.post(order(shopify_secret, 12, loyalty_tier="silver"))
