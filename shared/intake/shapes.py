@@ -39,6 +39,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 MAX_DEPTH = 10
@@ -57,6 +58,7 @@ _DIGIT_RUN = re.compile(r"[0-9]{4}")
 _HEX = re.compile(r"^[0-9a-fA-F\-]{16,}$")
 
 
+@lru_cache(maxsize=4096)  # a source's payloads repeat their keys: the hot path decides each once
 def is_name(key: str) -> bool:
     """Whether an object key names a field (kept in the path) rather than carrying data (collapsed)."""
     return (
@@ -84,6 +86,10 @@ def json_type(value: Any) -> str:
     return type(value).__name__  # not from a JSON parser; named, never shown by value
 
 
+_TYPES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+_TYPES[type(None)] = "null"
+
+
 @dataclass
 class Shape:
     """One payload's paths and their types; ``filled``: the containers that had something in them (a
@@ -101,6 +107,7 @@ def shape_of(payload: Any) -> Shape:
     return shape
 
 
+@lru_cache(maxsize=8192)
 def _join(parent: str, segment: str) -> str:
     if segment == ITEMS:
         return f"{parent}{ITEMS}"
@@ -123,7 +130,7 @@ def _note(shape: Shape, path: str, kind: str) -> bool:
 
 
 def _walk(value: Any, path: str, depth: int, shape: Shape) -> None:
-    kind = json_type(value)
+    kind = _TYPES.get(type(value)) or json_type(value)
     if path and not _note(shape, path, kind):
         return
     if kind not in ("object", "array") or not value:
