@@ -25,6 +25,7 @@ nothing. A failure here never fails a record: the drift watch is observability, 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ DRIFT_SK = "drift#"
 WATCHED_ORIGINS = frozenset({"webhook", "reconcile"})  # replays and backfills re-send old payloads
 WRITE_ATTEMPTS = 3
 DRIFT_FIELDS = ("source", "topic", "path", "kind", "was", "now", "first_seen", "delivery", "tenant")
+# A topic is watched when it looks like one (a key part and a line of the warning); a delivery id is shown
+# with only these characters (it comes from a header: no markup, no address reaches the warning).
+_TOPIC = re.compile(r"^[A-Za-z0-9_.:/-]{1,100}$")
+_NOT_ID = re.compile(r"[^A-Za-z0-9_.:-]")
 _LOST_RACE = frozenset({"ConditionalCheckFailedException", "TransactionCanceledException"})
 
 
@@ -213,7 +218,8 @@ class SchemaWatch:
         self.pending: list[Seen] = []
 
     def observe(self, source: str, topic: str, tenant: str, delivery: str, payload: Any) -> None:
-        self.pending.append(Seen(source, topic, tenant, delivery, shape_of(payload)))
+        if _TOPIC.match(topic):
+            self.pending.append(Seen(source, topic, tenant, _NOT_ID.sub("_", delivery)[:100], shape_of(payload)))
 
     def commit(self, at: datetime) -> list[DriftNotice]:
         seen, self.pending = self.pending, []

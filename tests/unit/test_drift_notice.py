@@ -17,7 +17,7 @@ from shared.delivery.robot import (
     parse_drift,
     render_drift,
 )
-from shared.intake.schema_drift import DriftNotice
+from shared.intake.schema_drift import DriftNotice, SchemaWatch, ShapeStore
 from shared.intake.shapes import Drift
 from tests.fakes import cloudwatch_message
 
@@ -85,3 +85,15 @@ def test_drift_warnings_and_alarm_changes_share_one_digest_and_drifts_mention_no
 def test_a_junk_notice_is_refused_with_a_value_error(body: dict[str, object], why: str) -> None:
     with pytest.raises(ValueError, match=f"not a schema drift notice: {why}"):
         parse_drift("m", body)
+
+
+def test_only_topics_that_look_like_topics_are_watched_and_delivery_ids_carry_no_markup() -> None:
+    watch = SchemaWatch(ShapeStore("unused"), 3, lambda m, e: None)
+    watch.observe("shopify", "orders/create", "demo", "e1", {"a": 1})
+    watch.observe("shopify", "x" * 101, "demo", "e2", {"a": 1})
+    watch.observe("shopify", "<font color=red>", "demo", "e3", {"a": 1})
+    watch.observe("shopify", "orders/updated", "demo", "[click](https://evil.example) li@example.com", {"a": 1})
+    assert [(s.topic, s.delivery) for s in watch.pending] == [
+        ("orders/create", "e1"),
+        ("orders/updated", "_click__https:__evil.example__li_example.com"),
+    ]
