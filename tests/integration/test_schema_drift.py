@@ -110,6 +110,17 @@ def test_a_new_field_and_a_renamed_one_each_warn_once_and_the_records_are_proces
     assert body["reason"] == "orders/create payload is not usable: missing field 'currency'"
     assert json.loads(body["envelope"])["source_event_id"] == "drift-11"
 
+    # counted: SchemaDrift by source and topic, one per drift
+    counted = [
+        (r["source"], r["topic"], r["SchemaDrift"], r["_aws"]["CloudWatchMetrics"][0]["Dimensions"])
+        for r in stack.functions.emf
+        if "SchemaDrift" in r
+    ]
+    assert counted == [
+        ("shopify", "orders/create", [1.0], [["service", "source", "topic"]]),
+        ("shopify", "orders/create", [2.0], [["service", "source", "topic"]]),
+    ]
+
     # the operator's view: the known shape's size and each drift, oldest first
     _deploy_outputs(stack)
     shown = CliRunner().invoke(app, ["sources", "drift", "--source", "shopify", "--aws", "--json"])
