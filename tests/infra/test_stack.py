@@ -999,3 +999,20 @@ def test_normalise_reads_and_writes_only_the_schema_shapes_in_the_state_table(te
         variables = role["Environment"]["Variables"]
         assert variables[Env.SCHEMA_BASELINE] == str(cfg.schema_drift.baseline) == "20"
         assert variables[Env.STATE_TABLE] == {"Ref": table_id(template, cfg.resource("state"))}
+    # and the sandbox's AWS stand-in, which evaluates the same role (without its conditions), lets the
+    # watch make its calls: read and write the shapes, send the warning to the alarms queue
+    arns = sandbox_arns(templates["dev"], "dev")
+    cfg = load_environment("dev")
+    documents = function_policies(arns)[cfg.resource("normalise")].inline.values()
+    state = f"arn:aws:dynamodb:{cfg.region}:123456789012:table/{cfg.resource('state')}"
+    alarms = f"arn:aws:sqs:{cfg.region}:123456789012:{cfg.resource('alarms')}"
+    for action, resource in (
+        ("dynamodb:BatchGetItem", state),
+        ("dynamodb:GetItem", state),
+        ("dynamodb:PutItem", state),
+        ("sqs:SendMessage", alarms),
+    ):
+        verdicts = {IAMPolicy(json.dumps(d)).is_action_permitted(action, resource) for d in documents}
+        assert PermissionResult.PERMITTED in verdicts and PermissionResult.DENIED not in verdicts, action
+    denied = {IAMPolicy(json.dumps(d)).is_action_permitted("dynamodb:UpdateItem", state) for d in documents}
+    assert PermissionResult.PERMITTED not in denied
