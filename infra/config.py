@@ -67,6 +67,15 @@ class WeComConfig(BaseModel):
         return self
 
 
+class SchemaDriftConfig(BaseModel):
+    """Schema drift (shared/intake/shapes.py): ``baseline`` is N, the accepted payloads of a source's topic
+    that make its shape known (nothing is reported before) and that a field must have been in, every
+    one of them, to count as always present (its absence is then a drift)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    baseline: Annotated[int, Field(ge=1, le=100_000)] = 20
+
+
 class QueueBatching(BaseModel):
     """How an SQS event source mapping hands a queue to its function: more records a batch and a window
     to gather them cut invocations (and cost) at a peak; the window is also the longest a lone record waits."""
@@ -243,6 +252,8 @@ class EnvironmentConfig(BaseModel):
     # The WeCom sidebar page: each tenant's WeCom app and user -> role map (shared/read/sidebar_config.py),
     # and whether its function calls WeCom from a fixed IP (egress)
     sidebar: SidebarSettings = SidebarSettings()
+    # Schema drift: the payloads that make a topic's shape known, and "always present" (N)
+    schema_drift: SchemaDriftConfig = SchemaDriftConfig()
 
     @model_validator(mode="after")
     def _known_sources(self) -> EnvironmentConfig:

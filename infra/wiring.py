@@ -31,6 +31,7 @@ class ResourceRefs:
     domain_queue_urls: Mapping[str, str]  # by domain (DOMAINS): where normalise sends each observation
     # by queue purpose (change_routes): where publish sends the changes each route's pattern matches
     change_queue_urls: Mapping[str, str]
+    alarms_queue_url: str = ""  # notify's queue: alarm changes, and normalise's schema drift notices
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,9 @@ def function_environment(
                 separators=(",", ":"),
             ),
             Env.QUARANTINE_QUEUE_URL: refs.quarantine_queue_url,
+            Env.STATE_TABLE: refs.state_table,
+            Env.ALARMS_QUEUE_URL: refs.alarms_queue_url,
+            Env.SCHEMA_BASELINE: str(cfg.schema_drift.baseline),
         },
         "sync": {
             Env.MAX_RECEIVE_COUNT: str(cfg.max_receive_count),
@@ -295,6 +299,7 @@ def deployed_environment_bytes(function: str, cfg: EnvironmentConfig) -> int:
         view_table=cfg.resource("view"),
         domain_queue_urls={domain: url(domain) for domain in DOMAINS},
         change_queue_urls={r.queue_purpose: url(r.queue_purpose) for r in change_routes(cfg)},
+        alarms_queue_url=url("alarms"),
     )
     return sum(len(k.encode()) + len(v.encode()) for k, v in function_environment(function, cfg, refs).items())
 

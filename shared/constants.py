@@ -16,6 +16,9 @@ EVENT_SOURCE = "aftersync"  # EventBridge `source` of every event we put on the 
 DETAIL_OBSERVED = "{entity_type}.observed"  # normalise -> sync: a source reported an entity
 DETAIL_ENTITY_CHANGED = "entity.changed"  # publish -> delivery: state changed, with the changed fields
 
+# What a schema drift notice on the alarms queue says it is: normalise sends it, notify digests it
+SCHEMA_DRIFT_NOTICE = "schema-drift"
+
 # State table item layout: one item collection per (tenant, entity): the state, its audit trail and
 # one delivery acknowledgement per target. State and audit share a partition so one transaction
 # writes both, and partitions spread by tenant and entity id (no hot key in a promotion peak).
@@ -131,6 +134,8 @@ class Env:
     READ_AUDIT_RETENTION_DAYS = "READ_AUDIT_RETENTION_DAYS"
     TENANT_TIMEZONES = "TENANT_TIMEZONES_JSON"
     SIDEBAR = "SIDEBAR_JSON"
+    ALARMS_QUEUE_URL = "ALARMS_QUEUE_URL"  # normalise: schema drift notices, digested by notify
+    SCHEMA_BASELINE = "SCHEMA_DRIFT_BASELINE"  # normalise: payloads that make a topic's shape known
 
 
 # A tenant's time zone when its config names none (the shop's calendar: a warranty's last day)

@@ -119,6 +119,11 @@ class NormaliseSettings(_Settings):
     # each entity type's domain queue (what the bus's rule for it would route to)
     observed_queue_urls: Annotated[dict[str, str], BeforeValidator(_json)] = Field(alias=Env.OBSERVED_QUEUE_URLS)
     quarantine_queue_url: str = Field(alias=Env.QUARANTINE_QUEUE_URL)
+    # schema drift (shared/intake/schema_drift.py): known shapes and drifts in the state table, notices
+    # to the alarms queue; a path in every one of at least ``schema_baseline`` payloads is always present
+    state_table: str = Field(alias=Env.STATE_TABLE)
+    alarms_queue_url: str = Field(alias=Env.ALARMS_QUEUE_URL)
+    schema_baseline: int = Field(alias=Env.SCHEMA_BASELINE, ge=1, le=100_000)
 
 
 class SyncSettings(_Settings):

@@ -1,6 +1,7 @@
 """Inbox consumer: raw envelopes -> archived (one object per batch) -> canonical observations sent to
 their domain's queue (batched SendMessageBatch, each as the EventBridge event sync reads); unusable ->
-quarantine.
+quarantine. Each payload's shape is compared with its (source, topic)'s known shape, cached by the
+container: a drift is recorded and a warning sent to the alarms queue (shared/intake/schema_drift.py).
 
 An observation has one destination (its domain's sync queue), so it does not go through the bus: a
 PutEvents entry, EventBridge's delivery into the queue and about half a second saved per observation.
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -29,7 +30,9 @@ from shared.errors import NormalisationError
 from shared.intake.normalise import normalise_message
 from shared.intake.quarantine import park
 from shared.intake.raw_archive import Received, archive_raw_batch
-from shared.models import InboxMessage
+from shared.intake.schema_drift import WATCHED_ORIGINS, DriftNotice, SchemaWatch, ShapeStore
+from shared.intake.shapes import describe_drifts
+from shared.models import InboxMessage, utcnow
 from shared.observability import logger, metrics, tracer
 from shared.settings import NormaliseSettings
 from shared.sources.base import describe_error
@@ -48,18 +51,67 @@ def settings() -> NormaliseSettings:
 @dataclass(frozen=True)
 class Ports:
     """What the function touches: the archive (each batch's envelopes; bodies too large for a message),
-    the domain queues, the quarantine."""
+    the domain queues, the quarantine, the alarms queue (schema drift notices)."""
 
     archive: S3Archive
     domains: RoutedQueues
     quarantine: SqsQueue
+    alarms: SqsQueue
 
 
 @cache
 def ports() -> Ports:
     s = settings()
     urls = {DETAIL_OBSERVED.format(entity_type=t): url for t, url in s.observed_queue_urls.items()}
-    return Ports(S3Archive(s.archive_bucket), RoutedQueues(urls), SqsQueue(s.quarantine_queue_url))
+    return Ports(
+        S3Archive(s.archive_bucket), RoutedQueues(urls), SqsQueue(s.quarantine_queue_url), SqsQueue(s.alarms_queue_url)
+    )
+
+
+@cache
+def schema_watch() -> SchemaWatch:
+    """The container's known shapes (read once per source and topic, then held: the warm path's
+    comparisons cost no AWS call)."""
+    s = settings()
+    return SchemaWatch(ShapeStore(s.state_table), s.schema_baseline, lambda m, extra: logger.warning(m, extra=extra))
+
+
+def watch(message: InboxMessage, payload: Any) -> None:
+    """Note an accepted payload's shape (memory only; ``commit_drift`` writes what changed per batch)."""
+    if message.origin in WATCHED_ORIGINS:
+        schema_watch().observe(message.source, message.topic, message.tenant, message.source_event_id, payload)
+
+
+def commit_drift() -> None:
+    """Record what the batch's payloads changed in their shapes and warn of each drift: one notice per
+    drifting payload to the alarms queue, where notify digests it with the alarm changes. Never fails a
+    record: a failure here is logged and counted (``SchemaWatchFailed``) and the batch goes on."""
+    try:
+        notices = schema_watch().commit(utcnow())
+    except Exception as exc:  # the shapes unreachable: observability lost for a batch, no record held back
+        schema_watch().pending.clear()
+        logger.warning("schema drift not recorded", extra={"error": type(exc).__name__})
+        metrics.add_metric(name="SchemaWatchFailed", unit=MetricUnit.Count, value=1)
+        return
+    for notice in notices:
+        warn(notice)
+
+
+def warn(notice: DriftNotice) -> None:
+    """Count the payload's drifts (``SchemaDrift`` by source and topic), log them (paths only) and send
+    the notice."""
+    with single_metric(
+        name="SchemaDrift", unit=MetricUnit.Count, value=len(notice.drifts), default_dimensions={"service": "aftersync"}
+    ) as metric:
+        metric.add_dimension(name="source", value=notice.source)
+        metric.add_dimension(name="topic", value=notice.topic)
+    where = {"source": notice.source, "topic": notice.topic, "delivery": notice.delivery}
+    logger.warning("schema drift", extra={**where, "drifts": describe_drifts(notice.drifts)})
+    try:
+        ports().alarms.send(notice.to_message())
+    except Exception as exc:  # recorded and counted all the same; the CLI shows it
+        logger.error("schema drift warning not sent", extra={"source": notice.source, "error": type(exc).__name__})
+        metrics.add_metric(name="SchemaDriftNotSent", unit=MetricUnit.Count, value=1)
 
 
 def quarantine(record: SQSRecord, source: str, reason: str) -> None:
@@ -78,7 +130,7 @@ def observations(record: SQSRecord) -> list[OwnedEntry[str]]:
         quarantine(record, "unknown", f"not an inbox envelope: {describe_error(exc)}")
         return []
     try:
-        events = normalise_message(message, ports().archive, settings().field_maps)
+        events = normalise_message(message, ports().archive, settings().field_maps, watch)
     except NormalisationError as exc:
         quarantine(record, exc.source, exc.reason)
         return []
@@ -105,6 +157,7 @@ def normalise_batch(records: list[SQSRecord]) -> dict[str, BaseException]:
             entries.extend(observations(record))
         except Exception as exc:  # this record only (a large body unreadable, the quarantine unreachable)
             failed[record.message_id] = exc
+    commit_drift()
     for message_id, reason in ports().domains.send_owned(EVENT_SOURCE, entries).items():
         failed[message_id] = EventsRefused([reason])
     put = sum(1 for e in entries if e.owner not in failed)

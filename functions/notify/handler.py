@@ -6,7 +6,8 @@ not go out now (no slot, errcode 45009 or -1, HTTP failure, a missing robot secr
 so SQS brings it back with the next batch; one that never can (errcode 93000, not an alarm, an API base
 the SSRF guard refuses) is dead-lettered at once with the reason. Every robot call goes through
 ``SafeHttp`` and ends before the invocation's remaining time less a reserve, so the outcome is always
-recorded. The robot key lives in Secrets Manager and is never logged.
+recorded. The robot key lives in Secrets Manager and is never logged. Normalise's schema drift notices
+share the queue (``{"notice": "schema-drift", ...}``, not wrapped by SNS): warnings, digested alike.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from shared.adapters.http import SafeHttp, TargetRefused, deadline_from
 from shared.adapters.robot_slots import DynamoMinuteSlots
 from shared.adapters.secrets import SecretReader
 from shared.adapters.wecom import WeComRobotHttp
-from shared.constants import ALARM_TOPIC_SUFFIXES, robot_secret_name
-from shared.delivery.robot import AlarmChange, Robot, Severity, notify, parse_alarm
+from shared.constants import ALARM_TOPIC_SUFFIXES, SCHEMA_DRIFT_NOTICE, robot_secret_name
+from shared.delivery.robot import Notice, Robot, Severity, notify, parse_alarm, parse_drift
 from shared.errors import ConfigurationError, MalformedPayload
 from shared.models import utcnow
 from shared.observability import logger, metrics, tracer
@@ -93,11 +94,15 @@ def plan(records: list[SQSRecord], deadline: float | None = None) -> dict[str, E
     record's outcome is (None: delivered to every robot of its severity)."""
     s = settings()
     results: dict[str, Exception | None] = {}
-    by_robot: dict[str, list[AlarmChange]] = defaultdict(list)
+    by_robot: dict[str, list[Notice]] = defaultdict(list)
     for record in records:
         try:
             envelope = loads(record.body, "message")
-            change = parse_alarm(record.message_id, severity_of(envelope["TopicArn"]), envelope["Message"])
+            change: Notice
+            if isinstance(envelope, dict) and envelope.get("notice") == SCHEMA_DRIFT_NOTICE:
+                change = parse_drift(record.message_id, envelope)
+            else:
+                change = parse_alarm(record.message_id, severity_of(envelope["TopicArn"]), envelope["Message"])
         except MalformedPayload as exc:
             results[record.message_id] = PermanentFailure(f"not an alarm notification: {exc}")
             continue

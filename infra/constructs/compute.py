@@ -79,6 +79,7 @@ class Compute(Construct):
             change_queue_urls={
                 r.queue_purpose: messaging.queues[r.queue_purpose].queue_url for r in change_routes(cfg)
             },
+            alarms_queue_url=messaging.queues["alarms"].queue_url,
         )
         layer_arn = ssm.StringParameter.value_for_string_parameter(
             self,
@@ -144,6 +145,16 @@ class Compute(Construct):
         for domain in DOMAINS:  # its observations straight to their domain's queue, not through the bus
             messaging.queues[domain].grant_send_messages(fn["normalise"])
         messaging.queues["quarantine"].grant_send_messages(fn["normalise"])
+        # schema drift: the known shapes and drift records (read once per container, written when they
+        # change; a drift's shape and records in one transaction), its warnings to notify's queue
+        fn["normalise"].add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+                resources=[storage.state_table.table_arn],
+                conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ops#schema#*"]}},
+            )
+        )
+        messaging.queues["alarms"].grant_send_messages(fn["normalise"])
 
     def _grant_sync(
         self, fn: dict[str, lambda_.Function], storage: Storage, messaging: Messaging, key: kms.IKey

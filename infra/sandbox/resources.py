@@ -157,6 +157,7 @@ def create_resources(cfg: EnvironmentConfig, secrets: dict[str, Any], visibility
             **result.refs.__dict__,
             "inbox_queue_url": result.queue_urls["inbox"],
             "quarantine_queue_url": result.queue_urls["quarantine"],
+            "alarms_queue_url": result.queue_urls["alarms"],
             "domain_queue_urls": {domain: result.queue_urls[domain] for domain in DOMAINS},
             "change_queue_urls": {r.queue_purpose: result.queue_urls[r.queue_purpose] for r in change_routes(cfg)},
         }

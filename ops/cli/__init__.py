@@ -24,6 +24,7 @@ from ops.cli import (
     replay,
     sandbox,
     sidebar,
+    sources,
 )
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ capacity.register(app)
 access_log.register(app)
 lookup.register(app)
 sidebar.register(app)
+sources.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

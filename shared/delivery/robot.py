@@ -7,6 +7,9 @@ every change of a batch in as few markdown messages as fit the byte limit — an
 takes a slot from the robot's sliding limit (20 in any 60 s, as the robot counts them). What cannot be
 sent now is retried later by the queue; what can never be sent (an invalid key) is dead-lettered with
 the reason. Nothing is dropped.
+
+Schema drift warnings (``shared.intake.schema_drift``: normalise puts one per drifting payload on the
+alarms queue) travel the same way, as warning-severity blocks of the same digests.
 """
 
 from __future__ import annotations
@@ -63,6 +66,59 @@ class AlarmChange:
     def console_url(self) -> str:
         domain = "console.amazonaws.cn" if self.partition == "aws-cn" else "console.aws.amazon.com"
         return f"https://{self.region}.{domain}/cloudwatch/home?region={self.region}#alarmsV2:alarm/{quote(self.name)}"
+
+
+@dataclass(frozen=True)
+class DriftWarning:
+    """One payload's schema drift (a new field, an always-present one missing, a changed type), as
+    normalise reported it: field paths and types, never values."""
+
+    message_id: str
+    source: str
+    topic: str
+    tenant: str
+    delivery: str
+    detected_at: datetime
+    drifts: tuple[str, ...]  # "new: customer.tier (string)", "missing: currency (was always present)"
+    severity: Severity = "warning"
+
+
+Notice = AlarmChange | DriftWarning
+MAX_DRIFT_LINES = 10  # in one block; the CLI lists them all
+
+
+def parse_drift(message_id: str, body: dict[str, Any]) -> DriftWarning:
+    """A drift warning from normalise's notice (``{"notice": "schema-drift", ...}``); ``ValueError`` if
+    it is not one."""
+    try:
+        drifts = body["drifts"]
+        if not isinstance(drifts, list) or not drifts or not all(isinstance(d, str) for d in drifts):
+            raise TypeError("drifts must be a non-empty list of strings")
+        return DriftWarning(
+            message_id=message_id,
+            source=str(body["source"]),
+            topic=str(body["topic"]),
+            tenant=str(body["tenant"]),
+            delivery=str(body["delivery"]),
+            detected_at=_cloudwatch_time(str(body["detected_at"])),
+            drifts=tuple(drifts),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a schema drift notice: {type(exc).__name__}: {exc}") from exc
+
+
+def render_drift(warning: DriftWarning, environment: str) -> str:
+    """One drift warning as a markdown block: what changed, where, the delivery that showed it."""
+    lines = "\n".join(f"> {cut_utf8(d, 200)}" for d in warning.drifts[:MAX_DRIFT_LINES])
+    more = len(warning.drifts) - MAX_DRIFT_LINES
+    if more > 0:
+        lines += f"\n> … and {more} more"
+    return (
+        f'**<font color="warning">SCHEMA DRIFT</font>** {warning.source} {warning.topic}\n'
+        f"> env **{environment}** · warning · tenant {warning.tenant} · delivery {warning.delivery}\n"
+        f"{lines}\n"
+        f"> since {warning.detected_at:%Y-%m-%d %H:%M:%S} UTC · `aftersync sources drift --source {warning.source}`"
+    )
 
 
 def errcode_of(text: str) -> int:
@@ -150,9 +206,19 @@ class Message:
     carries: tuple[str, ...]  # message ids of the alarm changes in it
 
 
-def digests(changes: Sequence[AlarmChange], environment: str) -> list[Message]:
-    """The changes as few markdown messages as fit 4096 bytes each; every change in exactly one."""
-    blocks = [(c.message_id, cut_utf8(render(c, environment), MARKDOWN_MAX_BYTES - 200)) for c in changes]
+def digests(changes: Sequence[Notice], environment: str) -> list[Message]:
+    """The changes (and drift warnings) as few markdown messages as fit 4096 bytes each; every change
+    in exactly one."""
+    blocks = [
+        (
+            c.message_id,
+            cut_utf8(
+                render(c, environment) if isinstance(c, AlarmChange) else render_drift(c, environment),
+                MARKDOWN_MAX_BYTES - 200,
+            ),
+        )
+        for c in changes
+    ]
     groups: list[list[tuple[str, str]]] = []
     size = 0
     for block in blocks:
@@ -162,19 +228,23 @@ def digests(changes: Sequence[AlarmChange], environment: str) -> list[Message]:
             size = 0
         groups[-1].append(block)
         size += needed
-    firing = sum(1 for c in changes if c.new_state == "ALARM")
+    alarms = [c for c in changes if isinstance(c, AlarmChange)]
+    firing = sum(1 for c in alarms if c.new_state == "ALARM")
+    drifting = len(changes) - len(alarms)
+    counts = [f"{len(alarms)} alarm change(s), {firing} firing"] if alarms else []
+    counts += [f"{drifting} schema drift(s)"] if drifting else []
     messages = []
     for index, group in enumerate(groups, start=1):
         part = f" (part {index}/{len(groups)})" if len(groups) > 1 else ""
-        header = f"### Aftersync {environment}: {len(changes)} alarm change(s), {firing} firing{part}"
+        header = f"### Aftersync {environment}: {', '.join(counts)}{part}"
         content = cut_utf8(header + "\n" + "\n\n".join(b for _, b in group), MARKDOWN_MAX_BYTES)
         messages.append(Message({"msgtype": "markdown", "markdown": {"content": content}}, tuple(i for i, _ in group)))
     return messages
 
 
-def mention(changes: Sequence[AlarmChange], environment: str, mobiles: Sequence[str]) -> Message | None:
+def mention(changes: Sequence[Notice], environment: str, mobiles: Sequence[str]) -> Message | None:
     """A text message mentioning the on-call people, for critical alarms that started firing."""
-    firing = [c for c in changes if c.severity == "critical" and c.new_state == "ALARM"]
+    firing = [c for c in changes if isinstance(c, AlarmChange) and c.severity == "critical" and c.new_state == "ALARM"]
     if not firing or not mobiles:
         return None
     names = ", ".join(c.name for c in firing)
@@ -212,7 +282,7 @@ class Outcome:
 
 
 def notify(
-    changes: Sequence[AlarmChange],
+    changes: Sequence[Notice],
     robot: Robot,
     environment: str,
     port: RobotPort,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from shared.errors import MalformedPayload, NormalisationError
 from shared.intake.field_map import FieldMap, MappingFailed
@@ -17,10 +17,15 @@ class ArchiveReader(Protocol):
 
 
 def normalise_message(
-    message: InboxMessage, archive: ArchiveReader, field_maps: Mapping[str, FieldMap] | None = None
+    message: InboxMessage,
+    archive: ArchiveReader,
+    field_maps: Mapping[str, FieldMap] | None = None,
+    watch: Callable[[InboxMessage, Any], None] | None = None,
 ) -> list[ObservedEntity]:
     """The canonical observations in a delivery. A source with a field map in config (an in-house
-    system with its own format) has its body mapped to canonical observations first."""
+    system with its own format) has its body mapped to canonical observations first. ``watch`` sees
+    every payload that parsed, as the source sent it, before it is mapped or normalised (schema drift:
+    a renamed field is seen even when the delivery is then quarantined for it)."""
     source = NORMALISERS.get(message.source)
     if source is None:
         raise NormalisationError(message.source, "no adapter for this source")
@@ -33,6 +38,8 @@ def normalise_message(
         payload = source.parse(Headers(message.headers), (body or "").encode("utf-8"))
     except MalformedPayload as exc:
         raise NormalisationError(message.source, str(exc)) from exc
+    if watch is not None:
+        watch(message, payload)
     field_map = (field_maps or {}).get(message.source)
     if field_map is not None:
         try:

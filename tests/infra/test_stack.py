@@ -967,8 +967,52 @@ def test_normalise_sends_to_the_domain_queues_and_the_quarantine_and_puts_nothin
     sends, bus = queue_sends(template, cfg, "normalise")
     assert not bus
     functions = by_name(template, "AWS::Lambda::Function", "FunctionName")
-    # (and its own DLQ, where it moves a record itself on its last attempt)
-    expected = ("orders", "after-sales", "logistics", "tickets", "quarantine", "inbox-dlq")
+    # (and its own DLQ, where it moves a record itself on its last attempt; the alarms queue: its schema
+    # drift warnings, which notify digests)
+    expected = ("orders", "after-sales", "logistics", "tickets", "quarantine", "inbox-dlq", "alarms")
     assert sends == {cfg.resource(q) for q in expected}
     variables = functions[cfg.resource("normalise")]["Properties"]["Environment"]["Variables"]
     assert Env.EVENT_BUS not in variables and Env.OBSERVED_QUEUE_URLS in variables
+
+
+def test_normalise_reads_and_writes_only_the_schema_shapes_in_the_state_table(templates: dict[str, Any]) -> None:
+    """Schema drift: the known shapes and drift records (``ops#schema#…``), read by key and written whole
+    (a drift's shape and records in one transaction, which needs PutItem on each); nothing else there."""
+    for env in ("dev", "prod"):
+        template, cfg = templates[env], load_environment(env)
+        role = by_name(template, "AWS::Lambda::Function", "FunctionName")[cfg.resource("normalise")]["Properties"]
+        state_table = {"Fn::GetAtt": [table_id(template, cfg.resource("state")), "Arn"]}
+        statements = [
+            statement
+            for policy in resources(template, "AWS::IAM::Policy").values()
+            if {"Ref": role["Role"]["Fn::GetAtt"][0]} in policy["Properties"]["Roles"]
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if any(str(a).startswith("dynamodb:") for a in _actions(statement))
+        ]
+        assert [(sorted(_actions(s)), s["Resource"], s["Condition"]) for s in statements] == [
+            (
+                ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+                state_table,
+                {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ops#schema#*"]}},
+            )
+        ], env
+        variables = role["Environment"]["Variables"]
+        assert variables[Env.SCHEMA_BASELINE] == str(cfg.schema_drift.baseline) == "20"
+        assert variables[Env.STATE_TABLE] == {"Ref": table_id(template, cfg.resource("state"))}
+    # and the sandbox's AWS stand-in, which evaluates the same role (without its conditions), lets the
+    # watch make its calls: read and write the shapes, send the warning to the alarms queue
+    arns = sandbox_arns(templates["dev"], "dev")
+    cfg = load_environment("dev")
+    documents = function_policies(arns)[cfg.resource("normalise")].inline.values()
+    state = f"arn:aws:dynamodb:{cfg.region}:123456789012:table/{cfg.resource('state')}"
+    alarms = f"arn:aws:sqs:{cfg.region}:123456789012:{cfg.resource('alarms')}"
+    for action, resource in (
+        ("dynamodb:BatchGetItem", state),
+        ("dynamodb:GetItem", state),
+        ("dynamodb:PutItem", state),
+        ("sqs:SendMessage", alarms),
+    ):
+        verdicts = {IAMPolicy(json.dumps(d)).is_action_permitted(action, resource) for d in documents}
+        assert PermissionResult.PERMITTED in verdicts and PermissionResult.DENIED not in verdicts, action
+    denied = {IAMPolicy(json.dumps(d)).is_action_permitted("dynamodb:UpdateItem", state) for d in documents}
+    assert PermissionResult.PERMITTED not in denied

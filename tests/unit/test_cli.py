@@ -30,12 +30,14 @@ COMMANDS = {
         "capacity",
         "access-log",
         "lookup",
+        "sources",
     ],
     ("entity",): ["show"],
     ("dlq",): ["list", "show", "redrive"],
     ("customers",): ["candidates", "merge", "keep-apart"],
     ("audit",): ["verify"],
     ("lookup",): ["rebuild"],
+    ("sources",): ["drift"],
 }
 # Each command and the options it must keep (the e2e tests and operators' scripts use them).
 OPTIONS = {
@@ -84,6 +86,7 @@ OPTIONS = {
         "--config",
     ],
     ("lookup", "rebuild"): ["--tenant", "--entity-type", "--dry-run", "--json", "--env", "--aws", "--config"],
+    ("sources", "drift"): ["--source", "--json", "--env", "--aws", "--config"],
     ("capacity",): ["--rate", "--burst", "--burst-seconds", "--duration", "--inputs", "--json", "--env", "--config"],
 }
 
