@@ -10,10 +10,12 @@ The checkpoint records how far the file is verified: the records of its leading 
 verified. Its key is the file's content hash, the map (or the source and topic of JSON Lines) and the
 tenant, so a renamed copy resumes and an edited file, another map or another tenant start again. A run
 skips admitting what the checkpoint covers and starts at the batch after it; those batches are only
-re-read against the state (reads, no wait), so the report still covers the whole file. The checkpoint
-is the speed-up and the report, not the guarantee: admission stays idempotent by the record's hash, so
-a batch cut short (an exception, Ctrl-C) is admitted again from its start and what it had already sent
-is a duplicate, sent nothing.
+re-read against the state (reads, no wait), so the report still covers the whole file. A run cut short
+inside a batch (a failed call, Ctrl-C) also records how many records it had sent: the next run sends
+that batch from the record after them. The checkpoint is the speed-up and the report, not the
+guarantee: admission stays idempotent by the record's hash (the admission records), so a run killed
+outright (no checkpoint of what it sent) sends a record of its last batch again only if its admission's
+lease (3 s) is over, and that copy is applied once downstream, as a platform's retried webhook is.
 
 Where: an item ``ops#backfill#<tenant>#<key>`` in the stack's idempotency table. The operator's
 credentials already write there (every admission record of the backfill is an item in it), the table
@@ -77,6 +79,7 @@ class BatchResult:
     report: Report
     resumed: bool  # verified by an earlier run (the checkpoint): not admitted again, only re-checked
     admitted: Admitted | None  # None: nothing sent (resumed, or --verify-only)
+    sent_earlier: int = 0  # its leading records an interrupted run had sent: not sent again
 
     @property
     def verified(self) -> bool:
@@ -94,24 +97,30 @@ class BatchResult:
 def run_batches(
     planned: Sequence[Batch],
     *,
-    admit: Callable[[Plan], Admitted] | None,
+    admit: Callable[[Plan, int], Admitted] | None,
     verify: Callable[[Plan, bool], Report],
     verified_before: int = 0,
+    sent_before: int = 0,
     save: Callable[[Batch], None] | None = None,
     keep_going: bool = False,
     on_result: Callable[[BatchResult], None] | None = None,
 ) -> list[BatchResult]:
-    """Each batch: admit (unless ``verified_before`` covers it, or ``admit`` is None: verify only), then
-    ``verify(plan, patient)`` (patient: give the pipeline its wait). ``save`` follows each batch that
-    extends the verified run of leading batches. Stops after the first batch that does not verify,
-    unless ``keep_going``. An exception (a failed send, Ctrl-C) propagates: what was saved stands."""
+    """Each batch: ``admit(records, index of the first)`` its records (none that ``verified_before`` or
+    ``sent_before`` cover; none at all when ``admit`` is None: verify only), then ``verify(plan, patient)``
+    (patient: give the pipeline its wait). ``save`` follows each batch that extends the verified run of
+    leading batches. Stops after the first batch that does not verify, unless ``keep_going``. An
+    exception (a failed send, Ctrl-C) propagates: what was saved stands."""
     results: list[BatchResult] = []
     leading = True  # every batch so far verified: the checkpoint may move
     for batch in planned:
         resumed = admit is not None and batch.end <= verified_before
-        admitted = None if resumed or admit is None else admit(batch.plan)
+        admitted = None
+        sent_earlier = 0
+        if admit is not None and not resumed:
+            sent_earlier = min(max(sent_before - batch.start, 0), len(batch.plan.records))
+            admitted = admit(Plan(batch.plan.records[sent_earlier:], ()), batch.start + sent_earlier)
         report = verify(batch.plan, not resumed)
-        result = BatchResult(batch, report, resumed, admitted)
+        result = BatchResult(batch, report, resumed, admitted, sent_earlier)
         results.append(result)
         if on_result:
             on_result(result)
@@ -157,7 +166,8 @@ def checkpoint_key(tenant: str, file_sha256: str, recipe: str) -> str:
 @dataclass(frozen=True)
 class Checkpoint:
     verified_records: int  # the leading records of the plan that are verified
-    batches: int  # in batches of batch_size
+    sent_records: int  # the leading records sent (>= verified: a run cut short inside a batch)
+    batches: int  # verified batches of batch_size
     batch_size: int
     saved_at: int  # epoch seconds
 
@@ -182,29 +192,37 @@ class Checkpoints:
             return None
         return Checkpoint(
             int(item["verified_records"]["N"]),
+            int(item["sent_records"]["N"]),
             int(item["batches"]["N"]),
             int(item["batch_size"]["N"]),
             int(item["saved_at"]["N"]),
         )
 
-    def save(self, key: str, batch: Batch, batch_size: int, total: int) -> None:
-        """Record that the plan's first ``batch.end`` records are verified; never moves backwards (a slower
-        concurrent run of the same file cannot undo a faster one's progress)."""
+    def save(self, key: str, verified: int, sent: int, batches: int, batch_size: int, total: int) -> None:
+        """Record that the plan's first ``verified`` records are verified (``batches`` batches) and its first
+        ``sent`` records sent; never moves backwards (a slower concurrent run of the same file cannot undo
+        a faster one's progress)."""
         now = int(time.time())
         try:
             self.client.put_item(
                 TableName=self.table,
                 Item={
                     "id": {"S": key},
-                    "verified_records": {"N": str(batch.end)},
-                    "batches": {"N": str(batch.number)},
+                    "verified_records": {"N": str(verified)},
+                    "sent_records": {"N": str(max(sent, verified))},
+                    "batches": {"N": str(batches)},
                     "batch_size": {"N": str(batch_size)},
                     "records": {"N": str(total)},
                     "saved_at": {"N": str(now)},
                     "expiration": {"N": str(now + self.days * 86400)},
                 },
-                ConditionExpression="attribute_not_exists(id) OR verified_records <= :n OR expiration < :now",
-                ExpressionAttributeValues={":n": {"N": str(batch.end)}, ":now": {"N": str(now)}},
+                ConditionExpression="attribute_not_exists(id) OR expiration < :now "
+                "OR (verified_records <= :v AND sent_records <= :s)",
+                ExpressionAttributeValues={
+                    ":v": {"N": str(verified)},
+                    ":s": {"N": str(max(sent, verified))},
+                    ":now": {"N": str(now)},
+                },
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":

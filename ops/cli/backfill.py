@@ -3,6 +3,7 @@ through the pipeline in verified batches, resumable from the last verified batch
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -162,8 +163,8 @@ def command(
     verify = batching.patient_verify(lambda p: backfill.verify(p, store.load_states, policy), wait)
     checkpoints = batching.Checkpoints(resources.idempotency_table, dynamodb)
     key = batching.checkpoint_key(tenant, content_hash(file), recipe)
-    verified_before = 0
     ports = None
+    done_before = batching.Checkpoint(0, 0, 0, batch_size, 0)
     if not verify_only:
         ports = StorePorts(
             archive=S3Archive(resources.archive_bucket, resources.s3()),
@@ -171,16 +172,21 @@ def command(
             once=AdmissionLedger(resources.idempotency_table, cfg.idempotency_ttl_hours * 3600, dynamodb),
         )
         ports.once.register_context(backfill.OperatorRun())
-        checkpoint = checkpoints.load(key)
-        if checkpoint is not None:
-            verified_before = min(checkpoint.verified_records, len(plan.records))
-            if not json:
-                saved = datetime.fromtimestamp(checkpoint.saved_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-                say(
-                    f"resuming: the first {verified_before} record(s) ({checkpoint.batches} batch(es) of "
-                    f"{checkpoint.batch_size}) were verified by a run at {saved}; they are re-checked, not sent"
-                )
-
+        done_before = checkpoints.load(key) or done_before
+        if done_before.sent_records and not json:
+            saved = datetime.fromtimestamp(done_before.saved_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            say(
+                f"resuming from the checkpoint of a run at {saved}: the first {done_before.verified_records} "
+                f"record(s) ({done_before.batches} batch(es) of {done_before.batch_size}) were verified, "
+                f"{done_before.sent_records} sent; those are re-checked, not sent again"
+            )
+    # how far this file is: verified (leading batches) and sent; saved after each verified batch and
+    # when the run is cut short
+    reached = {
+        "verified": done_before.verified_records,
+        "batches": done_before.batches,
+        "sent": done_before.sent_records,
+    }
     results: list[batching.BatchResult] = []
 
     def report_batch(result: batching.BatchResult) -> None:
@@ -192,26 +198,30 @@ def command(
                 say(f"    {unit} {c.line}: {c.entity_type} {c.entity_id}: {what}")
 
     def save(batch: batching.Batch) -> None:
-        checkpoints.save(key, batch, batch_size, len(plan.records))
+        reached.update(verified=batch.end, batches=batch.number, sent=max(reached["sent"], batch.end))
+        checkpoints.save(key, batch.end, reached["sent"], batch.number, batch_size, len(plan.records))
 
     stopped = None
     with progress_bar("admitting", enabled=not json and ports is not None) as progress:
-        sent = 0
 
-        def admit(batch: backfill.Plan) -> backfill.Admitted:
-            nonlocal sent
+        def admit(records: backfill.Plan, first: int) -> backfill.Admitted:
             assert ports is not None
-            start, total = sent, len(plan.records)
-            admitted = backfill.admit(batch, ports, (lambda n: progress(start + n, total)) if progress else None)
-            sent += len(batch.records)
-            return admitted
+            total = len(plan.records)
+
+            def advanced(n: int) -> None:
+                reached["sent"] = max(reached["sent"], first + n)
+                if progress:
+                    progress(first + n, total)
+
+            return backfill.admit(records, ports, advanced)
 
         try:
             batching.run_batches(
                 planned,
                 admit=admit if ports is not None else None,
                 verify=verify,
-                verified_before=verified_before,
+                verified_before=done_before.verified_records,
+                sent_before=done_before.sent_records,
                 save=save if ports is not None else None,
                 keep_going=keep_going,
                 on_result=report_batch,
@@ -221,6 +231,14 @@ def command(
         except (ClientError, BotoCoreError) as exc:  # a throttled or failed send: what was sent is not lost
             code = exc.response["Error"]["Code"] if isinstance(exc, ClientError) else type(exc).__name__
             stopped = (f"an AWS call failed ({code})", 1)
+    if stopped is not None and ports is not None:
+        # what the cut-short batch had sent is not sent again by the next run (the admission records alone
+        # would send it again once their lease is over)
+        # (unsaved, AWS unreachable: the admission records still keep each record to one send within their lease)
+        with contextlib.suppress(ClientError, BotoCoreError):
+            checkpoints.save(
+                key, reached["verified"], reached["sent"], reached["batches"], batch_size, len(plan.records)
+            )
     _summarise(summary, results, planned)
     if stopped is not None:
         _interrupted(summary, results, json, *stopped)
@@ -235,7 +253,9 @@ def _batch_line(result: batching.BatchResult, of: int, unit: str) -> str:
     if result.resumed:
         sent = "verified by an earlier run, not sent again"
     elif result.admitted is not None:
-        sent = f"admitted {result.new}, {result.duplicates} backfilled before"
+        sent = f"admitted {result.new}, {result.duplicates} backfilled before" + (
+            f", {result.sent_earlier} sent by the interrupted run" if result.sent_earlier else ""
+        )
     else:
         sent = "not sent (--verify-only)"
     pending = report.count("pending")
@@ -248,7 +268,9 @@ def _summarise(summary: dict[str, Any], results: list[batching.BatchResult], pla
     failed = [r for r in results if not r.verified]
     summary.update(
         admitted=sum(r.new for r in results),
-        already_backfilled=sum(r.duplicates + (len(r.batch.plan.records) if r.resumed else 0) for r in results),
+        already_backfilled=sum(
+            r.duplicates + r.sent_earlier + (len(r.batch.plan.records) if r.resumed else 0) for r in results
+        ),
         report={
             "applied": sum(1 for c in checks if c.status == "applied"),
             "pending": [
@@ -273,6 +295,7 @@ def _summarise(summary: dict[str, Any], results: list[batching.BatchResult], pla
                 "resumed": r.resumed,
                 "admitted": r.new,
                 "duplicates": r.duplicates,
+                "sent_earlier": r.sent_earlier,
                 "applied": r.report.count("applied"),
                 "pending": r.report.count("pending"),
                 "verified": r.verified,
