@@ -433,3 +433,73 @@ def test_batches_are_cut_in_file_order() -> None:
     assert isinstance(cut[0], Batch)
     with pytest.raises(ValueError, match="at least one record"):
         batches(planned_cases(1), 0)
+
+
+# ---- the command, up to the point where it would send ------------------------------------------
+EXPORT = ROOT / "events" / "backfill" / "legacy_aftersales_export.csv"
+EXAMPLE_MAP = ROOT / "events" / "backfill" / "legacy_aftersales_map.json"
+
+
+def cli(*args: str) -> tuple[int, str, str]:
+    from typer.testing import CliRunner
+
+    from ops.cli import app
+
+    result = CliRunner().invoke(app, ["backfill", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_sample_export_checks_clean_in_a_dry_run() -> None:
+    code, out, _ = cli(str(EXPORT), "--map", str(EXAMPLE_MAP), "--tenant", "demo", "--dry-run", "--batch-size", "2")
+    assert (code, out) == (
+        0,
+        "checked 3 row(s) of crm/demo (observation): 3 usable (3 entities), 0 rejected\n"
+        "dry run: nothing sent (2 batch(es) of up to 2)\n",
+    )
+
+
+def test_an_export_with_rejected_rows_sends_nothing_and_names_rows_and_columns(tmp_path: Path) -> None:
+    text = EXPORT.read_text(encoding="utf-8-sig").replace("已拒绝", "李雷") + "\n\nAS9,SO9,已退款,1,昨天,\n"
+    export = write(tmp_path, "export.csv", text)
+    code, out, _ = cli(str(export), "--map", str(EXAMPLE_MAP), "--tenant", "demo", "--json")
+    answer = json.loads(out)
+    assert (code, answer["sent"], answer["records"], answer["rejected"]) == (
+        2,
+        False,
+        2,
+        [
+            {"line": 3, "reason": "column 状态: the value is not in the map of field status"},
+            {"line": 7, "reason": "column 创建时间: not a date and time (for occurred_at; e.g. 2024-03-01 09:30:00)"},
+        ],
+    )
+    assert "李雷" not in out and "昨天" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--map", str(EXAMPLE_MAP), "--source", "erp"],
+            "aftersync: the map's rows are crm observation records; drop --source / --topic",
+        ),
+        ([], "aftersync: a csv export needs --map, its column map (docs/operations.md, Backfill)"),
+        (["--map", str(EXAMPLE_MAP), "--format", "xls"], "aftersync: --format must be jsonl, csv or xlsx (got 'xls')"),
+    ],
+)
+def test_the_command_refuses_what_it_cannot_do_in_one_line(args: list[str], message: str) -> None:
+    code, _, err = cli(str(EXPORT), "--tenant", "demo", *args)
+    assert (code, err) == (2, message + "\n")
+
+
+def test_a_missing_column_is_refused_before_any_row(tmp_path: Path) -> None:
+    export = write(tmp_path, "export.csv", "工单号,订单号,状态,创建时间\nAS1,SO1,已退款,2024-03-01 10:00\n")
+    code, _, err = cli(str(export), "--map", str(EXAMPLE_MAP), "--tenant", "demo")
+    assert (code, err) == (2, "aftersync: export.csv: column 退款金额 (for amount.amount) is not in the header\n")
+
+
+def test_a_source_with_its_own_field_map_is_refused(tmp_path: Path) -> None:
+    wms = write(
+        tmp_path, "wms.json", json.dumps({**json.loads(EXAMPLE_MAP.read_text(encoding="utf-8")), "source": "wms"})
+    )
+    code, _, err = cli(str(EXPORT), "--map", str(wms), "--tenant", "demo")
+    assert code == 2 and err.startswith("aftersync: wms has a field map in dev's config")
