@@ -33,7 +33,9 @@ from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
 from tests.integration.conftest import Stack
 
-ROWS = int(os.environ.get("BACKFILL_ROWS", "10000"))
+ROWS = int(os.environ.get("BACKFILL_ROWS", "10000"))  # fewer for a quick run: 20 batches either way
+BATCH = ROWS // 20
+SENT = BATCH // 5  # of batch 8 when its next send fails (100 of 500)
 STATUSES = {"待审核": "requested", "已同意": "approved", "已退款": "refunded", "已拒绝": "rejected", "已关闭": "closed"}
 COLUMN_MAP = {
     "source": "crm",
@@ -122,52 +124,60 @@ def test_a_10000_row_export_loads_in_verified_batches_and_resumes_at_the_batch_i
     export(workbook, ROWS)
     column_map.write_text(json.dumps(COLUMN_MAP, ensure_ascii=False), encoding="utf-8")
 
-    # Batch 8's 101st send fails (SQS throttles): batches 1-7 are verified and checkpointed by then.
+    # Batch 8's 101st send (of 500) fails (SQS throttles): batches 1-7 are verified and checkpointed by then.
     send = SqsQueue.send
     calls = {"n": 0}
 
     def throttled(queue: SqsQueue, body: str, attributes: dict[str, str] | None = None) -> str:
         if queue.url == stack.resources.queue_urls["inbox"]:
             calls["n"] += 1
-            if calls["n"] == 7 * 500 + 101:
+            if calls["n"] == 7 * BATCH + SENT + 1:
                 raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "SendMessage")
         return send(queue, body, attributes)
 
     monkeypatch.setattr(SqsQueue, "send", throttled)
-    code, first = backfill(str(workbook), "--map", str(column_map), "--batch-size", "500")
+    code, first = backfill(str(workbook), "--map", str(column_map), "--batch-size", str(BATCH))
     assert (code, first["stopped"], first["resume_at_batch"]) == (1, "an AWS call failed (ThrottlingException)", 8)
     assert (first["records"], first["rejected"], first["batches_planned"]) == (ROWS, [], 20)
     assert [(b["batch"], b["admitted"], b["applied"], b["verified"]) for b in first["batches"]] == [
-        (n, 500, 500, True) for n in range(1, 8)
+        (n, BATCH, BATCH, True) for n in range(1, 8)
     ]
-    assert [(b["first_line"], b["last_line"]) for b in first["batches"][:2]] == [(2, 501), (502, 1001)]
-    assert len(operator) == 7 * 500 + 100  # the failed send released its record: nothing else went out
+    assert [(b["first_line"], b["last_line"]) for b in first["batches"][:2]] == [
+        (2, BATCH + 1),
+        (BATCH + 2, 2 * BATCH + 1),
+    ]
+    assert len(operator) == 7 * BATCH + SENT  # the failed send released its record: nothing else went out
 
     monkeypatch.setattr(SqsQueue, "send", send)  # the operator's counting send again
-    code, second = backfill(str(workbook), "--map", str(column_map), "--batch-size", "500")
+    code, second = backfill(str(workbook), "--map", str(column_map), "--batch-size", str(BATCH))
     assert code == 0, second
     batches = second["batches"]
     assert [(b["batch"], b["resumed"], b["admitted"]) for b in batches[:8]] == [(n, True, 0) for n in range(1, 8)] + [
-        (8, False, 400)  # its first 100 were sent before the failure: not sent again
+        (8, False, BATCH - SENT)  # its first 100 were sent before the failure: not sent again
     ]
-    assert (batches[7]["sent_earlier"], batches[7]["duplicates"]) == (100, 0)
+    assert (batches[7]["sent_earlier"], batches[7]["duplicates"]) == (SENT, 0)
     assert [b["verified"] for b in batches] == [True] * 20
-    assert all((b["resumed"], b["admitted"], b["duplicates"]) == (False, 500, 0) for b in batches[8:])
-    assert (second["admitted"], second["already_backfilled"], second["report"]["applied"]) == (6400, 3600, ROWS)
+    assert all((b["resumed"], b["admitted"], b["duplicates"]) == (False, BATCH, 0) for b in batches[8:])
+    assert (second["admitted"], second["already_backfilled"], second["report"]["applied"]) == (
+        ROWS - 7 * BATCH - SENT,
+        7 * BATCH + SENT,
+        ROWS,
+    )
     assert second["report"]["pending"] == [] and second["stopped_at"] is None
 
     # every record reached the inbox exactly once, and has one admission record (+ the checkpoint)
     assert (len(operator), sorted(set(operator.values()))) == (ROWS, [1]), [k for k, v in operator.items() if v > 1][:3]
     assert admission_records(stack) == ROWS + 1
     store = DynamoStateStore(stack.resources.refs.state_table)
-    case, _ = store.load("demo", "after_sales_case", "legacy:AS007123")
+    n = 7123 % ROWS
+    case, _ = store.load("demo", "after_sales_case", f"legacy:AS{n:06d}")
     assert case is not None
     assert {k: case.fields[k] for k in ("case_id", "order_id", "kind", "status")} == {
-        "case_id": "AS007123",
-        "order_id": "SO007123",
+        "case_id": f"AS{n:06d}",
+        "order_id": f"SO{n:06d}",
         "kind": "refund",
-        "status": "rejected",  # row 7125: 已拒绝
+        "status": STATUSES[list(STATUSES)[n % 5]],
     }
 
-    code, third = backfill(str(workbook), "--map", str(column_map), "--batch-size", "500")
+    code, third = backfill(str(workbook), "--map", str(column_map), "--batch-size", str(BATCH))
     assert (code, third["admitted"], third["already_backfilled"], len(operator)) == (0, 0, ROWS, ROWS)
