@@ -7,6 +7,10 @@ the normalise handler, the domain queues through the sync handler, in the queues
 stream consumers (publish, project, audit archive) are left out: the report reads the state, which
 sync writes, and running them for 10,000 cases would take minutes on moto without testing anything
 this test is about (tests/integration/test_backfill.py runs a backfill through all of them).
+
+Its cost is the rows' AWS calls on moto (about 2 to admit a row, 2 more in normalise and sync): 160 s of
+CPU for 10,000 rows on the 2-core machine it was written on (load 1.5). ``BACKFILL_ROWS=2000`` runs the
+same test (20 batches of 100) in about 35 s.
 """
 
 from __future__ import annotations
