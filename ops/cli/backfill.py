@@ -249,7 +249,8 @@ def command(
 def _batch_line(result: batching.BatchResult, of: int, unit: str) -> str:
     batch, report = result.batch, result.report
     first, last = batch.lines
-    head = f"batch {batch.number}/{of} ({unit}s {first}-{last}, {len(batch.plan.records)} records): "
+    count = len(batch.plan.records)
+    head = f"batch {batch.number}/{of} ({unit}s {first}-{last}, {count} record{'' if count == 1 else 's'}): "
     if result.resumed:
         sent = "verified by an earlier run, not sent again"
     elif result.admitted is not None:
