@@ -650,6 +650,7 @@ SECTIONS = (
     "cold_start",
     "sandbox_load",
     "lookup",
+    "backfill_files",
 )
 SECTION_PROBE = """
 import importlib, json, sys
