@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
-from ops.cli.common import AwsOption, ConfigOption, EnvOption, JsonOption, Where, console, emit_json, refuse, say
+from ops.cli.common import AwsOption, ConfigOption, EnvOption, JsonOption, Where, emit_json, refuse, say
 from shared.intake.schema_drift import ShapeStore
 from shared.sources import NORMALISERS
 
@@ -46,7 +47,7 @@ def drift(
     table = Table("source", "topic", "paths known", "payloads", "updated")
     for s in shapes:
         table.add_row(s["source"], s["topic"], str(s["paths"]), str(s["payloads"]), s["updated_at"])
-    console.print(table)
+    wide().print(table)
     if not drifts:
         say("no schema drift recorded")
         return
@@ -54,7 +55,13 @@ def drift(
     for d in drifts:
         types = d["now"] if d["kind"] == "new" else d["was"] if d["kind"] == "missing" else f"{d['was']} -> {d['now']}"
         table.add_row(d["first_seen"], d["source"], d["topic"], d["kind"], d["path"], types, d["delivery"], d["tenant"])
-    console.print(table)
+    wide().print(table)
+
+
+def wide() -> Console:
+    """A console measured when the table is printed (the terminal's width, or ``COLUMNS``), so a path
+    is shown whole where there is room rather than cut to the width seen when the CLI was imported."""
+    return Console(highlight=False, markup=False)
 
 
 def register(app_: typer.Typer) -> None:
