@@ -92,7 +92,7 @@ PAGERS: dict[str, str] = {
     "aftership": "shared.pulls.aftership_trackings:AfterShipTrackings",
     "amazon": "shared.pulls.amazon_orders:AmazonOrders",
     "douyin": "shared.pulls.douyin_orders:DouyinOrders",
-    "youzan": "shared.pulls.youzan_trades:YouzanTrades",
+    "youzan": "shared.pulls.youzan_cloud:YouzanChanges",
 }
 MakePager = Callable[[reconcile.ReconcileJob, Mapping[str, Any], SafeHttp], reconcile.PagesPort]
 

@@ -23,7 +23,7 @@ from shared.pulls.amazon_orders import AmazonOrders
 from shared.pulls.douyin_orders import DouyinOrders
 from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
 from shared.pulls.stripe_events import StripeEvents
-from shared.pulls.youzan_trades import YouzanTrades
+from shared.pulls.youzan_cloud import YouzanChanges
 from shared.pulls.zendesk_export import ZendeskTickets
 from shared.sources import NORMALISERS, get_source
 from shared.sources.base import Delivery
@@ -531,8 +531,8 @@ def youzan_trade(n: int, updated: datetime, status: str = "WAIT_SELLER_SEND_GOOD
     return {"full_order_info": {"order_info": info, "pay_info": {"payment": "299.00"}}}
 
 
-def youzan(fake: FakeYouzan, **extra: Any) -> YouzanTrades:
-    return YouzanTrades(job("youzan", **extra), YOUZAN, fake, clock=lambda: NOW)
+def youzan(fake: FakeYouzan, **extra: Any) -> YouzanChanges:
+    return YouzanChanges(job("youzan", **extra), YOUZAN, fake, clock=lambda: NOW)
 
 
 def test_youzan_reads_each_window_from_its_last_page_back_so_a_trade_moving_up_is_not_skipped() -> None:
@@ -541,15 +541,16 @@ def test_youzan_reads_each_window_from_its_last_page_back_so_a_trade_moving_up_i
     fake.put(*(youzan_trade(n, NOW - timedelta(minutes=59) + timedelta(seconds=10 * n)) for n in range(250)))
 
     def edit(call: int) -> None:
-        if call == 3:  # after the last page was read: trade 200 (page 1) leaves the window, all move up one
+        if call == 4:  # after the last page was read: trade 200 (page 1) leaves the window, all move up one
             fake.put(youzan_trade(200, NOW + timedelta(minutes=1), status="WAIT_BUYER_CONFIRM_GOODS"))
 
     fake.before_page = edit
     pages = drain(youzan(fake).pages(NOW - timedelta(hours=1)))
     tids = [json.loads(p.text)["order_info"]["tid"] for page in pages for p in page]
     assert tids == [f"E2026112110{n:014d}" for n in range(250)]  # each once, oldest update first
-    assert [q["page_no"] for q in fake.requests] == [["1"], ["3"], ["2"], ["1"]]
-    assert fake.requests[0]["start_update"] == ["2026-11-21 19:00:00"]  # China time
+    trade_calls = [q for q in fake.requests if q["api"] == ["youzan.trades.sold.get"]]
+    assert [q["page_no"] for q in trade_calls] == [["1"], ["3"], ["2"], ["1"]]
+    assert trade_calls[0]["start_update"] == ["2026-11-21 19:00:00"]  # China time
     assert len(fake.tokens) == 1 and {p.topic for page in pages for p in page} == {"api:trade"}
 
 
@@ -559,7 +560,7 @@ def test_youzan_throttle_and_token_codes_and_a_wrong_secret() -> None:
     with pytest.raises(Throttled, match=r"call limit \(code 4004"):
         drain(youzan(fake).pages(NOW - timedelta(minutes=30)))
     fake.throttle_code = None
-    wrong = YouzanTrades(job("youzan"), {**YOUZAN, "client_secret": "leaked?"}, fake, clock=lambda: NOW)
+    wrong = YouzanChanges(job("youzan"), {**YOUZAN, "client_secret": "leaked?"}, fake, clock=lambda: NOW)
     with pytest.raises(PullFailed, match=r"youzan auth/token: error \(code 4001") as e:
         drain(wrong.pages(NOW - timedelta(minutes=30)))
     assert "leaked" not in str(e.value) and "yz-secret" not in str(e.value)
@@ -583,4 +584,44 @@ def test_a_listed_youzan_trade_normalises_as_its_push_does() -> None:
         pushed.entity_id,
         pushed.entity,
         pushed.occurred_at,
+    )
+
+
+def youzan_refund(n: int, updated: datetime, status: str = "WAIT_SELLER_AGREE", goods: bool = False) -> dict[str, Any]:
+    china = timezone(timedelta(hours=8))
+    return {
+        "refund_id": f"2026112110300000{n:08d}",
+        "tid": f"E2026112110{n:014d}",
+        "kdt_id": 91234567,
+        "status": status,
+        "return_goods": goods,
+        "reason": 11,
+        "refund_fee": "99.00",
+        "created": (NOW - timedelta(hours=3, seconds=-n)).astimezone(china).strftime("%Y-%m-%d %H:%M:%S"),
+        "modified": updated.astimezone(china).strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def test_youzan_refunds_are_searched_by_epoch_seconds_and_handed_over_with_the_trades_oldest_first() -> None:
+    fake = FakeYouzan(**YOUZAN)
+    fake.put(youzan_trade(1, NOW - timedelta(minutes=30)))
+    fake.put(youzan_refund(1, NOW - timedelta(minutes=20), status="SUCCESS", goods=True))
+    fake.put(youzan_refund(2, NOW - timedelta(minutes=40)))
+    [page] = drain(youzan(fake).pages(NOW - timedelta(hours=1)))
+    assert [(p.topic, p.changed_at) for p in page] == [
+        ("api:refund", NOW - timedelta(minutes=40)),
+        ("api:trade", NOW - timedelta(minutes=30)),
+        ("api:refund", NOW - timedelta(minutes=20)),
+    ]
+    [refunds] = [q for q in fake.requests if q["api"] == ["youzan.trade.refund.search"]]
+    assert (refunds["update_time_start"], refunds["update_time_end"]) == (
+        [str(int((NOW - timedelta(hours=1)).timestamp()))],
+        [str(int(NOW.timestamp()))],
+    )
+    [case] = normalised("youzan", page[2])
+    assert (case.entity_id, case.entity.kind, case.entity.status, str(case.entity.amount.amount)) == (
+        "youzan:202611211030000000000001",
+        "return",
+        "refunded",
+        "99.00",
     )
