@@ -625,3 +625,16 @@ def test_youzan_refunds_are_searched_by_epoch_seconds_and_handed_over_with_the_t
         "refunded",
         "99.00",
     )
+
+
+@pytest.mark.parametrize("source", ["stripe", "zendesk", "aftership", "amazon", "douyin", "youzan"])
+def test_a_platform_with_nothing_changed_gives_no_page_and_no_error(source: str) -> None:
+    pagers = {
+        "stripe": lambda: stripe(FakeStripe(STRIPE_KEY)),
+        "zendesk": lambda: zendesk(FakeZendesk(**ZENDESK, clock=lambda: NOW)),
+        "aftership": lambda: aftership(FakeAfterShip(AFTERSHIP_KEY)),
+        "amazon": lambda: amazon(FakeAmazon(**LWA, clock=lambda: NOW)),
+        "douyin": lambda: douyin(FakeDouyin(**DOUDIAN, clock=lambda: NOW)),
+        "youzan": lambda: youzan(FakeYouzan(**YOUZAN)),
+    }
+    assert drain(pagers[source]().pages(NOW - timedelta(hours=2))) == []
