@@ -13,7 +13,9 @@ Cloud, for reconciliation (a push Youzan gave up on is not sent again).
    - ``youzan.trade.refund.search`` 3.0.1: ``update_time_start``/``update_time_end`` in epoch seconds;
      ``data.total`` and ``data.refunds[]`` (``refund_id``, ``tid``, ``status``, ``return_goods``,
      ``refund_fee`` in yuan, ``modified`` in China time). It refuses pages past 100 and ``page_no ×
-     page_size`` past 3,000, so a window never holds more than 3,000 of either.
+     page_size`` past 3,000, so a window never holds more than 3,000 of either: a busier one is halved, down
+     to a second (both lists' bounds are whole seconds), and a second with more fails the run rather than
+     hand over the first 3,000 and move the watermark past the rest.
 
 Neither list comes by update, and a page number over a list that moves skips a record, so each window is
 read from its last page back and page 1 again (as TOP advises for Taobao's lists) and handed over oldest
@@ -38,6 +40,7 @@ from shared.sources.youzan import API_REFUND, API_TRADE
 
 PAGE_SIZE = 100
 DEEPEST = 3000  # the refund search's page_no × page_size limit (ES depth)
+SMALLEST = timedelta(seconds=1)  # the lists' bounds are whole seconds
 TIME = "%Y-%m-%d %H:%M:%S"
 THROTTLED = {4004, 429}  # the app's call frequency
 AUTHORISATION = {4201, 4202, 4203, 4204, 4205, 4206, 4207, 4208}  # token invalid / expired / no permission
@@ -152,7 +155,7 @@ class YouzanChanges:
     def pages(self, since: datetime) -> Iterator[list[Pulled]]:
         span = timedelta(minutes=self.job.window_minutes)
         most = min(self.job.max_pages * PAGE_SIZE, DEEPEST)
-        return by_windows(since, self.clock(), span, most, self.read, PAGE_SIZE)
+        return by_windows(since, self.clock(), span, most, self.read, PAGE_SIZE, smallest=SMALLEST)
 
     def read(self, start: datetime, end: datetime, most: int | None) -> list[Pulled] | None:
         """The window's trades and refunds (page 1 of each says how many; then each from its last page back
@@ -160,6 +163,11 @@ class YouzanChanges:
         firsts = {topic: self.call(topic, start, end, 1) for topic in (API_TRADE, API_REFUND)}
         if most is not None and any(total > most for total, _ in firsts.values()):
             return None
+        if any(total > DEEPEST for total, _ in firsts.values()):  # a second the lists cannot give whole
+            raise PullFailed(
+                f"youzan: more than {DEEPEST} changes in one second from {china(start)}; the lists give no more "
+                "than that, so the window cannot be read whole"
+            )
         pulled: list[Pulled] = []
         for topic, (total, first) in firsts.items():
             records, pages = list(first), min(-(-total // PAGE_SIZE), DEEPEST // PAGE_SIZE)

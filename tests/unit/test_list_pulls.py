@@ -638,3 +638,24 @@ def test_a_platform_with_nothing_changed_gives_no_page_and_no_error(source: str)
         "youzan": lambda: youzan(FakeYouzan(**YOUZAN)),
     }
     assert drain(pagers[source]().pages(NOW - timedelta(hours=2))) == []
+
+
+def test_youzan_refunds_past_its_3000_deep_limit_in_one_minute_are_read_by_smaller_windows_not_lost() -> None:
+    fake = FakeYouzan(**YOUZAN)
+    start = NOW - timedelta(minutes=10)
+    # a bulk refund: 3,100 refunds modified within one minute (about 52 a second), more than the search lists
+    fake.put(*(youzan_refund(n, start + timedelta(seconds=n * 60 // 3100)) for n in range(3100)))
+    pages = drain(youzan(fake, max_pages=100).pages(start))
+    ids = [json.loads(p.text)["refund_id"] for page in pages for p in page]
+    assert sorted(ids) == sorted(f"2026112110300000{n:08d}" for n in range(3100)) and len(ids) == 3100
+    refund_calls = [q for q in fake.requests if q["api"] == ["youzan.trade.refund.search"]]
+    assert all(int(q["page_no"][0]) * 100 <= 3000 for q in refund_calls)  # never asked past the limit
+
+
+def test_youzan_fails_a_second_holding_more_than_its_lists_give_rather_than_skip_the_rest() -> None:
+    fake = FakeYouzan(**YOUZAN)
+    at = NOW - timedelta(minutes=5)
+    fake.put(*(youzan_refund(n, at) for n in range(3001)))  # one second: no smaller window to read
+    # (the smallest window, [19:54:59, 19:55:00], holds them: both its bounds are included)
+    with pytest.raises(PullFailed, match=r"^youzan: more than 3000 changes in one second from 2026-11-21 19:54:59;"):
+        drain(youzan(fake, max_pages=100).pages(NOW - timedelta(minutes=10)))
