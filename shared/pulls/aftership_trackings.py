@@ -103,7 +103,7 @@ class AfterShipTrackings:
                 return int(float(headers["retry-after"]))
             if headers.get("as-rate-limit-reset"):  # the epoch second the limit resets
                 return max(1, int(float(headers["as-rate-limit-reset"]) - self.clock().timestamp()))
-        except ValueError:
+        except (ValueError, OverflowError):  # junk, or "inf"
             pass
         return None
 

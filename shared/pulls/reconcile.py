@@ -110,6 +110,15 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
+def retry_after(value: str | None) -> int | None:
+    """A ``Retry-After`` header's seconds; None when absent or not a number (an HTTP date, junk): a 429
+    is throttling whatever its header says."""
+    try:
+        return max(0, int(float(value))) if value else None
+    except (ValueError, OverflowError):
+        return None
+
+
 class PullFailed(Exception):
     """The platform refused or failed the pull (bad credentials, 5xx, junk): retried, then dead-lettered."""
 

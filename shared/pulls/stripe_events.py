@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, retry_after
 from shared.pulls.windows import by_windows
 from shared.sources.stripe import TOPICS
 
@@ -98,7 +98,7 @@ class StripeEvents:
         response = self.http.get(url, {"Authorization": self.authorization}, self.timeout)
         if response.status == 429:
             after = (response.headers or {}).get("retry-after")
-            raise Throttled("stripe: 429 rate limited", int(float(after)) if after else None)
+            raise Throttled("stripe: 429 rate limited", retry_after(after))
         if response.status == 401:
             raise PullFailed(f"stripe {answered(response)}: the API key was revoked or is not a key")
         if response.status == 403:

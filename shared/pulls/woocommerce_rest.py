@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, retry_after
 
 PER_PAGE = 100  # the REST API's largest page
 
@@ -85,7 +85,7 @@ class WooCommerceOrders:
         response = self.http.get(url, {"Authorization": self.authorization, "Accept": "application/json"}, self.timeout)
         if response.status == 429:
             after = (response.headers or {}).get("retry-after")
-            raise Throttled("woocommerce: 429 Too Many Requests", int(float(after)) if after else None)
+            raise Throttled("woocommerce: 429 Too Many Requests", retry_after(after))
         if response.status in (401, 403):
             raise PullFailed(f"woocommerce {answered(response)}: the REST API key was revoked or cannot read orders")
         if response.status != 200:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, retry_after
 from shared.sources.zendesk import EXPORT_TOPIC
 
 PER_PAGE = 1000  # the export's largest page
@@ -88,7 +88,7 @@ class ZendeskTickets:
         response = self.http.get(url, {"Authorization": self.authorization, "Accept": "application/json"}, self.timeout)
         if response.status == 429:
             after = (response.headers or {}).get("retry-after")
-            raise Throttled("zendesk: 429 rate limited (the export allows 10 requests a minute)", _seconds(after))
+            raise Throttled("zendesk: 429 rate limited (the export allows 10 requests a minute)", retry_after(after))
         if response.status in (401, 403):
             raise PullFailed(f"zendesk {answered(response)}: the token was revoked, or its agent cannot read tickets")
         if response.status != 200:
@@ -113,10 +113,3 @@ class ZendeskTickets:
             raise PullFailed(f"zendesk: a ticket without a usable updated_at ({type(exc).__name__})") from exc
         text = json.dumps(ticket, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return Pulled(changed, text, EXPORT_TOPIC)
-
-
-def _seconds(value: str | None) -> int | None:
-    try:
-        return int(float(value)) if value else None
-    except ValueError:
-        return None

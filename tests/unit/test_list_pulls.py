@@ -9,6 +9,7 @@ import copy
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
@@ -659,3 +660,53 @@ def test_youzan_fails_a_second_holding_more_than_its_lists_give_rather_than_skip
     # (the smallest window, [19:54:59, 19:55:00], holds them: both its bounds are included)
     with pytest.raises(PullFailed, match=r"^youzan: more than 3000 changes in one second from 2026-11-21 19:54:59;"):
         drain(youzan(fake, max_pages=100).pages(NOW - timedelta(minutes=10)))
+
+
+# --- hostile answers: a cursor that does not move, a Retry-After that is not a number ---------------
+
+
+@dataclass
+class Answer:
+    status: int
+    text: str
+    headers: dict[str, str]
+
+
+class Scripted:
+    """A platform that answers every list call with the same page (its cursor never moves), and the LWA
+    token call with a token; more than 20 calls means the pager is looping."""
+
+    def __init__(self, page: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.page, self.status, self.headers, self.calls = page, status, headers or {}, 0
+
+    def _answer(self, url: str) -> Answer:
+        self.calls += 1
+        assert self.calls <= 20, "the pager keeps asking for the same page"
+        if url.endswith("/auth/o2/token"):
+            return Answer(200, json.dumps({"access_token": "Atza|x"}), {})
+        return Answer(self.status, json.dumps(self.page), self.headers)
+
+    def get(self, url: str, headers: dict[str, str], timeout: float) -> Answer:
+        return self._answer(url)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
+        return self._answer(url)
+
+
+@pytest.mark.parametrize("source", ["stripe", "zendesk", "aftership"])
+@pytest.mark.parametrize("header", ["soon", "Thu, 03 Dec 2026 21:30:00 GMT", "inf", "nan"])
+def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling(source: str, header: str) -> None:
+    names = {"aftership": "as-rate-limit-reset"}
+    http = Scripted(
+        {"error": {"type": "rate_limit_error"}}, status=429, headers={names.get(source, "retry-after"): header}
+    )
+    pagers = {
+        "stripe": lambda: StripeEvents(job("stripe"), {"api_key": STRIPE_KEY}, http, clock=lambda: NOW),
+        "zendesk": lambda: ZendeskTickets(
+            job("zendesk", url="https://acme.zendesk.com"), ZENDESK, http, clock=lambda: NOW
+        ),
+        "aftership": lambda: AfterShipTrackings(job("aftership"), {"api_key": AFTERSHIP_KEY}, http, clock=lambda: NOW),
+    }
+    with pytest.raises(Throttled) as throttled:
+        drain(pagers[source]().pages(NOW - timedelta(hours=1)))
+    assert throttled.value.retry_after is None

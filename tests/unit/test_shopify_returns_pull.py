@@ -158,3 +158,35 @@ def test_graphql_throttling_and_a_token_without_read_returns() -> None:
             list(refused.pages(NOW - timedelta(hours=1)))
     finally:
         shop.server.shutdown()
+
+
+class Answers:
+    """A shop whose REST list is empty and whose GraphQL answers are given, in turn (the last again)."""
+
+    def __init__(self, *graphql: dict[str, Any], headers: dict[str, str] | None = None, status: int = 200) -> None:
+        self.graphql, self.headers, self.status, self.calls = list(graphql), headers or {}, status, 0
+
+    def get(self, url: str, headers: dict[str, str], timeout: float) -> Response:
+        return Response(self.status, json.dumps({"orders": []}), self.headers)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Response:
+        self.calls += 1
+        assert self.calls <= 20, "the pager keeps asking for the same page"
+        return Response(200, json.dumps(self.graphql[min(self.calls, len(self.graphql)) - 1]), {})
+
+
+def answered_by(http: Answers) -> ShopifyChanges:
+    job = ReconcileJob.model_validate({"source": "shopify", "tenant": "demo", "url": "https://acme.myshopify.com"})
+    return ShopifyChanges(job, "shpat_x", http)
+
+
+def orders_page(*nodes: dict[str, Any], cursor: str | None = None) -> dict[str, Any]:
+    info = {"hasNextPage": cursor is not None, "endCursor": cursor}
+    return {"data": {"orders": {"pageInfo": info, "nodes": list(nodes)}}}
+
+
+def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling() -> None:
+    http = Answers(orders_page(), headers={"retry-after": "later"}, status=429)
+    with pytest.raises(Throttled) as throttled:
+        list(answered_by(http).pages(NOW - timedelta(hours=1)))
+    assert throttled.value.retry_after is None

@@ -138,3 +138,14 @@ def test_an_order_whose_modification_time_is_not_a_time_fails_naming_the_field_n
     with pytest.raises(PullFailed, match=r"an order without a usable date_modified_gmt \(ValueError\)") as failure:
         list(changes.pages(T0 - timedelta(minutes=1)))
     assert "13800138000" not in str(failure.value)
+
+
+def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling() -> None:
+    class NotANumber(InProcess):
+        def get(self, url: str, headers: dict[str, str], timeout: float) -> Answer:
+            return Answer(429, "{}", {"retry-after": "Thu, 03 Dec 2026 21:30:00 GMT"})
+
+    job = ReconcileJob.model_validate({"source": "woocommerce", "tenant": "demo", "url": "https://shop.example.com"})
+    with pytest.raises(Throttled) as throttled:
+        list(WooCommerceOrders(job, CREDENTIALS, NotANumber(FakeWoo(**CREDENTIALS))).pages(T0))
+    assert throttled.value.retry_after is None
