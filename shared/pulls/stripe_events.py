@@ -36,6 +36,7 @@ from shared.sources.stripe import TOPICS
 API = "https://api.stripe.com"
 PAGE_SIZE = 100  # the list's largest ``limit``
 RETENTION = timedelta(days=30)  # how long Stripe keeps events
+REPEAT = "the next page's cursor repeats an earlier one (the list would never end)"
 
 
 class HttpGet(Protocol):
@@ -83,6 +84,7 @@ class StripeEvents:
         are more than ``most``."""
         events: list[dict[str, Any]] = []
         after: str | None = None
+        asked: set[str] = set()
         while True:
             page, more = self._get(self.url(start, end, after))
             events += page
@@ -91,6 +93,9 @@ class StripeEvents:
             if not more or not page:
                 return [self._pulled(e) for e in events]
             after = str(page[-1]["id"])
+            if after in asked:  # a page seen before: starting_after would not move on
+                raise PullFailed(f"stripe: {REPEAT}")
+            asked.add(after)
 
     def _get(self, url: str) -> tuple[list[dict[str, Any]], bool]:
         """One page of events, and whether there are more (older ones)."""

@@ -32,6 +32,7 @@ from shared.sources.zendesk import EXPORT_TOPIC
 
 PER_PAGE = 1000  # the export's largest page
 NEWEST_START = timedelta(minutes=1)  # Zendesk refuses a start_time less than a minute ago
+REPEAT = "the next page's cursor repeats an earlier one (the list would never end)"
 
 
 class HttpGet(Protocol):
@@ -73,7 +74,7 @@ class ZendeskTickets:
         return f"{self.base}/api/v2/incremental/tickets/cursor.json?{query}"
 
     def pages(self, since: datetime) -> Iterator[list[Pulled]]:
-        url = self.first_url(since)
+        url, cursors = self.first_url(since), set[str]()
         while True:
             tickets, cursor, end = self._get(url)
             page = [self._pulled(t) for t in tickets if t.get("status") != "deleted"]
@@ -81,6 +82,9 @@ class ZendeskTickets:
                 yield page
             if end or not cursor or not tickets:
                 return
+            if cursor in cursors:  # a page of deleted tickets only would be asked for again and again
+                raise PullFailed(f"zendesk: {REPEAT}")
+            cursors.add(cursor)
             url = self.next_url(cursor)
 
     def _get(self, url: str) -> tuple[list[dict[str, Any]], str | None, bool]:

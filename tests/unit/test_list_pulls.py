@@ -693,6 +693,33 @@ class Scripted:
         return self._answer(url)
 
 
+def stuck_pager(source: str) -> tuple[Any, Scripted]:
+    if source == "zendesk":  # only deleted tickets: nothing to hand over, and the same cursor again
+        http = Scripted({"tickets": [ticket(1, NOW - timedelta(hours=1), "deleted")], "after_cursor": "MTU3"})
+        return ZendeskTickets(job("zendesk", url="https://acme.zendesk.com"), ZENDESK, http, clock=lambda: NOW), http
+    if source == "aftership":
+        pagination = {"total": 1, "has_next_page": True, "next_cursor": "eyJpZCI6MX0"}
+        trackings = [tracking(1, NOW - timedelta(minutes=30))]
+        http = Scripted({"meta": {"code": 200}, "data": {"pagination": pagination, "trackings": trackings}})
+        return AfterShipTrackings(job("aftership"), {"api_key": AFTERSHIP_KEY}, http, clock=lambda: NOW), http
+    if source == "amazon":
+        order = {"AmazonOrderId": "302-1", "OrderStatus": "Shipped", "LastUpdateDate": "2026-11-21T11:30:00Z"}
+        http = Scripted({"payload": {"Orders": [order], "NextToken": "Ab1"}})
+        amazon_job = job("amazon", url="https://sellingpartnerapi-eu.amazon.com", marketplace_ids=["A1PA6795UKMFR9"])
+        return AmazonOrders(amazon_job, LWA, http, clock=lambda: NOW), http
+    http = Scripted({"data": [event(1, NOW - timedelta(minutes=30))], "has_more": True})
+    return StripeEvents(job("stripe"), {"api_key": STRIPE_KEY}, http, clock=lambda: NOW), http
+
+
+@pytest.mark.parametrize("source", ["zendesk", "aftership", "amazon", "stripe"])
+def test_a_next_page_cursor_that_does_not_move_fails_the_pull_instead_of_looping(source: str) -> None:
+    pager, http = stuck_pager(source)
+    with pytest.raises(PullFailed, match=rf"^{source}: the next page's cursor repeats an earlier one") as failed:
+        drain(pager.pages(NOW - timedelta(hours=1)))
+    assert http.calls == (3 if source == "amazon" else 2)  # (Amazon's first call is LWA's)
+    assert not any(c in str(failed.value) for c in ("MTU3", "eyJpZCI6MX0", "Ab1", "evt_"))
+
+
 @pytest.mark.parametrize("source", ["stripe", "zendesk", "aftership"])
 @pytest.mark.parametrize("header", ["soon", "Thu, 03 Dec 2026 21:30:00 GMT", "inf", "nan"])
 def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling(source: str, header: str) -> None:
