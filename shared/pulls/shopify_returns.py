@@ -119,18 +119,37 @@ class ShopifyReturns:
     def records(self, since: datetime) -> Iterator[Pulled]:
         search = f"updated_at:>='{since.isoformat()}' AND NOT return_status:no_return"
         after: str | None = None
+        cursors: set[str] = set()
         while True:
             orders = self._post({"query": QUERY, "variables": {"query": search, "after": after}})
             for order in orders.get("nodes") or []:
-                changed = datetime.fromisoformat(str(order["updatedAt"]).replace("Z", "+00:00"))
-                for node in (order.get("returns") or {}).get("nodes") or []:
-                    topic, body = as_webhook(order, node)
-                    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                    yield Pulled(changed, text, topic)
+                yield from self._returns(order)
             info = orders.get("pageInfo") or {}
             if not info.get("hasNextPage") or not info.get("endCursor"):
                 return
             after = str(info["endCursor"])
+            if after in cursors:  # a page of orders without returns would be asked for again and again
+                raise PullFailed(
+                    "shopify graphql: the next page's cursor repeats an earlier one (the list would never end)"
+                )
+            cursors.add(after)
+
+    @staticmethod
+    def _returns(order: Any) -> list[Pulled]:
+        """An order's returns as their webhooks; a field missing or of the wrong type fails the pull, naming
+        the kind of fault, never the value (an answer may carry a name or a phone number)."""
+        try:
+            changed = datetime.fromisoformat(str(order["updatedAt"]).replace("Z", "+00:00"))
+            if changed.tzinfo is None:
+                raise ValueError("an updatedAt without a UTC offset")
+            pulled = []
+            for node in (order.get("returns") or {}).get("nodes") or []:
+                topic, body = as_webhook(order, node)
+                text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                pulled.append(Pulled(changed, text, topic))
+            return pulled
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise PullFailed(f"shopify graphql: a return is not usable ({type(exc).__name__})") from exc
 
     def _post(self, body: Mapping[str, Any]) -> dict[str, Any]:
         headers = {"X-Shopify-Access-Token": self.token, "Content-Type": "application/json"}

@@ -185,6 +185,40 @@ def orders_page(*nodes: dict[str, Any], cursor: str | None = None) -> dict[str, 
     return {"data": {"orders": {"pageInfo": info, "nodes": list(nodes)}}}
 
 
+def listed(n: int, *returns: dict[str, Any], updated: str = "2026-11-23T07:30:00Z") -> dict[str, Any]:
+    return {"id": f"gid://shopify/Order/{830000000000000000 + n}", "updatedAt": updated, "returns": {"nodes": returns}}
+
+
+@pytest.mark.parametrize(
+    ("node", "named"),
+    [
+        (listed(1, {**graphql_return(1), "id": "gid://shopify/Return/Lei Li 13800138000"}), "ValueError"),
+        (
+            listed(
+                1,
+                {k: v for k, v in graphql_return(1).items() if k != "returnLineItems"}
+                | {"returnLineItems": {"nodes": [{"id": "x"}]}},
+            ),
+            "KeyError",
+        ),
+        (listed(1, graphql_return(1), updated="Lei Li 13800138000"), "ValueError"),
+        ({"id": "gid://shopify/Order/1", "returns": {"nodes": [graphql_return(1)]}}, "KeyError"),
+        ("Lei Li 13800138000", "TypeError"),
+    ],
+)
+def test_a_return_page_with_junk_fails_the_pull_naming_the_kind_never_the_value(node: Any, named: str) -> None:
+    with pytest.raises(PullFailed, match=rf"^shopify graphql: a return is not usable \({named}\)$") as failed:
+        list(answered_by(Answers(orders_page(node))).pages(NOW - timedelta(hours=1)))
+    assert "13800138000" not in str(failed.value)
+
+
+def test_a_graphql_cursor_that_does_not_move_fails_the_pull_instead_of_looping() -> None:
+    http = Answers(orders_page(listed(1), cursor="eyJsYXN0X2lkIjoxfQ"))  # an order without returns, and again
+    with pytest.raises(PullFailed, match=r"^shopify graphql: the next page's cursor repeats an earlier one"):
+        list(answered_by(http).pages(NOW - timedelta(hours=1)))
+    assert http.calls == 2
+
+
 def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling() -> None:
     http = Answers(orders_page(), headers={"retry-after": "later"}, status=429)
     with pytest.raises(Throttled) as throttled:
