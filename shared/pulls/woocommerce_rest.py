@@ -60,7 +60,8 @@ class WooCommerceOrders:
         return f"{self.base}/wp-json/wc/v3/orders?{query}"
 
     def pages(self, since: datetime) -> Iterator[list[Pulled]]:
-        after, page = since, 1
+        # changed at or after ``since``: modified_after is exclusive, so from the second before it
+        after, page = since.replace(microsecond=0) - timedelta(seconds=1), 1
         seen: set[tuple[str, str]] = set()
         while True:
             orders = self._get(self.url(after, page))
