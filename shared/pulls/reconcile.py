@@ -14,7 +14,9 @@ changes never fire a webhook at all. So on a schedule, per (source, tenant):
    counted and dropped; the others are admitted to the inbox with origin ``reconcile``, once per
    record content. A record that does not normalise is admitted too, so normalise quarantines it
    with the reason rather than it vanishing here;
-4. move the watermark after every page, so a run cut short (throttled, timed out) resumes there.
+4. move the watermark after every page, so a run cut short (throttled, timed out) resumes there;
+   never past the run's own ``now`` (a record dated in the future would stop every later run finding
+   anything).
 """
 
 from __future__ import annotations
@@ -172,7 +174,8 @@ def run(
     """One pull of ``job``: stops after ``max_pages``, when throttled, or when less than
     ``reserve_seconds`` of the invocation would be left for another page."""
     result = RunResult(watermark=watermarks.load(job.source, job.tenant))
-    start = (result.watermark or now - timedelta(hours=job.first_lookback_hours)) - timedelta(
+    # never from the future: a watermark saved past ``now`` (see below) would make every run find nothing
+    start = min(result.watermark or now - timedelta(hours=job.first_lookback_hours), now) - timedelta(
         minutes=job.overlap_minutes
     )
     try:
@@ -197,7 +200,9 @@ def run(
                     if rejected.message is not None:
                         store_once(rejected.message, ports)
             if page:
-                newest = max(p.changed_at for p in page)
+                # a record dated ahead of now (a platform's clock, a bad date) is handed over, but the
+                # watermark stops at now: the next run asks again from there, not from the record's future
+                newest = min(max(p.changed_at for p in page), now)
                 if result.watermark is None or newest > result.watermark:
                     result.watermark = newest
                 watermarks.save(job.source, job.tenant, result.watermark, result.as_dict())
