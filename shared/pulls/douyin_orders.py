@@ -153,10 +153,16 @@ class DouyinOrders:
     def pages(self, since: datetime) -> Iterator[list[Pulled]]:
         start, number = since.replace(microsecond=0), 0
         seen: set[tuple[str, str]] = set()
+        before: list[tuple[str, str]] = []
         while True:
             orders = self.page(start, number)
             pulled = [self._pulled(o) for o in orders]
             keys = [(str(o.get("order_id")), str(o.get("update_time"))) for o in orders]
+            if number > 0 and keys == before:  # a page number that does not move on would be followed forever
+                raise PullFailed(
+                    "douyin order.searchList: the next page answered the same orders as the one before; the run stops"
+                )
+            before = keys
             fresh = [p for p, k in zip(pulled, keys, strict=True) if k not in seen]
             seen |= set(keys)
             if fresh:

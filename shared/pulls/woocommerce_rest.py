@@ -63,15 +63,16 @@ class WooCommerceOrders:
         # changed at or after ``since``: modified_after is exclusive, so from the second before it
         after, page = since.replace(microsecond=0) - timedelta(seconds=1), 1
         seen: set[tuple[str, str]] = set()
+        before: list[tuple[str, str]] = []
         while True:
             orders = self._get(self.url(after, page))
             pulled = [self._pulled(o) for o in orders]
-            fresh = [
-                p
-                for p, o in zip(pulled, orders, strict=True)
-                if (str(o.get("id")), str(o.get("date_modified_gmt"))) not in seen
-            ]
-            seen |= {(str(o.get("id")), str(o.get("date_modified_gmt"))) for o in orders}
+            keys = [(str(o.get("id")), str(o.get("date_modified_gmt"))) for o in orders]
+            if page > 1 and keys == before:  # a page number that does not move on would be followed forever
+                raise PullFailed("woocommerce: the next page answered the same orders as the one before; the run stops")
+            before = keys
+            fresh = [p for p, k in zip(pulled, keys, strict=True) if k not in seen]
+            seen |= set(keys)
             if fresh:
                 yield fresh
             if len(orders) < PER_PAGE:

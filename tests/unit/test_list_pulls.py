@@ -737,3 +737,23 @@ def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling(source: str
     with pytest.raises(Throttled) as throttled:
         drain(pagers[source]().pages(NOW - timedelta(hours=1)))
     assert throttled.value.retry_after is None
+
+
+def test_douyin_fails_a_pull_whose_next_page_number_answers_the_same_page_instead_of_looping() -> None:
+    orders = [douyin_order(n, NOW - timedelta(minutes=30)) for n in range(100)]  # one second, a full page
+
+    class SamePage(Scripted):
+        def _answer(self, url: str) -> Answer:
+            self.calls += 1
+            assert self.calls <= 20, "the pager keeps asking for the same page"
+            if "/token/create" in url:
+                return Answer(200, json.dumps({"code": 10000, "data": {"access_token": "dy-token"}}), {})
+            data = {"shop_order_list": orders, "total": 100_000, "page": 0, "size": 100}
+            return Answer(200, json.dumps({"code": 10000, "data": data}), {})
+
+    http = SamePage({})
+    pages = DouyinOrders(job("douyin"), DOUDIAN, http, clock=lambda: NOW).pages(NOW - timedelta(hours=1))
+    assert len(next(pages)) == 100
+    with pytest.raises(PullFailed, match=r"^douyin order.searchList: the next page answered the same orders"):
+        next(pages)
+    assert http.calls == 4  # the token, page 0, page 0 from the newest second (the same, rightly), page 1

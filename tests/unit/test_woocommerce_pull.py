@@ -160,3 +160,21 @@ def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling() -> None:
     with pytest.raises(Throttled) as throttled:
         list(WooCommerceOrders(job, CREDENTIALS, NotANumber(FakeWoo(**CREDENTIALS))).pages(T0))
     assert throttled.value.retry_after is None
+
+
+def test_a_next_page_answering_the_same_orders_fails_the_pull_instead_of_looping() -> None:
+    page = [order(1000 + n, T0) for n in range(PER_PAGE)]  # one second: followed by page number
+
+    class SamePage(InProcess):
+        def get(self, url: str, headers: dict[str, str], timeout: float) -> Answer:
+            self.urls.append(url)
+            assert len(self.urls) <= 20, "the pager keeps asking for the same page"
+            return Answer(200, json.dumps(page), {})
+
+    job = ReconcileJob.model_validate({"source": "woocommerce", "tenant": "demo", "url": "https://shop.example.com"})
+    http = SamePage(FakeWoo(**CREDENTIALS))
+    pages = WooCommerceOrders(job, CREDENTIALS, http).pages(T0 - timedelta(minutes=1))
+    assert len(next(pages)) == PER_PAGE
+    with pytest.raises(PullFailed, match=r"^woocommerce: the next page answered the same orders"):
+        next(pages)
+    assert len(http.urls) == 3  # page 1, page 1 from the newest second (the same orders, rightly), page 2
