@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, unquoted
 from shared.sources.douyin import API_ORDER
 from shared.sources.tracking import CHINA
 
@@ -116,7 +116,11 @@ class DouyinOrders:
             if not isinstance(data, dict):
                 raise PullFailed(f"douyin {method}: the answer has no data object")
             return data
-        said = "; ".join(str(document[k])[:100] for k in ("msg", "sub_code", "sub_msg") if document.get(k))
+        said = "; ".join(
+            unquoted(str(document[k]), token, self._token, self.secret)[:100]
+            for k in ("msg", "sub_code", "sub_msg")
+            if document.get(k)
+        )
         if code in THROTTLED:
             raise Throttled(f"douyin {method}: call limit (code {code}: {said})")
         if code in AUTHORISATION:

@@ -121,6 +121,15 @@ def retry_after(value: str | None) -> int | None:
         return None
 
 
+def unquoted(text: str, *credentials: str | None) -> str:
+    """A platform's own error text for a reason, with any of the run's credentials it quotes taken out (a
+    gateway may echo the token or session it refuses; the reason is logged and kept with the dead letter)."""
+    for credential in credentials:
+        if credential:
+            text = text.replace(credential, "[a credential]")
+    return text
+
+
 class PullFailed(Exception):
     """The platform refused or failed the pull (bad credentials, 5xx, junk): retried, then dead-lettered."""
 

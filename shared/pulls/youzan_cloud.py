@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, unquoted
 from shared.pulls.windows import by_windows
 from shared.sources.tracking import CHINA
 from shared.sources.youzan import API_REFUND, API_TRADE
@@ -99,7 +99,8 @@ class YouzanChanges:
             error = error if isinstance(error, dict) else document
             code = error.get("err_code", error.get("code"))
             code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
-            said = str(error.get("err_msg") or error.get("message") or "")[:200]
+            said = str(error.get("err_msg") or error.get("message") or "")
+            said = unquoted(said, self._token, self.grant["client_secret"])[:200]
             if code in THROTTLED:
                 raise Throttled(f"youzan {what}: call limit (code {code}: {said})")
             if code in AUTHORISATION:

@@ -757,3 +757,28 @@ def test_douyin_fails_a_pull_whose_next_page_number_answers_the_same_page_instea
     with pytest.raises(PullFailed, match=r"^douyin order.searchList: the next page answered the same orders"):
         next(pages)
     assert http.calls == 4  # the token, page 0, page 0 from the newest second (the same, rightly), page 1
+
+
+def test_a_douyin_or_youzan_error_echoing_the_token_or_secret_keeps_neither_in_the_reason() -> None:
+    class Echoing(Scripted):
+        def _answer(self, url: str) -> Answer:
+            self.calls += 1
+            if "/token/create" in url:
+                return Answer(200, json.dumps({"code": 10000, "data": {"access_token": "dy-token-8f3a"}}), {})
+            if url.endswith("/auth/token"):
+                data = {"access_token": "yz-token-77c1"}
+                return Answer(200, json.dumps({"success": True, "code": 200, "data": data}), {})
+            if "access_token=yz-token" in url:  # Youzan: the gateway quotes the token it refuses
+                said = "access_token yz-token-77c1 expired for client yz-secret"
+                return Answer(200, json.dumps({"gw_err_resp": {"err_code": 4203, "err_msg": said}}), {})
+            said = "access_token dy-token-8f3a expired; signed with doudian-secret"
+            return Answer(200, json.dumps({"code": 30001, "msg": said, "sub_code": "isv.access-token-expired"}), {})
+
+    douyin_pager = DouyinOrders(job("douyin"), DOUDIAN, Echoing({}), clock=lambda: NOW)
+    with pytest.raises(PullFailed, match=r"code 30001: access_token \[a credential\] expired") as failed:
+        drain(douyin_pager.pages(NOW - timedelta(hours=1)))
+    assert "dy-token-8f3a" not in str(failed.value) and DOUDIAN["app_secret"] not in str(failed.value)
+    youzan_pager = YouzanChanges(job("youzan"), YOUZAN, Echoing({}), clock=lambda: NOW)
+    with pytest.raises(PullFailed, match=r"code 4203: access_token \[a credential\] expired") as failed:
+        drain(youzan_pager.pages(NOW - timedelta(hours=1)))
+    assert "yz-token-77c1" not in str(failed.value) and YOUZAN["client_secret"] not in str(failed.value)
