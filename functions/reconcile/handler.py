@@ -84,7 +84,7 @@ def ports() -> Ports:
 # says what is missing) and the SSRF-checked client. Named, not imported: a cold start loads only the pagers
 # of the jobs it runs (and their sources' normalisers).
 PAGERS: dict[str, str] = {
-    "shopify": "shared.pulls.shopify_admin:ShopifyOrders.from_credentials",
+    "shopify": "shared.pulls.shopify_returns:ShopifyChanges.from_credentials",
     "woocommerce": "shared.pulls.woocommerce_rest:WooCommerceOrders",
     "taobao": "shared.pulls.taobao_top:TaobaoChanges",
     "stripe": "shared.pulls.stripe_events:StripeEvents",
@@ -92,7 +92,7 @@ PAGERS: dict[str, str] = {
     "aftership": "shared.pulls.aftership_trackings:AfterShipTrackings",
     "amazon": "shared.pulls.amazon_orders:AmazonOrders",
     "douyin": "shared.pulls.douyin_orders:DouyinOrders",
-    "youzan": "shared.pulls.youzan_trades:YouzanTrades",
+    "youzan": "shared.pulls.youzan_cloud:YouzanChanges",
 }
 MakePager = Callable[[reconcile.ReconcileJob, Mapping[str, Any], SafeHttp], reconcile.PagesPort]
 

@@ -422,10 +422,13 @@ class FakeDouyin(FakeListApi):
 
 class FakeYouzan(FakeListApi):
     """Youzan Cloud's ``POST /auth/token`` (``authorize_type=silent`` with the app's client id and secret and
-    the shop's ``grant_id``) and ``POST /api/youzan.trades.sold.get/4.0.4?access_token=…`` (a JSON body:
+    the shop's ``grant_id``), ``POST /api/youzan.trades.sold.get/4.0.4?access_token=…`` (a JSON body:
     ``start_update``/``end_update`` in China time, both ends included; ``page_no`` from 1; ``page_size`` ≤
-    100); trades newest created first (not by update), each ``{"full_order_info": {"order_info", "pay_info"}}``
-    as Youzan lists them. A token it did not issue: ``{"gw_err_resp": {"err_code": 4203}}``;
+    100; trades newest created first, not by update, each ``{"full_order_info": {"order_info", "pay_info"}}``)
+    and ``POST /api/youzan.trade.refund.search/3.0.1`` (``update_time_start``/``update_time_end`` in epoch
+    seconds; refunds newest created first; past page 100 or 3,000 deep refused). Records put are trades
+    (``{"full_order_info": …}``) or refunds (``{"refund_id", …, "created", "modified"}``). A token it did
+    not issue: ``{"gw_err_resp": {"err_code": 4203}}``;
     ``throttle_code`` answers every list call with that gateway code while set."""
 
     def __init__(self, client_id: str, client_secret: str, kdt_id: str, **server: Any) -> None:
@@ -435,7 +438,9 @@ class FakeYouzan(FakeListApi):
         self.throttle_code: int | None = None
 
     def identity(self, record: dict[str, Any]) -> Any:
-        return record["full_order_info"]["order_info"]["tid"]
+        if "full_order_info" in record:
+            return ("trade", record["full_order_info"]["order_info"]["tid"])
+        return ("refund", record["refund_id"])
 
     def respond_post(self, path: str, body: bytes) -> tuple[int, Any, dict[str, str]]:
         parts = urlsplit(path)
@@ -453,7 +458,8 @@ class FakeYouzan(FakeListApi):
                     "authority_id": self.grant["grant_id"],
                 }
                 return 200, {"success": True, "code": 200, "data": data}, JSON
-            if parts.path != "/api/youzan.trades.sold.get/4.0.4":
+            trades = parts.path == "/api/youzan.trades.sold.get/4.0.4"
+            if not trades and parts.path != "/api/youzan.trade.refund.search/3.0.1":
                 return 404, {"gw_err_resp": {"err_code": 4040, "err_msg": "api not found"}}, JSON
             if parse_qs(parts.query).get("access_token", [""])[0] not in self.tokens:
                 return 200, {"gw_err_resp": {"err_code": 4203, "err_msg": "access_token无效"}}, JSON
@@ -461,21 +467,39 @@ class FakeYouzan(FakeListApi):
                 return self.status, {"error": "injected"}, JSON
             if self.throttle_code is not None:
                 return 200, {"gw_err_resp": {"err_code": self.throttle_code, "err_msg": "调用频率超限"}}, JSON
-            self.requests.append({k: [str(v)] for k, v in asked.items()})
+            self.requests.append({"api": [parts.path.split("/")[2]], **{k: [str(v)] for k, v in asked.items()}})
             if self.before_page is not None:
                 self.before_page(len(self.requests))
 
             def at(value: str) -> datetime:
                 return datetime.strptime(value, "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
 
-            low, high = at(asked["start_update"]), at(asked["end_update"])
             size, page = min(int(asked.get("page_size", 20)), 100), int(asked.get("page_no", 1))
-            listed = sorted(
-                (r for r in self.records if low <= at(r["full_order_info"]["order_info"]["update_time"]) <= high),
-                key=lambda r: r["full_order_info"]["order_info"]["created"],
-                reverse=True,
-            )
-            data = {"total_results": len(listed), "full_order_info_list": listed[(page - 1) * size : page * size]}
+            if trades:
+                low, high = at(asked["start_update"]), at(asked["end_update"])
+                listed = sorted(
+                    (
+                        r["full_order_info"]
+                        for r in self.records
+                        if "full_order_info" in r
+                        and low <= at(r["full_order_info"]["order_info"]["update_time"]) <= high
+                    ),
+                    key=lambda t: t["order_info"]["created"],
+                    reverse=True,
+                )
+                cut = [{"full_order_info": t} for t in listed[(page - 1) * size : page * size]]
+                data: dict[str, Any] = {"total_results": len(listed), "full_order_info_list": cut}
+            else:
+                if page > 100 or page * size > 3000:
+                    return 200, {"success": False, "code": 53003, "message": "超过ES搜索最大深度"}, JSON
+                low = datetime.fromtimestamp(int(asked["update_time_start"]), UTC)
+                high = datetime.fromtimestamp(int(asked["update_time_end"]), UTC)
+                listed = sorted(
+                    (r for r in self.records if "refund_id" in r and low <= at(r["modified"]) <= high),
+                    key=lambda r: r["created"],
+                    reverse=True,
+                )
+                data = {"total": len(listed), "refunds": listed[(page - 1) * size : page * size]}
             return 200, {"success": True, "code": 200, "data": data}, JSON
 
     def refuse(self, path: str, headers: Mapping[str, str]) -> tuple[int, Any, dict[str, str]] | None:

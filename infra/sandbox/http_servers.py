@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -250,6 +251,9 @@ class FakeShop:
 
         class Handler(_Quiet):
             def do_POST(self) -> None:
+                if self.path.startswith("/admin/api/") and self.path.endswith("/graphql.json"):
+                    status, answer = outer.graphql(self.headers.get("X-Shopify-Access-Token"), self._body())
+                    return self._reply(status, json.dumps(answer).encode())
                 if self.path != "/_orders":
                     return self._reply(404, b'{"errors":"Not Found"}')
                 outer.put(*json.loads(self._body()))
@@ -275,7 +279,9 @@ class FakeShop:
                         key=lambda o: (_utc(o["updated_at"]), o["id"]),
                     )
                 start = int(offset) if "page_info" in query else 0
-                page = changed[start : start + outer.page_size]
+                page = [  # REST orders carry no returns: GraphQL serves them
+                    {k: v for k, v in o.items() if k != "returns"} for o in changed[start : start + outer.page_size]
+                ]
                 headers = {"Content-Type": "application/json"}
                 if start + outer.page_size < len(changed):
                     cursor = urlencode({"page_info": f"{since}|{start + outer.page_size}"})
@@ -290,9 +296,45 @@ class FakeShop:
         return f"http://127.0.0.1:{self.server.server_port}"
 
     def put(self, *orders: dict[str, Any]) -> None:
+        """Add or replace orders; an order's ``returns`` (GraphQL ``Return`` nodes) are served by GraphQL
+        only, as Shopify's REST orders carry none."""
         with self.lock:
             for order in orders:
                 self.orders[int(order["id"])] = order
+
+    def graphql(self, token: str | None, body: bytes) -> tuple[int, Any]:
+        """The Admin GraphQL API's ``orders`` query as the returns pull asks it: ``query`` with
+        ``updated_at:>='…'`` (and ``NOT return_status:no_return``: only orders with returns), ``first`` and
+        ``after`` (an offset cursor), ``sortKey: UPDATED_AT``; each node's ``returns`` as put. Anything else
+        is refused as Shopify refuses an unknown field."""
+        if token != self.token:
+            return 401, {"errors": "[API] Invalid API key or access token"}
+        if self.status is not None:
+            return self.status, {"errors": "unavailable"}
+        asked = json.loads(body or b"{}")
+        text, variables = str(asked.get("query", "")), asked.get("variables") or {}
+        match = re.search(r"updated_at:>='([^']+)'", str(variables.get("query", "")))
+        first = re.search(r"orders\(first: (\d+)", text)
+        if "returns(" not in text or "sortKey: UPDATED_AT" not in text or not match or not first:
+            return 200, {"errors": [{"message": "unsupported query", "extensions": {"code": "BAD_REQUEST"}}]}
+        with self.lock:
+            self.requests += 1
+            listed = sorted(
+                (o for o in self.orders.values() if o.get("returns") and _utc(o["updated_at"]) >= _utc(match.group(1))),
+                key=lambda o: (_utc(o["updated_at"]), o["id"]),
+            )
+        start, size = int(variables.get("after") or 0), int(first.group(1))
+        nodes = [
+            {
+                "id": f"gid://shopify/Order/{o['id']}",
+                "updatedAt": datetime.fromtimestamp(_utc(o["updated_at"]), UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "returns": {"nodes": o["returns"]},
+            }
+            for o in listed[start : start + size]
+        ]
+        more = start + size < len(listed)
+        info = {"hasNextPage": more, "endCursor": str(start + size) if more else None}
+        return 200, {"data": {"orders": {"pageInfo": info, "nodes": nodes}}}
 
 
 def _utc(text: str) -> float:

@@ -30,6 +30,7 @@ API = "https://api.aftership.com"
 VERSION = "2024-04"
 PAGE_SIZE = 200  # the list's largest ``limit``
 TOPIC = "tracking_update"
+REPEAT = "the next page's cursor repeats an earlier one (the list would never end)"
 
 
 class HttpGet(Protocol):
@@ -72,7 +73,11 @@ class AfterShipTrackings:
         trackings, total, cursor = self._get(self.url(start, end, None))
         if most is not None and total > most:
             return None
+        cursors: set[str] = set()
         while cursor is not None:
+            if cursor in cursors:
+                raise PullFailed(f"aftership: {REPEAT}")
+            cursors.add(cursor)
             page, _, cursor = self._get(self.url(start, end, cursor))
             trackings += page
         return [self._pulled(t) for t in trackings]
@@ -103,7 +108,7 @@ class AfterShipTrackings:
                 return int(float(headers["retry-after"]))
             if headers.get("as-rate-limit-reset"):  # the epoch second the limit resets
                 return max(1, int(float(headers["as-rate-limit-reset"]) - self.clock().timestamp()))
-        except ValueError:
+        except (ValueError, OverflowError):  # junk, or "inf"
             pass
         return None
 

@@ -41,6 +41,7 @@ from shared.sources.amazon import API_ORDER
 LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # noqa: S105 (an endpoint, not a credential)
 PAGE_SIZE = 100  # MaxResultsPerPage's largest
 SETTLE = timedelta(minutes=3)  # LastUpdatedBefore must be ≥ 2 minutes ago; Amazon's data lags about 2
+REPEAT = "the next page's cursor repeats an earlier one (the list would never end)"
 
 
 class Http(Protocol):
@@ -113,6 +114,7 @@ class AmazonOrders:
         """Every order updated in the window; None when there are more than ``most``."""
         orders: list[dict[str, Any]] = []
         next_token: str | None = None
+        tokens: set[str] = set()
         while True:
             page, next_token = self._get(self.url(start, end, next_token))
             orders += page
@@ -120,6 +122,9 @@ class AmazonOrders:
                 return None
             if next_token is None:
                 return [self._pulled(o) for o in orders]
+            if next_token in tokens:
+                raise PullFailed(f"amazon: {REPEAT}")
+            tokens.add(next_token)
 
     def _get(self, url: str) -> tuple[list[dict[str, Any]], str | None]:
         response = self.http.get(url, {"x-amz-access-token": self.token(), "Accept": "application/json"}, self.timeout)

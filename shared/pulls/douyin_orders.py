@@ -34,7 +34,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, unquoted
 from shared.sources.douyin import API_ORDER
 from shared.sources.tracking import CHINA
 
@@ -116,7 +116,11 @@ class DouyinOrders:
             if not isinstance(data, dict):
                 raise PullFailed(f"douyin {method}: the answer has no data object")
             return data
-        said = "; ".join(str(document[k])[:100] for k in ("msg", "sub_code", "sub_msg") if document.get(k))
+        said = "; ".join(
+            unquoted(str(document[k]), token, self._token, self.secret)[:100]
+            for k in ("msg", "sub_code", "sub_msg")
+            if document.get(k)
+        )
         if code in THROTTLED:
             raise Throttled(f"douyin {method}: call limit (code {code}: {said})")
         if code in AUTHORISATION:
@@ -153,10 +157,16 @@ class DouyinOrders:
     def pages(self, since: datetime) -> Iterator[list[Pulled]]:
         start, number = since.replace(microsecond=0), 0
         seen: set[tuple[str, str]] = set()
+        before: list[tuple[str, str]] = []
         while True:
             orders = self.page(start, number)
             pulled = [self._pulled(o) for o in orders]
             keys = [(str(o.get("order_id")), str(o.get("update_time"))) for o in orders]
+            if number > 0 and keys == before:  # a page number that does not move on would be followed forever
+                raise PullFailed(
+                    "douyin order.searchList: the next page answered the same orders as the one before; the run stops"
+                )
+            before = keys
             fresh = [p for p, k in zip(pulled, keys, strict=True) if k not in seen]
             seen |= set(keys)
             if fresh:

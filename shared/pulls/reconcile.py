@@ -14,7 +14,9 @@ changes never fire a webhook at all. So on a schedule, per (source, tenant):
    counted and dropped; the others are admitted to the inbox with origin ``reconcile``, once per
    record content. A record that does not normalise is admitted too, so normalise quarantines it
    with the reason rather than it vanishing here;
-4. move the watermark after every page, so a run cut short (throttled, timed out) resumes there.
+4. move the watermark after every page, so a run cut short (throttled, timed out) resumes there;
+   never past the run's own ``now`` (a record dated in the future would stop every later run finding
+   anything).
 """
 
 from __future__ import annotations
@@ -110,6 +112,24 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
+def retry_after(value: str | None) -> int | None:
+    """A ``Retry-After`` header's seconds; None when absent or not a number (an HTTP date, junk): a 429
+    is throttling whatever its header says."""
+    try:
+        return max(0, int(float(value))) if value else None
+    except (ValueError, OverflowError):
+        return None
+
+
+def unquoted(text: str, *credentials: str | None) -> str:
+    """A platform's own error text for a reason, with any of the run's credentials it quotes taken out (a
+    gateway may echo the token or session it refuses; the reason is logged and kept with the dead letter)."""
+    for credential in credentials:
+        if credential:
+            text = text.replace(credential, "[a credential]")
+    return text
+
+
 class PullFailed(Exception):
     """The platform refused or failed the pull (bad credentials, 5xx, junk): retried, then dead-lettered."""
 
@@ -163,7 +183,8 @@ def run(
     """One pull of ``job``: stops after ``max_pages``, when throttled, or when less than
     ``reserve_seconds`` of the invocation would be left for another page."""
     result = RunResult(watermark=watermarks.load(job.source, job.tenant))
-    start = (result.watermark or now - timedelta(hours=job.first_lookback_hours)) - timedelta(
+    # never from the future: a watermark saved past ``now`` (see below) would make every run find nothing
+    start = min(result.watermark or now - timedelta(hours=job.first_lookback_hours), now) - timedelta(
         minutes=job.overlap_minutes
     )
     try:
@@ -188,7 +209,9 @@ def run(
                     if rejected.message is not None:
                         store_once(rejected.message, ports)
             if page:
-                newest = max(p.changed_at for p in page)
+                # a record dated ahead of now (a platform's clock, a bad date) is handed over, but the
+                # watermark stops at now: the next run asks again from there, not from the record's future
+                newest = min(max(p.changed_at for p in page), now)
                 if result.watermark is None or newest > result.watermark:
                     result.watermark = newest
                 watermarks.save(job.source, job.tenant, result.watermark, result.as_dict())

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, retry_after
 
 PAGE_SIZE = 250
 REFUND_TOPIC = "refunds/create"  # an order's refunds[] entry is that webhook's body
@@ -70,7 +70,7 @@ class ShopifyOrders:
             )
             if response.status == 429:
                 after = (response.headers or {}).get("retry-after")
-                raise Throttled("shopify: 429 Too Many Requests", int(float(after)) if after else None)
+                raise Throttled("shopify: 429 Too Many Requests", retry_after(after))
             if response.status != 200:
                 raise PullFailed(f"shopify {answered(response)}")
             yield self._page(response.text)

@@ -29,13 +29,14 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, retry_after
 from shared.pulls.windows import by_windows
 from shared.sources.stripe import TOPICS
 
 API = "https://api.stripe.com"
 PAGE_SIZE = 100  # the list's largest ``limit``
 RETENTION = timedelta(days=30)  # how long Stripe keeps events
+REPEAT = "the next page's cursor repeats an earlier one (the list would never end)"
 
 
 class HttpGet(Protocol):
@@ -83,6 +84,7 @@ class StripeEvents:
         are more than ``most``."""
         events: list[dict[str, Any]] = []
         after: str | None = None
+        asked: set[str] = set()
         while True:
             page, more = self._get(self.url(start, end, after))
             events += page
@@ -91,6 +93,9 @@ class StripeEvents:
             if not more or not page:
                 return [self._pulled(e) for e in events]
             after = str(page[-1]["id"])
+            if after in asked:  # a page seen before: starting_after would not move on
+                raise PullFailed(f"stripe: {REPEAT}")
+            asked.add(after)
 
     def _get(self, url: str) -> tuple[list[dict[str, Any]], bool]:
         """One page of events, and whether there are more (older ones)."""
@@ -98,7 +103,7 @@ class StripeEvents:
         response = self.http.get(url, {"Authorization": self.authorization}, self.timeout)
         if response.status == 429:
             after = (response.headers or {}).get("retry-after")
-            raise Throttled("stripe: 429 rate limited", int(float(after)) if after else None)
+            raise Throttled("stripe: 429 rate limited", retry_after(after))
         if response.status == 401:
             raise PullFailed(f"stripe {answered(response)}: the API key was revoked or is not a key")
         if response.status == 403:

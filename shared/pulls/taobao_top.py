@@ -41,7 +41,7 @@ from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, unquoted
 from shared.pulls.windows import by_windows
 from shared.sources.taobao import REFUND_TOPIC, TRADE_TOPIC
 from shared.sources.tracking import CHINA
@@ -157,7 +157,7 @@ class TaobaoChanges:
         if not isinstance(document, dict):
             raise PullFailed(f"taobao {api}: the answer is not a JSON object")
         if "error_response" in document:
-            raise self._error(api, document["error_response"])
+            raise self._error(api, document["error_response"], (self.session, self.secret))
         try:
             body = document[answer_key]
             total = int(body.get("total_results", 0))
@@ -170,11 +170,12 @@ class TaobaoChanges:
         return total, records
 
     @staticmethod
-    def _error(api: str, error: Any) -> Exception:
+    def _error(api: str, error: Any, credentials: tuple[str, ...] = ()) -> Exception:
         error = error if isinstance(error, dict) else {}
         code = error.get("code")
         code = int(code) if isinstance(code, int | str) and str(code).isdigit() else None
-        said = "; ".join(str(error[k]) for k in ("msg", "sub_code", "sub_msg") if error.get(k))[:300]
+        said = unquoted("; ".join(str(error[k]) for k in ("msg", "sub_code", "sub_msg") if error.get(k)), *credentials)
+        said = said[:300]
         if code in THROTTLED:
             ban = _BAN.search(str(error.get("sub_msg") or ""))
             return Throttled(f"taobao {api}: call limit (code {code}: {said})", int(ban.group(1)) if ban else None)

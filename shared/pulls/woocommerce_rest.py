@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, retry_after
 
 PER_PAGE = 100  # the REST API's largest page
 
@@ -60,17 +60,19 @@ class WooCommerceOrders:
         return f"{self.base}/wp-json/wc/v3/orders?{query}"
 
     def pages(self, since: datetime) -> Iterator[list[Pulled]]:
-        after, page = since, 1
+        # changed at or after ``since``: modified_after is exclusive, so from the second before it
+        after, page = since.replace(microsecond=0) - timedelta(seconds=1), 1
         seen: set[tuple[str, str]] = set()
+        before: list[tuple[str, str]] = []
         while True:
             orders = self._get(self.url(after, page))
             pulled = [self._pulled(o) for o in orders]
-            fresh = [
-                p
-                for p, o in zip(pulled, orders, strict=True)
-                if (str(o.get("id")), str(o.get("date_modified_gmt"))) not in seen
-            ]
-            seen |= {(str(o.get("id")), str(o.get("date_modified_gmt"))) for o in orders}
+            keys = [(str(o.get("id")), str(o.get("date_modified_gmt"))) for o in orders]
+            if page > 1 and keys == before:  # a page number that does not move on would be followed forever
+                raise PullFailed("woocommerce: the next page answered the same orders as the one before; the run stops")
+            before = keys
+            fresh = [p for p, k in zip(pulled, keys, strict=True) if k not in seen]
+            seen |= set(keys)
             if fresh:
                 yield fresh
             if len(orders) < PER_PAGE:
@@ -85,7 +87,7 @@ class WooCommerceOrders:
         response = self.http.get(url, {"Authorization": self.authorization, "Accept": "application/json"}, self.timeout)
         if response.status == 429:
             after = (response.headers or {}).get("retry-after")
-            raise Throttled("woocommerce: 429 Too Many Requests", int(float(after)) if after else None)
+            raise Throttled("woocommerce: 429 Too Many Requests", retry_after(after))
         if response.status in (401, 403):
             raise PullFailed(f"woocommerce {answered(response)}: the REST API key was revoked or cannot read orders")
         if response.status != 200:

@@ -27,11 +27,12 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, retry_after
 from shared.sources.zendesk import EXPORT_TOPIC
 
 PER_PAGE = 1000  # the export's largest page
 NEWEST_START = timedelta(minutes=1)  # Zendesk refuses a start_time less than a minute ago
+REPEAT = "the next page's cursor repeats an earlier one (the list would never end)"
 
 
 class HttpGet(Protocol):
@@ -73,7 +74,7 @@ class ZendeskTickets:
         return f"{self.base}/api/v2/incremental/tickets/cursor.json?{query}"
 
     def pages(self, since: datetime) -> Iterator[list[Pulled]]:
-        url = self.first_url(since)
+        url, cursors = self.first_url(since), set[str]()
         while True:
             tickets, cursor, end = self._get(url)
             page = [self._pulled(t) for t in tickets if t.get("status") != "deleted"]
@@ -81,6 +82,9 @@ class ZendeskTickets:
                 yield page
             if end or not cursor or not tickets:
                 return
+            if cursor in cursors:  # a page of deleted tickets only would be asked for again and again
+                raise PullFailed(f"zendesk: {REPEAT}")
+            cursors.add(cursor)
             url = self.next_url(cursor)
 
     def _get(self, url: str) -> tuple[list[dict[str, Any]], str | None, bool]:
@@ -88,7 +92,7 @@ class ZendeskTickets:
         response = self.http.get(url, {"Authorization": self.authorization, "Accept": "application/json"}, self.timeout)
         if response.status == 429:
             after = (response.headers or {}).get("retry-after")
-            raise Throttled("zendesk: 429 rate limited (the export allows 10 requests a minute)", _seconds(after))
+            raise Throttled("zendesk: 429 rate limited (the export allows 10 requests a minute)", retry_after(after))
         if response.status in (401, 403):
             raise PullFailed(f"zendesk {answered(response)}: the token was revoked, or its agent cannot read tickets")
         if response.status != 200:
@@ -113,10 +117,3 @@ class ZendeskTickets:
             raise PullFailed(f"zendesk: a ticket without a usable updated_at ({type(exc).__name__})") from exc
         text = json.dumps(ticket, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return Pulled(changed, text, EXPORT_TOPIC)
-
-
-def _seconds(value: str | None) -> int | None:
-    try:
-        return int(float(value)) if value else None
-    except ValueError:
-        return None

@@ -128,7 +128,8 @@ class Shopify(JsonSource):
                 return [observation(self.name, message, "shipment", shipment.shipment_id, shipment, at)]
             if message.topic in RETURN_TOPICS:
                 case = _return(message.topic, payload)
-                at = _triggered_at(message)
+                # a pulled return carries its order's change time; a webhook's clock is its trigger time
+                at = payload.get("updated_at") or _triggered_at(message)
                 return [observation(self.name, message, "after_sales_case", f"shopify:return:{case.case_id}", case, at)]
             if message.topic == "orders/edited":
                 edited = _order_edit(payload["order_edit"])

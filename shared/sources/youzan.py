@@ -54,9 +54,11 @@ YOUZAN_TEST = re.compile(rb'"test"\s*:\s*true\b')
 
 
 YOUZAN_TEST_MAX_BYTES = 2048
-# A trade as youzan.trades.sold.get lists it (pulled by reconciliation, shared/pulls/youzan_trades.py):
-# ``{"order_info": {"tid", "status", "update_time", …}, "pay_info": {"payment"}}``
+# A trade as youzan.trades.sold.get lists it and a refund as youzan.trade.refund.search does (pulled by
+# reconciliation, shared/pulls/youzan_cloud.py): ``{"order_info": {"tid", "status", "update_time", …},
+# "pay_info": {"payment"}}``; ``{"refund_id", "tid", "status", "return_goods", "refund_fee", "modified"}``
 API_TRADE = "api:trade"
+API_REFUND = "api:refund"
 
 
 class YouzanMaps(BaseModel):
@@ -103,6 +105,8 @@ class Youzan(JsonSource):
     def normalise(self, message: InboxMessage, payload: Any) -> list[ObservedEntity]:
         if message.topic == API_TRADE:
             return [self._listed(message, payload)]
+        if message.topic == API_REFUND:
+            return [self._listed_refund(message, payload)]
         try:
             msg = wire.loads(unquote_plus(payload["msg"]), "msg")
             at = epoch_time(payload["version"]) if payload.get("version") else china_time(msg["update_time"])
@@ -160,3 +164,18 @@ class Youzan(JsonSource):
             return observation(self.name, message, "order", f"youzan:{order.order_id}", order, at)
         except MESSAGE_ERRORS as exc:
             raise NormalisationError(self.name, f"a listed trade is not usable: {describe_error(exc)}") from exc
+
+    def _listed_refund(self, message: InboxMessage, refund: Any) -> ObservedEntity:
+        """A listed refund: the case its TRADE_ORDER_REFUND push would give (a return when goods come back)."""
+        try:
+            case = AfterSalesCase(
+                case_id=str(refund["refund_id"]),
+                kind="return" if refund.get("return_goods") else "refund",
+                status=youzan_maps().refund_status[refund["status"]],
+                order_id=str(refund["tid"]),
+                amount=Money(amount=Decimal(str(refund["refund_fee"])), currency="CNY"),
+            )
+            at = china_time(refund["modified"])
+            return observation(self.name, message, "after_sales_case", f"youzan:{case.case_id}", case, at)
+        except MESSAGE_ERRORS as exc:
+            raise NormalisationError(self.name, f"a listed refund is not usable: {describe_error(exc)}") from exc

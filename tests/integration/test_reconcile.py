@@ -155,3 +155,58 @@ def test_a_refund_whose_webhook_was_lost_comes_in_with_its_order_and_a_shipment_
 
     second = run_reconcile(stack)  # the same three again: all known now
     assert {k: second[k] for k in ("pulled", "known", "missed")} == {"pulled": 3, "known": 3, "missed": 0}
+
+
+def test_a_return_whose_webhook_was_lost_is_found_through_graphql_and_lands_once(
+    stack: Stack, shopify_secret: str
+) -> None:
+    stack.post(signed("shopify_orders_create", shopify_secret))
+    stack.run_until_quiet()
+    store = DynamoStateStore(stack.resources.refs.state_table)
+    # the customer asked to return a filter; the returns/request webhook never came
+    node = {
+        "id": "gid://shopify/Return/945000954",
+        "name": "#1001-R1",
+        "status": "REQUESTED",
+        "decline": None,
+        "returnLineItems": {
+            "nodes": [
+                {
+                    "id": "gid://shopify/ReturnLineItem/61440983",
+                    "quantity": 1,
+                    "processedQuantity": 0,
+                    "returnReason": "DEFECTIVE",
+                    "fulfillmentLineItem": {
+                        "lineItem": {
+                            "id": "gid://shopify/LineItem/141249953214522974",
+                            "sku": "FILTER-X1",
+                            "title": "Filter",
+                        }
+                    },
+                }
+            ]
+        },
+        "exchangeLineItems": {"nodes": []},
+    }
+    stack.shop.put({**LIVE, "updated_at": at(30), "returns": [node]})
+
+    first = run_reconcile(stack)
+    assert {k: first[k] for k in ("pulled", "known", "missed", "unusable")} == {
+        "pulled": 2,
+        "known": 1,
+        "missed": 1,
+        "unusable": 0,
+    }
+    case, _ = store.load("demo", "after_sales_case", "shopify:return:945000954")
+    assert case is not None
+    assert (case.fields["kind"], case.fields["status"], case.fields["order_id"]) == (
+        "return",
+        "requested",
+        str(LIVE["id"]),
+    )
+    assert case.fields["reason"] == "defective"
+
+    second = run_reconcile(stack)
+    assert {k: second[k] for k in ("pulled", "known", "missed")} == {"pulled": 2, "known": 2, "missed": 0}
+    again, _ = store.load("demo", "after_sales_case", "shopify:return:945000954")
+    assert again is not None and again.version == case.version

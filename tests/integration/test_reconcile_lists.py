@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -18,7 +19,16 @@ import boto3
 import pytest
 
 from infra.sandbox.samples import load_sample, signed
+from shared.adapters.idempotency import AdmissionLedger
+from shared.adapters.s3 import S3Archive
+from shared.adapters.sqs import SqsQueue
 from shared.adapters.state_store import DynamoStateStore
+from shared.adapters.watermarks import ReconcileWatermarks
+from shared.intake.ingest import StorePorts
+from shared.pulls import reconcile
+from shared.pulls.reconcile import ReconcileJob
+from shared.pulls.stripe_events import StripeEvents
+from shared.state.policy import default_policy
 from tests.integration.conftest import Stack
 
 
@@ -243,3 +253,42 @@ def test_an_amazon_order_no_notification_brought_is_pulled_in_once_and_one_that_
     assert (state.fields["channel"], state.fields["fulfillment_status"]) == ("amazon", "fulfilled")
     after, _ = store.load("demo", "order", f"amazon:{change['AmazonOrderId']}")
     assert after is not None and after.version == before.version
+
+
+def test_two_concurrent_runs_of_one_pull_admit_the_missed_record_once(
+    stack: Stack, sandbox_secrets: dict[str, Any]
+) -> None:
+    # the schedule's message and an operator's `aftersync reconcile` at the same moment (or SQS giving one
+    # message to two invocations): both list the missed refund, one admits it, the other finds it admitted
+    _, _, missed = stripe_records()
+    stack.lists["stripe"].put(missed)
+    refs = stack.resources.refs
+    job = ReconcileJob.model_validate({"source": "stripe", "tenant": "demo"})
+    key = sandbox_secrets["pull"]["stripe"]["demo"]["api_key"]
+    store = DynamoStateStore(refs.state_table)
+    copies = 2
+    start = threading.Barrier(copies)
+    results: list[dict[str, int]] = []
+
+    def pull() -> None:
+        ports = StorePorts(
+            archive=S3Archive(refs.archive_bucket),
+            inbox=SqsQueue(stack.resources.queue_urls["inbox"]),
+            once=AdmissionLedger(refs.idempotency_table, 3600),
+        )
+        pager = StripeEvents(job, {"api_key": key}, stack.lists["stripe"])
+        start.wait()
+        now = datetime.now(UTC)
+        marks = ReconcileWatermarks(refs.state_table)
+        results.append(reconcile.run(job, pager, marks, store.load_states, default_policy(), ports, now).as_dict())
+
+    threads = [threading.Thread(target=pull) for _ in range(copies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted((r["pulled"], r["missed"], r["already_admitted"]) for r in results) == [(1, 0, 1), (1, 1, 0)]
+    assert stack.depth("inbox") == 1
+    stack.run_until_quiet()
+    state, _ = store.load("demo", "after_sales_case", "stripe:re_pulled_only")
+    assert state is not None and state.version == 1

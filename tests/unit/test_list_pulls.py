@@ -9,6 +9,7 @@ import copy
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus, urlsplit
@@ -23,7 +24,7 @@ from shared.pulls.amazon_orders import AmazonOrders
 from shared.pulls.douyin_orders import DouyinOrders
 from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
 from shared.pulls.stripe_events import StripeEvents
-from shared.pulls.youzan_trades import YouzanTrades
+from shared.pulls.youzan_cloud import YouzanChanges
 from shared.pulls.zendesk_export import ZendeskTickets
 from shared.sources import NORMALISERS, get_source
 from shared.sources.base import Delivery
@@ -531,8 +532,8 @@ def youzan_trade(n: int, updated: datetime, status: str = "WAIT_SELLER_SEND_GOOD
     return {"full_order_info": {"order_info": info, "pay_info": {"payment": "299.00"}}}
 
 
-def youzan(fake: FakeYouzan, **extra: Any) -> YouzanTrades:
-    return YouzanTrades(job("youzan", **extra), YOUZAN, fake, clock=lambda: NOW)
+def youzan(fake: FakeYouzan, **extra: Any) -> YouzanChanges:
+    return YouzanChanges(job("youzan", **extra), YOUZAN, fake, clock=lambda: NOW)
 
 
 def test_youzan_reads_each_window_from_its_last_page_back_so_a_trade_moving_up_is_not_skipped() -> None:
@@ -541,15 +542,16 @@ def test_youzan_reads_each_window_from_its_last_page_back_so_a_trade_moving_up_i
     fake.put(*(youzan_trade(n, NOW - timedelta(minutes=59) + timedelta(seconds=10 * n)) for n in range(250)))
 
     def edit(call: int) -> None:
-        if call == 3:  # after the last page was read: trade 200 (page 1) leaves the window, all move up one
+        if call == 4:  # after the last page was read: trade 200 (page 1) leaves the window, all move up one
             fake.put(youzan_trade(200, NOW + timedelta(minutes=1), status="WAIT_BUYER_CONFIRM_GOODS"))
 
     fake.before_page = edit
     pages = drain(youzan(fake).pages(NOW - timedelta(hours=1)))
     tids = [json.loads(p.text)["order_info"]["tid"] for page in pages for p in page]
     assert tids == [f"E2026112110{n:014d}" for n in range(250)]  # each once, oldest update first
-    assert [q["page_no"] for q in fake.requests] == [["1"], ["3"], ["2"], ["1"]]
-    assert fake.requests[0]["start_update"] == ["2026-11-21 19:00:00"]  # China time
+    trade_calls = [q for q in fake.requests if q["api"] == ["youzan.trades.sold.get"]]
+    assert [q["page_no"] for q in trade_calls] == [["1"], ["3"], ["2"], ["1"]]
+    assert trade_calls[0]["start_update"] == ["2026-11-21 19:00:00"]  # China time
     assert len(fake.tokens) == 1 and {p.topic for page in pages for p in page} == {"api:trade"}
 
 
@@ -559,7 +561,7 @@ def test_youzan_throttle_and_token_codes_and_a_wrong_secret() -> None:
     with pytest.raises(Throttled, match=r"call limit \(code 4004"):
         drain(youzan(fake).pages(NOW - timedelta(minutes=30)))
     fake.throttle_code = None
-    wrong = YouzanTrades(job("youzan"), {**YOUZAN, "client_secret": "leaked?"}, fake, clock=lambda: NOW)
+    wrong = YouzanChanges(job("youzan"), {**YOUZAN, "client_secret": "leaked?"}, fake, clock=lambda: NOW)
     with pytest.raises(PullFailed, match=r"youzan auth/token: error \(code 4001") as e:
         drain(wrong.pages(NOW - timedelta(minutes=30)))
     assert "leaked" not in str(e.value) and "yz-secret" not in str(e.value)
@@ -584,3 +586,199 @@ def test_a_listed_youzan_trade_normalises_as_its_push_does() -> None:
         pushed.entity,
         pushed.occurred_at,
     )
+
+
+def youzan_refund(n: int, updated: datetime, status: str = "WAIT_SELLER_AGREE", goods: bool = False) -> dict[str, Any]:
+    china = timezone(timedelta(hours=8))
+    return {
+        "refund_id": f"2026112110300000{n:08d}",
+        "tid": f"E2026112110{n:014d}",
+        "kdt_id": 91234567,
+        "status": status,
+        "return_goods": goods,
+        "reason": 11,
+        "refund_fee": "99.00",
+        "created": (NOW - timedelta(hours=3, seconds=-n)).astimezone(china).strftime("%Y-%m-%d %H:%M:%S"),
+        "modified": updated.astimezone(china).strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def test_youzan_refunds_are_searched_by_epoch_seconds_and_handed_over_with_the_trades_oldest_first() -> None:
+    fake = FakeYouzan(**YOUZAN)
+    fake.put(youzan_trade(1, NOW - timedelta(minutes=30)))
+    fake.put(youzan_refund(1, NOW - timedelta(minutes=20), status="SUCCESS", goods=True))
+    fake.put(youzan_refund(2, NOW - timedelta(minutes=40)))
+    [page] = drain(youzan(fake).pages(NOW - timedelta(hours=1)))
+    assert [(p.topic, p.changed_at) for p in page] == [
+        ("api:refund", NOW - timedelta(minutes=40)),
+        ("api:trade", NOW - timedelta(minutes=30)),
+        ("api:refund", NOW - timedelta(minutes=20)),
+    ]
+    [refunds] = [q for q in fake.requests if q["api"] == ["youzan.trade.refund.search"]]
+    assert (refunds["update_time_start"], refunds["update_time_end"]) == (
+        [str(int((NOW - timedelta(hours=1)).timestamp()))],
+        [str(int(NOW.timestamp()))],
+    )
+    [case] = normalised("youzan", page[2])
+    assert (case.entity_id, case.entity.kind, case.entity.status, str(case.entity.amount.amount)) == (
+        "youzan:202611211030000000000001",
+        "return",
+        "refunded",
+        "99.00",
+    )
+
+
+@pytest.mark.parametrize("source", ["stripe", "zendesk", "aftership", "amazon", "douyin", "youzan"])
+def test_a_platform_with_nothing_changed_gives_no_page_and_no_error(source: str) -> None:
+    pagers = {
+        "stripe": lambda: stripe(FakeStripe(STRIPE_KEY)),
+        "zendesk": lambda: zendesk(FakeZendesk(**ZENDESK, clock=lambda: NOW)),
+        "aftership": lambda: aftership(FakeAfterShip(AFTERSHIP_KEY)),
+        "amazon": lambda: amazon(FakeAmazon(**LWA, clock=lambda: NOW)),
+        "douyin": lambda: douyin(FakeDouyin(**DOUDIAN, clock=lambda: NOW)),
+        "youzan": lambda: youzan(FakeYouzan(**YOUZAN)),
+    }
+    assert drain(pagers[source]().pages(NOW - timedelta(hours=2))) == []
+
+
+def test_youzan_refunds_past_its_3000_deep_limit_in_one_minute_are_read_by_smaller_windows_not_lost() -> None:
+    fake = FakeYouzan(**YOUZAN)
+    start = NOW - timedelta(minutes=10)
+    # a bulk refund: 3,100 refunds modified within one minute (about 52 a second), more than the search lists
+    fake.put(*(youzan_refund(n, start + timedelta(seconds=n * 60 // 3100)) for n in range(3100)))
+    pages = drain(youzan(fake, max_pages=100).pages(start))
+    ids = [json.loads(p.text)["refund_id"] for page in pages for p in page]
+    assert sorted(ids) == sorted(f"2026112110300000{n:08d}" for n in range(3100)) and len(ids) == 3100
+    refund_calls = [q for q in fake.requests if q["api"] == ["youzan.trade.refund.search"]]
+    assert all(int(q["page_no"][0]) * 100 <= 3000 for q in refund_calls)  # never asked past the limit
+
+
+def test_youzan_fails_a_second_holding_more_than_its_lists_give_rather_than_skip_the_rest() -> None:
+    fake = FakeYouzan(**YOUZAN)
+    at = NOW - timedelta(minutes=5)
+    fake.put(*(youzan_refund(n, at) for n in range(3001)))  # one second: no smaller window to read
+    # (the smallest window, [19:54:59, 19:55:00], holds them: both its bounds are included)
+    with pytest.raises(PullFailed, match=r"^youzan: more than 3000 changes in one second from 2026-11-21 19:54:59;"):
+        drain(youzan(fake, max_pages=100).pages(NOW - timedelta(minutes=10)))
+
+
+# --- hostile answers: a cursor that does not move, a Retry-After that is not a number ---------------
+
+
+@dataclass
+class Answer:
+    status: int
+    text: str
+    headers: dict[str, str]
+
+
+class Scripted:
+    """A platform that answers every list call with the same page (its cursor never moves), and the LWA
+    token call with a token; more than 20 calls means the pager is looping."""
+
+    def __init__(self, page: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> None:
+        self.page, self.status, self.headers, self.calls = page, status, headers or {}, 0
+
+    def _answer(self, url: str) -> Answer:
+        self.calls += 1
+        assert self.calls <= 20, "the pager keeps asking for the same page"
+        if url.endswith("/auth/o2/token"):
+            return Answer(200, json.dumps({"access_token": "Atza|x"}), {})
+        return Answer(self.status, json.dumps(self.page), self.headers)
+
+    def get(self, url: str, headers: dict[str, str], timeout: float) -> Answer:
+        return self._answer(url)
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
+        return self._answer(url)
+
+
+def stuck_pager(source: str) -> tuple[Any, Scripted]:
+    if source == "zendesk":  # only deleted tickets: nothing to hand over, and the same cursor again
+        http = Scripted({"tickets": [ticket(1, NOW - timedelta(hours=1), "deleted")], "after_cursor": "MTU3"})
+        return ZendeskTickets(job("zendesk", url="https://acme.zendesk.com"), ZENDESK, http, clock=lambda: NOW), http
+    if source == "aftership":
+        pagination = {"total": 1, "has_next_page": True, "next_cursor": "eyJpZCI6MX0"}
+        trackings = [tracking(1, NOW - timedelta(minutes=30))]
+        http = Scripted({"meta": {"code": 200}, "data": {"pagination": pagination, "trackings": trackings}})
+        return AfterShipTrackings(job("aftership"), {"api_key": AFTERSHIP_KEY}, http, clock=lambda: NOW), http
+    if source == "amazon":
+        order = {"AmazonOrderId": "302-1", "OrderStatus": "Shipped", "LastUpdateDate": "2026-11-21T11:30:00Z"}
+        http = Scripted({"payload": {"Orders": [order], "NextToken": "Ab1"}})
+        amazon_job = job("amazon", url="https://sellingpartnerapi-eu.amazon.com", marketplace_ids=["A1PA6795UKMFR9"])
+        return AmazonOrders(amazon_job, LWA, http, clock=lambda: NOW), http
+    http = Scripted({"data": [event(1, NOW - timedelta(minutes=30))], "has_more": True})
+    return StripeEvents(job("stripe"), {"api_key": STRIPE_KEY}, http, clock=lambda: NOW), http
+
+
+@pytest.mark.parametrize("source", ["zendesk", "aftership", "amazon", "stripe"])
+def test_a_next_page_cursor_that_does_not_move_fails_the_pull_instead_of_looping(source: str) -> None:
+    pager, http = stuck_pager(source)
+    with pytest.raises(PullFailed, match=rf"^{source}: the next page's cursor repeats an earlier one") as failed:
+        drain(pager.pages(NOW - timedelta(hours=1)))
+    assert http.calls == (3 if source == "amazon" else 2)  # (Amazon's first call is LWA's)
+    assert not any(c in str(failed.value) for c in ("MTU3", "eyJpZCI6MX0", "Ab1", "evt_"))
+
+
+@pytest.mark.parametrize("source", ["stripe", "zendesk", "aftership"])
+@pytest.mark.parametrize("header", ["soon", "Thu, 03 Dec 2026 21:30:00 GMT", "inf", "nan"])
+def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling(source: str, header: str) -> None:
+    names = {"aftership": "as-rate-limit-reset"}
+    http = Scripted(
+        {"error": {"type": "rate_limit_error"}}, status=429, headers={names.get(source, "retry-after"): header}
+    )
+    pagers = {
+        "stripe": lambda: StripeEvents(job("stripe"), {"api_key": STRIPE_KEY}, http, clock=lambda: NOW),
+        "zendesk": lambda: ZendeskTickets(
+            job("zendesk", url="https://acme.zendesk.com"), ZENDESK, http, clock=lambda: NOW
+        ),
+        "aftership": lambda: AfterShipTrackings(job("aftership"), {"api_key": AFTERSHIP_KEY}, http, clock=lambda: NOW),
+    }
+    with pytest.raises(Throttled) as throttled:
+        drain(pagers[source]().pages(NOW - timedelta(hours=1)))
+    assert throttled.value.retry_after is None
+
+
+def test_douyin_fails_a_pull_whose_next_page_number_answers_the_same_page_instead_of_looping() -> None:
+    orders = [douyin_order(n, NOW - timedelta(minutes=30)) for n in range(100)]  # one second, a full page
+
+    class SamePage(Scripted):
+        def _answer(self, url: str) -> Answer:
+            self.calls += 1
+            assert self.calls <= 20, "the pager keeps asking for the same page"
+            if "/token/create" in url:
+                return Answer(200, json.dumps({"code": 10000, "data": {"access_token": "dy-token"}}), {})
+            data = {"shop_order_list": orders, "total": 100_000, "page": 0, "size": 100}
+            return Answer(200, json.dumps({"code": 10000, "data": data}), {})
+
+    http = SamePage({})
+    pages = DouyinOrders(job("douyin"), DOUDIAN, http, clock=lambda: NOW).pages(NOW - timedelta(hours=1))
+    assert len(next(pages)) == 100
+    with pytest.raises(PullFailed, match=r"^douyin order.searchList: the next page answered the same orders"):
+        next(pages)
+    assert http.calls == 4  # the token, page 0, page 0 from the newest second (the same, rightly), page 1
+
+
+def test_a_douyin_or_youzan_error_echoing_the_token_or_secret_keeps_neither_in_the_reason() -> None:
+    class Echoing(Scripted):
+        def _answer(self, url: str) -> Answer:
+            self.calls += 1
+            if "/token/create" in url:
+                return Answer(200, json.dumps({"code": 10000, "data": {"access_token": "dy-token-8f3a"}}), {})
+            if url.endswith("/auth/token"):
+                data = {"access_token": "yz-token-77c1"}
+                return Answer(200, json.dumps({"success": True, "code": 200, "data": data}), {})
+            if "access_token=yz-token" in url:  # Youzan: the gateway quotes the token it refuses
+                said = "access_token yz-token-77c1 expired for client yz-secret"
+                return Answer(200, json.dumps({"gw_err_resp": {"err_code": 4203, "err_msg": said}}), {})
+            said = "access_token dy-token-8f3a expired; signed with doudian-secret"
+            return Answer(200, json.dumps({"code": 30001, "msg": said, "sub_code": "isv.access-token-expired"}), {})
+
+    douyin_pager = DouyinOrders(job("douyin"), DOUDIAN, Echoing({}), clock=lambda: NOW)
+    with pytest.raises(PullFailed, match=r"code 30001: access_token \[a credential\] expired") as failed:
+        drain(douyin_pager.pages(NOW - timedelta(hours=1)))
+    assert "dy-token-8f3a" not in str(failed.value) and DOUDIAN["app_secret"] not in str(failed.value)
+    youzan_pager = YouzanChanges(job("youzan"), YOUZAN, Echoing({}), clock=lambda: NOW)
+    with pytest.raises(PullFailed, match=r"code 4203: access_token \[a credential\] expired") as failed:
+        drain(youzan_pager.pages(NOW - timedelta(hours=1)))
+    assert "yz-token-77c1" not in str(failed.value) and YOUZAN["client_secret"] not in str(failed.value)

@@ -205,6 +205,24 @@ def test_time_running_out_or_throttling_ends_the_run_early_with_its_progress_kep
     )
 
 
+def test_a_record_dated_in_the_future_is_handed_over_but_never_moves_the_watermark_past_now() -> None:
+    # a platform's clock ahead, or a plugin writing a bad date: were the watermark to follow it to 2099,
+    # every later run would ask from 2099 and find nothing again, silently
+    a, b = records()[:2]
+    store, queue = ports()
+    marks = Watermarks(NOW - timedelta(hours=1))
+    future = Pulled(datetime(2099, 1, 1, tzinfo=UTC), json.dumps({**b, "updated_at": "2099-01-01T00:00:00+00:00"}))
+    result = run(JOB, Pages([[pulled(30, a), future]]), marks, NOTHING, default_policy(), store, NOW)
+    assert (result.missed, len(queue.messages)) == (2, 2)
+    assert marks.value == result.watermark == NOW
+    later = Pages([[pulled(5, a)]])
+    run(JOB, later, marks, NOTHING, default_policy(), store, NOW + timedelta(minutes=15))
+    assert later.since == [NOW - timedelta(minutes=10)]
+    stuck = Pages([])  # a watermark an earlier run had already saved in the future asks from now
+    run(JOB, stuck, Watermarks(datetime(2099, 1, 1, tzinfo=UTC)), NOTHING, default_policy(), store, NOW)
+    assert stuck.since == [NOW - timedelta(minutes=10)]
+
+
 def test_a_record_that_does_not_normalise_is_admitted_for_quarantine_not_dropped() -> None:
     store, queue = ports()
     junk = Pulled(NOW, json.dumps({"id": 7, "updated_at": NOW.isoformat(), "line_items": "?"}))

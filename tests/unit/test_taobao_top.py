@@ -300,3 +300,21 @@ def test_a_record_whose_modified_is_not_a_time_fails_the_run_naming_the_field_no
     with pytest.raises(PullFailed, match=r"a taobao.trade record without a usable 'modified' \(ValueError\)") as e:
         list(changes.pages(NOW.astimezone(UTC) - timedelta(minutes=30)))
     assert "13800138000" not in str(e.value)
+
+
+def test_an_error_whose_text_echoes_the_session_or_secret_keeps_neither_in_the_reason() -> None:
+    # a gateway that quotes what it was sent back in its sub_msg: the reason is kept in the DLQ and logged
+    class Echoing:
+        def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
+            said = (
+                f"session {CREDENTIALS['session']} of app {CREDENTIALS['app_key']} signed {CREDENTIALS['app_secret']}"
+            )
+            error = {"code": 27, "msg": "Invalid session", "sub_code": "invalid-sessionkey", "sub_msg": said}
+            return Answer(200, json.dumps({"error_response": error}), {})
+
+    changes = TaobaoChanges(job(), CREDENTIALS, Echoing(), clock=lambda: NOW)
+    with pytest.raises(
+        PullFailed, match=r"code 27: Invalid session; invalid-sessionkey; session \[a credential\]"
+    ) as failure:
+        list(changes.pages(NOW.astimezone(UTC) - timedelta(minutes=30)))
+    assert CREDENTIALS["session"] not in str(failure.value) and CREDENTIALS["app_secret"] not in str(failure.value)

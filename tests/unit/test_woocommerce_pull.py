@@ -71,7 +71,7 @@ def test_orders_come_oldest_change_first_keyed_by_the_newest_change_got() -> Non
     assert [len(p) for p in pages] == [100, 99, 51]  # each page after the first re-reads its newest second
     # page 1 each time, from one second before the newest change the last page had
     assert woo.requests == [
-        ("2026-11-21T09:59:00", 1),
+        ("2026-11-21T09:58:59", 1),
         ("2026-11-21T10:16:29", 1),
         ("2026-11-21T10:32:59", 1),
     ]
@@ -99,7 +99,7 @@ def test_a_bulk_edit_of_one_second_is_followed_page_by_page() -> None:
     woo.put(*(order(3000 + n, T0) for n in range(PER_PAGE + 30)))  # 130 orders in one second
     changes, _ = pager(woo)
     assert sorted(ids(list(changes.pages(T0 - timedelta(minutes=1))))) == list(range(3000, 3130))
-    assert woo.requests == [("2026-11-21T09:59:00", 1), ("2026-11-21T09:59:59", 1), ("2026-11-21T09:59:59", 2)]
+    assert woo.requests == [("2026-11-21T09:58:59", 1), ("2026-11-21T09:59:59", 1), ("2026-11-21T09:59:59", 2)]
 
 
 def test_an_empty_list_yields_nothing() -> None:
@@ -138,3 +138,43 @@ def test_an_order_whose_modification_time_is_not_a_time_fails_naming_the_field_n
     with pytest.raises(PullFailed, match=r"an order without a usable date_modified_gmt \(ValueError\)") as failure:
         list(changes.pages(T0 - timedelta(minutes=1)))
     assert "13800138000" not in str(failure.value)
+
+
+def test_an_order_modified_in_the_very_second_asked_from_is_handed_over() -> None:
+    # the pager's contract is "changed at or after since"; modified_after is exclusive, so the pager asks
+    # from the second before (a run with overlap_minutes 0 starts at the watermark: its second's other
+    # orders, cut off by max_pages, must come next run)
+    woo = FakeWoo(**CREDENTIALS)
+    woo.put(order(1, T0 - timedelta(seconds=1)), order(2, T0), order(3, T0 + timedelta(seconds=1)))
+    changes, _ = pager(woo)
+    assert ids(list(changes.pages(T0))) == [2, 3]
+    assert woo.requests[-1] == ("2026-11-21T09:59:59", 1)
+
+
+def test_a_429_whose_retry_after_is_not_a_number_is_still_throttling() -> None:
+    class NotANumber(InProcess):
+        def get(self, url: str, headers: dict[str, str], timeout: float) -> Answer:
+            return Answer(429, "{}", {"retry-after": "Thu, 03 Dec 2026 21:30:00 GMT"})
+
+    job = ReconcileJob.model_validate({"source": "woocommerce", "tenant": "demo", "url": "https://shop.example.com"})
+    with pytest.raises(Throttled) as throttled:
+        list(WooCommerceOrders(job, CREDENTIALS, NotANumber(FakeWoo(**CREDENTIALS))).pages(T0))
+    assert throttled.value.retry_after is None
+
+
+def test_a_next_page_answering_the_same_orders_fails_the_pull_instead_of_looping() -> None:
+    page = [order(1000 + n, T0) for n in range(PER_PAGE)]  # one second: followed by page number
+
+    class SamePage(InProcess):
+        def get(self, url: str, headers: dict[str, str], timeout: float) -> Answer:
+            self.urls.append(url)
+            assert len(self.urls) <= 20, "the pager keeps asking for the same page"
+            return Answer(200, json.dumps(page), {})
+
+    job = ReconcileJob.model_validate({"source": "woocommerce", "tenant": "demo", "url": "https://shop.example.com"})
+    http = SamePage(FakeWoo(**CREDENTIALS))
+    pages = WooCommerceOrders(job, CREDENTIALS, http).pages(T0 - timedelta(minutes=1))
+    assert len(next(pages)) == PER_PAGE
+    with pytest.raises(PullFailed, match=r"^woocommerce: the next page answered the same orders"):
+        next(pages)
+    assert len(http.urls) == 3  # page 1, page 1 from the newest second (the same orders, rightly), page 2
