@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, iso_time
 from shared.pulls.windows import by_windows
 
 API = "https://api.aftership.com"
@@ -115,10 +115,7 @@ class AfterShipTrackings:
     @staticmethod
     def _pulled(tracking: dict[str, Any]) -> Pulled:
         try:
-            changed = datetime.fromisoformat(str(tracking["updated_at"]).replace("Z", "+00:00"))
-            if changed.tzinfo is None:
-                raise ValueError("no time zone")
+            changed = iso_time(tracking["updated_at"])
         except (KeyError, ValueError) as exc:
             raise PullFailed(f"aftership: a tracking without a usable updated_at ({type(exc).__name__})") from exc
-        text = json.dumps({"event": TOPIC, "msg": tracking}, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return Pulled(changed, text, TOPIC)
+        return Pulled.of(changed, {"event": TOPIC, "msg": tracking}, TOPIC)

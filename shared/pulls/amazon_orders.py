@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, iso_time
 from shared.pulls.windows import by_windows
 from shared.sources.amazon import API_ORDER
 
@@ -150,9 +150,7 @@ class AmazonOrders:
     @staticmethod
     def _pulled(order: dict[str, Any]) -> Pulled:
         try:
-            changed = datetime.fromisoformat(str(order["LastUpdateDate"]).replace("Z", "+00:00"))
-            if changed.tzinfo is None:
-                raise ValueError("no time zone")
+            changed = iso_time(order["LastUpdateDate"])
         except (KeyError, ValueError) as exc:
             raise PullFailed(f"amazon: an order without a usable LastUpdateDate ({type(exc).__name__})") from exc
-        return Pulled(changed, json.dumps(order, sort_keys=True, separators=(",", ":"), ensure_ascii=False), API_ORDER)
+        return Pulled.of(changed, order, API_ORDER)

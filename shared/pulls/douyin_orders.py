@@ -185,4 +185,4 @@ class DouyinOrders:
             changed = datetime.fromtimestamp(int(order["update_time"]), UTC)
         except (KeyError, ValueError, TypeError, OverflowError) as exc:
             raise PullFailed(f"douyin: an order without a usable update_time ({type(exc).__name__})") from exc
-        return Pulled(changed, json.dumps(order, sort_keys=True, separators=(",", ":"), ensure_ascii=False), API_ORDER)
+        return Pulled.of(changed, order, API_ORDER)

@@ -21,10 +21,11 @@ changes never fire a webhook at all. So on a schedule, per (source, tenant):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
@@ -102,6 +103,22 @@ class Pulled:
     changed_at: datetime
     text: str  # the record as the platform sent it (JSON)
     topic: str | None = None  # None: the source's TOPICS entry
+
+    @classmethod
+    def of(cls, changed_at: datetime, record: Any, topic: str | None = None) -> Pulled:
+        """A record as its canonical JSON (keys sorted, compact, UTF-8 kept): the same record is the same
+        text, so the same admission key, whichever page or run brought it."""
+        text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return cls(changed_at, text, topic)
+
+
+def iso_time(value: Any) -> datetime:
+    """An ISO 8601 time with its offset (``Z`` taken as UTC); ValueError for one without an offset (a
+    platform's clock we cannot place)."""
+    at = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if at.tzinfo is None:
+        raise ValueError("no time zone")
+    return at
 
 
 class Throttled(Exception):

@@ -87,17 +87,13 @@ class ShopifyOrders:
                 changed = datetime.fromisoformat(order["updated_at"])
                 if changed.tzinfo is None:
                     raise ValueError("an updated_at without a UTC offset")
-                pulled.append(Pulled(changed, _text(order)))
-                pulled += [Pulled(changed, _text(r), REFUND_TOPIC) for r in order.get("refunds") or []]
+                pulled.append(Pulled.of(changed, order))
+                pulled += [Pulled.of(changed, r, REFUND_TOPIC) for r in order.get("refunds") or []]
                 pulled += [
-                    Pulled(changed, _text(f), FULFILLMENT_TOPIC)
+                    Pulled.of(changed, f, FULFILLMENT_TOPIC)
                     for f in order.get("fulfillments") or []
                     if f.get("tracking_number") or f.get("tracking_numbers")
                 ]
             return pulled
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise PullFailed(f"shopify: the orders page is not usable ({type(exc).__name__})") from exc
-
-
-def _text(record: dict[str, Any]) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, iso_time
 from shared.pulls.shopify_admin import PAGE_SIZE, ShopifyOrders
 
 ORDERS_A_PAGE = 10  # × 5 returns × (10 line items + 5 exchange items): under the 1,000-point query cost
@@ -139,14 +139,11 @@ class ShopifyReturns:
         """An order's returns as their webhooks; a field missing or of the wrong type fails the pull, naming
         the kind of fault, never the value (an answer may carry a name or a phone number)."""
         try:
-            changed = datetime.fromisoformat(str(order["updatedAt"]).replace("Z", "+00:00"))
-            if changed.tzinfo is None:
-                raise ValueError("an updatedAt without a UTC offset")
+            changed = iso_time(order["updatedAt"])
             pulled = []
             for node in (order.get("returns") or {}).get("nodes") or []:
                 topic, body = as_webhook(order, node)
-                text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                pulled.append(Pulled(changed, text, topic))
+                pulled.append(Pulled.of(changed, body, topic))
             return pulled
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise PullFailed(f"shopify graphql: a return is not usable ({type(exc).__name__})") from exc

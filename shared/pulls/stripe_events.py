@@ -126,4 +126,4 @@ class StripeEvents:
             topic = str(event["type"])
         except (KeyError, ValueError, TypeError, OverflowError) as exc:
             raise PullFailed(f"stripe: an event without a usable created or type ({type(exc).__name__})") from exc
-        return Pulled(created, json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False), topic)
+        return Pulled.of(created, event, topic)

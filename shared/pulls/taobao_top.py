@@ -222,5 +222,4 @@ class TaobaoChanges:
             changed = datetime.strptime(str(record["modified"]), TIME_FORMAT).replace(tzinfo=CHINA)
         except (KeyError, ValueError) as exc:
             raise PullFailed(f"taobao: a {topic} record without a usable 'modified' ({type(exc).__name__})") from exc
-        text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return Pulled(changed, text, topic)
+        return Pulled.of(changed, record, topic)

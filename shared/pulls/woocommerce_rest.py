@@ -108,4 +108,4 @@ class WooCommerceOrders:
             raise PullFailed(
                 f"woocommerce: an order without a usable date_modified_gmt ({type(exc).__name__})"
             ) from exc
-        return Pulled(changed, json.dumps(order, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        return Pulled.of(changed, order)

@@ -186,4 +186,4 @@ class YouzanChanges:
         except (KeyError, ValueError, TypeError) as exc:
             what = "update_time" if topic == API_TRADE else "modified"
             raise PullFailed(f"youzan: a {topic} record without a usable {what} ({type(exc).__name__})") from exc
-        return Pulled(at, json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False), topic)
+        return Pulled.of(at, record, topic)

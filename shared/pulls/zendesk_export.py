@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from shared.delivery.deliver import answered
-from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, retry_after
+from shared.pulls.reconcile import Pulled, PullFailed, ReconcileJob, Throttled, iso_time, retry_after
 from shared.sources.zendesk import EXPORT_TOPIC
 
 PER_PAGE = 1000  # the export's largest page
@@ -110,10 +110,7 @@ class ZendeskTickets:
     @staticmethod
     def _pulled(ticket: dict[str, Any]) -> Pulled:
         try:
-            changed = datetime.fromisoformat(str(ticket["updated_at"]).replace("Z", "+00:00"))
-            if changed.tzinfo is None:
-                raise ValueError("no time zone")
+            changed = iso_time(ticket["updated_at"])
         except (KeyError, ValueError) as exc:
             raise PullFailed(f"zendesk: a ticket without a usable updated_at ({type(exc).__name__})") from exc
-        text = json.dumps(ticket, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return Pulled(changed, text, EXPORT_TOPIC)
+        return Pulled.of(changed, ticket, EXPORT_TOPIC)
